@@ -1,0 +1,224 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Native pre-event ring (recorder._ring_c): a thin Cython skin over native/ring.c.
+
+Same API, rules, errors and bytes as recorder/_ring_py.py. Locking is inside ring.c (a pthread
+mutex no code ever waits for while holding the GIL); copies of payloads of at least
+GIL_RELEASE_BYTES run with the GIL released, smaller ones cost less than a GIL round trip.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+from recorder import errors
+from recorder._ring_py import DEFAULT_MAX_UNITS, _check_construction
+from recorder.access_unit import AccessUnit, RingStats
+
+GIL_RELEASE_BYTES = 4096
+
+
+cdef extern from "ring.h" nogil:
+    enum:
+        BWV_OK
+        BWV_DROPPED
+        BWV_ECLOSED
+        BWV_ESTREAM
+        BWV_EEMPTY
+        BWV_ETOOBIG
+        BWV_EPTS
+        BWV_ENOMEM
+        BWV_ESTATE
+        BWV_NONE
+        BWV_RETRY
+
+    ctypedef struct bwv_ring_stats:
+        uint64_t units, bytes, video_units, keyframes
+        int64_t span_us
+        uint64_t pushed_units, pushed_bytes, consumed_units, consumed_bytes
+        uint64_t evicted_units, evicted_bytes, skipped_units, overrun_units, overrun_bytes
+
+    ctypedef struct bwv_ring:
+        size_t cap
+        size_t nmax
+        uint64_t head, tail
+        int consuming
+        int closed
+
+    int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us)
+    void bwv_ring_free(bwv_ring *r)
+    int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *data,
+                      size_t n, int64_t *last_pts)
+    int bwv_ring_begin_consume(bwv_ring *r)
+    int bwv_ring_end_consume(bwv_ring *r)
+    int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n)
+    int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *stream,
+                          int64_t *pts, int *key)
+    void bwv_ring_close(bwv_ring *r)
+    void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out)
+
+
+cdef class PreEventRing:
+    """A pre-event buffer of access units, bounded by duration (video pts) and by bytes.
+
+    ``seconds``: how much video to keep while buffering (at least this much once available, at
+    most one GOP more). ``capacity_bytes``: the arena, allocated once. ``max_units``: how many AUs
+    the ring can index at once.
+    """
+
+    cdef bwv_ring r
+    cdef bint ready
+    cdef double _seconds
+
+    def __cinit__(self, seconds, capacity_bytes, max_units=DEFAULT_MAX_UNITS):
+        self.ready = False
+        seconds_us = _check_construction(seconds, capacity_bytes, max_units)
+        if bwv_ring_init(&self.r, capacity_bytes, max_units, seconds_us) != BWV_OK:
+            raise MemoryError(f"cannot allocate a ring of {capacity_bytes} bytes")
+        self.ready = True
+        self._seconds = seconds
+
+    def __dealloc__(self):
+        if self.ready:
+            bwv_ring_free(&self.r)
+
+    @property
+    def seconds(self):
+        return self._seconds
+
+    @property
+    def capacity_bytes(self):
+        return self.r.cap
+
+    @property
+    def max_units(self):
+        return self.r.nmax
+
+    @property
+    def consuming(self):
+        return bool(self.r.consuming)
+
+    @property
+    def closed(self):
+        return bool(self.r.closed)
+
+    def __len__(self):
+        return self.r.tail - self.r.head
+
+    def push(self, int stream, int64_t pts_us, is_keyframe, payload):
+        """Store one access unit (copying ``payload``), evicting old ones as the rules say."""
+        cdef Py_buffer view
+        cdef int rc
+        cdef int key = 1 if is_keyframe else 0
+        cdef int64_t last = 0
+        cdef const uint8_t *data
+        cdef size_t n
+        if type(payload) is bytes:
+            data = <const uint8_t *> PyBytes_AS_STRING(payload)
+            n = len(<bytes> payload)
+            if n < GIL_RELEASE_BYTES:
+                rc = bwv_ring_push(&self.r, stream, pts_us, key, data, n, &last)
+            else:
+                with nogil:
+                    rc = bwv_ring_push(&self.r, stream, pts_us, key, data, n, &last)
+        else:
+            try:
+                PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+            except (TypeError, BufferError):
+                raise errors.payload_type_error(payload) from None
+            try:
+                data = <const uint8_t *> view.buf
+                n = <size_t> view.len
+                with nogil:
+                    rc = bwv_ring_push(&self.r, stream, pts_us, key, data, n, &last)
+            finally:
+                PyBuffer_Release(&view)
+        if rc < 0:
+            self._raise_push_error(rc, stream, pts_us, n, last)
+
+    cdef _raise_push_error(self, int rc, int stream, int64_t pts_us, size_t n, int64_t last):
+        if rc == BWV_ECLOSED:
+            raise errors.ring_closed_error()
+        if rc == BWV_ESTREAM:
+            raise errors.invalid_stream_error(stream)
+        if rc == BWV_EEMPTY:
+            raise errors.empty_access_unit_error(stream, pts_us)
+        if rc == BWV_ETOOBIG:
+            raise errors.access_unit_too_large_error(stream, pts_us, n, self.r.cap)
+        if rc == BWV_EPTS:
+            raise errors.non_monotonic_pts_error(stream, pts_us, last)
+        raise SystemError(f"ring push returned unknown code {rc}")
+
+    def begin_consume(self):
+        """Switch to consume mode (recording): stop ageing; pop()/drain() take AUs from the oldest."""
+        cdef int rc = bwv_ring_begin_consume(&self.r)
+        if rc == BWV_ECLOSED:
+            raise errors.ring_closed_error()
+        if rc == BWV_ESTATE:
+            raise errors.RingStateError("begin_consume() called while already consuming")
+
+    def end_consume(self):
+        """Back to buffering: AUs not taken stay, trimmed to start at a keyframe, and age again."""
+        if bwv_ring_end_consume(&self.r) == BWV_ESTATE:
+            raise errors.RingStateError("end_consume() called while not consuming")
+
+    def pop(self, timeout=None):
+        """Take the oldest AU, waiting up to ``timeout`` seconds (None: forever) for one.
+
+        Returns None on timeout, or when the ring is closed and empty (see ``closed``).
+        """
+        cdef double wait_s = -1.0 if timeout is None else max(<double> timeout, 0.0)
+        cdef uint64_t seq
+        cdef size_t n
+        cdef int rc, stream, key
+        cdef int64_t pts
+        cdef bytes out
+        cdef uint8_t *dst
+        while True:
+            with nogil:
+                rc = bwv_ring_peek(&self.r, wait_s, &seq, &n)
+            if rc == BWV_ESTATE:
+                raise errors.RingStateError("pop() needs consume mode: call begin_consume() first")
+            if rc == BWV_NONE:
+                return None
+            out = PyBytes_FromStringAndSize(NULL, n)
+            dst = <uint8_t *> PyBytes_AS_STRING(out)
+            if n < GIL_RELEASE_BYTES:
+                rc = bwv_ring_pop_into(&self.r, seq, n, dst, &stream, &pts, &key)
+            else:
+                with nogil:
+                    rc = bwv_ring_pop_into(&self.r, seq, n, dst, &stream, &pts, &key)
+            if rc == BWV_OK:
+                return AccessUnit(stream, pts, bool(key), out)
+            # the AU was evicted (overrun) between peek and copy: take the next one
+
+    def drain(self):
+        """Yield every AU held, oldest first, until the ring is momentarily empty (consume mode)."""
+        while True:
+            unit = self.pop(0)
+            if unit is None:
+                return
+            yield unit
+
+    def close(self):
+        """Refuse further pushes. AUs held can still be popped; then pop() returns None. Idempotent."""
+        bwv_ring_close(&self.r)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def stats(self):
+        """A consistent snapshot of the ring's counters."""
+        cdef bwv_ring_stats s
+        bwv_ring_get_stats(&self.r, &s)
+        return RingStats(s.units, s.bytes, s.video_units, s.keyframes, s.span_us,
+                         s.pushed_units, s.pushed_bytes, s.consumed_units, s.consumed_bytes,
+                         s.evicted_units, s.evicted_bytes, s.skipped_units,
+                         s.overrun_units, s.overrun_bytes)
+
+    def __repr__(self):
+        mode = "closed" if self.r.closed else "consuming" if self.r.consuming else "buffering"
+        return (f"<PreEventRing {mode} seconds={self._seconds:g} "
+                f"capacity_bytes={self.r.cap} units={len(self)}>")

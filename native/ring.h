@@ -1,0 +1,91 @@
+/* Pre-event ring buffer core: the C twin of recorder/_ring_py.py (read that file for the rules).
+ *
+ * Every function that takes a bwv_ring locks its mutex itself and never touches Python, so the
+ * Cython wrapper (native/_ring_c.pyx) may call any of them with the GIL released.
+ */
+#ifndef BWV_RING_H
+#define BWV_RING_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    BWV_OK = 0,
+    BWV_DROPPED = 1,      /* accepted, but dropped: video with no open GOP */
+    BWV_ECLOSED = -1,
+    BWV_ESTREAM = -2,
+    BWV_EEMPTY = -3,
+    BWV_ETOOBIG = -4,
+    BWV_EPTS = -5,
+    BWV_ENOMEM = -6,
+    BWV_ESTATE = -7,      /* begin while consuming, end/pop while not consuming */
+    BWV_NONE = -8,        /* pop: nothing to take (timeout, or closed and empty) */
+    BWV_RETRY = -9        /* pop_into: the AU peeked at is gone; peek again */
+};
+
+typedef struct {
+    uint64_t units, bytes, video_units, keyframes;
+    int64_t span_us;
+    uint64_t pushed_units, pushed_bytes, consumed_units, consumed_bytes;
+    uint64_t evicted_units, evicted_bytes, skipped_units, overrun_units, overrun_bytes;
+} bwv_ring_stats;
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t readable;
+    int waiters;
+
+    uint8_t *arena;
+    size_t cap;
+    size_t nmax;
+    int64_t seconds_us;
+
+    /* per-AU metadata, indexed by seq % nmax */
+    uint8_t *streams;
+    uint8_t *keys;
+    int64_t *pts;
+    size_t *offs;
+    size_t *lens;
+    /* seqs of held video keyframes, indexed by k % nmax */
+    uint64_t *kseq;
+    uint64_t khead, ktail;
+
+    uint64_t head, tail;
+    int64_t last_pts[2];
+    int has_last[2];
+    int gop_open;
+    int has_key_seq;
+    uint64_t last_key_seq;
+    uint64_t video_held;
+    uint64_t held_bytes;
+    int consuming;
+    int closed;
+
+    uint64_t pushed_units, pushed_bytes, consumed_units, consumed_bytes;
+    uint64_t evicted_units, evicted_bytes, skipped_units, overrun_units, overrun_bytes;
+} bwv_ring;
+
+int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us);
+void bwv_ring_free(bwv_ring *r);
+
+/* Store one AU. Returns BWV_OK, BWV_DROPPED, or a negative error; *last_pts receives the
+ * previous pts of the stream when BWV_EPTS is returned. */
+int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *data,
+                  size_t n, int64_t *last_pts);
+
+int bwv_ring_begin_consume(bwv_ring *r);
+int bwv_ring_end_consume(bwv_ring *r);
+
+/* Wait up to timeout_s (< 0: forever; 0: not at all) until an AU is held or the ring is closed.
+ * Returns BWV_OK with the oldest AU's seq and size, BWV_NONE, or BWV_ESTATE. */
+int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n);
+
+/* Copy AU `seq` (of size n, from bwv_ring_peek) into dst and free it. BWV_RETRY if it is gone. */
+int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *stream,
+                      int64_t *pts, int *key);
+
+void bwv_ring_close(bwv_ring *r);
+void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out);
+
+#endif

@@ -1,0 +1,41 @@
+"""`bwv doctor`: what is installed and active on this machine, and why."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import warnings
+from dataclasses import dataclass
+
+from . import __version__
+from ._native import ENV_VAR, PIECES, NativeFallbackWarning, load, policy_from_environ
+
+
+@dataclass(frozen=True)
+class DoctorLine:
+    label: str
+    value: str
+
+
+def report() -> list[DoctorLine]:
+    """The facts `bwv doctor` prints, in order."""
+    lines = [
+        DoctorLine("bwv-recorder", __version__),
+        DoctorLine("python", f"{platform.python_implementation()} {platform.python_version()} "
+                             f"({sys.executable})"),
+        DoctorLine("platform", f"{platform.platform()} {platform.machine()}"),
+        DoctorLine(ENV_VAR, policy_from_environ().value),
+    ]
+    for name, piece in PIECES.items():
+        with warnings.catch_warnings():
+            # the fallback is reported on its own line here; a warning on top would repeat it
+            warnings.simplefilter("ignore", NativeFallbackWarning)
+            choice = load(name)
+        lines.append(DoctorLine(f"{name} ({piece.summary})",
+                                f"{choice.implementation}: {choice.reason}"))
+    return lines
+
+
+def render(lines: list[DoctorLine]) -> str:
+    width = max(len(line.label) for line in lines)
+    return "\n".join(f"{line.label:<{width}}  {line.value}" for line in lines)

@@ -1,0 +1,42 @@
+"""Shared fixtures: every test of an accelerated piece runs against both implementations.
+
+The ``ring_impl`` fixture is parametrised with ids ``native`` and ``pure``. The native case is
+skipped (and listed as skipped) when RECORDER_NATIVE=off, or under auto when the module is not
+built; under RECORDER_NATIVE=required a missing native module is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+from recorder import _native
+
+
+def _implementation(piece: str, kind: str) -> ModuleType:
+    spec = _native.PIECES[piece]
+    if kind == "pure":
+        return importlib.import_module(spec.pure_module)
+    policy = _native.policy_from_environ()
+    if policy is _native.NativePolicy.OFF:
+        pytest.skip("RECORDER_NATIVE=off: native implementation deselected")
+    try:
+        return importlib.import_module(spec.native_module)
+    except ImportError as exc:
+        if policy is _native.NativePolicy.REQUIRED:
+            raise
+        pytest.skip(f"native {piece} not built: {exc}")
+
+
+@pytest.fixture(scope="session", params=["native", "pure"])
+def ring_impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The module of one implementation of the pre-event ring (has ``PreEventRing``)."""
+    return _implementation("ring", request.param)
+
+
+@pytest.fixture(scope="session")
+def both_ring_impls() -> tuple[ModuleType, ModuleType]:
+    """(native, pure) ring modules, for differential tests; skipped where native is absent."""
+    return _implementation("ring", "native"), _implementation("ring", "pure")
