@@ -1,0 +1,28 @@
+"""The record of one sealed segment file: what the SegmentWriter reports and the manifest stores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SealedSegment:
+    """One segment of a recording, flushed, fsynced, renamed into place and hashed.
+
+    The field names are the keys of the manifest's ``segment`` line (design.md section 3).
+    """
+
+    index: int  # 1-based position in the recording
+    file: str  # file name inside the recording directory, e.g. "000001.mp4"
+    bytes: int  # size of the file
+    sha256: str  # lower-case hex SHA-256 of the file's bytes, computed while writing
+    first_pts_us: int  # pts of the first access unit (any stream), monotonic clock
+    last_pts_us: int  # pts of the last access unit (any stream)
+    utc_start: str  # ISO 8601 UTC of first_pts_us, e.g. "2026-11-23T07:04:27.123456Z"
+    utc_end: str  # ISO 8601 UTC of last_pts_us
+    fragments: int  # number of moof+mdat fragments
+    recovered: bool  # True when truncated to its last whole fragment after a power cut
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
