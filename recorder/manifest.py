@@ -1,0 +1,633 @@
+"""The signed, hash-chained ``manifest.jsonl`` of a recording: canonical encoding, writer and checker.
+
+Format (design.md section 3; "bwv-manifest/1"), fixed here so a third party can check it with
+``sha256sum``, ``base64`` and ``openssl`` alone:
+
+* One JSON object per line, each line ending in ``\\n``. A line's bytes are its *canonical form*:
+  UTF-8, keys sorted, no spaces, i.e. ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
+  ensure_ascii=False)``. Values are strings, integers (|n| < 2**53), booleans, null, arrays and
+  objects; there are no floats (times are integer microseconds or ISO 8601 strings) and keys are
+  ASCII. For such values this is exactly RFC 8785 (JCS), so any JCS library reproduces the bytes.
+* Every line has ``seq`` (its 1-based line number), ``prev`` and ``sig``:
+  ``prev`` is the lower-case hex SHA-256 of the previous line *as stored, including its newline*
+  (``sed -n 3p manifest.jsonl | sha256sum`` is line 4's ``prev``); line 1 has 64 zeros.
+  ``sig`` is the standard base64 (88 characters, padded) of the Ed25519 signature of the line's
+  canonical form without the ``sig`` member and without the newline. Because keys are sorted and
+  every line has a ``type`` key, ``sig`` is never first or last, and no nested object may use the
+  key ``sig``: removing the text ``,"sig":"…"`` from the line yields exactly the signed bytes.
+* Line 1 is the ``header``: format, recording/device/officer ids, ``public_key`` (base64 of the
+  DER SubjectPublicKeyInfo, the body of the PEM, so verification works offline), ``key_fingerprint``
+  (hex SHA-256 of the raw 32-byte key), settings, ``utc_start``, ``monotonic_start_us``,
+  ``clock_source``. Then ``segment`` lines (the fields of SealedSegment), ``event`` lines and one
+  final ``sealed`` line; nothing follows ``sealed``.
+
+Checking line N by hand (the test suite runs exactly this)::
+
+    sed -n Np manifest.jsonl | sed 's/,"sig":"[^"]*"//' | tr -d '\\n' > msg
+    sed -n Np manifest.jsonl | sed 's/.*,"sig":"\\([^"]*\\)".*/\\1/' | base64 -d > sig
+    openssl pkeyutl -verify -pubin -inkey device.pem -rawin -in msg -sigfile sig
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import enum
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from . import keys
+from .errors import RecorderError
+from .keys import DeviceKey
+from .sealed_segment import SealedSegment
+
+FORMAT = "bwv-manifest/1"
+MANIFEST_NAME = "manifest.jsonl"
+GENESIS_PREV = "0" * 64
+MAX_SAFE_INTEGER = 2**53 - 1
+
+JSONValue = Union[str, int, bool, None, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
+
+
+class ManifestError(RecorderError):
+    """Base class of the manifest's errors."""
+
+
+class ManifestFormatError(ManifestError, ValueError):
+    """A value that has no canonical encoding (a float, a non-ASCII key, a nested ``sig`` ...)."""
+
+
+class ManifestStateError(ManifestError, RuntimeError):
+    """An append that does not fit the manifest's state (after sealing, after a failed write)."""
+
+
+class ManifestWriteError(ManifestError, OSError):
+    """Writing or fsyncing a line failed; the file keeps its complete lines and can be reopened."""
+
+
+class ManifestIntegrityError(ManifestError):
+    """A manifest to be continued does not verify: it must not be extended."""
+
+
+class LineType(str, enum.Enum):
+    HEADER = "header"
+    SEGMENT = "segment"
+    EVENT = "event"
+    SEALED = "sealed"
+
+
+class EventKind(str, enum.Enum):
+    """What an ``event`` line records. Readers accept unknown kinds from newer recorders."""
+
+    MARKER = "marker"  # the officer pressed the button while recording
+    STEALTH = "stealth"  # detail: {"on": bool}; LED and beeper off/on
+    OVERRUN = "overrun"  # detail: {"access_units": n, "bytes": n}; the writer fell behind
+    ERROR = "error"  # detail: {"message": str}
+    MANIFEST_REPAIRED = "manifest_repaired"  # detail: {"dropped_bytes": n, "dropped_sha256": hex}
+
+
+# ---------------------------------------------------------------------------------------------
+# canonical encoding
+
+
+def _check_value(value: object, where: str, nested: bool) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise ManifestFormatError(f"{where}: integer {value} is outside ±(2**53-1), which "
+                                      "JSON readers in other languages cannot hold exactly")
+        return
+    if isinstance(value, float):
+        raise ManifestFormatError(f"{where}: floats are not allowed in the manifest ({value!r}); "
+                                  "use integer units such as microseconds")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise ManifestFormatError(f"{where}: key {key!r} must be an ASCII string")
+            if nested and key == "sig":
+                raise ManifestFormatError(f"{where}: the key 'sig' is reserved for the line's "
+                                          "signature and may not appear in nested objects")
+            _check_value(item, f"{where}.{key}", True)
+        return
+    if isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            _check_value(item, f"{where}[{position}]", True)
+        return
+    raise ManifestFormatError(f"{where}: {type(value).__name__} cannot be stored in the manifest")
+
+
+def canonical_bytes(obj: Mapping[str, Any]) -> bytes:
+    """The canonical form of one manifest object (no newline). Raises ManifestFormatError."""
+    _check_value(obj, "line", False)
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ManifestFormatError(f"line: a string is not valid Unicode ({exc.reason})") from None
+
+
+def signed_bytes(obj: Mapping[str, Any]) -> bytes:
+    """The bytes a line's ``sig`` signs: its canonical form without ``sig``."""
+    return canonical_bytes({key: value for key, value in obj.items() if key != "sig"})
+
+
+def line_hash(stored_line: bytes) -> str:
+    """The ``prev`` the next line must carry: hex SHA-256 of this line including its newline."""
+    return hashlib.sha256(stored_line).hexdigest()
+
+
+def utc_now() -> str:
+    """The current UTC time in the manifest's form, e.g. "2026-11-23T07:04:27.123456Z"."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"key {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"number {text} is not an integer")
+
+
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def parse_line(data: bytes) -> dict[str, Any]:
+    """Parse one line's bytes (without newline) strictly; raises ValueError saying what is wrong."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_refuse_float,
+                     parse_constant=_refuse_constant)
+    if not isinstance(obj, dict):
+        raise ValueError(f"a line must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+@dataclass(frozen=True)
+class RecordingHeader:
+    """What line 1 says about the recording; the writer adds the key and the chain fields."""
+
+    recording_id: str
+    device_id: str
+    officer_id: str
+    utc_start: str  # ISO 8601 UTC of monotonic_start_us
+    monotonic_start_us: int  # the shared pts clock at the start of the recording
+    clock_source: str  # where UTC came from: "ntp", "rtc", "gps", "unsynchronised" ...
+    settings: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    """One line as written: its object (with ``sig``) and its stored bytes (with newline)."""
+
+    seq: int
+    obj: Mapping[str, Any]
+    stored: bytes
+
+    @property
+    def hash(self) -> str:
+        return line_hash(self.stored)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ManifestWriter:
+    """Appends signed, chained lines to one recording's manifest, fsyncing each.
+
+    Not thread-safe: one writer thread owns it. After a failed write it refuses further appends;
+    ``ManifestWriter.reopen`` then cuts any partial last line and continues the chain.
+    """
+
+    def __init__(self, path: Path, key: DeviceKey, fd: int, next_seq: int, prev: str,
+                 segments: int, segment_bytes: int) -> None:
+        self.path = path
+        self._key = key
+        self._fd: int | None = fd
+        self._next_seq = next_seq
+        self._prev = prev
+        self._segments = segments
+        self._segment_bytes = segment_bytes
+        self._sealed = False
+        self._failure: BaseException | None = None
+        self.repair: ManifestLine | None = None  # the manifest_repaired event reopen wrote
+
+    # -- opening
+
+    @classmethod
+    def create(cls, directory: Path, key: DeviceKey, header: RecordingHeader) -> ManifestWriter:
+        """Start a new manifest in ``directory`` (which must not hold one) and write its header."""
+        path = directory / MANIFEST_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        writer = cls(path, key, fd, 1, GENESIS_PREV, 0, 0)
+        writer._append({
+            "type": LineType.HEADER.value,
+            "format": FORMAT,
+            "recording_id": header.recording_id,
+            "device_id": header.device_id,
+            "officer_id": header.officer_id,
+            "public_key": keys.public_key_spki_b64(key.public_key),
+            "key_fingerprint": key.fingerprint,
+            "utc_start": header.utc_start,
+            "monotonic_start_us": header.monotonic_start_us,
+            "clock_source": header.clock_source,
+            "settings": dict(header.settings),
+        })
+        _fsync_directory(directory)  # the new name survives a power cut too
+        return writer
+
+    @classmethod
+    def reopen(cls, directory: Path, key: DeviceKey, utc: str | None = None) -> ManifestWriter:
+        """Continue an unsealed manifest after a crash or power cut.
+
+        Every complete line must verify against ``key``. A partial last line (a write cut short)
+        is removed, and an ``event`` line ``manifest_repaired`` records how many bytes were
+        dropped and their SHA-256, so the repair itself is signed and visible.
+        """
+        path = directory / MANIFEST_NAME
+        data = path.read_bytes()
+        check = check_manifest(data, trusted_key=key.public_key, require_sealed=False)
+        problems = [item for item in check.problems
+                    if item.code not in (LineProblemCode.PARTIAL_LINE, LineProblemCode.EMPTY)]
+        if problems:
+            first = problems[0]
+            raise ManifestIntegrityError(
+                f"{path} cannot be continued: line {first.line}: {first.message}")
+        if check.sealed:
+            raise ManifestStateError(f"{path} is sealed: a sealed recording takes no more lines")
+        if not check.lines:
+            raise ManifestIntegrityError(f"{path} has no complete header line: it cannot be "
+                                         "continued; start a new recording")
+        complete = len(data) - len(check.partial_tail)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            if check.partial_tail:
+                os.ftruncate(fd, complete)
+                os.fsync(fd)
+            segment_lines = [line for line in check.lines if line.get("type") == "segment"]
+            writer = cls(path, key, fd, len(check.lines) + 1, line_hash(check.stored[-1]),
+                         len(segment_lines), sum(int(line["bytes"]) for line in segment_lines))
+        except BaseException:
+            os.close(fd)
+            raise
+        if check.partial_tail:
+            writer.repair = writer.append_event(
+                EventKind.MANIFEST_REPAIRED, utc or utc_now(),
+                detail={"dropped_bytes": len(check.partial_tail),
+                        "dropped_sha256": hashlib.sha256(check.partial_tail).hexdigest()})
+        return writer
+
+    # -- appending
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    def append_segment(self, segment: SealedSegment) -> ManifestLine:
+        """Enter a sealed segment; its index must follow the previous segment's."""
+        if segment.index != self._segments + 1:
+            raise ManifestStateError(f"segment index {segment.index} does not follow the "
+                                     f"previous segment ({self._segments}): expected "
+                                     f"{self._segments + 1}")
+        obj: dict[str, Any] = {"type": LineType.SEGMENT.value, **segment.as_dict()}
+        line = self._append(obj)
+        self._segments += 1
+        self._segment_bytes += segment.bytes
+        return line
+
+    def append_event(self, kind: EventKind, utc: str, pts_us: int | None = None,
+                     detail: Mapping[str, JSONValue] | None = None) -> ManifestLine:
+        """Record an event at ``utc`` (and ``pts_us`` on the shared clock, when known)."""
+        obj: dict[str, Any] = {"type": LineType.EVENT.value, "event": EventKind(kind).value,
+                               "utc": utc}
+        if pts_us is not None:
+            obj["pts_us"] = pts_us
+        if detail:
+            obj["detail"] = dict(detail)
+        return self._append(obj)
+
+    def seal(self, utc: str, reason: str = "stopped") -> ManifestLine:
+        """Write the final ``sealed`` line: the count and total bytes of the segments."""
+        line = self._append({"type": LineType.SEALED.value, "utc": utc, "reason": reason,
+                             "segments": self._segments, "bytes": self._segment_bytes})
+        self._sealed = True
+        return line
+
+    def _append(self, body: dict[str, Any]) -> ManifestLine:
+        if self._fd is None:
+            raise ManifestStateError(f"{self.path} is closed")
+        if self._sealed:
+            raise ManifestStateError(f"{self.path} is sealed: a sealed recording takes no more "
+                                     "lines")
+        if self._failure is not None:
+            raise ManifestStateError(
+                f"an earlier write to {self.path} failed ({self._failure}); reopen it with "
+                "ManifestWriter.reopen to cut the partial line and continue")
+        obj = dict(body, seq=self._next_seq, prev=self._prev)
+        signature = self._key.sign(canonical_bytes(obj))
+        obj["sig"] = base64.b64encode(signature).decode("ascii")
+        stored = canonical_bytes(obj) + b"\n"
+        try:
+            view = memoryview(stored)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._failure = exc
+            raise ManifestWriteError(
+                exc.errno, f"appending line {self._next_seq} to {self.path} failed "
+                f"({exc.strerror or exc}); its complete lines are intact: reopen it with "
+                "ManifestWriter.reopen to continue") from exc
+        line = ManifestLine(self._next_seq, obj, stored)
+        self._next_seq += 1
+        self._prev = line.hash
+        return line
+
+    def close(self) -> None:
+        """Close the file (idempotent). Closing does not seal: call ``seal`` first."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# checking
+
+
+class LineProblemCode(str, enum.Enum):
+    NOT_JSON = "not_json"
+    NOT_CANONICAL = "not_canonical"
+    MISSING_FIELD = "missing_field"
+    SEQ = "seq"
+    CHAIN = "chain"
+    SIGNATURE = "signature"
+    KEY = "key"
+    STRUCTURE = "structure"
+    PARTIAL_LINE = "partial_line"
+    NOT_SEALED = "not_sealed"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """Something wrong with one line of the manifest (``line`` is 1-based)."""
+
+    line: int
+    code: LineProblemCode
+    message: str
+
+
+@dataclass
+class ManifestCheck:
+    """The result of checking a manifest's lines, chain and signatures."""
+
+    lines: list[dict[str, Any]]  # parsed objects of the complete lines ({} where unparsable)
+    stored: list[bytes]  # each complete line's bytes, with newline
+    problems: list[LineProblem]
+    partial_tail: bytes  # bytes after the last newline (empty when the file ends cleanly)
+    header_key: Ed25519PublicKey | None
+    key_source: str  # "trusted" or "header" or "none"
+    sealed: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def segments(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, object) of every segment line."""
+        return [(number, obj) for number, obj in enumerate(self.lines, 1)
+                if obj.get("type") == LineType.SEGMENT.value]
+
+
+_COMMON_FIELDS: dict[str, type] = {"seq": int, "prev": str, "sig": str, "type": str}
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "header": {"format": str, "recording_id": str, "device_id": str, "officer_id": str,
+               "public_key": str, "key_fingerprint": str, "utc_start": str,
+               "monotonic_start_us": int, "clock_source": str, "settings": dict},
+    "segment": {"index": int, "file": str, "bytes": int, "sha256": str, "first_pts_us": int,
+                "last_pts_us": int, "utc_start": str, "utc_end": str, "fragments": int,
+                "recovered": bool},
+    "event": {"event": str, "utc": str},
+    "sealed": {"utc": str, "reason": str, "segments": int, "bytes": int},
+}
+
+
+def _field_problems(obj: Mapping[str, Any]) -> str | None:
+    for name, kind in _COMMON_FIELDS.items():
+        if not isinstance(obj.get(name), kind) or isinstance(obj.get(name), bool):
+            return f"field {name!r} is missing or not a {kind.__name__}"
+    line_type = obj["type"]
+    if line_type not in _FIELDS:
+        return f"type {line_type!r} is not one of {', '.join(_FIELDS)}"
+    for name, kinds in _FIELDS[line_type].items():
+        value = obj.get(name)
+        wanted = kinds if isinstance(kinds, tuple) else (kinds,)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            names = " or ".join(kind.__name__ for kind in wanted)
+            return f"{line_type} field {name!r} is missing or not a {names}"
+    return None
+
+
+def _segment_entry_problem(obj: Mapping[str, Any], earlier_files: list[str]) -> str | None:
+    name = obj["file"]
+    if (not name or "/" in name or "\\" in name or name in (".", "..")
+            or name == MANIFEST_NAME or name.startswith(".")):
+        return f"segment file name {name!r} is not a plain file name in the recording directory"
+    if name in earlier_files:
+        return f"segment file {name!r} is listed twice"
+    if obj["index"] != len(earlier_files) + 1:
+        return (f"segment index {obj['index']} where {len(earlier_files) + 1} is expected: "
+                "segment lines were deleted, duplicated or moved")
+    if obj["bytes"] < 0 or obj["fragments"] < 0 or obj["last_pts_us"] < obj["first_pts_us"]:
+        return "segment sizes or pts are impossible (negative, or last_pts_us < first_pts_us)"
+    sha = obj["sha256"]
+    if len(sha) != 64 or any(char not in "0123456789abcdef" for char in sha):
+        return f"sha256 {sha!r} is not 64 lower-case hex digits"
+    return None
+
+
+def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """(complete lines with their newline, the partial tail after the last newline)."""
+    cut = data.rfind(b"\n") + 1
+    complete = data[:cut]
+    return complete.splitlines(keepends=True), data[cut:]
+
+
+def check_manifest(data: bytes, trusted_key: Ed25519PublicKey | None = None,
+                   require_sealed: bool = True) -> ManifestCheck:
+    """Check every line: strict JSON, canonical form, ``seq``, ``prev`` chain and ``sig``.
+
+    Signatures are checked against ``trusted_key`` when given (the header's key must then be
+    that key), else against the header's own key. Problems are listed in line order; within a
+    line the most telling one comes first (a wrong ``seq`` before the chain and signature it
+    also breaks).
+    """
+    stored, tail = split_lines(data)
+    problems: list[LineProblem] = []
+    lines: list[dict[str, Any]] = []
+    key: Ed25519PublicKey | None = trusted_key
+    key_source = "trusted" if trusted_key is not None else "none"
+    header_key: Ed25519PublicKey | None = None
+    sealed_at: int | None = None
+    segment_files: list[str] = []
+    prev = GENESIS_PREV
+
+    def problem(number: int, code: LineProblemCode, message: str) -> None:
+        problems.append(LineProblem(number, code, message))
+
+    for number, line_bytes in enumerate(stored, 1):
+        body = line_bytes[:-1]
+        expected_prev, prev = prev, line_hash(line_bytes)
+        try:
+            obj = parse_line(body)
+        except (ValueError, RecursionError) as exc:
+            problem(number, LineProblemCode.NOT_JSON, f"not a valid manifest JSON object ({exc})")
+            lines.append({})
+            continue
+        lines.append(obj)
+        try:
+            canonical = canonical_bytes(obj)
+        except ManifestFormatError as exc:
+            canonical = None
+            problem(number, LineProblemCode.NOT_CANONICAL, f"value not allowed: {exc}")
+        if canonical is not None and canonical != body:
+            problem(number, LineProblemCode.NOT_CANONICAL,
+                    "not in canonical form (sorted keys, no spaces, minimal escapes): the line "
+                    "was rewritten after the recorder wrote it")
+        missing = _field_problems(obj)
+        if missing is not None:
+            problem(number, LineProblemCode.MISSING_FIELD, missing)
+            continue
+        if obj["seq"] != number:
+            problem(number, LineProblemCode.SEQ,
+                    f"seq is {obj['seq']} on line {number}: a line was deleted, duplicated, "
+                    "inserted or moved")
+        if obj["prev"] != expected_prev:
+            what = ("the genesis value (64 zeros)" if number == 1
+                    else f"the SHA-256 of line {number - 1}")
+            problem(number, LineProblemCode.CHAIN,
+                    f"prev {obj['prev'][:16]}… is not {what} ({expected_prev[:16]}…): the line "
+                    "before it was changed, or lines were deleted, inserted or moved")
+        line_type = obj["type"]
+        if number == 1:
+            if line_type != LineType.HEADER.value:
+                problem(number, LineProblemCode.STRUCTURE,
+                        f"line 1 is a {line_type!r} line; it must be the header")
+            else:
+                try:
+                    header_key = keys.public_key_from_spki_b64(obj["public_key"])
+                except keys.PublicKeyFormatError as exc:
+                    problem(number, LineProblemCode.KEY, str(exc))
+                if header_key is not None:
+                    if keys.fingerprint(header_key) != obj["key_fingerprint"]:
+                        problem(number, LineProblemCode.KEY,
+                                f"key_fingerprint {obj['key_fingerprint'][:16]}… is not the "
+                                f"SHA-256 of the header's public key "
+                                f"({keys.fingerprint(header_key)[:16]}…)")
+                    if trusted_key is None:
+                        key, key_source = header_key, "header"
+                    elif keys.public_key_raw(header_key) != keys.public_key_raw(trusted_key):
+                        problem(number, LineProblemCode.KEY,
+                                f"the header's public key (fingerprint "
+                                f"{keys.fingerprint(header_key)[:16]}…) is not the trusted key "
+                                f"(fingerprint {keys.fingerprint(trusted_key)[:16]}…): the "
+                                "recording was signed by another device, or re-signed")
+                if obj.get("format") != FORMAT:
+                    problem(number, LineProblemCode.STRUCTURE,
+                            f"format {obj.get('format')!r} is not {FORMAT!r}")
+        elif line_type == LineType.HEADER.value:
+            problem(number, LineProblemCode.STRUCTURE,
+                    "a second header line: only line 1 may be a header")
+        if line_type == LineType.SEGMENT.value:
+            segment_problem = _segment_entry_problem(obj, segment_files)
+            if segment_problem is not None:
+                problem(number, LineProblemCode.STRUCTURE, segment_problem)
+            segment_files.append(obj["file"])
+        if sealed_at is not None:
+            problem(number, LineProblemCode.STRUCTURE,
+                    f"a line after the sealed line (line {sealed_at}): lines were appended "
+                    "after the recording was sealed")
+        if line_type == LineType.SEALED.value and sealed_at is None:
+            sealed_at = number
+        if key is None:
+            problem(number, LineProblemCode.SIGNATURE,
+                    "the signature cannot be checked: no valid public key in the header and "
+                    "no trusted key given")
+        else:
+            try:
+                signature = base64.b64decode(obj["sig"], validate=True)
+            except (binascii.Error, ValueError):
+                signature = b""
+            try:
+                message = signed_bytes(obj)
+            except ManifestFormatError:
+                message = b""
+            if len(signature) != 64 or not keys.verify_signature(key, signature, message):
+                whose = "the trusted key" if key_source == "trusted" else "the header's key"
+                problem(number, LineProblemCode.SIGNATURE,
+                        f"the signature does not verify against {whose}: the line was changed "
+                        "after it was signed, or signed by another key")
+
+    if not stored and not tail:
+        problem(1, LineProblemCode.EMPTY, "the manifest is empty")
+    if tail:
+        problem(len(stored) + 1, LineProblemCode.PARTIAL_LINE,
+                f"the last line is incomplete ({len(tail)} bytes without a newline): the "
+                "recorder stopped in the middle of writing it; restarting the recorder cuts it "
+                "and seals the recording")
+    if sealed_at is not None:
+        sealed = lines[sealed_at - 1]
+        segment_lines = [obj for obj in lines if obj.get("type") == LineType.SEGMENT.value]
+        if sealed.get("segments") != len(segment_lines):
+            problem(sealed_at, LineProblemCode.STRUCTURE,
+                    f"the sealed line counts {sealed.get('segments')} segments but the manifest "
+                    f"lists {len(segment_lines)}")
+        total = sum(obj["bytes"] for obj in segment_lines if isinstance(obj.get("bytes"), int))
+        if sealed.get("bytes") != total:
+            problem(sealed_at, LineProblemCode.STRUCTURE,
+                    f"the sealed line totals {sealed.get('bytes')} bytes but the segments add "
+                    f"up to {total}")
+    elif require_sealed and (stored or tail):
+        problem(len(stored) + (1 if tail else 0), LineProblemCode.NOT_SEALED,
+                "the manifest has no sealed line: the recording was not stopped cleanly (restart "
+                "the recorder to recover and seal it), or its last lines were removed")
+    problems.sort(key=lambda item: item.line)  # stable: keeps each line's own order
+    return ManifestCheck(lines, stored, problems, tail, header_key, key_source,
+                         sealed_at is not None)
