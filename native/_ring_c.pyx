@@ -123,7 +123,7 @@ cdef class PreEventRing:
         else:
             try:
                 PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
-            except (TypeError, BufferError):
+            except (TypeError, BufferError, ValueError):
                 raise errors.payload_type_error(payload) from None
             try:
                 data = <const uint8_t *> view.buf
