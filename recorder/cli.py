@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__, doctor
 
@@ -16,6 +17,58 @@ EXIT_USAGE = 2
 def _doctor(args: argparse.Namespace) -> int:
     print(doctor.render(doctor.report()))
     return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from . import keys, verify  # imported here: `bwv doctor` need not load cryptography
+
+    trusted = None
+    try:
+        if args.key is not None:
+            trusted = keys.load_public_key(args.key)
+        report = verify.verify_recording(args.path, trusted_key=trusted)
+    except (keys.PublicKeyFormatError, verify.VerifyUsageError) as exc:
+        print(f"bwv verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(verify.render_json(report) if args.json else verify.render_human(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+VERIFY_DESCRIPTION = """\
+Check a recording against its signed manifest and say whether it is exactly what the
+camera wrote. PATH is a recording directory (or its manifest.jsonl).
+
+What is checked:
+  manifest   every line is canonical JSON; seq counts 1, 2, 3 ...; each prev is the
+             SHA-256 of the line before; each sig is a valid Ed25519 signature; the
+             last line is 'sealed' and counts the segments. Deleted, inserted,
+             duplicated, reordered or edited lines all break one of these.
+  key        signatures are checked against the public key in the header, or, with
+             --key, against the key you trust (the one enrolled for the camera); the
+             header's key must then be that key. Without --key, verify proves the
+             files are unchanged since signing, not which camera signed them.
+  segments   every listed file exists, has the listed size and SHA-256, its MP4 boxes
+             parse, and it holds the listed number of fragments; no other file is in
+             the directory.
+  timing     decode times run on without gaps from fragment to fragment and segment
+             to segment (a gap or overlap larger than one sample is reported with its
+             size in microseconds); each segment's first/last pts in the manifest are
+             increasing and agree with the media.
+"""
+
+VERIFY_EPILOG = """\
+exit status:
+  0  everything holds
+  1  something does not: the report names the first broken line or file first
+  2  usage error: PATH does not exist, or the --key file holds no Ed25519 key
+
+examples:
+  bwv verify recordings/20261123T070427Z-cam7
+  bwv verify --key cam7.pem --json recordings/20261123T070427Z-cam7 > report.json
+
+The manifest format, and how to check a line with sha256sum and openssl alone, is
+described in the README (section "Integrity: manifest, keys and bwv verify").
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the version, Python and platform, and for each accelerated piece "
                     "whether the native or the pure-Python implementation is active, and why.")
     doctor_parser.set_defaults(func=_doctor)
+    verify_parser = commands.add_parser(
+        "verify", help="check a recording's hashes, hash chain, signatures and timing",
+        description=VERIFY_DESCRIPTION, epilog=VERIFY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify_parser.add_argument("path", metavar="PATH", type=Path,
+                               help="recording directory, or its manifest.jsonl")
+    verify_parser.add_argument("--json", action="store_true",
+                               help="print the full report as JSON instead of text")
+    verify_parser.add_argument("--key", metavar="PUBKEY", type=Path,
+                               help="file with the trusted public key: PEM, or the one-line "
+                                    "key `bwv doctor` prints, or 64 hex digits")
+    verify_parser.set_defaults(func=_verify)
     return parser
 
 

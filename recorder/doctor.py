@@ -33,7 +33,26 @@ def report() -> list[DoctorLine]:
             choice = load(name)
         lines.append(DoctorLine(f"{name} ({piece.summary})",
                                 f"{choice.implementation}: {choice.reason}"))
+    lines.extend(_device_key_lines())
     return lines
+
+
+def _device_key_lines() -> list[DoctorLine]:
+    # Doctor only looks: the key is created by the first recording, so that running a
+    # diagnostic never changes the camera's identity or leaves a key in a mistyped directory.
+    from . import keys  # imported here: the rest of doctor needs no cryptography
+
+    data_dir = keys.default_data_dir()
+    try:
+        key = keys.DeviceKey.find(data_dir)
+    except (keys.DeviceKeyError, OSError) as exc:
+        return [DoctorLine("device key", f"ERROR: {exc}")]
+    if key is None:
+        return [DoctorLine("device key", f"no device key yet (created on first recording) in "
+                                         f"{data_dir} (set {keys.DATA_DIR_ENV_VAR} to change)")]
+    return [DoctorLine("device key", str(key.path)),
+            DoctorLine("device public key", keys.public_key_spki_b64(key.public_key)),
+            DoctorLine("device key fingerprint", f"sha256 {key.fingerprint}")]
 
 
 def render(lines: list[DoctorLine]) -> str:

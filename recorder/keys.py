@@ -86,7 +86,8 @@ def public_key_from_spki_b64(text: str) -> Ed25519PublicKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    """Read a trusted public key from a file: PEM (as `bwv doctor` prints it) or 64 hex digits."""
+    """Read a trusted public key from a file: PEM, the one-line base64 form `bwv doctor` prints
+    (the PEM body, as in manifest headers), DER, or the raw key as 64 hex digits."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -97,6 +98,11 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
             return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode("ascii")))
         except (ValueError, UnicodeDecodeError):
             pass
+    if text.startswith(base64.b64encode(_SPKI_PREFIX)[:16]):
+        try:
+            return public_key_from_spki_b64(text.decode("ascii"))
+        except (PublicKeyFormatError, UnicodeDecodeError):
+            pass
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
@@ -104,8 +110,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
             key = serialization.load_der_public_key(data)
         except ValueError:
             raise PublicKeyFormatError(
-                f"{path} holds no public key: give a PEM file (-----BEGIN PUBLIC KEY-----, as "
-                "`bwv doctor` prints it) or the raw key as 64 hex digits") from None
+                f"{path} holds no public key: give a PEM file (-----BEGIN PUBLIC KEY-----), the "
+                "one-line key `bwv doctor` prints, or the raw key as 64 hex digits") from None
     if not isinstance(key, Ed25519PublicKey):
         raise PublicKeyFormatError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return key

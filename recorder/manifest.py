@@ -465,10 +465,15 @@ def _field_problems(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def is_plain_file_name(name: str) -> bool:
+    """True for a name that can only mean a file directly inside the recording directory."""
+    return bool(name) and "/" not in name and "\\" not in name and "\0" not in name \
+        and not name.startswith(".") and name != MANIFEST_NAME
+
+
 def _segment_entry_problem(obj: Mapping[str, Any], earlier_files: list[str]) -> str | None:
     name = obj["file"]
-    if (not name or "/" in name or "\\" in name or name in (".", "..")
-            or name == MANIFEST_NAME or name.startswith(".")):
+    if not is_plain_file_name(name):
         return f"segment file name {name!r} is not a plain file name in the recording directory"
     if name in earlier_files:
         return f"segment file {name!r} is listed twice"
