@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._native import NativeFallbackWarning, load
 from .access_unit import AUDIO, VIDEO, AccessUnit, RingStats
 from .errors import (
@@ -22,7 +24,10 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-PreEventRing = load("ring").module.PreEventRing
+if TYPE_CHECKING:  # the fully typed pure twin is the type source for both implementations
+    from ._ring_py import PreEventRing
+else:
+    PreEventRing = load("ring").module.PreEventRing
 
 
 def implementation(piece: str) -> str:
