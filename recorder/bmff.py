@@ -1,4 +1,4 @@
-"""Reads the structure of fragmented MP4 (ISO BMFF) segment files: boxes, tracks and fragment timing.
+"""Reads the structure of fragmented MP4 (ISO BMFF) segment files: boxes, tracks, fragment timing.
 
 Only box headers and the small ``moov``/``moof`` boxes are read; media data (``mdat``) is skipped
 by seeking, so checking a 40 MB segment reads a few kilobytes. Every inconsistency (a box running

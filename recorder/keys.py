@@ -24,8 +24,8 @@ from .errors import RecorderError
 KEY_FILE_NAME = "device_key.pem"
 DATA_DIR_ENV_VAR = "BWV_DATA_DIR"
 
-# DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID 1.3.101.112 },
-# BIT STRING (32 bytes) }. The raw key follows it; this is how the PEM body is built and taken apart.
+# DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+# 1.3.101.112 }, BIT STRING (32 bytes) }. The raw key follows it: the PEM body is prefix + key.
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
 
@@ -62,7 +62,7 @@ def fingerprint(key: Ed25519PublicKey) -> str:
 
 
 def public_key_spki_b64(key: Ed25519PublicKey) -> str:
-    """Base64 of the DER SubjectPublicKeyInfo: the body of the PEM, as stored in manifest headers."""
+    """Base64 of the DER SubjectPublicKeyInfo: the PEM body, as stored in manifest headers."""
     return base64.b64encode(_SPKI_PREFIX + public_key_raw(key)).decode("ascii")
 
 

@@ -1,4 +1,4 @@
-"""The signed, hash-chained ``manifest.jsonl`` of a recording: canonical encoding, writer and checker.
+"""The signed, hash-chained ``manifest.jsonl`` of a recording: canonical form, writer, checker.
 
 Format (design.md section 3; "bwv-manifest/1"), fixed here so a third party can check it with
 ``sha256sum``, ``base64`` and ``openssl`` alone:

@@ -85,6 +85,7 @@ class SegmentReport:
     file: str
     line: int
     bytes: int  # as the manifest says
+    recovered: bool = False  # truncated to its last whole fragment after a power cut
     present: bool = False
     size_ok: bool | None = None
     sha256_ok: bool | None = None
@@ -122,6 +123,7 @@ class VerifyReport:
     key_source: str = "none"  # "trusted" (--key) or "header"
     lines: int = 0
     sealed: bool = False
+    events: dict[str, int] = field(default_factory=dict)  # event kind -> how many lines
     segments: list[SegmentReport] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)
     steps: list[Gap] = field(default_factory=list)
@@ -194,6 +196,9 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None) ->
         report.officer_id = header.get("officer_id")
     if check.header_key is not None:
         report.key_fingerprint = keys.fingerprint(check.header_key)
+    for obj in check.lines:
+        if obj.get("type") == manifest.LineType.EVENT.value and isinstance(obj.get("event"), str):
+            report.events[obj["event"]] = report.events.get(obj["event"], 0) + 1
     for item in check.problems:
         report.problems.append(Problem(ProblemCode(item.code.value), f"{mname} line {item.line}",
                                        item.message, line=item.line))
@@ -206,7 +211,8 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None) ->
         if any(p.line == number and p.code is ProblemCode.MISSING_FIELD
                for p in report.problems) or not manifest.is_plain_file_name(obj["file"]):
             continue  # the line itself is malformed; its file cannot be checked by it
-        segment = SegmentReport(obj["index"], obj["file"], number, obj["bytes"])
+        segment = SegmentReport(obj["index"], obj["file"], number, obj["bytes"],
+                                recovered=obj["recovered"])
         report.segments.append(segment)
         file_path = directory / obj["file"]
         where = obj["file"]
@@ -402,6 +408,13 @@ def render_human(report: VerifyReport) -> str:
     out.append(f"segments    {len(segments)} listed, {present} present, SHA-256 matches "
                f"{hashed}/{len(segments)}, boxes parse {boxed}/{len(segments)}, "
                f"{len(report.extra_files)} unlisted files")
+    recovered = [s.file for s in segments if s.recovered]
+    if recovered:
+        out.append(f"recovered   {', '.join(recovered)}: cut to the last whole fragment after "
+                   "a power cut")
+    if report.events:
+        out.append("events      " + ", ".join(f"{kind} {count}"
+                                              for kind, count in sorted(report.events.items())))
     gaps = [step for step in report.steps if not step.within_tolerance]
     largest = max((abs(step.gap_us) for step in report.steps), default=0)
     out.append(f"timing      {len(gaps)} gaps beyond tolerance; largest step between fragments "

@@ -41,7 +41,8 @@ HEADER = RecordingHeader(recording_id="20261123T070427Z-cam7", device_id="cam7",
 def segment(index: int, size: int = 1000) -> SealedSegment:
     return SealedSegment(index=index, file=f"{index:06d}.mp4", bytes=size,
                          sha256=hashlib.sha256(str(index).encode()).hexdigest(),
-                         first_pts_us=index * 30_000_000, last_pts_us=index * 30_000_000 + 29_966_666,
+                         first_pts_us=index * 30_000_000,
+                         last_pts_us=index * 30_000_000 + 29_966_666,
                          utc_start="2026-11-23T07:04:27.000000Z",
                          utc_end="2026-11-23T07:04:57.000000Z", fragments=15, recovered=False)
 

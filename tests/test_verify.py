@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bmff import WrittenSegment, write_segments
 
-from recorder import cli, keys, manifest, verify
+from recorder import bmff, cli, keys, manifest, verify
 from recorder.keys import DeviceKey
 from recorder.manifest import MANIFEST_NAME, EventKind, ManifestWriter, RecordingHeader
 from recorder.sealed_segment import SealedSegment
@@ -427,3 +427,40 @@ def test_help_reads_like_a_manual(capsys: pytest.CaptureFixture[str]) -> None:
     for words in ("What is checked:", "exit status:", "0  everything holds",
                   "2  usage error", "--key PUBKEY", "examples:"):
         assert words in text
+
+
+# --- other shapes of recording that must verify
+
+
+@pytest.mark.parametrize("b_frames, audio", [(2, True), (0, False)])
+def test_recordings_with_b_frames_or_without_audio_verify(tmp_path: Path, key: DeviceKey,
+                                                          b_frames: int, audio: bool) -> None:
+    directory = tmp_path / "recording"
+    segments = write_segments(directory, seconds=4, segment_seconds=2, b_frames=b_frames,
+                              audio=audio)
+    write_manifest(directory, key, sealed_segments(segments))
+    report = verify.verify_recording(directory)
+    assert report.ok, report.problems
+    assert {span.handler for s in report.segments for span in s.tracks} == (
+        {"vide", "soun"} if audio else {"vide"})
+
+
+def test_a_recovered_recording_verifies_and_says_what_was_recovered(
+        recording: Path, key: DeviceKey, capsys: pytest.CaptureFixture[str]) -> None:
+    # a power cut: the last segment was cut to one fragment and the sealed line never written
+    segments = template_segments((recording, Path()))
+    last = recording / "000003.mp4"
+    cut = bmff.read_segment(last).fragments[1].offset
+    last.write_bytes(last.read_bytes()[:cut])
+    lines = lines_of(recording)
+    set_lines(recording, lines[:-2] + [lines[-2][:40]])  # segment 3's line half written
+    with manifest.ManifestWriter.reopen(recording, key, utc="2026-11-23T08:00:00.000000Z") as w:
+        data = last.read_bytes()
+        w.append_segment(replace(segments[2], bytes=len(data), fragments=1, recovered=True,
+                                 sha256=hashlib.sha256(data).hexdigest(),
+                                 last_pts_us=segments[2].first_pts_us + 966_666))
+        w.seal("2026-11-23T08:00:01.000000Z", reason="recovered")
+    code, out, _ = run_cli(str(recording), capsys=capsys)
+    assert code == cli.EXIT_OK, out
+    assert "recovered   000003.mp4" in out
+    assert "events      manifest_repaired 1, marker 1" in out
