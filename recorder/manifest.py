@@ -244,10 +244,22 @@ class ManifestWriter:
     @classmethod
     def create(cls, directory: Path, key: DeviceKey, header: RecordingHeader) -> ManifestWriter:
         """Start a new manifest in ``directory`` (which must not hold one) and write its header."""
+        body = cls._header_body(header, key)
+        canonical_bytes(body)  # a bad setting fails here, before any file exists
         path = directory / MANIFEST_NAME
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         writer = cls(path, key, fd, 1, GENESIS_PREV, 0, 0)
-        writer._append({
+        try:
+            writer._append(body)
+            _fsync_directory(directory)  # the new name survives a power cut too
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    @staticmethod
+    def _header_body(header: RecordingHeader, key: DeviceKey) -> dict[str, Any]:
+        return {
             "type": LineType.HEADER.value,
             "format": FORMAT,
             "recording_id": header.recording_id,
@@ -259,9 +271,7 @@ class ManifestWriter:
             "monotonic_start_us": header.monotonic_start_us,
             "clock_source": header.clock_source,
             "settings": dict(header.settings),
-        })
-        _fsync_directory(directory)  # the new name survives a power cut too
-        return writer
+        }
 
     @classmethod
     def reopen(cls, directory: Path, key: DeviceKey, utc: str | None = None) -> ManifestWriter:

@@ -361,3 +361,12 @@ def test_reopen_refuses_a_tampered_manifest_or_another_devices_key(tmp_path: Pat
                lambda ls: [ls[0], ls[1].replace(b'"bytes":1000', b'"bytes":9')])
     with pytest.raises(ManifestIntegrityError, match="line 2: the signature does not verify"):
         ManifestWriter.reopen(tmp_path, key)
+
+
+def test_a_header_with_a_float_setting_is_refused_before_any_file_exists(
+        tmp_path: Path, key: DeviceKey) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ManifestFormatError, match=r"line\.settings\.fps: floats"):
+        ManifestWriter.create(tmp_path, key, replace(HEADER, settings={"fps": 29.97}))
+    assert not (tmp_path / "manifest.jsonl").exists()
