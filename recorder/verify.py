@@ -417,7 +417,7 @@ def render_human(report: VerifyReport) -> str:
                                               for kind, count in sorted(report.events.items())))
     gaps = [step for step in report.steps if not step.within_tolerance]
     largest = max((abs(step.gap_us) for step in report.steps), default=0)
-    out.append(f"timing      {len(gaps)} gaps beyond tolerance; largest step between fragments "
+    out.append(f"timing      {len(gaps)} gaps beyond tolerance; largest step in decode time "
                f"{largest} µs")
     if report.problems:
         out.append("")
