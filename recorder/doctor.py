@@ -34,6 +34,24 @@ def report() -> list[DoctorLine]:
         lines.append(DoctorLine(f"{name} ({piece.summary})",
                                 f"{choice.implementation}: {choice.reason}"))
     lines.extend(_device_key_lines())
+    lines.extend(_raspberry_pi_lines())
+    return lines
+
+
+def _raspberry_pi_lines() -> list[DoctorLine]:
+    """Camera, microphone, GPIO, clock and storage checks on a Pi; one 'skipped' line elsewhere."""
+    from .board import rpi_checks  # gpiozero is imported only when doctor gets this far
+    from .keys import default_data_dir
+
+    storage = default_data_dir()
+    while not storage.exists():  # free space is that of the nearest existing directory
+        storage = storage.parent
+    lines = []
+    for check in rpi_checks(storage_path=storage):
+        value = f"{check.status.value}: {check.detail}"
+        if check.remedy:
+            value += f" -> {check.remedy}"
+        lines.append(DoctorLine(check.label, value))
     return lines
 
 

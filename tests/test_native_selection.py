@@ -121,6 +121,7 @@ def test_doctor_prints_every_piece_and_exits_zero() -> None:
         [line] = [line for line in lines if line.startswith(f"{name} (")]
         assert "  native: " in line or "  pure: " in line
     assert "RECORDER_NATIVE" in result.stdout and "platform" in result.stdout
+    assert any(line.startswith("Raspberry Pi ") for line in lines)  # checked, or said to be skipped
 
 
 def test_bwv_without_a_command_is_a_usage_error() -> None:
