@@ -1,0 +1,215 @@
+"""The recorder's settings: one TOML file, every default and allowed range declared once, here.
+
+`Settings.load(path)` reads the file (a missing file means all defaults); a bad value raises
+`SettingsError` naming the key, the value and what is allowed. `settings_table_markdown()` renders
+the README's table from the same declarations. The ``[board]`` table is checked by
+`recorder.board.BoardSettings`, which owns the pins and gesture timings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RecorderError
+
+
+class SettingsError(RecorderError, ValueError):
+    """A setting, or the settings file, is not acceptable. The message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its table, key, default, allowed values and what it means."""
+
+    table: str
+    key: str
+    default: Any
+    help: str
+    low: float | None = None  # numbers: inclusive range
+    high: float | None = None
+    choices: tuple[str, ...] = ()  # strings: allowed values; "file:PATH" allows any "file:..."
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.key}"
+
+    def check(self, value: Any) -> Any:
+        expected = type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise SettingsError(f"{self.name} = {value!r} is not allowed: {self.allowed()}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"{self.name} = {value!r} is not allowed: {self.allowed()}")
+        if self.low is not None and self.high is not None and not self.low <= value <= self.high:
+            raise SettingsError(f"{self.name} = {value!r} is not allowed: {self.allowed()}")
+        if self.choices and not any(_matches(value, choice) for choice in self.choices):
+            raise SettingsError(f"{self.name} = {value!r} is not allowed: {self.allowed()}")
+        return value
+
+    def allowed(self) -> str:
+        kind = {bool: "true or false", int: "a whole number", float: "a number",
+                str: "a string"}[type(self.default)]
+        if self.low is not None and self.high is not None:
+            kind += f" from {_number(self.low)} to {_number(self.high)}"
+        if self.choices:
+            kind = "one of " + ", ".join(f'"{choice}"' for choice in self.choices)
+        return f"give {kind}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("device", "device_id", "", "this camera's id in manifests and at the station "
+           "(empty: the host name)"),
+    Option("device", "officer_id", "", "the officer the camera is issued to (collar number)"),
+    Option("camera", "source", "auto", "where video comes from: auto (picamera2 on a Pi, "
+           "synthetic elsewhere), picamera2, synthetic, file:PATH, v4l2:DEVICE",
+           choices=("auto", "picamera2", "synthetic", "file:PATH", "v4l2:DEVICE")),
+    Option("camera", "width", 1920, "frame width, pixels", 64, 4096),
+    Option("camera", "height", 1080, "frame height, pixels", 64, 3072),
+    Option("camera", "fps", 30, "frames per second", 1, 120),
+    Option("camera", "bitrate_bps", 10_000_000, "H.264 bit rate, bits per second",
+           100_000, 50_000_000),
+    Option("camera", "keyframe_interval_s", 1.0, "seconds between keyframes; a fragment is one "
+           "GOP, and a recording starts at one", 0.2, 2.0),
+    Option("audio", "source", "auto", "where audio comes from: auto (pyaudio on a Pi, synthetic "
+           "elsewhere), pyaudio, pyaudio:DEVICE, synthetic, none",
+           choices=("auto", "pyaudio", "pyaudio:DEVICE", "synthetic", "synthetic:HZ", "none")),
+    Option("audio", "sample_rate", 48_000, "samples per second", 8_000, 96_000),
+    Option("audio", "channels", 1, "1 (mono) or 2 (stereo)", 1, 2),
+    Option("audio", "bitrate_bps", 64_000, "AAC bit rate, bits per second", 16_000, 320_000),
+    Option("audio", "in_pre_event", False, "keep audio in the pre-event buffer (off by default: "
+           "many jurisdictions forbid pre-recording audio)"),
+    Option("recording", "pre_event_s", 30.0, "seconds of video kept before the button press",
+           0, 120),
+    Option("recording", "segment_s", 30.0, "a new segment file starts at the first keyframe "
+           "after this many seconds", 2, 3600),
+    Option("storage", "data_dir", "", "where recordings and the device key live (empty: "
+           "$BWV_DATA_DIR or ~/.local/share/bwv)"),
+    Option("storage", "min_free_mb", 512.0, "refuse to start, and stop a recording cleanly, "
+           "below this much free space (MiB)", 0, 1_000_000),
+    Option("station", "url", "", "the evidence station's URL for uploads when docked "
+           "(empty: no upload)"),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+TABLES = ("device", "camera", "audio", "recording", "storage", "station", "board")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. ``values`` maps "table.key" to its value; ``board`` is the raw
+    ``[board]`` table, checked by `recorder.board.BoardSettings`."""
+
+    values: Mapping[str, Any]
+    board: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None  # the file they came from, if any
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @classmethod
+    def from_mapping(cls, document: Mapping[str, Any], source: Path | None = None) -> Settings:
+        """Check a parsed TOML document; missing keys take their defaults."""
+        where = f" in {source}" if source else ""
+        unknown_tables = sorted(set(document) - set(TABLES))
+        if unknown_tables:
+            raise SettingsError(f"unknown table(s) [{'], ['.join(unknown_tables)}]{where}: "
+                                f"allowed tables are {', '.join(TABLES)}")
+        values = {option.name: option.default for option in OPTIONS}
+        for table, entries in document.items():
+            if not isinstance(entries, Mapping):
+                raise SettingsError(f"{table} must be a table ([{table}]){where}")
+            if table == "board":
+                continue
+            for key, value in entries.items():
+                option = _BY_NAME.get(f"{table}.{key}")
+                if option is None:
+                    known = ", ".join(o.key for o in OPTIONS if o.table == table)
+                    raise SettingsError(f"unknown setting {table}.{key}{where}: [{table}] "
+                                        f"allows {known}")
+                values[option.name] = option.check(value)
+        if values["camera.fps"] * values["camera.keyframe_interval_s"] < 1:
+            raise SettingsError(
+                f"camera.keyframe_interval_s = {values['camera.keyframe_interval_s']!r} is shorter "
+                f"than one frame at camera.fps = {values['camera.fps']}")
+        if values["camera.width"] % 2 or values["camera.height"] % 2:
+            raise SettingsError(
+                f"camera.width x camera.height = {values['camera.width']}x"
+                f"{values['camera.height']} is not allowed: H.264 4:2:0 needs even sizes")
+        return cls(values, dict(document.get("board", {})), source)
+
+    @classmethod
+    def load(cls, path: Path | None) -> Settings:
+        """Settings from a TOML file; ``None`` or a file that does not exist: all defaults."""
+        if path is None:
+            return cls.from_mapping({})
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+        return cls.from_mapping(document, path)
+
+    def with_values(self, **changes: Any) -> Settings:
+        """A copy with some values replaced (keys as "table_key", e.g. camera_fps=25), checked."""
+        document: dict[str, dict[str, Any]] = {}
+        for name, value in self.values.items():
+            table, key = name.split(".", 1)
+            document.setdefault(table, {})[key] = value
+        for underscored, value in changes.items():
+            table, key = underscored.split("_", 1)
+            if f"{table}.{key}" not in _BY_NAME:
+                raise SettingsError(f"unknown setting {table}.{key}")
+            document.setdefault(table, {})[key] = value
+        document["board"] = dict(self.board)
+        return Settings.from_mapping(document, self.source)
+
+    @property
+    def device_id(self) -> str:
+        return str(self.values["device.device_id"]) or socket.gethostname()
+
+    @property
+    def data_dir(self) -> Path:
+        configured = str(self.values["storage.data_dir"])
+        if configured:
+            return Path(os.path.expanduser(configured))
+        from .keys import default_data_dir
+
+        return default_data_dir()
+
+
+def settings_table_markdown() -> str:
+    """The README's table of every setting, its default and what is allowed."""
+    rows = ["| setting | default | allowed | meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        rows.append(f"| `{option.name}` | `{_toml(option.default)}` | {option.allowed()[5:]} "
+                    f"| {option.help} |")
+    return "\n".join(rows)
+
+
+def _matches(value: str, choice: str) -> bool:
+    """A plain choice matches itself; "file:PATH" matches any non-empty "file:..."."""
+    if ":" not in choice:
+        return value == choice
+    prefix = choice.split(":", 1)[0] + ":"
+    return value.startswith(prefix) and len(value) > len(prefix)
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:g}"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
