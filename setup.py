@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -89,7 +89,7 @@ class BuildNative(build_ext):
 
 
 setup(
-    packages=["recorder", "recorder.board"],
+    packages=[*find_packages(include=["recorder", "recorder.*"]), "recorder.board"],
     package_dir={"recorder.board": "board"},
     package_data={"recorder": ["py.typed"], "recorder.board": ["rpi/*"]},
     ext_modules=_extensions(),

@@ -8,6 +8,7 @@ built; under RECORDER_NATIVE=required a missing native module is an error, never
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -40,3 +41,20 @@ def ring_impl(request: pytest.FixtureRequest) -> ModuleType:
 def both_ring_impls() -> tuple[ModuleType, ModuleType]:
     """(native, pure) ring modules, for differential tests; skipped where native is absent."""
     return _implementation("ring", "native"), _implementation("ring", "pure")
+
+
+def _on_raspberry_pi() -> bool:
+    try:
+        return "Raspberry Pi" in Path("/proc/device-tree/model").read_text(errors="ignore")
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``pi`` run on a Raspberry Pi and are skipped (and listed as skipped) elsewhere."""
+    if _on_raspberry_pi():
+        return
+    skip = pytest.mark.skip(reason="needs a Raspberry Pi with its camera module (marked pi)")
+    for item in items:
+        if "pi" in item.keywords:
+            item.add_marker(skip)
