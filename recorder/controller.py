@@ -1,0 +1,300 @@
+"""The controller: turns board events into recordings, and keeps the public informed.
+
+Threads: the sources' capture threads push into the `PreEventRing` (and never touch the disk);
+one writer thread (`RecordingWriter`) drains the ring into a `Recording` while recording; the
+controller's own thread (`run`, or the caller of `handle`) reacts to board events and checks the
+health of the others. The controller's state is changed only on its own thread, under ``_lock``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .access_unit import AUDIO, AccessUnit
+from .board import Board, BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
+from .board import StealthNotAllowedError
+from .errors import RecorderError
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    BUFFERING = "buffering"
+    RECORDING = "recording"
+    STOPPING = "stopping"
+    DOCKED = "docked"
+    ERROR = "error"
+
+
+class StorageFullError(RecorderError, OSError):
+    """Too little free space to start (or go on) recording."""
+
+
+class Recording(Protocol):
+    """What the writer thread needs of a recording (see `recorder.recording`)."""
+
+    path: Path
+
+    def write(self, unit: AccessUnit) -> None: ...
+
+    def event(self, kind: str, **fields: Any) -> None: ...
+
+    def seal(self) -> None: ...
+
+
+class Ring(Protocol):
+    def push(self, stream: int, pts_us: int, is_keyframe: bool, payload: bytes) -> None: ...
+    def begin_consume(self) -> None: ...
+    def end_consume(self) -> None: ...
+    def pop(self, timeout: float | None = None) -> AccessUnit | None: ...
+    def stats(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RingSize:
+    capacity_bytes: int
+    max_units: int
+
+
+def ring_size(pre_event_s: float, video_bitrate_bps: int, audio_bitrate_bps: int, fps: int,
+              audio_frames_per_s: float, keyframe_interval_s: float,
+              writer_slack_s: float = 10.0) -> RingSize:
+    """Arena and index for ``pre_event_s`` of buffer plus one GOP, plus ``writer_slack_s`` of
+    jitter buffer for a slow card while recording, with 50% headroom for bit-rate peaks."""
+    seconds = pre_event_s + 2 * keyframe_interval_s + writer_slack_s
+    capacity = int((video_bitrate_bps + audio_bitrate_bps) / 8 * seconds * 1.5)
+    units = int((fps + audio_frames_per_s) * seconds * 1.5) + 64
+    return RingSize(max(capacity, 1 << 20), max(units, 256))
+
+
+def free_bytes(path: Path) -> int:
+    """Free space for an unprivileged writer on the file system holding ``path``."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+class RecordingWriter:
+    """The writer thread: drains the ring into one recording until asked to stop.
+
+    Stops after the first unit stamped at or after the stop request (everything captured before
+    the request is written), when the ring is closed and empty, or when storage runs out (the
+    recording is then sealed cleanly). Overruns counted by the ring become manifest events.
+    """
+
+    def __init__(self, ring: Ring, recording: Recording, min_free_bytes: int,
+                 storage: Callable[[], int], clock_us: Callable[[], int]) -> None:
+        self.ring = ring
+        self.recording = recording
+        self.min_free_bytes = min_free_bytes
+        self.storage = storage
+        self.clock_us = clock_us
+        self.stop_at_us: int | None = None
+        self.error: BaseException | None = None
+        self.units = 0
+        self.storage_ran_out = False
+        self._overruns_seen = ring.stats().overrun_units
+        self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        if self.stop_at_us is None:
+            self.stop_at_us = self.clock_us()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                unit = self.ring.pop(timeout=0.1)
+                if unit is not None:
+                    self.recording.write(unit)
+                    self.units += 1
+                    if self.units % 64 == 0:
+                        self._check_overrun()
+                        if self.storage() < self.min_free_bytes:
+                            self.storage_ran_out = True
+                            self.recording.event("error", reason="storage full: recording "
+                                                 "stopped and sealed")
+                            break
+                stop = self.stop_at_us
+                if stop is not None and (unit is None or unit.pts_us >= stop):
+                    break
+                if unit is None and getattr(self.ring, "closed", False):
+                    break
+            self._check_overrun()
+        except BaseException as exc:  # reported by the controller, never lost
+            self.error = exc
+            log.exception("recording writer failed")
+        finally:
+            try:
+                self.recording.seal()
+            except BaseException as exc:
+                self.error = self.error or exc
+                log.exception("sealing the recording failed")
+            self.done.set()
+
+    def _check_overrun(self) -> None:
+        stats = self.ring.stats()
+        lost = stats.overrun_units - self._overruns_seen
+        if lost:
+            self._overruns_seen = stats.overrun_units
+            self.recording.event("overrun", units=lost, total_units=stats.overrun_units,
+                                 total_bytes=stats.overrun_bytes)
+
+
+class Controller:
+    """States: buffering -> recording -> stopping -> buffering; docked; error.
+
+    ``open_recording()`` makes a new `Recording`; ``storage()`` returns free bytes. Audio goes
+    into the ring while recording, and while buffering only if ``audio_in_pre_event``.
+    """
+
+    def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
+                 min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
+                 audio_in_pre_event: bool = False, stealth_allowed: bool = False) -> None:
+        self.ring = ring
+        self.board = board
+        self.open_recording = open_recording
+        self.min_free_bytes = min_free_bytes
+        self.storage = storage
+        self.clock_us = clock_us
+        self.audio_in_pre_event = audio_in_pre_event
+        self.stealth_allowed = stealth_allowed
+        self.state = State.BUFFERING
+        self.stealth = False
+        self.conditions: set[Condition] = set()
+        self.writer: RecordingWriter | None = None
+        self.recordings: list[Path] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._show()
+
+    # -- what the sources call --------------------------------------------------------------
+
+    def push(self, unit: AccessUnit) -> None:
+        """The sink for every source: audio is gated by the pre-event audio setting."""
+        if unit.stream == AUDIO and not self.audio_in_pre_event and self.state is not State.RECORDING:
+            return
+        self.ring.push(*unit)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def handle(self, event: BoardEvent) -> None:
+        kind = event.kind
+        with self._lock:
+            if kind is BoardEventKind.START:
+                self._start(event.source)
+            elif kind is BoardEventKind.STOP:
+                self._stop(f"stopped by {event.source}")
+            elif kind is BoardEventKind.MARKER and self.writer is not None:
+                self.writer.recording.event("marker", source=event.source,
+                                            board_t_us=round(event.t * 1e6))
+                self.board.cue(Cue.MARKER)
+            elif kind is BoardEventKind.STOP_ARMED:
+                self.board.cue(Cue.STOP_ARMED)
+            elif kind is BoardEventKind.STEALTH_TOGGLE:
+                self._toggle_stealth()
+            elif kind is BoardEventKind.DOCKED and self.state is State.BUFFERING:
+                self.state = State.DOCKED
+            elif kind is BoardEventKind.UNDOCKED and self.state is State.DOCKED:
+                self.state = State.BUFFERING
+
+    def start_recording(self, reason: str = "request") -> Path | None:
+        with self._lock:
+            return self._start(reason)
+
+    def stop_recording(self, reason: str = "request") -> Path | None:
+        with self._lock:
+            return self._stop(reason)
+
+    def _start(self, source: str) -> Path | None:
+        if self.state is not State.BUFFERING:
+            return None
+        if self.storage() < self.min_free_bytes:
+            self.conditions.add(Condition.STORAGE_FULL)
+            self.errors.append("storage full: recording refused")
+            self._show()
+            return None
+        recording = self.open_recording()
+        recording.event("trigger", source=source)
+        self.ring.begin_consume()
+        self.writer = RecordingWriter(self.ring, recording, self.min_free_bytes, self.storage,
+                                      self.clock_us)
+        self.state = State.RECORDING
+        self.writer.start()
+        self.recordings.append(recording.path)
+        self._show()
+        self.board.cue(Cue.START)
+        return recording.path
+
+    def _stop(self, reason: str) -> Path | None:
+        writer = self.writer
+        if self.state is not State.RECORDING or writer is None:
+            return None
+        self.state = State.STOPPING
+        writer.recording.event("stop", reason=reason)
+        writer.request_stop()
+        writer.join()
+        self.ring.end_consume()
+        self.writer = None
+        self.state = State.BUFFERING
+        if writer.error is not None:
+            self.errors.append(f"recording {writer.recording.path.name} failed: {writer.error}")
+            self.conditions.add(Condition.ERROR)
+        if writer.storage_ran_out:
+            self.conditions.add(Condition.STORAGE_FULL)
+        self._show()
+        self.board.cue(Cue.STOP)
+        return writer.recording.path
+
+    def _toggle_stealth(self) -> None:
+        wanted = not self.stealth
+        try:
+            self.board.show(IndicatorStatus(self._mode(), frozenset(self.conditions), wanted))
+        except StealthNotAllowedError:
+            if self.writer is not None:
+                self.writer.recording.event("stealth", on=wanted, allowed=False)
+            return
+        self.stealth = wanted
+        if self.writer is not None:
+            self.writer.recording.event("stealth", on=wanted, allowed=True)
+
+    def _mode(self) -> Mode:
+        return Mode.RECORDING if self.state in (State.RECORDING, State.STOPPING) else Mode.BUFFERING
+
+    def _show(self) -> None:
+        self.board.show(IndicatorStatus(self._mode(), frozenset(self.conditions), self.stealth))
+
+    # -- health -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Called periodically: a writer that stopped on its own (storage, error) is wound up."""
+        with self._lock:
+            writer = self.writer
+            if writer is not None and writer.done.is_set():
+                self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
+                                                 else f"error: {writer.error}"))
+
+    def run(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        """React to board events until ``stop`` is set; then stop and seal any recording."""
+        try:
+            while not stop.is_set():
+                event = self.board.get_event(timeout=poll_s)
+                if event is not None:
+                    self.handle(event)
+                self.check()
+        finally:
+            self.stop_recording("recorder shutting down")

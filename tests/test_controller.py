@@ -1,0 +1,227 @@
+"""The controller's rules, with the real ring and the scripted board; the recording is a list.
+
+End-to-end runs with real segment files are in tests/test_record_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import recorder
+from recorder import AUDIO, VIDEO, AccessUnit
+from recorder.board import BoardEvent, BoardEventKind, BoardSettings, Condition, Mode, ScriptedBoard
+from recorder.controller import Controller, State, ring_size
+
+FRAME = 33_333
+
+
+class ListRecording:
+    """A recording that keeps what it is given in memory (thread-safe like the real one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.units: list[AccessUnit] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.sealed = 0
+        self.lock = threading.Lock()
+
+    def write(self, unit: AccessUnit) -> None:
+        with self.lock:
+            self.units.append(unit)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        with self.lock:
+            self.events.append((kind, fields))
+
+    def seal(self) -> None:
+        self.sealed += 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make(tmp_path: Path, *, free: int = 10**12, audio_in_pre_event: bool = False,
+         stealth_allowed: bool = False, pre_event_s: float = 1.0,
+         capacity: int = 1 << 20) -> tuple[Controller, list[ListRecording], ScriptedBoard, Clock]:
+    recordings: list[ListRecording] = []
+
+    def open_recording() -> ListRecording:
+        recordings.append(ListRecording(tmp_path / f"rec{len(recordings) + 1}"))
+        return recordings[-1]
+
+    board = ScriptedBoard(BoardSettings(stealth_allowed=stealth_allowed), run_thread=False)
+    clock = Clock()
+    controller = Controller(recorder.PreEventRing(pre_event_s, capacity), board, open_recording,
+                            min_free_bytes=1000, storage=lambda: free, clock_us=clock,
+                            audio_in_pre_event=audio_in_pre_event, stealth_allowed=stealth_allowed)
+    return controller, recordings, board, clock
+
+
+def feed(controller: Controller, clock: Clock, frames: range, audio: bool = True) -> list[AccessUnit]:
+    units = []
+    for n in frames:
+        clock.now = n * FRAME
+        unit = AccessUnit(VIDEO, n * FRAME, n % 15 == 0, bytes([n % 256]) * 100)
+        controller.push(unit)
+        units.append(unit)
+        if audio:
+            sound = AccessUnit(AUDIO, n * FRAME + 7, True, bytes([n % 256]) * 10)
+            controller.push(sound)
+            units.append(sound)
+    return units
+
+
+def test_start_drains_the_pre_event_buffer_and_the_seam_has_no_gap_or_duplicate(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path)
+    before = feed(controller, clock, range(0, 90), audio=False)
+    controller.start_recording("test")
+    after = feed(controller, clock, range(90, 150), audio=False)
+    controller.stop_recording("test")
+    units = recordings[0].units
+    assert units[0].is_keyframe
+    start = before.index(units[0])
+    assert 30 <= len(before) - start <= 45  # 1 s of pre-event at 30 fps, up to one GOP more
+    assert units == before[start:] + after[:len(units) - (len(before) - start)]
+    assert units[-1] == after[-1]
+    assert recordings[0].sealed == 1
+
+
+def test_audio_stays_out_of_the_pre_event_buffer_unless_allowed(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path)
+    feed(controller, clock, range(0, 60))
+    controller.start_recording()
+    feed(controller, clock, range(60, 90))
+    controller.stop_recording()
+    first_audio = next(u for u in recordings[0].units if u.stream == AUDIO)
+    assert first_audio.pts_us >= 60 * FRAME
+
+
+def test_audio_in_pre_event_starts_with_the_video(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path, audio_in_pre_event=True)
+    feed(controller, clock, range(0, 60))
+    controller.start_recording()
+    feed(controller, clock, range(60, 90))
+    controller.stop_recording()
+    units = recordings[0].units
+    assert units[0].stream == VIDEO and units[1].stream == AUDIO
+    assert units[1].pts_us - units[0].pts_us < FRAME
+
+
+def test_too_little_storage_refuses_to_start_and_shows_storage_full(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path, free=10)
+    feed(controller, clock, range(0, 30))
+    assert controller.start_recording() is None
+    assert recordings == [] and controller.state is State.BUFFERING
+    assert Condition.STORAGE_FULL in controller.conditions
+    assert "storage full" in controller.errors[0]
+
+
+def test_board_events_start_mark_and_stop(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    controller.handle(BoardEvent(BoardEventKind.START, 1.0))
+    assert controller.state is State.RECORDING
+    feed(controller, clock, range(30, 45))
+    controller.handle(BoardEvent(BoardEventKind.MARKER, 1.5))
+    feed(controller, clock, range(45, 60))
+    controller.handle(BoardEvent(BoardEventKind.STOP, 2.0))
+    assert controller.state is State.BUFFERING
+    kinds = [kind for kind, _ in recordings[0].events]
+    assert kinds == ["trigger", "marker", "stop"]
+    assert recordings[0].events[1][1]["board_t_us"] == 1_500_000
+
+
+def test_a_second_start_while_recording_does_not_open_a_second_recording(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    controller.handle(BoardEvent(BoardEventKind.START, 1.0, source="aux"))
+    controller.stop_recording()
+    assert len(recordings) == 1
+    assert controller.stop_recording() is None  # a double stop does nothing
+
+
+def test_stealth_is_refused_and_logged_when_not_allowed(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path, stealth_allowed=False)
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    controller.handle(BoardEvent(BoardEventKind.STEALTH_TOGGLE, 1.0))
+    controller.stop_recording()
+    assert controller.stealth is False
+    assert ("stealth", {"on": True, "allowed": False}) in recordings[0].events
+
+
+def test_stealth_toggles_are_written_when_allowed(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path, stealth_allowed=True)
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    controller.handle(BoardEvent(BoardEventKind.STEALTH_TOGGLE, 1.0))
+    controller.handle(BoardEvent(BoardEventKind.STEALTH_TOGGLE, 2.0))
+    controller.stop_recording()
+    assert [f for k, f in recordings[0].events if k == "stealth"] == [
+        {"on": True, "allowed": True}, {"on": False, "allowed": True}]
+
+
+def test_overruns_become_manifest_events(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path, capacity=2_000)
+    feed(controller, clock, range(0, 15), audio=False)
+    writer_block = threading.Event()
+    controller.start_recording()
+    original = recordings[0].write
+
+    def slow_write(unit: AccessUnit) -> None:
+        writer_block.wait(10)
+        original(unit)
+
+    recordings[0].write = slow_write  # type: ignore[method-assign]
+    feed(controller, clock, range(15, 120), audio=False)  # 10 KB into a 2 KB ring, writer stuck
+    writer_block.set()
+    controller.stop_recording()
+    overruns = [f for k, f in recordings[0].events if k == "overrun"]
+    assert overruns and sum(f["units"] for f in overruns) == controller.ring.stats().overrun_units > 0
+
+
+def test_docked_camera_does_not_record(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path)
+    controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    assert controller.start_recording() is None and controller.state is State.DOCKED
+    controller.handle(BoardEvent(BoardEventKind.UNDOCKED, 1.0))
+    assert controller.state is State.BUFFERING
+
+
+def test_the_board_shows_recording_while_recording(tmp_path: Path) -> None:
+    controller, _, board, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    shown: list[Mode] = []
+    original = board.show
+    board.show = lambda status: (shown.append(status.mode), original(status))  # type: ignore[method-assign]
+    controller.start_recording()
+    controller.stop_recording()
+    assert shown == [Mode.RECORDING, Mode.BUFFERING]
+
+
+def test_run_seals_the_recording_when_asked_to_stop(tmp_path: Path) -> None:
+    controller, recordings, _, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    stop = threading.Event()
+    stop.set()
+    controller.run(stop)
+    assert recordings[0].sealed == 1 and controller.state is State.BUFFERING
+
+
+@pytest.mark.parametrize("pre_event_s", [0, 30, 120])
+def test_ring_size_holds_the_pre_event_buffer_at_the_configured_rate(pre_event_s: float) -> None:
+    size = ring_size(pre_event_s, 10_000_000, 64_000, 30, 46.9, 1.0)
+    needed = (10_000_000 + 64_000) / 8 * (pre_event_s + 1.0)
+    assert size.capacity_bytes >= needed
+    assert size.max_units >= (30 + 46.9) * (pre_event_s + 1.0)
