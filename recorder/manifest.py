@@ -87,10 +87,13 @@ class LineType(str, enum.Enum):
 class EventKind(str, enum.Enum):
     """What an ``event`` line records. Readers accept unknown kinds from newer recorders."""
 
+    TRIGGER = "trigger"  # detail: {"source": "button" | "aux" | ...}; what started the recording
+    STOP = "stop"  # detail: {"reason": str}; what stopped it
     MARKER = "marker"  # the officer pressed the button while recording
     STEALTH = "stealth"  # detail: {"on": bool}; LED and beeper off/on
     OVERRUN = "overrun"  # detail: {"access_units": n, "bytes": n}; the writer fell behind
     ERROR = "error"  # detail: {"message": str}
+    AUDIO_OVERFLOW = "audio_overflow"  # detail: {"blocks": n}; the microphone lost samples
     MANIFEST_REPAIRED = "manifest_repaired"  # detail: {"dropped_bytes": n, "dropped_sha256": hex}
 
 
