@@ -268,14 +268,18 @@ def test_stalled_sink_counts_overflows_and_keeps_pts_exact_across_the_gap() -> N
         release.wait(10)
         units.append(unit)
 
+    def wait_for(condition: Any) -> None:  # at most 10 s: a hang fails, slowness does not
+        pause = threading.Event()
+        for _ in range(200):
+            if condition():
+                return
+            pause.wait(0.05)
+
     source.start(stalled)
-    deadline = threading.Event()
-    for _ in range(200):  # wait (at most 10 s) until the full queue has dropped blocks
-        if source.stats.overflows >= 3:
-            break
-        deadline.wait(0.05)
+    wait_for(lambda: source.stats.overflows >= 3)  # the queue is full and drops blocks
     release.set()
-    deadline.wait(0.1)
+    captured = source.stats.blocks
+    wait_for(lambda: source.stats.blocks >= captured + 3)  # blocks after the gap get through
     source.close()
     stats = source.stats
     assert source.error is None

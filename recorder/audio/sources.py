@@ -49,8 +49,9 @@ class AudioStats:
 
     blocks: int  # PCM blocks captured (each BLOCK_FRAMES samples per channel)
     units: int  # AAC frames handed to the sink
-    overflows: int  # times audio was lost: the device overran, or the queue was full
-    lost_samples: int  # samples per channel known to be lost (device overruns may add more)
+    overflows: int  # blocks lost: one per block dropped from a full queue, one per device
+    #               overrun (which loses at least one block): the manifest's audio_overflow "blocks"
+    lost_samples: int  # samples per channel known to be lost (a device overrun adds an unknown number)
     resyncs: int  # times the pts were re-anchored to the monotonic clock
 
 
@@ -132,6 +133,9 @@ class AudioSource:
     def close(self) -> None:
         """Stop and release the device; safe to repeat."""
         self.stop()
+        if self._threads and self._threads[0].is_alive():
+            # releasing a device under a read in progress can crash PortAudio: leave it be
+            raise AudioError(f"the capture thread of the {self.description} did not stop")
         if not self._closed:
             self._closed = True
             self._release()
