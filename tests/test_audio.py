@@ -137,11 +137,22 @@ def test_encoder_follows_a_gap_in_the_input_timeline() -> None:
     assert 10_000_000 in pts  # the frame decoding to the first block after the gap
 
 
-def test_encoder_refuses_three_channels_and_torn_samples() -> None:
+def test_encoder_refuses_three_channels_torn_samples_and_rates_aac_lacks() -> None:
     with pytest.raises(UnsupportedAudioFormatError, match="1 or 2 channels"):
         AacEncoder(RATE, 3)
     with pytest.raises(ValueError, match="not whole 2-channel"):
         AacEncoder(RATE, 2).encode(b"\x00" * 6, 0)
+    with pytest.raises(UnsupportedAudioFormatError, match="refused 1000 Hz"):
+        AacEncoder(1000, 1)
+
+
+def test_both_aac_coders_give_back_the_signal() -> None:
+    signal = chirp(RATE // 2)
+    for coder in ("fast", "twoloop"):
+        encoder = AacEncoder(RATE, 1, 64_000, coder=coder)
+        units = encoder.encode(to_s16(signal), 0) + encoder.flush()
+        decoded = decode(units, encoder.audio_specific_config)[0][1024:1024 + len(signal)]
+        assert best_alignment(decoded, signal, 8)[1] > 0.95
 
 
 # -- the sample clock ---------------------------------------------------------------------------
@@ -199,7 +210,8 @@ def test_sample_clock_skips_known_losses_and_resyncs_unknown_ones() -> None:
     clock = SampleClock(RATE, clock_us=fake)
     first = run_clock(clock, fake, [1_021_333])[0]
     clock.skip(2048)
-    assert run_clock(clock, fake, [1_021_333 + 3 * 21_333])[0] == first + 3 * 1024 * 1_000_000 // RATE
+    after_gap = run_clock(clock, fake, [1_021_333 + 3 * 21_333])[0]
+    assert after_gap == first + 3 * 1024 * 1_000_000 // RATE
     clock.resync()
     assert run_clock(clock, fake, [9_000_000])[0] == 9_000_000 - 21_333
     assert clock.resyncs == 1
@@ -398,7 +410,8 @@ def test_portaudio_refusals_become_errors_that_say_what_to_do() -> None:
     assert isinstance(rate, UnsupportedAudioFormatError)
     assert "48000 Hz" in str(rate) and "default is 44100 Hz" in str(rate)
     channels = open_error(ValueError("Invalid number of channels"), device, audio)
-    assert isinstance(channels, UnsupportedAudioFormatError) and "audio.channels = 1" in str(channels)
+    assert isinstance(channels, UnsupportedAudioFormatError)
+    assert "audio.channels = 1" in str(channels)
 
 
 def test_missing_pyaudio_is_a_no_microphone_error_naming_the_install(

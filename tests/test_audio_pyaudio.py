@@ -122,7 +122,8 @@ def test_pyaudio_capture_of_the_known_signal_decodes_back_to_it(alsa_config: Pat
     pts = [u.pts_us for u in units]
     assert pts[1:] == [pts[1] + n * 1024 * 1_000_000 // RATE for n in range(90)]
     assert pts[0] < pts[1]  # the priming frame
-    decoded = decode(units, bytes.fromhex(result["asc"]))[0][1024:]  # from the first captured sample
+    # decoded from the first captured sample on (the priming frame is 1024 samples)
+    decoded = decode(units, bytes.fromhex(result["asc"]))[0][1024:]
     known = chirp(SECONDS * RATE)[:len(decoded)]
     lag, correlation = best_alignment(decoded, known, 2048)
     print(f"pyaudio capture: correlation {correlation:.4f} at lag {lag}")

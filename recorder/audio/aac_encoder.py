@@ -7,6 +7,10 @@ sample (silence). We keep that packet and stamp it where it belongs, one frame b
 captured sample, so every decoded sample plays at the monotonic time it was captured: no priming
 to drop or shift, and no edit list needed. Each AAC frame's ``pts_us`` is the capture time of the
 first sample its decoding yields.
+
+Coder: FFmpeg's ``fast`` quantiser, not its default ``twoloop``: measured here it costs a sixth of
+the CPU (0.26% against 1.7% of one core for 48 kHz mono) for about 2 dB less signal-to-noise on
+speech-like sound at 64 kbit/s, and a Pi has the video to encode too.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class AacEncoder:
     starts a new anchor, and output frames are stamped from the anchor their first sample falls in.
     """
 
-    def __init__(self, sample_rate: int = 48_000, channels: int = 1, bitrate_bps: int = 64_000) -> None:
+    def __init__(self, sample_rate: int = 48_000, channels: int = 1,
+                 bitrate_bps: int = 64_000, coder: str = "fast") -> None:
         if channels not in LAYOUTS:
             raise UnsupportedAudioFormatError(f"AAC encoding takes 1 or 2 channels, not {channels}")
         context = av.CodecContext.create("aac", "w")
@@ -41,12 +46,13 @@ class AacEncoder:
         context.format = "fltp"
         context.bit_rate = bitrate_bps
         context.time_base = Fraction(1, sample_rate)
+        context.options = {"aac_coder": coder}
         try:
             context.open()
         except (av.error.FFmpegError, ValueError) as exc:
             raise UnsupportedAudioFormatError(
                 f"the AAC encoder refused {sample_rate} Hz, {channels} channel(s), "
-                f"{bitrate_bps} bit/s: {exc}") from exc
+                f"{bitrate_bps} bit/s, coder {coder!r}: {exc}") from exc
         self._context = context
         self.sample_rate = sample_rate
         self.channels = channels
@@ -105,7 +111,7 @@ class AacEncoder:
         return self._units(self._context.encode(frame))
 
     def _pts_at(self, sample: int) -> int:
-        """pts_us of a sample index, from the last anchor at or before it (the first for priming)."""
+        """pts_us of a sample index, from the last anchor at or before it (priming: the first)."""
         index, anchor_us = self._anchors[0]
         for candidate in reversed(self._anchors):
             if candidate[0] <= sample:

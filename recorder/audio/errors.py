@@ -14,7 +14,7 @@ class NoMicrophoneError(AudioError):
 
 
 class MicrophoneNotFoundError(AudioError, LookupError):
-    """The microphone named in the settings is not among the input devices (the message lists them)."""
+    """The microphone named in the settings is not an input device (the message lists those)."""
 
 
 class MicrophoneBusyError(AudioError):
@@ -22,7 +22,7 @@ class MicrophoneBusyError(AudioError):
 
 
 class UnsupportedAudioFormatError(AudioError, ValueError):
-    """The microphone or the AAC encoder cannot use the sample rate, channels or bit rate asked for."""
+    """The microphone or the AAC encoder cannot use the rate, channels or bit rate asked for."""
 
 
 class AudioSourceSpecError(AudioError, ValueError):

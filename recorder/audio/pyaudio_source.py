@@ -151,7 +151,8 @@ def open_error(exc: OSError | ValueError, device: InputDevice, audio: AudioForma
     if code == PA_INVALID_SAMPLE_RATE or "sample rate" in text:
         return UnsupportedAudioFormatError(
             f"the microphone {device.name!r} cannot capture at {audio.sample_rate} Hz: set "
-            f"audio.sample_rate to one it supports (its default is {device.default_sample_rate} Hz)")
+            f"audio.sample_rate to one it supports (its default is "
+            f"{device.default_sample_rate} Hz)")
     if code == PA_INVALID_CHANNEL_COUNT or "channels" in text:
         return UnsupportedAudioFormatError(
             f"the microphone {device.name!r} cannot capture {audio.channels} channel(s): it has "

@@ -51,7 +51,7 @@ class AudioStats:
     units: int  # AAC frames handed to the sink
     overflows: int  # blocks lost: one per block dropped from a full queue, one per device
     #               overrun (which loses at least one block): the manifest's audio_overflow "blocks"
-    lost_samples: int  # samples per channel known to be lost (a device overrun adds an unknown number)
+    lost_samples: int  # samples per channel known lost (a device overrun adds an unknown number)
     resyncs: int  # times the pts were re-anchored to the monotonic clock
 
 
@@ -188,7 +188,7 @@ class AudioSource:
                     self._queue.put((pcm, pts_us))
                 if self._stopping.is_set() or (self.limit is not None and count >= self.limit):
                     break
-        except BaseException as exc:  # kept for the controller: a capture thread must not die silently
+        except BaseException as exc:  # kept for the controller: never die silently
             self.error = exc
         finally:
             self._queue.put(_END)
@@ -300,7 +300,8 @@ def open_audio_source(spec: str, audio: AudioFormat = AudioFormat(),
             frequency = math.nan
         if not math.isfinite(frequency):
             raise AudioSourceSpecError(
-                f"audio source {spec!r}: {argument!r} is not a frequency in Hz (e.g. synthetic:440)")
+                f"audio source {spec!r}: {argument!r} is not a frequency in Hz "
+                "(e.g. synthetic:440)")
         return SyntheticMicrophone(audio, frequency, realtime=realtime)
     if kind == "pyaudio":
         from .pyaudio_source import PyAudioMicrophone
