@@ -430,6 +430,9 @@ class OverflowingStream:
     def __init__(self) -> None:
         self.reads = 0
 
+    def start_stream(self) -> None:
+        pass
+
     def read(self, frames: int, exception_on_overflow: bool = True) -> bytes:
         self.reads += 1
         if self.reads % 3 == 0 and exception_on_overflow:

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,13 @@ def load_pyaudio() -> Any:
             "portaudio19-dev)") from exc
 
 
+_stderr_lock = threading.Lock()  # two redirections at once would restore the wrong descriptor
+
+
 @contextlib.contextmanager
 def _stderr_to_log() -> Iterator[None]:
     """Send what C libraries write on file descriptor 2 meanwhile to the debug log."""
-    with tempfile.TemporaryFile() as caught:
+    with _stderr_lock, tempfile.TemporaryFile() as caught:
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
@@ -79,6 +83,8 @@ def _stderr_to_log() -> Iterator[None]:
 def open_portaudio() -> Any:
     """A `pyaudio.PyAudio` (PortAudio initialised), quiet on stderr."""
     pyaudio = load_pyaudio()
+    # PortAudio probes JACK; a camera must never have a JACK server started on its behalf
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
     with _stderr_to_log():
         return pyaudio.PyAudio()
 
@@ -191,7 +197,7 @@ class PyAudioMicrophone(AudioSource):
                     self._stream = self._portaudio.open(
                         rate=self.sample_rate, channels=self.channels, format=pyaudio.paInt16,
                         input=True, input_device_index=device.index,
-                        frames_per_buffer=BLOCK_FRAMES)
+                        frames_per_buffer=BLOCK_FRAMES, start=False)
             except (OSError, ValueError) as exc:
                 raise open_error(exc, device, self.audio) from exc
             self.device = device
@@ -202,6 +208,10 @@ class PyAudioMicrophone(AudioSource):
 
     def _blocks(self) -> Iterator[tuple[bytes, int]]:
         stream = self._stream
+        # started here, not when opened: samples queued before the first read would arrive in a
+        # burst and make the clock's anchor late
+        with _stderr_to_log():
+            stream.start_stream()
         while not self._stopping.is_set():
             try:
                 pcm = stream.read(BLOCK_FRAMES, exception_on_overflow=True)
