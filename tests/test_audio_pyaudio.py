@@ -14,8 +14,8 @@ The capture runs in a subprocess whose environment alone has ``ALSA_CONFIG_PATH`
 file, so the test process's own PortAudio (if any) never sees it. The ``null`` plugin is never
 "busy" and returns data as fast as it is read, so this device is not paced in real time: the
 capture runs with ``tolerance_us=None`` (pts counted from the samples alone) and a queue larger
-than the capture, and the busy and unsupported-rate paths are tested against a fake in
-test_audio.py.
+than the capture (one test keeps the tolerance to see the clock catch the too-fast device), and
+the busy and unsupported-rate paths are tested against a fake in test_audio.py.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ from recorder.audio.pyaudio_source import PyAudioMicrophone, list_input_devices
 request = json.loads(sys.argv[1])
 result = {"devices": [[d.index, d.name] for d in list_input_devices()]}
 units = []
-source = PyAudioMicrophone(AudioFormat(48000, 1, 128000), request["device"], tolerance_us=None,
-                           buffer_seconds=10, blocks=request["blocks"])
+source = PyAudioMicrophone(AudioFormat(48000, 1, 128000), request["device"],
+                           tolerance_us=request["tolerance_us"], buffer_seconds=10,
+                           blocks=request["blocks"])
 try:
     source.start(units.append)
     source.finished.wait(30)
@@ -90,11 +91,12 @@ pcm.!default {{
     return config
 
 
-def run_capture(config: Path, device: str | None, blocks: int = 90) -> dict[str, Any]:
+def run_capture(config: Path, device: str | None, blocks: int = 90,
+                tolerance_us: int | None = None) -> dict[str, Any]:
     env = dict(os.environ, ALSA_CONFIG_PATH=str(config))
     env.pop("JACK_DEFAULT_SERVER", None)
     done = subprocess.run(
-        [sys.executable, "-c", CAPTURE, json.dumps({"device": device, "blocks": blocks})],
+        [sys.executable, "-c", CAPTURE, json.dumps({"device": device, "blocks": blocks, "tolerance_us": tolerance_us})],
         env=env, capture_output=True, text=True, timeout=60, check=False,
         cwd=config.parent)  # not the source tree: import the installed package
     assert done.returncode == 0, done.stderr[-3000:]
@@ -162,3 +164,15 @@ def test_alsa_utils_reads_the_same_device(alsa_config: Path, tmp_path: Path) -> 
                     "-t", "raw", "-s", str(RATE), str(out)], env=env, check=True, timeout=30)
     got = np.frombuffer(out.read_bytes(), dtype="<i2")
     assert np.array_equal(got, np.frombuffer(to_s16(chirp(SECONDS * RATE)), dtype="<i2")[:RATE])
+
+
+def test_a_device_faster_than_real_time_is_caught_by_the_clock(alsa_config: Path) -> None:
+    """The unpaced test device delivers 2 s of audio in milliseconds: with a tolerance the sample
+    count runs ahead of the monotonic clock, so the clock re-anchors (counted) and pts stay
+    increasing and near the time the blocks really arrived."""
+    result = run_capture(alsa_config, DEVICE, blocks=40, tolerance_us=20_000)
+    blocks, _, overflows, _, resyncs = result["stats"]
+    assert (blocks, overflows) == (40, 0) and resyncs > 0
+    pts = [unit[1] for unit in result["units"]]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[-1] - pts[1] < 39 * 21_333  # not spaced by the count alone
