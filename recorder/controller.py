@@ -164,7 +164,8 @@ class Controller:
 
     def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
-                 audio_in_pre_event: bool = False, stealth_allowed: bool = False) -> None:
+                 audio_in_pre_event: bool = False, stealth_allowed: bool = False,
+                 audio_overflows: Callable[[], int] = lambda: 0) -> None:
         self.ring = ring
         self.board = board
         self.open_recording = open_recording
@@ -173,6 +174,8 @@ class Controller:
         self.clock_us = clock_us
         self.audio_in_pre_event = audio_in_pre_event
         self.stealth_allowed = stealth_allowed
+        self.audio_overflows = audio_overflows
+        self._audio_overflows_seen = audio_overflows()
         self.state = State.BUFFERING
         self.stealth = False
         self.conditions: set[Condition] = set()
@@ -284,6 +287,12 @@ class Controller:
         """Called periodically: a writer that stopped on its own (storage, error) is wound up."""
         with self._lock:
             writer = self.writer
+            overflows = self.audio_overflows()
+            if overflows != self._audio_overflows_seen:
+                if writer is not None:  # lost microphone audio is data loss: into the manifest
+                    writer.recording.event("audio_overflow",
+                                           blocks=overflows - self._audio_overflows_seen)
+                self._audio_overflows_seen = overflows
             if writer is not None and writer.done.is_set():
                 self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
                                                  else f"error: {writer.error}"))

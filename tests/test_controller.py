@@ -190,6 +190,19 @@ def test_overruns_become_manifest_events(tmp_path: Path) -> None:
     assert overruns and sum(f["units"] for f in overruns) == controller.ring.stats().overrun_units > 0
 
 
+def test_lost_microphone_audio_becomes_a_manifest_event(tmp_path: Path) -> None:
+    overflows = [0]
+    controller, recordings, _, clock = make(tmp_path)
+    controller.audio_overflows = lambda: overflows[0]
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    overflows[0] = 3
+    controller.check()
+    controller.check()  # counted once
+    controller.stop_recording()
+    assert [f for k, f in recordings[0].events if k == "audio_overflow"] == [{"blocks": 3}]
+
+
 def test_docked_camera_does_not_record(tmp_path: Path) -> None:
     controller, recordings, _, clock = make(tmp_path)
     controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
