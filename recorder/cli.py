@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, doctor
+from .station import commands as station_commands  # parsers only; the station loads on use
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,6 +33,78 @@ def _verify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(verify.render_json(report) if args.json else verify.render_human(report))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from . import keys, settings, uploader  # imported here: `bwv doctor` need not load httpx
+
+    try:
+        config = settings.Settings.load(args.config)
+    except settings.SettingsError as exc:
+        print(f"bwv upload: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    station_url = args.station or str(config["station.url"])
+    if not station_url:
+        print("bwv upload: give the station with --station URL (or set station.url in the "
+              "settings file)", file=sys.stderr)
+        return EXIT_USAGE
+    data_dir = args.data or config.data_dir
+    try:
+        key = keys.DeviceKey.find(data_dir)
+    except keys.DeviceKeyError as exc:
+        print(f"bwv upload: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if key is None:
+        print(f"bwv upload: no device key in {data_dir}: this camera has never recorded there "
+              "(give --data DIR)", file=sys.stderr)
+        return EXIT_USAGE
+    recordings_dir = args.recordings or data_dir / "recordings"
+    show_bar = sys.stderr.isatty() and not args.quiet
+
+    def progress(state: uploader.UploadProgress) -> None:
+        print("\r" + uploader.progress_line(state)[:150].ljust(150), end="", file=sys.stderr,
+              flush=True)
+
+    with uploader.Uploader(station_url, key, args.device_id or config.device_id, recordings_dir,
+                           progress=progress if show_bar else None, attempts=args.attempts,
+                           verify_tls=str(args.cafile) if args.cafile else True) as up:
+        summary = up.upload_all()
+    if show_bar:
+        print(file=sys.stderr)
+    for outcome in summary.outcomes:
+        if outcome.error is None:
+            print(f"uploaded {outcome.recording_id}: {len(outcome.uploaded)} segments sent, "
+                  f"{len(outcome.already_held)} already held; verified by the station, deleted "
+                  "here")
+        else:
+            print(f"kept {outcome.recording_id}: {outcome.error}", file=sys.stderr)
+    for path in summary.skipped_unsealed:
+        if not args.quiet:
+            print(f"skipped {path.name}: not sealed (still recording, or needs recovery)")
+    if not summary.outcomes and not args.quiet:
+        print(f"nothing to upload in {recordings_dir}")
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+UPLOAD_DESCRIPTION = """\
+Upload every sealed recording to the evidence station, oldest first, and delete each
+local copy only after the station has verified it (every segment's SHA-256 and the
+signed manifest, checked against this camera's enrolled key). A recording still being
+written is never touched. A broken connection is retried (--attempts); a later run
+resumes where the station's copy ends, sending only what it does not hold.
+"""
+
+UPLOAD_EPILOG = """\
+exit status:
+  0  every sealed recording is now held and verified by the station (or none to send)
+  1  some recording was kept: the station refused it, could not verify it, or was
+     unreachable (each is named on stderr, with the reason)
+  2  usage error: no station URL, no device key, bad settings file
+
+examples:
+  bwv upload --station https://station.example:8470 --data /var/lib/bwv
+  bwv upload --config /etc/bwv/recorder.toml --cafile /etc/bwv/station-ca.pem
+"""
 
 
 VERIFY_DESCRIPTION = """\
@@ -98,6 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
                                help="file with the trusted public key: PEM, or the one-line "
                                     "key `bwv doctor` prints, or 64 hex digits")
     verify_parser.set_defaults(func=_verify)
+    upload_parser = commands.add_parser(
+        "upload", help="send sealed recordings to the evidence station, delete once verified",
+        description=UPLOAD_DESCRIPTION, epilog=UPLOAD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    upload_parser.add_argument("--station", metavar="URL",
+                               help="the station, e.g. https://station.example:8470 (default: "
+                                    "station.url in the settings)")
+    upload_parser.add_argument("--config", metavar="FILE", type=Path,
+                               help="settings file (device id, data directory, station URL)")
+    upload_parser.add_argument("--data", metavar="DIR", type=Path,
+                               help="the camera's data directory (device key, recordings/)")
+    upload_parser.add_argument("--recordings", metavar="DIR", type=Path,
+                               help="where the recordings are (default DATA/recordings)")
+    upload_parser.add_argument("--device-id", metavar="ID",
+                               help="this camera's enrolled id (default: from the settings)")
+    upload_parser.add_argument("--cafile", metavar="PEM", type=Path,
+                               help="CA certificate to trust for an https station")
+    upload_parser.add_argument("--attempts", type=int, default=3, metavar="N",
+                               help="tries per recording after a broken connection (default 3)")
+    upload_parser.add_argument("--quiet", action="store_true",
+                               help="no progress bar; only errors")
+    upload_parser.set_defaults(func=_upload)
+    station_commands.add_station_parser(commands)
     return parser
 
 

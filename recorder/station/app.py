@@ -1,0 +1,134 @@
+"""The station's ASGI app (Starlette): the signed device API the camera's uploader speaks, and the
+periodic retention sweep. Serve it with uvicorn (``bwv station serve``).
+
+Device API (every request signed, see recorder.station.request_signing):
+
+* ``GET /api/v1/recordings/{id}``: what the station holds of a recording (resume from this).
+* ``PUT /api/v1/recordings/{id}/segments/{file}``: one segment's bytes; the declared
+  X-BWV-Content-SHA256 is the segment's SHA-256 and is checked on arrival. Idempotent.
+* ``PUT /api/v1/recordings/{id}/manifest``: the manifest; the station verifies the recording
+  and answers with the result and every segment hash it holds.
+
+Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410, 422 or 507.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from . import retention
+from .errors import HashMismatchError, StationError
+from .evidence_store import EvidenceStore
+from .request_signing import EMPTY_SHA256, parse_headers
+
+API = "/api/v1"
+log = logging.getLogger("recorder.station")
+
+
+def _error(exc: StationError) -> JSONResponse:
+    return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status)
+
+
+def create_app(store: EvidenceStore, sweep_interval_s: float | None = None) -> Starlette:
+    """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often."""
+
+    async def authenticate(request: Request, body_sha256: str | None) -> str:
+        signed = parse_headers(dict(request.headers))
+        if body_sha256 is not None and signed.body_sha256 != body_sha256:
+            raise HashMismatchError("X-BWV-Content-SHA256 is not the SHA-256 of the body")
+        device: str = await run_in_threadpool(store.authenticate, signed, request.method,
+                                              request.url.path)
+        return device
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__})
+
+    async def get_recording(request: Request) -> Response:
+        device = await authenticate(request, EMPTY_SHA256)
+        recording_id = request.path_params["recording_id"]
+        holdings = await run_in_threadpool(store.holdings, recording_id, device)
+        return JSONResponse(holdings.to_json())
+
+    async def put_segment(request: Request) -> Response:
+        signed = parse_headers(dict(request.headers))
+        device = await authenticate(request, None)
+        recording_id = request.path_params["recording_id"]
+        file = request.path_params["file"]
+        declared = signed.body_sha256
+        already = await run_in_threadpool(store.precheck_segment, device, recording_id, file,
+                                          declared)
+        if already:
+            async for _ in request.stream():
+                pass
+            return JSONResponse({"stored": False, "already_held": True, "sha256": declared})
+        writer = store.blobs.begin(declared)
+        try:
+            async for chunk in request.stream():
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        stored = await run_in_threadpool(store.commit_segment, device, recording_id, file,
+                                         writer, declared)
+        return JSONResponse({"stored": stored, "already_held": not stored, "sha256": declared},
+                            status_code=201 if stored else 200)
+
+    async def put_manifest(request: Request) -> Response:
+        data = await request.body()
+        device = await authenticate(request, hashlib.sha256(data).hexdigest())
+        recording_id = request.path_params["recording_id"]
+        holdings = await run_in_threadpool(store.ingest_manifest, device, recording_id, data)
+        return JSONResponse(holdings.to_json())
+
+    async def station_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StationError)
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return _error(exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        removed = await run_in_threadpool(store.blobs.remove_partials)
+        if removed:
+            log.info("removed %d partial blobs left by interrupted uploads", removed)
+        task = None
+        if sweep_interval_s is not None:
+            task = asyncio.create_task(sweeper(sweep_interval_s))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def sweeper(interval_s: float) -> None:
+        while True:
+            try:
+                result = await run_in_threadpool(retention.sweep, store)
+                if result.deleted:
+                    log.info("retention sweep deleted %d recordings", len(result.deleted))
+            except Exception:  # keep sweeping; the next run retries
+                log.exception("retention sweep failed")
+            await asyncio.sleep(interval_s)
+
+    routes = [
+        Route(f"{API}/health", health, methods=["GET"]),
+        Route(API + "/recordings/{recording_id}", get_recording, methods=["GET"]),
+        Route(API + "/recordings/{recording_id}/segments/{file}", put_segment, methods=["PUT"]),
+        Route(API + "/recordings/{recording_id}/manifest", put_manifest, methods=["PUT"]),
+    ]
+    handlers: dict[Any, Any] = {StationError: station_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -1,0 +1,177 @@
+"""Where the station keeps bytes: a content-addressed blob store interface and its local directory
+backend. Blobs are named by their SHA-256, so a second upload of the same bytes stores nothing new.
+
+A write goes to a partial file, is hashed as it arrives, and only a blob whose hash equals the
+declared one is fsynced and renamed into place: a cut or a wrong hash never leaves a blob behind.
+An S3-compatible backend implements the same interface (see the README).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from .errors import HashMismatchError, StorageFullError
+
+
+class BlobWriter(Protocol):
+    """One blob being received: ``write`` the chunks, then ``commit`` or ``abort``."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> int:
+        """Check the hash and store the blob; returns its size in bytes.
+        Raises HashMismatchError (nothing stored) or StorageFullError."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """The operations the station needs from its byte storage."""
+
+    def begin(self, expected_sha256: str) -> BlobWriter: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def size(self, sha256: str) -> int: ...
+
+    def open(self, sha256: str) -> BinaryIO: ...
+
+    def place(self, sha256: str, destination: Path) -> None:
+        """Make the blob readable at ``destination`` (a hard link where possible)."""
+        ...
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob; False when it was not there."""
+        ...
+
+    def remove_partials(self) -> int:
+        """Remove what interrupted writes left; returns how many."""
+        ...
+
+
+def _full_error(path: Path, exc: OSError) -> StorageFullError:
+    return StorageFullError(exc.errno or errno.ENOSPC,
+                            f"the station's blob store at {path} is full ({exc.strerror}); "
+                            "nothing was stored and the camera keeps its copy: free space or "
+                            "add storage, then dock again")
+
+
+class LocalBlobWriter:
+    """Receives one blob into ``.partial/`` of a LocalBlobStore, hashing every chunk."""
+
+    def __init__(self, store: LocalBlobStore, expected_sha256: str) -> None:
+        self._store = store
+        self.expected_sha256 = expected_sha256
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._partial = store.root / ".partial" / f"{expected_sha256[:16]}.{secrets.token_hex(8)}"
+        self._file: BinaryIO | None = open(self._partial, "wb")  # noqa: SIM115
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            raise ValueError("write after commit or abort")
+        self._digest.update(chunk)
+        self._size += len(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _full_error(self._store.root, exc) from exc
+            raise
+
+    def commit(self) -> int:
+        if self._file is None:
+            raise ValueError("commit after commit or abort")
+        actual = self._digest.hexdigest()
+        if actual != self.expected_sha256:
+            self.abort()
+            raise HashMismatchError(
+                f"the {self._size} bytes received have SHA-256 {actual}, not the declared "
+                f"{self.expected_sha256}: refused, nothing stored (the file changed on the "
+                "camera, or the bytes were damaged on the way)")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            final = self._store.path_of(actual)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._partial, final)
+            self._store.fsync_directory(final.parent)
+        except OSError as exc:
+            self.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _full_error(self._store.root, exc) from exc
+            raise
+        return self._size
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            os.unlink(self._partial)
+        except FileNotFoundError:
+            pass
+
+
+class LocalBlobStore:
+    """Blobs as files ``ROOT/ab/cd/<sha256>`` on a local file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / ".partial").mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def begin(self, expected_sha256: str) -> LocalBlobWriter:
+        return LocalBlobWriter(self, expected_sha256)
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_of(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        return self.path_of(sha256).stat().st_size
+
+    def open(self, sha256: str) -> BinaryIO:
+        return open(self.path_of(sha256), "rb")  # noqa: SIM115
+
+    def place(self, sha256: str, destination: Path) -> None:
+        source = self.path_of(sha256)
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copyfile(source, destination)
+
+    def delete(self, sha256: str) -> bool:
+        path = self.path_of(sha256)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        self.fsync_directory(path.parent)
+        return True
+
+    def remove_partials(self) -> int:
+        removed = 0
+        for entry in (self.root / ".partial").iterdir():
+            entry.unlink()
+            removed += 1
+        return removed
+
+    @staticmethod
+    def fsync_directory(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,177 @@
+"""The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
+markers, holds, deletions, request nonces and the audit log. One schema for SQLite (embedded) and
+PostgreSQL (fleet): only the URL differs. Times are integer microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (BigInteger, Boolean, Column, Engine, ForeignKey, Index, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint, create_engine, event, insert,
+                        select)
+
+metadata = MetaData()
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("public_key", String(128), nullable=False),  # base64 DER SPKI, as in manifests
+    Column("fingerprint", String(64), nullable=False),
+    Column("enrolled_us", BigInteger, nullable=False),
+    Column("enrolled_by", String(128), nullable=False),
+)
+
+officers = Table(
+    "officers", metadata,
+    Column("officer_id", String(128), primary_key=True),
+    Column("first_seen_us", BigInteger, nullable=False),
+)
+
+# status: receiving (segments arriving, no verified manifest yet), verified, failed, deleted
+recordings = Table(
+    "recordings", metadata,
+    Column("recording_id", String(128), primary_key=True),
+    Column("device_id", String(128), ForeignKey("devices.device_id"), nullable=False),
+    Column("officer_id", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("utc_start", String(40)),
+    Column("recorded_us", BigInteger),  # from the manifest header's utc_start
+    Column("received_us", BigInteger, nullable=False),
+    Column("retain_until_us", BigInteger, nullable=False),
+    Column("manifest_sha256", String(64)),
+    Column("manifest_bytes", Integer),
+    Column("verified_us", BigInteger),
+    Column("verify_summary", Text),  # the first problem, or "ok"
+    Column("verify_report", Text),  # the whole VerifyReport as JSON
+    Column("segment_count", Integer, nullable=False, default=0),
+    Column("total_bytes", BigInteger, nullable=False, default=0),
+    Column("deleted_us", BigInteger),
+)
+Index("recordings_retention", recordings.c.status, recordings.c.retain_until_us)
+
+segments = Table(
+    "segments", metadata,
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), primary_key=True),
+    Column("file", String(128), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("blob_deleted", Boolean, nullable=False, default=False),
+)
+Index("segments_sha256", segments.c.sha256)
+
+markers = Table(
+    "markers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), nullable=False),
+    Column("utc", String(40), nullable=False),
+    Column("pts_us", BigInteger),
+)
+
+holds = Table(
+    "holds", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("case_ref", String(128), nullable=False),
+    Column("placed_by", String(128), nullable=False),
+    Column("placed_us", BigInteger, nullable=False),
+    Column("released_by", String(128)),
+    Column("released_us", BigInteger),
+    Column("release_reason", Text),
+)
+
+deletions = Table(
+    "deletions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), nullable=False),
+    Column("reason", String(32), nullable=False),  # "retention"
+    Column("deleted_us", BigInteger, nullable=False),
+    Column("deleted_by", String(128), nullable=False),
+    Column("blobs_removed", Integer, nullable=False),
+    Column("bytes_removed", BigInteger, nullable=False),
+)
+
+nonces = Table(
+    "nonces", metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("nonce", String(32), primary_key=True),
+    Column("timestamp_us", BigInteger, nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("recording_id", String(128)),
+    Column("line", Text, nullable=False),  # the entry's canonical JSON (what is hashed)
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("hash"),
+)
+
+# one row (id 1): the seq and hash of the newest audit entry; appends lock and update it, so two
+# writers can never both extend the same entry
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64
+CATALOGUE_FILE = "catalogue.sqlite3"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded catalogue's URL inside the station's data directory."""
+    return f"sqlite:///{data_dir / CATALOGUE_FILE}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_catalogue(url: str) -> Engine:
+    """An engine for ``url`` with the schema created (idempotent) and the audit head in place."""
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        if conn.execute(select(audit_head.c.id)).first() is None:
+            conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+    return engine
+
+
+def to_us(moment: datetime.datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime.datetime:
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return epoch + datetime.timedelta(microseconds=value)
+
+
+def iso(value: int) -> str:
+    """The manifest's UTC form of a microsecond time, e.g. "2026-11-23T07:04:27.123456Z"."""
+    return from_us(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc(text: str) -> int:
+    """Microseconds since the epoch of a manifest UTC string; ValueError when it is not one."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return to_us(moment)

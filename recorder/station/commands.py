@@ -1,0 +1,297 @@
+"""The ``bwv station`` subcommands: serve, enroll, audit, hold, release, sweep, stats, list.
+
+Only argparse is imported at module level, so building the `bwv` parser stays cheap; the station's
+dependencies (SQLAlchemy, Starlette, uvicorn) load when a station command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .evidence_store import EvidenceStore
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DATA_ENV_VAR = "BWV_STATION_DATA"
+DB_ENV_VAR = "BWV_STATION_DB"
+DEFAULT_LISTEN = "127.0.0.1:8470"
+
+
+class StationUsageError(Exception):
+    """A station command given arguments it cannot use."""
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    value = args.data or os.environ.get(DATA_ENV_VAR)
+    if not value:
+        raise StationUsageError(f"give the station's data directory with --data DIR (or set "
+                                f"${DATA_ENV_VAR})")
+    return Path(value).expanduser()
+
+
+def open_store(args: argparse.Namespace) -> EvidenceStore:
+    """The EvidenceStore of ``--data`` / ``--db`` (created on first use)."""
+    from .blobs import LocalBlobStore
+    from .catalogue import open_catalogue, sqlite_url
+    from .evidence_store import EvidenceStore
+
+    data = _data_dir(args)
+    data.mkdir(parents=True, exist_ok=True)
+    url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
+    return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"),
+                         retention_days=getattr(args, "retention_days", 31))
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return str(getattr(args, "by", None) or f"user:{getpass.getuser()}")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """A public key given on the command line: a file (PEM, DER, one-line, hex), the one-line
+    base64 `bwv doctor` prints, or 64 hex digits."""
+    from .. import keys
+
+    path = Path(text).expanduser()
+    if path.is_file():
+        return keys.load_public_key(path)
+    stripped = text.strip()
+    if len(stripped) == 64:
+        try:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            return Ed25519PublicKey.from_public_bytes(bytes.fromhex(stripped))
+        except ValueError:
+            pass
+    return keys.public_key_from_spki_b64(stripped)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise StationUsageError(f"--listen {args.listen!r} is not HOST:PORT")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
+    store = open_store(args)
+    app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None)
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"bwv station: serving {_data_dir(args)} on {scheme}://{host}:{port} "
+          f"(catalogue {store.engine.dialect.name})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile, log_level=args.log_level, ws="none")
+    return EXIT_OK
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from ..keys import PublicKeyFormatError
+    from .errors import EnrollmentError
+
+    try:
+        key = parse_public_key(args.public_key)
+    except PublicKeyFormatError as exc:
+        raise StationUsageError(str(exc)) from None
+    try:
+        fingerprint = open_store(args).enroll(args.device_id, key, by=_actor(args))
+    except EnrollmentError as exc:
+        print(f"bwv station enroll: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"enrolled {args.device_id}: key sha256 {fingerprint}")
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    store = open_store(args)
+    if args.verify:
+        check = audit.verify(store.engine)
+        if check.ok:
+            print(f"audit chain OK: {check.entries} entries, every hash and link holds")
+            return EXIT_OK
+        print(f"audit chain BROKEN: {len(check.problems)} problems in {check.entries} entries",
+              file=sys.stderr)
+        for problem in check.problems[:50]:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    for entry in audit.entries(store.engine, args.recording):
+        print(entry.line)
+    return EXIT_OK
+
+
+def _hold(args: argparse.Namespace) -> int:
+    from . import retention
+
+    hold = retention.place_hold(open_store(args), args.recording, args.reason, args.case,
+                                by=_actor(args))
+    print(f"held {hold.recording_id} (hold {hold.id}, case {hold.case_ref}): kept until released")
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from . import retention
+
+    count = retention.release_holds(open_store(args), args.recording, by=_actor(args),
+                                    reason=args.reason or "", case_ref=args.case)
+    if count == 0:
+        print(f"bwv station release: {args.recording} has no active hold"
+              + (f" for case {args.case}" if args.case else ""), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"released {count} hold(s) on {args.recording}; the next sweep deletes it if its "
+          "retention has passed")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import retention
+
+    result = retention.sweep(open_store(args), by=_actor(args))
+    print(f"deleted {len(result.deleted)} recordings ({result.bytes_removed} bytes); "
+          f"{len(result.kept_on_hold)} past retention kept on hold")
+    for recording_id in result.deleted:
+        print(f"  deleted {recording_id}")
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from . import retention
+
+    counts = retention.stats(open_store(args))
+    if args.json:
+        print(json.dumps(counts, sort_keys=True))
+    else:
+        for name, value in counts.items():
+            print(f"{name.replace('_', ' '):<22}{value}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .catalogue import iso
+
+    store = open_store(args)
+    for row in store.list_recordings():
+        until = iso(row.retain_until_us)[:10]
+        print(f"{row.recording_id:<40} {row.device_id:<12} {row.status:<10} "
+              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen station subcommand; usage errors print and return 2."""
+    from .errors import StationError
+
+    if args.station_command is None:
+        args.station_parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        result: int = args.station_func(args)
+    except StationUsageError as exc:
+        print(f"bwv station {args.station_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StationError as exc:
+        print(f"bwv station {args.station_command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return result
+
+
+STATION_DESCRIPTION = """\
+The evidence station: receives uploads from enrolled cameras, verifies every recording
+(the same checks as `bwv verify`, against the enrolled key), keeps it for the retention
+period (31 days after it was recorded) unless it is held as evidence, and records every
+ingest, view, export, hold, release and deletion in a hash-chained audit log.
+
+State lives in --data DIR (or $BWV_STATION_DATA): the SQLite catalogue and the blobs.
+A fleet puts the catalogue on PostgreSQL with --db postgresql+psycopg://USER@HOST/DB.
+"""
+
+
+def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``bwv station ...`` to the `bwv` parser."""
+    station = commands.add_parser(
+        "station", help="run and manage the evidence station (serve, enroll, hold, sweep ...)",
+        description=STATION_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    station.set_defaults(func=run, station_parser=station)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", metavar="DIR", help=f"the station's data directory "
+                        f"(default ${DATA_ENV_VAR})")
+    common.add_argument("--db", metavar="URL", help="catalogue URL (default: SQLite in DIR; "
+                        "e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument("--by", metavar="NAME", help="who does this, for the audit log (default: "
+                     "your login name)")
+    sub = station.add_subparsers(dest="station_command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="serve the station (uvicorn)",
+                           description="Serve the station's device API with uvicorn, and sweep "
+                           "retention every --sweep-every seconds. For TLS give "
+                           "--ssl-certfile and --ssl-keyfile (uvicorn's options); cameras then "
+                           "use https:// and, for a private CA, `bwv upload --cafile`.")
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                       help=f"address to listen on (default {DEFAULT_LISTEN})")
+    serve.add_argument("--sweep-every", type=float, default=3600.0, metavar="SECONDS",
+                       help="run the retention sweep this often (default 3600; 0: never)")
+    serve.add_argument("--retention-days", type=int, default=31, metavar="DAYS",
+                       help="delete recordings this many days after they were recorded unless "
+                            "held (default 31)")
+    serve.add_argument("--ssl-certfile", metavar="PEM")
+    serve.add_argument("--ssl-keyfile", metavar="PEM")
+    serve.add_argument("--log-level", default="info",
+                       choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(station_func=_serve)
+
+    enroll = sub.add_parser("enroll", parents=[common, who], help="allow a camera to upload",
+                            description="Enroll a camera's public key: only enrolled cameras "
+                            "may upload, and their recordings are verified against this key.")
+    enroll.add_argument("--device-id", required=True, metavar="ID")
+    enroll.add_argument("--public-key", required=True, metavar="KEY",
+                        help="a key file (PEM), or the one-line key `bwv doctor` prints on the "
+                             "camera, or 64 hex digits")
+    enroll.set_defaults(station_func=_enroll)
+
+    audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",
+                           description="Print the audit log as JSON lines (each line's prev is "
+                           "the SHA-256 of the line before, as in the manifest), or check the "
+                           "whole chain with --verify (exit 1 when broken).")
+    audit.add_argument("--verify", action="store_true", help="check the chain")
+    audit.add_argument("--recording", metavar="ID", help="only entries about this recording")
+    audit.set_defaults(station_func=_audit)
+
+    hold = sub.add_parser("hold", parents=[common, who], help="keep a recording as evidence",
+                          description="Place an evidence hold: the sweep keeps the recording "
+                          "until every hold on it is released.")
+    hold.add_argument("recording", metavar="RECORDING")
+    hold.add_argument("--reason", required=True)
+    hold.add_argument("--case", required=True, metavar="REF", help="case reference")
+    hold.set_defaults(station_func=_hold)
+
+    release = sub.add_parser("release", parents=[common, who], help="release evidence holds",
+                             description="Release the holds on a recording (only those of "
+                             "--case when given).")
+    release.add_argument("recording", metavar="RECORDING")
+    release.add_argument("--case", metavar="REF")
+    release.add_argument("--reason", default="")
+    release.set_defaults(station_func=_release)
+
+    sweep = sub.add_parser("sweep", parents=[common, who], help="delete what retention allows",
+                           description="Delete recordings whose retention has passed and that "
+                           "are not held: blobs removed, tombstone and audit entry kept.")
+    sweep.set_defaults(station_func=_sweep)
+
+    stats = sub.add_parser("stats", parents=[common], help="recorded, uploaded, deleted, held",
+                           description="Counts like the figures forces publish.")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(station_func=_stats)
+
+    listing = sub.add_parser("list", parents=[common], help="list the recordings",
+                             description="One line per recording, tombstones included.")
+    listing.set_defaults(station_func=_list)

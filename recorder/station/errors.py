@@ -1,0 +1,75 @@
+"""The station's exceptions; each carries the HTTP status and short code the app answers with."""
+
+from __future__ import annotations
+
+from ..errors import RecorderError
+
+
+class StationError(RecorderError):
+    """Base class of the station's errors. ``status`` and ``code`` go into the HTTP answer."""
+
+    status = 500
+    code = "station_error"
+
+
+class RequestAuthError(StationError):
+    """A device request is not signed by an enrolled device, or is stale or replayed."""
+
+    status = 401
+    code = "unauthorised"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BadRequestError(StationError, ValueError):
+    """A request the station cannot act on (bad id, bad manifest, missing header)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class HashMismatchError(StationError, ValueError):
+    """The bytes that arrived do not have the SHA-256 they were declared with: not stored."""
+
+    status = 422
+    code = "hash_mismatch"
+
+
+class ConflictError(StationError):
+    """The station already holds something different under that name."""
+
+    status = 409
+    code = "conflict"
+
+
+class RecordingGoneError(StationError):
+    """The recording was deleted by the retention sweep; only its tombstone remains."""
+
+    status = 410
+    code = "deleted"
+
+
+class UnknownRecordingError(StationError, KeyError):
+    """No recording with that id is in the catalogue."""
+
+    status = 404
+    code = "unknown_recording"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown recording"
+
+
+class StorageFullError(StationError, OSError):
+    """The blob store has no room left: nothing was stored, the camera keeps its copy."""
+
+    status = 507
+    code = "storage_full"
+
+
+class EnrollmentError(StationError, ValueError):
+    """An enrollment that cannot be made (bad id, another key already enrolled)."""
+
+    status = 400
+    code = "enrollment"

@@ -1,0 +1,374 @@
+"""EvidenceStore: the station's ingest. Enrolls devices, authenticates signed device requests,
+stores segments by SHA-256 (idempotent, hash checked on arrival), verifies a recording with the
+same checks as ``bwv verify`` when its manifest arrives, and writes an audit entry for each.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import keys, manifest, verify
+from . import audit, catalogue
+from .audit import Action
+from .blobs import BlobStore, BlobWriter
+from .catalogue import devices, markers, nonces, officers, recordings, segments
+from .errors import (BadRequestError, ConflictError, EnrollmentError, HashMismatchError,
+                     RecordingGoneError, RequestAuthError, UnknownRecordingError)
+from .request_signing import MAX_SKEW_S, SignedRequest, is_safe_name
+
+RETENTION_DAYS = 31
+Clock = Callable[[], int]  # microseconds since the Unix epoch
+
+
+def system_clock() -> int:
+    return catalogue.to_us(datetime.datetime.now(datetime.timezone.utc))
+
+
+class Status:
+    RECEIVING = "receiving"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+@dataclass
+class Holdings:
+    """What the station holds of one recording: the answer a camera resumes from."""
+
+    recording_id: str
+    status: str  # "unknown", or a Status value
+    segments: dict[str, str] = field(default_factory=dict)  # file -> sha256
+    manifest_sha256: str | None = None
+    verified: bool = False
+    verify_summary: str | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"recording_id": self.recording_id, "status": self.status,
+                "segments": dict(sorted(self.segments.items())),
+                "manifest_sha256": self.manifest_sha256, "verified": self.verified,
+                "verify_summary": self.verify_summary, "problems": self.problems}
+
+
+class EvidenceStore:
+    """The catalogue, the blobs and the audit log of one station, behind one set of operations.
+
+    Thread-safe: writes are serialised by a lock (SQLite allows one writer; on PostgreSQL the
+    audit head row lock also orders writers from several processes).
+    """
+
+    def __init__(self, engine: Engine, blobs: BlobStore, clock: Clock = system_clock,
+                 retention_days: int = RETENTION_DAYS) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.clock = clock
+        self.retention_us = retention_days * 86_400 * 1_000_000
+        self.write_lock = threading.Lock()
+
+    # -- devices
+
+    def enroll(self, device_id: str, public_key: Ed25519PublicKey, by: str) -> str:
+        """Enroll a camera's public key; returns its fingerprint. Re-enrolling the same key is
+        a no-op; another key for an enrolled id is refused."""
+        if not is_safe_name(device_id):
+            raise EnrollmentError(f"device id {device_id!r} is not allowed: use letters, digits, "
+                                  "'.', '_' and '-' (at most 128)")
+        spki = keys.public_key_spki_b64(public_key)
+        fingerprint = keys.fingerprint(public_key)
+        now = self.clock()
+        with self.write_lock, self.engine.begin() as conn:
+            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+            if row is not None:
+                if row.public_key == spki:
+                    return fingerprint
+                raise EnrollmentError(
+                    f"device {device_id} is already enrolled with another key (fingerprint "
+                    f"{row.fingerprint[:16]}…); a camera with a new key needs a new device id")
+            conn.execute(insert(devices).values(device_id=device_id, public_key=spki,
+                                                fingerprint=fingerprint, enrolled_us=now,
+                                                enrolled_by=by))
+            audit.append(conn, now, by, Action.ENROLL, None,
+                         {"device_id": device_id, "fingerprint": fingerprint})
+        return fingerprint
+
+    def device_key(self, device_id: str) -> Ed25519PublicKey | None:
+        with self.engine.connect() as conn:
+            spki = conn.execute(select(devices.c.public_key)
+                                .where(devices.c.device_id == device_id)).scalar()
+        return None if spki is None else keys.public_key_from_spki_b64(spki)
+
+    def authenticate(self, request: SignedRequest, method: str, path: str) -> str:
+        """Check a signed request's device, time, signature and nonce; returns the device id."""
+        key = self.device_key(request.device_id)
+        if key is None:
+            raise RequestAuthError("not_enrolled", f"device {request.device_id} is not enrolled "
+                                   "at this station: run `bwv station enroll --device-id "
+                                   f"{request.device_id} --public-key KEY` with the key `bwv "
+                                   "doctor` prints on the camera")
+        now = self.clock()
+        skew_s = abs(now // 1_000_000 - request.timestamp)
+        if skew_s > MAX_SKEW_S:
+            raise RequestAuthError("stale", f"the request's timestamp is {skew_s} s from the "
+                                   f"station's clock (at most {MAX_SKEW_S} s allowed): set the "
+                                   "camera's or the station's clock")
+        if not request.verifies(key, method, path):
+            raise RequestAuthError("bad_signature", "the request's signature does not verify "
+                                   f"against the key enrolled for {request.device_id}")
+        with self.write_lock, self.engine.begin() as conn:
+            conn.execute(delete(nonces).where(
+                nonces.c.timestamp_us < now - 2 * MAX_SKEW_S * 1_000_000))
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(nonces).values(device_id=request.device_id,
+                                                       nonce=request.nonce,
+                                                       timestamp_us=request.timestamp * 1_000_000))
+            except IntegrityError:
+                raise RequestAuthError("replayed", "this request's nonce was used before: a "
+                                       "replayed request is refused") from None
+        return request.device_id
+
+    # -- holdings
+
+    def holdings(self, recording_id: str, device_id: str | None = None) -> Holdings:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(recordings)
+                               .where(recordings.c.recording_id == recording_id)).first()
+            if row is None:
+                return Holdings(recording_id, "unknown")
+            if device_id is not None and row.device_id != device_id:
+                raise ConflictError(f"recording {recording_id} belongs to device {row.device_id}")
+            held = {r.file: r.sha256 for r in conn.execute(
+                select(segments.c.file, segments.c.sha256)
+                .where(segments.c.recording_id == recording_id)
+                .where(segments.c.blob_deleted.is_(False)))}
+        problems = []
+        if row.verify_report:
+            problems = json.loads(row.verify_report).get("problems", [])
+        return Holdings(recording_id, row.status, held, row.manifest_sha256,
+                        row.status == Status.VERIFIED, row.verify_summary, problems)
+
+    # -- ingest
+
+    def _check_names(self, recording_id: str, file: str | None = None) -> None:
+        if not is_safe_name(recording_id):
+            raise BadRequestError(f"recording id {recording_id!r} is not allowed")
+        if file is not None and (not is_safe_name(file) or file == manifest.MANIFEST_NAME):
+            raise BadRequestError(f"segment file name {file!r} is not allowed")
+
+    def _recording_row(self, conn: Connection, recording_id: str, device_id: str) -> Any:
+        row = conn.execute(select(recordings).where(recordings.c.recording_id == recording_id)
+                           .with_for_update()).first()
+        if row is None:
+            return None
+        if row.device_id != device_id:
+            raise ConflictError(f"recording {recording_id} was uploaded by device "
+                                f"{row.device_id}, not {device_id}")
+        if row.status == Status.DELETED:
+            raise RecordingGoneError(f"recording {recording_id} was deleted by the retention "
+                                     "sweep; the station keeps only its tombstone")
+        return row
+
+    def precheck_segment(self, device_id: str, recording_id: str, file: str,
+                         sha256: str) -> bool:
+        """Before receiving bytes: True when that exact segment is already held. Raises
+        ConflictError when another file is held under the name, RecordingGoneError if deleted."""
+        self._check_names(recording_id, file)
+        with self.engine.connect() as conn:
+            row = self._recording_row(conn, recording_id, device_id)
+            if row is None:
+                return False
+            held = conn.execute(select(segments.c.sha256)
+                                .where(segments.c.recording_id == recording_id)
+                                .where(segments.c.file == file)).scalar()
+        if held is not None and held != sha256:
+            raise ConflictError(f"{recording_id}/{file} is already held with SHA-256 "
+                                f"{held[:16]}…, not {sha256[:16]}…: a sealed segment never "
+                                "changes")
+        if held is None and row.status == Status.VERIFIED:
+            raise ConflictError(f"recording {recording_id} is verified and complete; it has no "
+                                f"segment {file}")
+        return held is not None
+
+    def commit_segment(self, device_id: str, recording_id: str, file: str,
+                       writer: BlobWriter, sha256: str) -> bool:
+        """Commit received bytes (hash checked) and catalogue them. Returns False for a
+        duplicate. On a wrong hash nothing is stored and the refusal is audited."""
+        try:
+            size = writer.commit()
+        except HashMismatchError:
+            now = self.clock()
+            with self.write_lock, self.engine.begin() as conn:
+                audit.append(conn, now, f"device:{device_id}", Action.REFUSED, recording_id,
+                             {"file": file, "declared_sha256": sha256,
+                              "reason": "hash_mismatch"})
+            raise
+        now = self.clock()
+        with self.write_lock, self.engine.begin() as conn:
+            row = self._recording_row(conn, recording_id, device_id)
+            if row is None:
+                conn.execute(insert(recordings).values(
+                    recording_id=recording_id, device_id=device_id, status=Status.RECEIVING,
+                    received_us=now, retain_until_us=now + self.retention_us,
+                    segment_count=0, total_bytes=0))
+            held = conn.execute(select(segments.c.sha256)
+                                .where(segments.c.recording_id == recording_id)
+                                .where(segments.c.file == file)).scalar()
+            if held == sha256:
+                return False
+            if held is not None:
+                raise ConflictError(f"{recording_id}/{file} is already held with another "
+                                    "SHA-256")
+            conn.execute(insert(segments).values(recording_id=recording_id, file=file,
+                                                 sha256=sha256, bytes=size, received_us=now,
+                                                 blob_deleted=False))
+            audit.append(conn, now, f"device:{device_id}", Action.INGEST_SEGMENT, recording_id,
+                         {"file": file, "sha256": sha256, "bytes": size})
+        return True
+
+    def ingest_manifest(self, device_id: str, recording_id: str, data: bytes) -> Holdings:
+        """Store a recording's manifest and verify the recording as ``bwv verify --key`` with
+        the enrolled key would; record the result. Idempotent for the same manifest bytes."""
+        self._check_names(recording_id)
+        key = self.device_key(device_id)
+        assert key is not None  # authenticate() passed
+        manifest_sha256 = manifest.line_hash(data)
+        stored, _ = manifest.split_lines(data)
+        try:
+            header = manifest.parse_line(stored[0].rstrip(b"\n")) if stored else {}
+        except ValueError as exc:
+            raise BadRequestError(f"the manifest's first line is not JSON: {exc}") from None
+        if header.get("type") != "header":
+            raise BadRequestError("the manifest does not start with a header line")
+        if header.get("recording_id") != recording_id or header.get("device_id") != device_id:
+            raise BadRequestError(
+                f"the manifest is of recording {header.get('recording_id')!r} by device "
+                f"{header.get('device_id')!r}, but was sent as {recording_id!r} by {device_id!r}")
+        with self.engine.connect() as conn:
+            row = self._recording_row(conn, recording_id, device_id)
+        if row is not None and row.status == Status.VERIFIED:
+            if row.manifest_sha256 == manifest_sha256:
+                return self.holdings(recording_id)
+            raise ConflictError(f"recording {recording_id} is already verified with another "
+                                "manifest")
+        if not self.blobs.exists(manifest_sha256):
+            writer = self.blobs.begin(manifest_sha256)
+            writer.write(data)
+            writer.commit()
+
+        with self.engine.connect() as conn:
+            held = {r.file: r.sha256 for r in conn.execute(
+                select(segments.c.file, segments.c.sha256)
+                .where(segments.c.recording_id == recording_id))}
+        with tempfile.TemporaryDirectory(prefix="bwv-verify-") as scratch:
+            directory = Path(scratch) / recording_id
+            directory.mkdir()
+            for file, sha256 in held.items():
+                self.blobs.place(sha256, directory / file)
+            (directory / manifest.MANIFEST_NAME).write_bytes(data)
+            report = verify.verify_recording(directory, trusted_key=key)
+        report.path = report.manifest = recording_id
+        first = report.first_problem
+        summary = "ok" if first is None else f"{first.where}: {first.message}"
+        now = self.clock()
+        utc_start = header.get("utc_start")
+        try:
+            recorded_us: int | None = catalogue.parse_utc(utc_start) if isinstance(
+                utc_start, str) else None
+        except ValueError:
+            recorded_us = None
+        check_lines = [manifest.parse_line(line.rstrip(b"\n")) for line in stored
+                       if _parses(line)]
+        listed = [obj for obj in check_lines if obj.get("type") == "segment"]
+        officer_id = header.get("officer_id") if isinstance(header.get("officer_id"), str) else None
+        status = Status.VERIFIED if report.ok else Status.FAILED
+        with self.write_lock, self.engine.begin() as conn:
+            row = self._recording_row(conn, recording_id, device_id)
+            received = now if row is None else row.received_us
+            retain_from = recorded_us if recorded_us is not None else received
+            values = dict(officer_id=officer_id, status=status,
+                          utc_start=utc_start if isinstance(utc_start, str) else None,
+                          recorded_us=recorded_us, retain_until_us=retain_from + self.retention_us,
+                          manifest_sha256=manifest_sha256, manifest_bytes=len(data),
+                          verified_us=now, verify_summary=summary,
+                          verify_report=json.dumps(report.to_json(), sort_keys=True),
+                          segment_count=len(listed),
+                          total_bytes=sum(o["bytes"] for o in listed
+                                          if isinstance(o.get("bytes"), int)))
+            if row is None:
+                conn.execute(insert(recordings).values(recording_id=recording_id,
+                                                       device_id=device_id, received_us=now,
+                                                       **values))
+            else:
+                conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
+                             .values(**values))
+            if officer_id is not None and conn.execute(
+                    select(officers.c.officer_id)
+                    .where(officers.c.officer_id == officer_id)).first() is None:
+                conn.execute(insert(officers).values(officer_id=officer_id, first_seen_us=now))
+            if report.ok:
+                conn.execute(delete(markers).where(markers.c.recording_id == recording_id))
+                for obj in check_lines:
+                    if obj.get("type") == "event" and obj.get("event") == "marker":
+                        conn.execute(insert(markers).values(
+                            recording_id=recording_id, utc=str(obj.get("utc")),
+                            pts_us=obj.get("pts_us") if isinstance(obj.get("pts_us"), int)
+                            else None))
+            audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
+                         {"manifest_sha256": manifest_sha256, "verified": report.ok,
+                          "segments": len(listed), "summary": summary[:500]})
+        return self.holdings(recording_id)
+
+    # -- reading (audited)
+
+    def recording(self, recording_id: str) -> Any:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(recordings)
+                               .where(recordings.c.recording_id == recording_id)).first()
+        if row is None:
+            raise UnknownRecordingError(f"no recording {recording_id} in the catalogue")
+        return row
+
+    def list_recordings(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(recordings).order_by(
+                recordings.c.recorded_us.desc(), recordings.c.recording_id)))
+
+    def segment_sha256(self, recording_id: str, file: str) -> str:
+        with self.engine.connect() as conn:
+            sha = conn.execute(select(segments.c.sha256)
+                               .where(segments.c.recording_id == recording_id)
+                               .where(segments.c.file == file)
+                               .where(segments.c.blob_deleted.is_(False))).scalar()
+        if sha is None:
+            raise UnknownRecordingError(f"no segment {file} of recording {recording_id}")
+        return str(sha)
+
+    def record_access(self, actor: str, action: str, recording_id: str,
+                      detail: dict[str, Any]) -> None:
+        """Audit a view or an export."""
+        with self.write_lock, self.engine.begin() as conn:
+            audit.append(conn, self.clock(), actor, action, recording_id, detail)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(
+                select(recordings.c.status, func.count()).group_by(recordings.c.status))}
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        manifest.parse_line(line.rstrip(b"\n"))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,185 @@
+"""Retention at the station: evidence holds (reason and case reference), their release, the sweep
+that deletes recordings past retention (blobs removed, tombstone and audit entry kept) and the
+published counts: recorded, uploaded, auto-deleted, held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+
+from . import audit
+from .audit import Action
+from .catalogue import deletions, holds, recordings, segments
+from .errors import BadRequestError, RecordingGoneError, UnknownRecordingError
+from .evidence_store import EvidenceStore, Status
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: int
+    recording_id: str
+    reason: str
+    case_ref: str
+    placed_by: str
+    placed_us: int
+
+
+def _existing(conn: Connection, recording_id: str) -> Any:
+    row = conn.execute(select(recordings)
+                       .where(recordings.c.recording_id == recording_id)).first()
+    if row is None:
+        raise UnknownRecordingError(f"no recording {recording_id} in the catalogue (`bwv station "
+                                    "stats --list` shows them)")
+    return row
+
+
+def place_hold(store: EvidenceStore, recording_id: str, reason: str, case_ref: str,
+               by: str) -> Hold:
+    """Flag a recording as evidence: the sweep keeps it until every hold on it is released."""
+    if not reason.strip() or not case_ref.strip():
+        raise BadRequestError("a hold needs a reason and a case reference")
+    now = store.clock()
+    with store.write_lock, store.engine.begin() as conn:
+        row = _existing(conn, recording_id)
+        if row.status == Status.DELETED:
+            raise RecordingGoneError(f"recording {recording_id} was already deleted on "
+                                     "retention; nothing is left to hold")
+        key = conn.execute(insert(holds).values(
+            recording_id=recording_id, reason=reason, case_ref=case_ref, placed_by=by,
+            placed_us=now)).inserted_primary_key
+        assert key is not None
+        hold_id = int(key[0])
+        audit.append(conn, now, by, Action.HOLD, recording_id,
+                     {"hold": hold_id, "reason": reason, "case_ref": case_ref})
+    return Hold(int(hold_id), recording_id, reason, case_ref, by, now)
+
+
+def release_holds(store: EvidenceStore, recording_id: str, by: str, reason: str = "",
+                  case_ref: str | None = None) -> int:
+    """Release the active holds on a recording (only those of ``case_ref`` when given); returns
+    how many. The recording then goes at the next sweep if its retention has passed."""
+    now = store.clock()
+    with store.write_lock, store.engine.begin() as conn:
+        _existing(conn, recording_id)
+        query = select(holds.c.id, holds.c.case_ref).where(
+            holds.c.recording_id == recording_id).where(holds.c.released_us.is_(None))
+        if case_ref is not None:
+            query = query.where(holds.c.case_ref == case_ref)
+        active = list(conn.execute(query))
+        for hold in active:
+            conn.execute(update(holds).where(holds.c.id == hold.id).values(
+                released_by=by, released_us=now, release_reason=reason))
+            audit.append(conn, now, by, Action.RELEASE, recording_id,
+                         {"hold": hold.id, "case_ref": hold.case_ref, "reason": reason})
+    return len(active)
+
+
+def active_holds(store: EvidenceStore, recording_id: str) -> list[Hold]:
+    with store.engine.connect() as conn:
+        return [Hold(r.id, r.recording_id, r.reason, r.case_ref, r.placed_by, r.placed_us)
+                for r in conn.execute(select(holds).where(holds.c.recording_id == recording_id)
+                                      .where(holds.c.released_us.is_(None))
+                                      .order_by(holds.c.id))]
+
+
+@dataclass
+class SweepResult:
+    deleted: list[str] = field(default_factory=list)
+    kept_on_hold: list[str] = field(default_factory=list)
+    bytes_removed: int = 0
+
+
+def _blob_still_used(conn: Connection, sha256: str, recording_id: str) -> bool:
+    other_segment = conn.execute(select(segments.c.file).where(segments.c.sha256 == sha256)
+                                 .where(segments.c.recording_id != recording_id)
+                                 .where(segments.c.blob_deleted.is_(False))).first()
+    other_manifest = conn.execute(select(recordings.c.recording_id)
+                                  .where(recordings.c.manifest_sha256 == sha256)
+                                  .where(recordings.c.recording_id != recording_id)
+                                  .where(recordings.c.status != Status.DELETED)).first()
+    return other_segment is not None or other_manifest is not None
+
+
+def sweep(store: EvidenceStore, by: str = "station:sweep") -> SweepResult:
+    """Delete every recording whose retention has passed and that has no active hold.
+
+    Per recording, in one transaction: the catalogue marks it deleted (the row stays as a
+    tombstone with its hashes), a ``deletions`` row and an audit entry are written; the blobs
+    are removed after the commit, so a crash in between leaves unreferenced blobs, never a
+    catalogue that points at missing ones."""
+    now = store.clock()
+    result = SweepResult()
+    held = exists().where(and_(holds.c.recording_id == recordings.c.recording_id,
+                               holds.c.released_us.is_(None)))
+    with store.engine.connect() as conn:
+        due = list(conn.execute(select(recordings.c.recording_id, held.label("held"))
+                                .where(recordings.c.status != Status.DELETED)
+                                .where(recordings.c.retain_until_us <= now)
+                                .order_by(recordings.c.retain_until_us)))
+    for row in due:
+        if row.held:
+            result.kept_on_hold.append(row.recording_id)
+            continue
+        removable: list[str] = []
+        with store.write_lock, store.engine.begin() as conn:
+            recording = _existing(conn, row.recording_id)
+            if recording.status == Status.DELETED or conn.execute(
+                    select(holds.c.id).where(holds.c.recording_id == row.recording_id)
+                    .where(holds.c.released_us.is_(None))).first() is not None:
+                continue  # held or deleted since the query above
+            held_segments = list(conn.execute(
+                select(segments.c.file, segments.c.sha256, segments.c.bytes)
+                .where(segments.c.recording_id == row.recording_id)
+                .where(segments.c.blob_deleted.is_(False))))
+            candidates = [s.sha256 for s in held_segments]
+            if recording.manifest_sha256 is not None:
+                candidates.append(recording.manifest_sha256)
+            removable = [sha for sha in dict.fromkeys(candidates)
+                         if not _blob_still_used(conn, sha, row.recording_id)]
+            removed_bytes = sum(int(s.bytes) for s in held_segments) + int(
+                recording.manifest_bytes or 0)
+            conn.execute(update(segments).where(segments.c.recording_id == row.recording_id)
+                         .values(blob_deleted=True))
+            conn.execute(update(recordings).where(
+                recordings.c.recording_id == row.recording_id).values(
+                status=Status.DELETED, deleted_us=now))
+            conn.execute(insert(deletions).values(
+                recording_id=row.recording_id, reason="retention", deleted_us=now, deleted_by=by,
+                blobs_removed=len(removable), bytes_removed=removed_bytes))
+            audit.append(conn, now, by, Action.DELETE, row.recording_id,
+                         {"reason": "retention", "retain_until": recording.retain_until_us,
+                          "was": recording.status, "segments": len(held_segments),
+                          "bytes": removed_bytes, "manifest_sha256": recording.manifest_sha256})
+        for sha in removable:
+            store.blobs.delete(sha)
+        result.deleted.append(row.recording_id)
+        result.bytes_removed += removed_bytes
+    return result
+
+
+def stats(store: EvidenceStore) -> dict[str, int]:
+    """The published counts: recordings known (recorded), uploaded and verified, auto-deleted
+    on retention, currently held, failed verification, and still arriving."""
+    with store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(recordings)).scalar_one()
+        verified = conn.execute(select(func.count()).select_from(recordings).where(or_(
+            recordings.c.status == Status.VERIFIED,
+            and_(recordings.c.status == Status.DELETED,
+                 recordings.c.verified_us.is_not(None),
+                 recordings.c.verify_summary == "ok")))).scalar_one()
+        auto_deleted = conn.execute(select(func.count()).select_from(deletions)
+                                    .where(deletions.c.reason == "retention")).scalar_one()
+        held = conn.execute(select(func.count(func.distinct(holds.c.recording_id)))
+                            .where(holds.c.released_us.is_(None))).scalar_one()
+        failed = conn.execute(select(func.count()).select_from(recordings)
+                              .where(recordings.c.status == Status.FAILED)).scalar_one()
+        receiving = conn.execute(select(func.count()).select_from(recordings)
+                                 .where(recordings.c.status == Status.RECEIVING)).scalar_one()
+        stored = conn.execute(select(func.coalesce(func.sum(segments.c.bytes), 0))
+                              .where(segments.c.blob_deleted.is_(False))).scalar_one()
+    return {"recorded": int(total), "uploaded": int(verified), "auto_deleted": int(auto_deleted),
+            "held": int(held), "failed_verification": int(failed),
+            "receiving": int(receiving), "bytes_stored": int(stored)}

@@ -1,0 +1,343 @@
+"""The camera's Uploader: sends sealed recordings to the evidence station, oldest first, and
+deletes a local copy only after the station confirms it holds every segment hash and has verified
+the manifest. Resumable: each run first asks the station what it already holds.
+
+A recording still being written (its manifest has no final ``sealed`` line) is never touched.
+Requests are signed with the device key (recorder.station.request_signing).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import manifest
+from .errors import RecorderError
+from .keys import DeviceKey
+from .station.request_signing import EMPTY_SHA256, sign_request
+
+API = "/api/v1"
+CHUNK_BYTES = 1 << 20
+
+
+class UploadError(RecorderError):
+    """Base class of the uploader's errors."""
+
+
+class StationUnreachableError(UploadError, ConnectionError):
+    """The station did not answer, or the connection broke: nothing was deleted; dock again."""
+
+
+class StationRefusedError(UploadError):
+    """The station answered with an error; ``status`` and ``code`` say which."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"the station refused ({status} {code}): {message}")
+        self.status = status
+        self.code = code
+
+
+class NotConfirmedError(UploadError):
+    """The station's holdings after upload do not match the camera's recording: kept locally."""
+
+
+class LocalRecordingError(UploadError):
+    """The local recording cannot be uploaded as it is (a listed segment is missing)."""
+
+
+@dataclass(frozen=True)
+class LocalSegment:
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class LocalRecording:
+    """A sealed recording on the camera, as its manifest describes it."""
+
+    directory: Path
+    recording_id: str
+    utc_start: str
+    manifest_bytes: bytes
+    segments: tuple[LocalSegment, ...]
+
+    @property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(segment.bytes for segment in self.segments) + len(self.manifest_bytes)
+
+
+def read_sealed(directory: Path) -> LocalRecording | None:
+    """The recording in ``directory`` when its manifest ends with a ``sealed`` line, else None
+    (still being written, or not a recording). The chain is checked by the station, not here."""
+    try:
+        data = (directory / manifest.MANIFEST_NAME).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    stored, tail = manifest.split_lines(data)
+    if tail or not stored:
+        return None
+    try:
+        header = manifest.parse_line(stored[0].rstrip(b"\n"))
+        last = manifest.parse_line(stored[-1].rstrip(b"\n"))
+        lines = [manifest.parse_line(line.rstrip(b"\n")) for line in stored]
+    except ValueError:
+        return None
+    if header.get("type") != "header" or last.get("type") != "sealed":
+        return None
+    segments = tuple(LocalSegment(str(obj["file"]), str(obj["sha256"]), int(obj["bytes"]))
+                     for obj in lines if obj.get("type") == "segment")
+    return LocalRecording(directory, str(header.get("recording_id")),
+                          str(header.get("utc_start", "")), data, segments)
+
+
+def find_sealed_recordings(root: Path) -> tuple[list[LocalRecording], list[Path]]:
+    """(sealed recordings under ``root`` oldest first, directories skipped as unsealed)."""
+    sealed: list[LocalRecording] = []
+    skipped: list[Path] = []
+    if not root.is_dir():
+        return sealed, skipped
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir():
+            continue
+        recording = read_sealed(entry)
+        if recording is None:
+            skipped.append(entry)
+        else:
+            sealed.append(recording)
+    sealed.sort(key=lambda r: (r.utc_start, r.recording_id))
+    return sealed, skipped
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """Where an upload run is; ``bytes_done`` counts what is already held too."""
+
+    recording_id: str
+    recording_number: int  # 1-based
+    recordings: int
+    file: str
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass
+class RecordingOutcome:
+    recording_id: str
+    uploaded: list[str] = field(default_factory=list)  # files sent this run
+    already_held: list[str] = field(default_factory=list)
+    verified: bool = False
+    deleted: bool = False
+    error: str | None = None
+
+
+@dataclass
+class UploadSummary:
+    outcomes: list[RecordingOutcome] = field(default_factory=list)
+    skipped_unsealed: list[Path] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped early (station unreachable)
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped is None and all(o.error is None for o in self.outcomes)
+
+
+def _file_chunks(path: Path, chunk_bytes: int,
+                 sent: Callable[[int], None]) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_bytes):
+            sent(len(chunk))
+            yield chunk
+
+
+class Uploader:
+    """Uploads the sealed recordings in ``recordings_dir`` to ``station_url``.
+
+    ``transport`` is for tests (an httpx transport); ``progress`` is called after every chunk.
+    ``attempts`` is how often a recording is retried after a broken connection, re-asking the
+    station what it holds each time.
+    """
+
+    def __init__(self, station_url: str, key: DeviceKey, device_id: str, recordings_dir: Path,
+                 *, progress: Callable[[UploadProgress], None] | None = None,
+                 attempts: int = 3, retry_delay_s: float = 1.0, timeout_s: float = 60.0,
+                 chunk_bytes: int = CHUNK_BYTES, verify_tls: bool | str = True,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.station_url = station_url.rstrip("/")
+        self.key = key
+        self.device_id = device_id
+        self.recordings_dir = recordings_dir
+        self.progress = progress
+        self.attempts = max(1, attempts)
+        self.retry_delay_s = retry_delay_s
+        self.chunk_bytes = chunk_bytes
+        self._client = httpx.Client(base_url=self.station_url, timeout=timeout_s,
+                                    verify=verify_tls, transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Uploader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- requests
+
+    def _request(self, method: str, path: str, body_sha256: str, content: Any = None,
+                 length: int | None = None) -> dict[str, Any]:
+        headers = sign_request(self.key, self.device_id, method, path, body_sha256)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        try:
+            response = self._client.request(method, path, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise StationUnreachableError(
+                f"{method} {self.station_url}{path} failed: {exc.__class__.__name__}: {exc}. "
+                "Nothing was deleted; the upload resumes on the next dock") from exc
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {"error": "not_json", "message": response.text[:200]}
+        if response.status_code >= 400:
+            raise StationRefusedError(response.status_code, str(body.get("error")),
+                                      str(body.get("message")))
+        return body
+
+    def holdings(self, recording_id: str) -> dict[str, Any]:
+        """What the station holds of a recording (GET /api/v1/recordings/ID)."""
+        return self._request("GET", f"{API}/recordings/{recording_id}", EMPTY_SHA256)
+
+    # -- the run
+
+    def upload_all(self) -> UploadSummary:
+        """Upload every sealed recording, oldest first; never raises for one recording's
+        failure (it is in the summary), stops early only when the station is unreachable."""
+        recordings, skipped = find_sealed_recordings(self.recordings_dir)
+        summary = UploadSummary(skipped_unsealed=skipped)
+        total = sum(r.total_bytes for r in recordings)
+        done = 0
+        for number, recording in enumerate(recordings, 1):
+            outcome = RecordingOutcome(recording.recording_id)
+            summary.outcomes.append(outcome)
+            unreachable: StationUnreachableError | None = None
+            for attempt in range(self.attempts):
+                try:
+                    self._upload_once(recording, outcome, number, len(recordings), done, total)
+                    outcome.error, unreachable = None, None
+                    break
+                except StationUnreachableError as exc:
+                    outcome.error, unreachable = str(exc), exc
+                    if attempt + 1 < self.attempts:
+                        time.sleep(self.retry_delay_s * (attempt + 1))
+                except UploadError as exc:
+                    outcome.error, unreachable = str(exc), None
+                    break
+            if unreachable is not None:
+                summary.stopped = str(unreachable)
+                break
+            done += recording.total_bytes
+        return summary
+
+    def _upload_once(self, recording: LocalRecording, outcome: RecordingOutcome, number: int,
+                     count: int, done_before: int, total: int) -> None:
+        rid = recording.recording_id
+        outcome.uploaded.clear()
+        outcome.already_held.clear()
+        held = self.holdings(rid)
+        held_segments: dict[str, str] = held.get("segments", {})
+        position = done_before
+
+        def report(file: str, amount: int) -> None:
+            nonlocal position
+            position += amount
+            if self.progress is not None:
+                self.progress(UploadProgress(rid, number, count, file, position, total))
+
+        for segment in recording.segments:
+            if held_segments.get(segment.file) == segment.sha256:
+                outcome.already_held.append(segment.file)
+                report(segment.file, segment.bytes)
+                continue
+            path = recording.directory / segment.file
+            if not path.is_file():
+                raise LocalRecordingError(
+                    f"{path} is listed in the manifest but missing on the camera, and the "
+                    "station does not hold it: the recording is kept; check the storage")
+            sent = functools.partial(report, segment.file)
+            self._request("PUT", f"{API}/recordings/{rid}/segments/{segment.file}",
+                          segment.sha256, content=_file_chunks(path, self.chunk_bytes, sent),
+                          length=path.stat().st_size)
+            outcome.uploaded.append(segment.file)
+        if not (held.get("verified") and held.get("manifest_sha256") == recording.manifest_sha256
+                and not outcome.uploaded):
+            self._request("PUT", f"{API}/recordings/{rid}/manifest", recording.manifest_sha256,
+                          content=recording.manifest_bytes)
+        report(manifest.MANIFEST_NAME, len(recording.manifest_bytes))
+        confirmed = self.holdings(rid)
+        self._confirm(recording, confirmed)
+        outcome.verified = True
+        self._delete_local(recording)
+        outcome.deleted = True
+
+    @staticmethod
+    def _confirm(recording: LocalRecording, held: dict[str, Any]) -> None:
+        if not held.get("verified"):
+            raise NotConfirmedError(
+                f"the station did not verify recording {recording.recording_id}: "
+                f"{held.get('verify_summary')}; the camera keeps it")
+        if held.get("manifest_sha256") != recording.manifest_sha256:
+            raise NotConfirmedError(
+                f"the station holds another manifest for {recording.recording_id} "
+                f"({str(held.get('manifest_sha256'))[:16]}…); the camera keeps it")
+        station = held.get("segments", {})
+        for segment in recording.segments:
+            if station.get(segment.file) != segment.sha256:
+                raise NotConfirmedError(
+                    f"the station does not confirm {recording.recording_id}/{segment.file} "
+                    f"with SHA-256 {segment.sha256[:16]}…; the camera keeps it")
+
+    @staticmethod
+    def _delete_local(recording: LocalRecording) -> None:
+        """Remove the segments, then the manifest, then the directory (a cut in between leaves
+        a manifest whose station copy is verified: the next run finishes the deletion)."""
+        directory = recording.directory
+        for segment in recording.segments:
+            try:
+                os.unlink(directory / segment.file)
+            except FileNotFoundError:
+                pass
+        os.unlink(directory / manifest.MANIFEST_NAME)
+        try:
+            directory.rmdir()
+        except OSError:
+            pass  # something unlisted is in there: leave it for a person to look at
+        fd = os.open(directory.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def progress_line(progress: UploadProgress, width: int = 30) -> str:
+    """One line of a text progress bar, e.g. ``[#####.....]  52%  120.0/230.5 MB  2/3 ID``."""
+    total = max(progress.bytes_total, 1)
+    fraction = min(progress.bytes_done / total, 1.0)
+    filled = int(width * fraction)
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}  "
+            f"{progress.bytes_done / 1e6:.1f}/{progress.bytes_total / 1e6:.1f} MB  "
+            f"recording {progress.recording_number}/{progress.recordings} "
+            f"{progress.recording_id} {progress.file}")

@@ -1,0 +1,202 @@
+"""Shared pieces of the station and uploader tests (no tests here): real sealed recordings made
+with PyAV (as tests/test_verify.py does), a station served by uvicorn on loopback in a thread, and
+a TCP proxy that cuts a connection after a given number of bytes."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from test_bmff import write_segments
+
+from recorder.keys import DeviceKey
+from recorder.manifest import EventKind, ManifestWriter, RecordingHeader
+from recorder.sealed_segment import SealedSegment
+from recorder.station.app import create_app
+from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
+from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
+from recorder.station.evidence_store import EvidenceStore
+
+MONOTONIC_START_US = 7_000_000
+
+
+def recording_id_for(utc_start: str, device_id: str) -> str:
+    return utc_start.replace("-", "").replace(":", "")[:15] + "Z-" + device_id
+
+
+def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
+                   utc_start: str = "2026-11-23T07:00:00.000000Z", seconds: int = 4,
+                   sealed: bool = True) -> Path:
+    """A recording directory ``root/<id>`` with real fragmented MP4 segments (2 s each, made by
+    PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False."""
+    recording_id = recording_id_for(utc_start, device_id)
+    directory = root / recording_id
+    written = write_segments(directory, seconds=seconds, segment_seconds=2)
+    spans = [(w.path, w.first_pts_us, w.last_pts_us, w.video_keyframes) for w in written]
+    header = RecordingHeader(recording_id, device_id, "PC 1234", utc_start, MONOTONIC_START_US,
+                             "ntp", {"segment_seconds": 2})
+    with ManifestWriter.create(directory, key, header) as writer:
+        for index, (path, first, last, keyframes) in enumerate(spans, 1):
+            data = path.read_bytes()
+            writer.append_segment(SealedSegment(
+                index=index, file=path.name, bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                first_pts_us=MONOTONIC_START_US + first, last_pts_us=MONOTONIC_START_US + last,
+                utc_start=utc_start, utc_end=utc_start, fragments=keyframes,
+                recovered=False))
+            if index == 1:
+                writer.append_event(EventKind.MARKER, utc_start,
+                                    pts_us=MONOTONIC_START_US + 1_000_000)
+        if sealed:
+            writer.seal(utc_start)
+    return directory
+
+
+class FakeClock:
+    """An injectable station clock (microseconds since the epoch) that tests move by hand."""
+
+    def __init__(self, utc: str = "2026-11-23T08:00:00+00:00") -> None:
+        import datetime
+
+        self.now_us = to_us(datetime.datetime.fromisoformat(utc))
+
+    def __call__(self) -> int:
+        return self.now_us
+
+    def advance_days(self, days: float) -> None:
+        self.now_us += int(days * 86_400 * 1_000_000)
+
+
+def make_store(data_dir: Path, clock: Callable[[], int] | None = None,
+               db_url: str | None = None,
+               blobs: LocalBlobStore | None = None) -> EvidenceStore:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_catalogue(db_url or sqlite_url(data_dir))
+    store_blobs = blobs if blobs is not None else LocalBlobStore(data_dir / "blobs")
+    if clock is None:
+        return EvidenceStore(engine, store_blobs)
+    return EvidenceStore(engine, store_blobs, clock=clock)
+
+
+@dataclass
+class ServedStation:
+    url: str
+    port: int
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(store: EvidenceStore, port: int = 0) -> ServedStation:
+    """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(create_app(store), log_level="critical", ws="none",
+                            lifespan="on", loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the station did not start")
+        time.sleep(0.01)
+    bound = sock.getsockname()[1]
+    return ServedStation(f"http://127.0.0.1:{bound}", bound, server, thread)
+
+
+class CuttingProxy:
+    """A loopback TCP proxy that forwards to ``target_port`` and closes both sides once
+    ``cut_after`` bytes have gone from client to server (None: never)."""
+
+    def __init__(self, target_port: int, cut_after: int | None) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.forwarded = 0
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, upward: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if upward and self.cut_after is not None:
+                    room = self.cut_after - self.forwarded
+                    if len(data) > room:
+                        sink.sendall(data[:max(room, 0)])
+                        self.forwarded += max(room, 0)
+                        self.cuts += 1
+                        self.cut_after = None  # one cut; later connections pass through
+                        raise ConnectionAbortedError("cut")
+                if upward:
+                    self.forwarded += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+class FullBlobStore(LocalBlobStore):
+    """A blob store whose disk fills after ``room`` bytes of partial writes."""
+
+    def __init__(self, root: Path, room: int) -> None:
+        super().__init__(root)
+        self.room = room
+
+    def begin(self, expected_sha256: str) -> LocalBlobWriter:
+        writer = super().begin(expected_sha256)
+        store = self
+        real_file = writer._file
+        assert real_file is not None
+
+        class Filling:
+            def write(self, chunk: bytes) -> int:
+                if len(chunk) > store.room:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                store.room -= len(chunk)
+                return real_file.write(chunk)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real_file, name)
+
+        writer._file = Filling()  # type: ignore[assignment]
+        return writer

@@ -1,0 +1,336 @@
+"""The camera's Uploader against a real station on loopback: oldest first, unsealed recordings
+untouched, local copies deleted only after the station verified them, and every fault (a cut at
+many points, the station killed and restarted, a duplicate, a wrong hash, an unenrolled camera,
+a full disk, no station) leaves nothing lost, nothing deleted early and the audit chain intact."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_recording,
+                                   make_store, serve)
+
+from recorder import manifest
+from recorder.keys import DeviceKey
+from recorder.station import audit, catalogue
+from recorder.station.evidence_store import EvidenceStore
+from recorder.uploader import (UploadProgress, Uploader, find_sealed_recordings, progress_line,
+                               read_sealed)
+
+
+@pytest.fixture()
+def camera_key(tmp_path: Path) -> DeviceKey:
+    return DeviceKey.load_or_create(tmp_path / "camera")
+
+
+@pytest.fixture()
+def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
+    store = make_store(tmp_path / "station")
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    return store
+
+
+@pytest.fixture()
+def station(store: EvidenceStore) -> Iterator[ServedStation]:
+    served = serve(store)
+    yield served
+    served.stop()
+
+
+@pytest.fixture()
+def recordings(tmp_path: Path, camera_key: DeviceKey) -> Path:
+    """Two sealed recordings (07:00 and 07:10), directories named against time order."""
+    root = tmp_path / "recordings"
+    newer = make_recording(root, camera_key, utc_start="2026-11-23T07:10:00.000000Z")
+    older = make_recording(root, camera_key, utc_start="2026-11-23T07:00:00.000000Z")
+    newer.rename(root / "a-newer")
+    older.rename(root / "b-older")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def uploader(url: str, key: DeviceKey, root: Path, **kwargs: object) -> Uploader:
+    options: dict[str, object] = {"attempts": 1, "retry_delay_s": 0.0, "timeout_s": 10.0}
+    options.update(kwargs)
+    return Uploader(url, key, "cam7", root, **options)  # type: ignore[arg-type]
+
+
+def assert_station_consistent(store: EvidenceStore) -> None:
+    """Every catalogued blob exists with the catalogued hash; the audit chain holds; every
+    ingest_segment entry has its segment row and the other way round."""
+    assert audit.verify(store.engine).ok, audit.verify(store.engine).problems
+    with store.engine.connect() as conn:
+        rows = list(conn.execute(select(catalogue.segments)
+                                 .where(catalogue.segments.c.blob_deleted.is_(False))))
+    for row in rows:
+        with store.blobs.open(row.sha256) as blob:
+            assert hashlib.sha256(blob.read()).hexdigest() == row.sha256
+    ingested = {(e.recording_id, e.detail["file"]) for e in audit.entries(store.engine)
+                if e.action == "ingest_segment"}
+    assert ingested == {(row.recording_id, row.file) for row in rows}
+
+
+# --- the happy path
+
+
+def test_sealed_recordings_go_oldest_first_and_are_deleted_once_verified(
+        station: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
+        recordings: Path) -> None:
+    before = snapshot(recordings)
+    seen: list[UploadProgress] = []
+    with uploader(station.url, camera_key, recordings, progress=seen.append,
+                  chunk_bytes=4096) as up:
+        summary = up.upload_all()
+    assert summary.ok, summary
+    assert [o.recording_id for o in summary.outcomes] == ["20261123T070000Z-cam7",
+                                                          "20261123T071000Z-cam7"]
+    assert all(o.verified and o.deleted and len(o.uploaded) == 2 for o in summary.outcomes)
+    assert list(recordings.iterdir()) == []
+    ingests = [e.recording_id for e in audit.entries(store.engine) if e.action == "ingest"]
+    assert ingests == ["20261123T070000Z-cam7", "20261123T071000Z-cam7"]
+    held = {sha for rid in ingests for sha in store.holdings(rid).segments.values()}
+    assert held == {sha for name, sha in before.items() if name.endswith(".mp4")}
+    done = [p.bytes_done for p in seen]
+    assert done == sorted(done) and done[-1] == seen[-1].bytes_total
+    assert_station_consistent(store)
+
+
+def test_the_progress_total_is_every_segment_and_manifest_byte(
+        station: ServedStation, camera_key: DeviceKey, recordings: Path) -> None:
+    total = sum(path.stat().st_size for path in recordings.rglob("*") if path.is_file())
+    seen: list[UploadProgress] = []
+    with uploader(station.url, camera_key, recordings, progress=seen.append) as up:
+        assert up.upload_all().ok
+    assert seen[-1].bytes_done == seen[-1].bytes_total == total
+    assert "100%" in progress_line(seen[-1]) and "recording 2/2" in progress_line(seen[-1])
+
+
+def test_an_unsealed_recording_is_never_touched(station: ServedStation, store: EvidenceStore,
+                                                camera_key: DeviceKey, tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    open_one = make_recording(root, camera_key, sealed=False)
+    before = snapshot(root)
+    with uploader(station.url, camera_key, root) as up:
+        summary = up.upload_all()
+    assert summary.ok and summary.outcomes == [] and summary.skipped_unsealed == [open_one]
+    assert snapshot(root) == before
+    assert store.holdings(open_one.name).status == "unknown"
+    assert read_sealed(open_one) is None
+
+
+def test_a_manifest_with_a_partial_last_line_counts_as_unsealed(camera_key: DeviceKey,
+                                                                tmp_path: Path) -> None:
+    directory = make_recording(tmp_path / "recordings", camera_key)
+    with open(directory / manifest.MANIFEST_NAME, "ab") as file:
+        file.write(b'{"type":"ev')
+    assert read_sealed(directory) is None
+    assert find_sealed_recordings(tmp_path / "recordings") == ([], [directory])
+
+
+def test_a_duplicate_upload_sends_nothing_and_deletes_the_second_copy(
+        station: ServedStation, store: EvidenceStore, camera_key: DeviceKey, recordings: Path,
+        tmp_path: Path) -> None:
+    spare = tmp_path / "spare"
+    shutil.copytree(recordings, spare)
+    with uploader(station.url, camera_key, recordings) as up:
+        assert up.upload_all().ok
+    entries = len(list(audit.entries(store.engine)))
+    with uploader(station.url, camera_key, spare) as up:
+        summary = up.upload_all()
+    assert summary.ok and all(o.uploaded == [] and o.deleted for o in summary.outcomes)
+    assert all(len(o.already_held) == 2 for o in summary.outcomes)
+    assert len(list(audit.entries(store.engine))) == entries and list(spare.iterdir()) == []
+
+
+# --- faults
+
+
+def test_a_segment_changed_on_the_camera_is_refused_and_kept(
+        station: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
+        recordings: Path) -> None:
+    damaged = recordings / "b-older" / "000002.mp4"
+    data = bytearray(damaged.read_bytes())
+    data[500] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    before = snapshot(recordings / "b-older")
+    with uploader(station.url, camera_key, recordings) as up:
+        summary = up.upload_all()
+    older, newer = summary.outcomes
+    assert older.error is not None and "422 hash_mismatch" in older.error and not older.deleted
+    assert newer.error is None and newer.deleted  # the other recording still goes
+    assert snapshot(recordings / "b-older") == before
+    assert store.holdings(older.recording_id).segments.keys() == {"000001.mp4"}
+    assert "refused" in [e.action for e in audit.entries(store.engine)]
+    assert_station_consistent(store)
+
+
+def test_an_unenrolled_camera_keeps_everything(station: ServedStation, store: EvidenceStore,
+                                               recordings: Path, tmp_path: Path) -> None:
+    stranger = DeviceKey.load_or_create(tmp_path / "stranger")
+    before = snapshot(recordings)
+    with Uploader(station.url, stranger, "cam9", recordings, attempts=1) as up:
+        summary = up.upload_all()
+    assert not summary.ok and all("401 not_enrolled" in str(o.error) for o in summary.outcomes)
+    assert snapshot(recordings) == before
+    assert [e.action for e in audit.entries(store.engine)] == ["enroll"]
+
+
+def test_a_full_station_disk_keeps_everything_on_the_camera(
+        tmp_path: Path, camera_key: DeviceKey, recordings: Path) -> None:
+    first_segment = (recordings / "b-older" / "000001.mp4").stat().st_size
+    blobs = FullBlobStore(tmp_path / "full" / "blobs", room=first_segment + 100)
+    store = make_store(tmp_path / "full", blobs=blobs)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    served = serve(store)
+    before = snapshot(recordings)
+    try:
+        with uploader(served.url, camera_key, recordings) as up:
+            summary = up.upload_all()
+    finally:
+        served.stop()
+    assert not summary.ok
+    assert all("507 storage_full" in str(o.error) for o in summary.outcomes)
+    assert snapshot(recordings) == before
+    assert not list((blobs.root / ".partial").iterdir())
+    assert_station_consistent(store)
+
+
+def test_no_station_stops_the_run_and_deletes_nothing(camera_key: DeviceKey,
+                                                      recordings: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = snapshot(recordings)
+    with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, attempts=2) as up:
+        summary = up.upload_all()
+    assert summary.stopped is not None and "Nothing was deleted" in summary.stopped
+    assert len(summary.outcomes) == 1  # it does not go on to the next recording
+    assert snapshot(recordings) == before
+
+
+@pytest.fixture(scope="module")
+def clean_upload_bytes(tmp_path_factory: pytest.TempPathFactory) -> int:
+    """Bytes a camera sends for a whole clean upload of recordings like ``recordings``."""
+    root = tmp_path_factory.mktemp("measure")
+    key = DeviceKey.load_or_create(root / "camera")
+    make_recording(root / "recordings", key, utc_start="2026-11-23T07:10:00.000000Z")
+    make_recording(root / "recordings", key, utc_start="2026-11-23T07:00:00.000000Z")
+    store = make_store(root / "station")
+    store.enroll("cam7", key.public_key, by="admin")
+    served = serve(store)
+    proxy = CuttingProxy(served.port, None)
+    try:
+        with uploader(proxy.url, key, root / "recordings", chunk_bytes=4096) as up:
+            assert up.upload_all().ok
+    finally:
+        proxy.close()
+        served.stop()
+    assert proxy.forwarded > 50_000
+    return proxy.forwarded
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.15, 0.3, 0.45, 0.55, 0.7, 0.85, 0.97, 0.999])
+def test_a_connection_cut_anywhere_loses_nothing_and_the_next_run_resumes(
+        fraction: float, clean_upload_bytes: int, station: ServedStation, store: EvidenceStore,
+        camera_key: DeviceKey, recordings: Path) -> None:
+    proxy = CuttingProxy(station.port, int(clean_upload_bytes * fraction))
+    originals = snapshot(recordings)
+    try:
+        with uploader(proxy.url, camera_key, recordings, chunk_bytes=4096) as up:
+            first = up.upload_all()
+        assert proxy.cuts == 1 and not first.ok
+        # whatever is gone from the camera is verified at the station
+        for outcome in first.outcomes:
+            if outcome.deleted:
+                assert store.holdings(outcome.recording_id).verified
+        for name, digest in snapshot(recordings).items():
+            assert originals[name] == digest
+        assert_station_consistent(store)
+        with uploader(proxy.url, camera_key, recordings, chunk_bytes=4096) as up:
+            second = up.upload_all()
+    finally:
+        proxy.close()
+    assert second.ok and list(recordings.iterdir()) == []
+    sent_twice = {(o.recording_id, f) for o in first.outcomes for f in o.uploaded} & {
+        (o.recording_id, f) for o in second.outcomes for f in o.uploaded}
+    assert sent_twice == set()  # the second run sends only what the station lacks
+    station_hashes = {sha for o in second.outcomes
+                      for sha in store.holdings(o.recording_id).segments.values()}
+    assert station_hashes == {sha for name, sha in originals.items() if name.endswith(".mp4")}
+    assert_station_consistent(store)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_station_process(data: Path, port: int) -> subprocess.Popen[bytes]:
+    log = data.parent / "station.log"
+    with open(log, "ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "recorder", "station", "serve", "--data", str(data),
+             "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=sink, cwd=data.parent)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"station did not start: {log.read_text()}")
+
+
+def test_the_station_killed_mid_upload_and_restarted_loses_nothing(
+        tmp_path: Path, camera_key: DeviceKey, recordings: Path) -> None:
+    data = tmp_path / "station-process"
+    make_store(data).enroll("cam7", camera_key.public_key, by="admin")
+    port = _free_port()
+    process = _start_station_process(data, port)
+    originals = snapshot(recordings)
+    killed_at: list[int] = []
+
+    def kill_in_second_segment(state: UploadProgress) -> None:
+        if not killed_at and state.recording_number == 1 and state.file == "000002.mp4":
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            killed_at.append(state.bytes_done)
+
+    try:
+        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, chunk_bytes=2048,
+                      progress=kill_in_second_segment) as up:
+            first = up.upload_all()
+        assert killed_at and first.stopped is not None
+        assert snapshot(recordings) == originals
+        process = _start_station_process(data, port)
+        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings) as up:
+            second = up.upload_all()
+    finally:
+        process.kill()
+        process.wait()
+    assert second.ok and list(recordings.iterdir()) == []
+    assert second.outcomes[0].already_held == ["000001.mp4"]
+    assert second.outcomes[0].uploaded == ["000002.mp4"]
+    store = make_store(data)
+    assert not list((data / "blobs" / ".partial").iterdir())  # removed at restart
+    assert_station_consistent(store)
+    assert all(store.holdings(o.recording_id).verified for o in second.outcomes)
