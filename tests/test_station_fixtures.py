@@ -1,19 +1,28 @@
 """Shared pieces of the station and uploader tests (no tests here): real sealed recordings made
-with PyAV (as tests/test_verify.py does), a station served by uvicorn on loopback in a thread, and
-a TCP proxy that cuts a connection after a given number of bytes."""
+with PyAV (as tests/test_verify.py does), a station served by uvicorn on loopback in a thread, a
+TCP proxy that cuts a connection after a given number of bytes, direct ingest, and catalogue URLs
+on SQLite and on a throwaway PostgreSQL cluster of the test session's own."""
 
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
+import itertools
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy
 import uvicorn
 from test_bmff import write_segments
 
@@ -23,7 +32,7 @@ from recorder.sealed_segment import SealedSegment
 from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
-from recorder.station.evidence_store import EvidenceStore
+from recorder.station.evidence_store import EvidenceStore, Holdings
 
 MONOTONIC_START_US = 7_000_000
 
@@ -98,12 +107,13 @@ class ServedStation:
         self.thread.join(timeout=10)
 
 
-def serve(store: EvidenceStore, port: int = 0) -> ServedStation:
+def serve(store: EvidenceStore, port: int = 0,
+          sweep_interval_s: float | None = None) -> ServedStation:
     """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(create_app(store), log_level="critical", ws="none",
+    config = uvicorn.Config(create_app(store, sweep_interval_s), log_level="critical", ws="none",
                             lifespan="on", loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -200,3 +210,83 @@ class FullBlobStore(LocalBlobStore):
 
         writer._file = Filling()  # type: ignore[assignment]
         return writer
+
+
+def ingest(store: EvidenceStore, directory: Path, device_id: str = "cam7") -> Holdings:
+    """Put a recording into a store as the device API would (no HTTP): segments, then manifest."""
+    recording_id = directory.name
+    for segment in sorted(directory.glob("*.mp4")):
+        data = segment.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if store.precheck_segment(device_id, recording_id, segment.name, digest):
+            continue
+        writer = store.blobs.begin(digest)
+        writer.write(data)
+        store.commit_segment(device_id, recording_id, segment.name, writer, digest)
+    return store.ingest_manifest(device_id, recording_id,
+                                 (directory / "manifest.jsonl").read_bytes())
+
+
+# --- catalogue backends: SQLite in the test's directory, and a throwaway PostgreSQL cluster
+
+PG_BIN_DIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb refuses to run as root: run the cluster as the postgres OS user
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[tuple[Path, int]]:
+    """A PostgreSQL cluster of our own (initdb + pg_ctl) on a unix socket in a temp directory,
+    stopped and removed at the end of the session. Skipped when PostgreSQL is not installed."""
+    if not PG_BIN_DIRS:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin): apt-get "
+                    "install postgresql to run the catalogue tests on PostgreSQL")
+    binaries = Path(PG_BIN_DIRS[-1])
+    root = Path(tempfile.mkdtemp(prefix="bwv-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    data = root / "data"
+    subprocess.run(_as_postgres([str(binaries / "initdb"), "-D", str(data), "-A", "trust",
+                                 "-U", "postgres", "-E", "UTF8", "--no-sync"]),
+                   check=True, capture_output=True)
+    subprocess.run(_as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-w", "-l",
+                                 str(root / "server.log"), "-o",
+                                 f"-k {root} -p {port} -c listen_addresses='' -c fsync=off",
+                                 "start"]), check=True, capture_output=True)
+    try:
+        yield root, port
+    finally:
+        subprocess.run(_as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m",
+                                     "immediate", "-w", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalogue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty catalogue URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalogue.sqlite3'}"
+        return
+    root, port = request.getfixturevalue("postgres_cluster")
+    name = f"bwv_test_{next(_databases)}"
+    admin = sqlalchemy.create_engine(
+        f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}",
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = f"postgresql+psycopg://postgres@/{name}?host={root}&port={port}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()

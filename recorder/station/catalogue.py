@@ -9,7 +9,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, Engine, ForeignKey, Index, Integer, MetaData,
+from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData,
                         String, Table, Text, UniqueConstraint, create_engine, event, insert,
                         select)
 
@@ -133,6 +133,8 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # transactions are begun by _sqlite_begin, not implicitly by the driver
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -141,11 +143,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock at the start, so a transaction that reads (the audit head)
+    # and then writes cannot fail halfway because another process (`bwv station hold` beside
+    # `serve`) wrote in between; others wait up to busy_timeout instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def open_catalogue(url: str) -> Engine:
     """An engine for ``url`` with the schema created (idempotent) and the audit head in place."""
     engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     metadata.create_all(engine)
     with engine.begin() as conn:
         if conn.execute(select(audit_head.c.id)).first() is None:
