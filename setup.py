@@ -30,6 +30,7 @@ POLICY = native.policy_from_environ()
 # Sources of each native module named in recorder._native.PIECES.
 SOURCES = {
     "recorder._ring_c": ["native/_ring_c.pyx", "native/ring.c"],
+    "recorder._mux_c": ["native/_mux_c.pyx", "native/mux.c"],
 }
 
 

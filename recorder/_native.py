@@ -74,6 +74,7 @@ class Piece:
 #: Every accelerated piece. setup.py builds one extension per native module named here.
 PIECES: dict[str, Piece] = {
     "ring": Piece("ring", "recorder._ring_c", "recorder._ring_py", "pre-event ring buffer"),
+    "mux": Piece("mux", "recorder._mux_c", "recorder._mux_py", "fragmented-MP4 muxer"),
 }
 
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import struct
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from conftest import _implementation
 from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
                        interleave, mux_all)
 from recorder.access_unit import AUDIO, VIDEO
 
 
-@pytest.fixture(scope="session", params=["pure"])
+@pytest.fixture(scope="session", params=["native", "pure"])
 def mux_impl(request: pytest.FixtureRequest) -> ModuleType:
     """The module of one implementation of the muxer (has ``FragmentedMp4Muxer``)."""
-    return importlib.import_module("recorder._mux_py")
+    return _implementation("mux", request.param)
 
 
 def _write(tmp_path: Path, segments: list[bytes]) -> list[Path]:

@@ -1,0 +1,304 @@
+/* Fragmented-MP4 muxer core. The rules, the names and the bytes follow recorder/_mux_py.py. */
+#include "mux.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    VIDEO_TRACK_ID = 1,
+    AUDIO_TRACK_ID = 2,
+    TFHD_DEFAULT_BASE_IS_MOOF = 0x020000,
+    TRUN_VIDEO = 0x000001 | 0x000100 | 0x000200 | 0x000400,
+    TRUN_CTO = 0x000800,
+    TRUN_AUDIO = 0x000001 | 0x000100 | 0x000200
+};
+#define SAMPLE_FLAGS_SYNC 0x02000000u
+#define SAMPLE_FLAGS_NON_SYNC 0x01010000u
+#define MAX_MDAT ((size_t)0xFFFFFFFFu)
+
+void bwv_mux_init(bwv_mux *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+static void run_free(bwv_run *r)
+{
+    free(r->ticks);
+    free(r->sizes);
+    free(r->ctos);
+    free(r->keys);
+    memset(r, 0, sizeof *r);
+}
+
+void bwv_mux_free(bwv_mux *m)
+{
+    free(m->video_data.data);
+    free(m->audio_data.data);
+    run_free(&m->video);
+    run_free(&m->audio);
+    free(m->nals);
+    memset(m, 0, sizeof *m);
+}
+
+int64_t bwv_mux_ticks(int64_t us, int64_t timescale)
+{
+    int64_t x = us * timescale + 500000;
+    return x >= 0 ? x / 1000000 : -((-x + 999999) / 1000000);
+}
+
+static int reserve(bwv_bytes *b, size_t extra)
+{
+    size_t cap;
+    uint8_t *data;
+
+    if (b->len + extra <= b->cap)
+        return BWV_MUX_OK;
+    cap = b->cap ? b->cap : 65536;
+    while (cap < b->len + extra)
+        cap *= 2;
+    data = realloc(b->data, cap);
+    if (!data)
+        return BWV_MUX_ENOMEM;
+    b->data = data;
+    b->cap = cap;
+    return BWV_MUX_OK;
+}
+
+static int run_push(bwv_run *r, int64_t ticks, uint32_t size, uint32_t cto, int key)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        int64_t *t = realloc(r->ticks, cap * sizeof *t);
+        if (t)
+            r->ticks = t;
+        uint32_t *s = realloc(r->sizes, cap * sizeof *s);
+        if (s)
+            r->sizes = s;
+        uint32_t *c = realloc(r->ctos, cap * sizeof *c);
+        if (c)
+            r->ctos = c;
+        uint8_t *k = realloc(r->keys, cap);
+        if (k)
+            r->keys = k;
+        if (!t || !s || !c || !k)
+            return BWV_MUX_ENOMEM;
+        r->cap = cap;
+    }
+    r->ticks[r->n] = ticks;
+    r->sizes[r->n] = size;
+    r->ctos[r->n] = cto;
+    r->keys[r->n] = (uint8_t)key;
+    r->n++;
+    return BWV_MUX_OK;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Offset of the first 00 00 01 at or after `from`, or n. Eight bytes without a zero cannot hold
+ * the start of a start code, and compressed video has a zero byte about once in 256, so the scan
+ * mostly moves a word at a time. */
+static size_t find_start_code(const uint8_t *p, size_t from, size_t n)
+{
+    size_t i = from, j, stop;
+    uint64_t x;
+
+    while (n >= 3 && i <= n - 3) {
+        if (i + 8 <= n) {
+            memcpy(&x, p + i, 8);
+            if (((x - ONES) & ~x & HIGHS) == 0) {
+                i += 8;
+                continue;
+            }
+            stop = i + 8;
+        } else {
+            stop = n;
+        }
+        for (j = i; j < stop && j + 3 <= n; j++) {
+            if (p[j] == 0 && p[j + 1] == 0 && p[j + 2] == 1)
+                return j;
+        }
+        i = stop;
+    }
+    return n;
+}
+
+int bwv_mux_scan(bwv_mux *m, const uint8_t *p, size_t n, size_t *first)
+{
+    size_t at, start, end, next, k;
+
+    m->nal_count = 0;
+    at = find_start_code(p, 0, n);
+    if (at == n)
+        return BWV_MUX_ENOSTART;
+    for (k = 0; k < at; k++) {
+        if (p[k] != 0) {
+            *first = at;
+            return BWV_MUX_ELEADING;
+        }
+    }
+    start = at + 3;
+    for (;;) {
+        next = find_start_code(p, start, n);
+        end = next;
+        while (end > start && p[end - 1] == 0)
+            end--;
+        if (end > start) {
+            if (m->nal_count == m->nal_cap) {
+                size_t cap = m->nal_cap ? m->nal_cap * 2 : 64;
+                size_t *nals = realloc(m->nals, cap * 2 * sizeof *nals);
+                if (!nals)
+                    return BWV_MUX_ENOMEM;
+                m->nals = nals;
+                m->nal_cap = cap;
+            }
+            m->nals[2 * m->nal_count] = start;
+            m->nals[2 * m->nal_count + 1] = end;
+            m->nal_count++;
+        }
+        if (next == n)
+            break;
+        start = next + 3;
+    }
+    return m->nal_count ? BWV_MUX_OK : BWV_MUX_ENONAL;
+}
+
+static inline uint8_t *put32(uint8_t *o, uint32_t v)
+{
+    o[0] = (uint8_t)(v >> 24);
+    o[1] = (uint8_t)(v >> 16);
+    o[2] = (uint8_t)(v >> 8);
+    o[3] = (uint8_t)v;
+    return o + 4;
+}
+
+static inline uint8_t *put64(uint8_t *o, uint64_t v)
+{
+    return put32(put32(o, (uint32_t)(v >> 32)), (uint32_t)v);
+}
+
+static inline uint8_t *put_type(uint8_t *o, const char *type)
+{
+    memcpy(o, type, 4);
+    return o + 4;
+}
+
+int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key)
+{
+    size_t size = 0, k, len;
+    uint8_t *o;
+    int rc;
+
+    for (k = 0; k < m->nal_count; k++)
+        size += 4 + m->nals[2 * k + 1] - m->nals[2 * k];
+    if (size > MAX_MDAT)
+        return BWV_MUX_ETOOBIG;
+    rc = reserve(&m->video_data, size);
+    if (rc != BWV_MUX_OK)
+        return rc;
+    rc = run_push(&m->video, ticks, (uint32_t)size, cto, key);
+    if (rc != BWV_MUX_OK)
+        return rc;
+    o = m->video_data.data + m->video_data.len;
+    for (k = 0; k < m->nal_count; k++) {
+        len = m->nals[2 * k + 1] - m->nals[2 * k];
+        o = put32(o, (uint32_t)len);
+        memcpy(o, p + m->nals[2 * k], len);
+        o += len;
+    }
+    m->video_data.len += size;
+    return BWV_MUX_OK;
+}
+
+int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks)
+{
+    int rc;
+
+    if (n > MAX_MDAT)
+        return BWV_MUX_ETOOBIG;
+    rc = reserve(&m->audio_data, n);
+    if (rc != BWV_MUX_OK)
+        return rc;
+    rc = run_push(&m->audio, ticks, (uint32_t)n, 0, 1);
+    if (rc != BWV_MUX_OK)
+        return rc;
+    memcpy(m->audio_data.data + m->audio_data.len, p, n);
+    m->audio_data.len += n;
+    return BWV_MUX_OK;
+}
+
+static int has_cto(const bwv_run *r)
+{
+    size_t k;
+
+    for (k = 0; k < r->n; k++)
+        if (r->ctos[k])
+            return 1;
+    return 0;
+}
+
+static size_t traf_size(const bwv_run *r, size_t per_sample)
+{
+    return r->n ? 8 + 16 + 20 + 20 + r->n * per_sample : 0;
+}
+
+size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof)
+{
+    size_t mdat = 8 + m->video_data.len + m->audio_data.len;
+
+    *moof = 8 + 16 + traf_size(&m->video, has_cto(&m->video) ? 16 : 12) + traf_size(&m->audio, 8);
+    if (mdat > MAX_MDAT - 8)
+        return 0;
+    return *moof + mdat;
+}
+
+static uint8_t *write_traf(uint8_t *o, const bwv_run *r, uint32_t track_id, uint32_t trun_flags,
+                           size_t per_sample, uint32_t data_offset, uint32_t last_ticks,
+                           int video)
+{
+    size_t k, trun = 20 + r->n * per_sample;
+
+    o = put_type(put32(o, (uint32_t)(8 + 16 + 20 + trun)), "traf");
+    o = put_type(put32(o, 16), "tfhd");
+    o = put32(put32(o, TFHD_DEFAULT_BASE_IS_MOOF), track_id);
+    o = put_type(put32(o, 20), "tfdt");
+    o = put64(put32(o, 1u << 24), (uint64_t)r->ticks[0]);
+    o = put_type(put32(o, (uint32_t)trun), "trun");
+    o = put32(put32(put32(o, trun_flags), (uint32_t)r->n), data_offset);
+    for (k = 0; k < r->n; k++) {
+        o = put32(o, k + 1 < r->n ? (uint32_t)(r->ticks[k + 1] - r->ticks[k]) : last_ticks);
+        o = put32(o, r->sizes[k]);
+        if (video) {
+            o = put32(o, r->keys[k] ? SAMPLE_FLAGS_SYNC : SAMPLE_FLAGS_NON_SYNC);
+            if (trun_flags & TRUN_CTO)
+                o = put32(o, r->ctos[k]);
+        }
+    }
+    return o;
+}
+
+void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
+                            uint32_t last_video_ticks, uint32_t audio_frame_ticks)
+{
+    size_t moof, total = bwv_mux_fragment_size(m, &moof);
+    int cto = has_cto(&m->video);
+    uint8_t *o = out;
+
+    o = put_type(put32(o, (uint32_t)moof), "moof");
+    o = put_type(put32(o, 16), "mfhd");
+    o = put32(put32(o, 0), sequence);
+    if (m->video.n)
+        o = write_traf(o, &m->video, VIDEO_TRACK_ID, cto ? TRUN_VIDEO | TRUN_CTO : TRUN_VIDEO,
+                       cto ? 16 : 12, (uint32_t)(moof + 8), last_video_ticks, 1);
+    if (m->audio.n)
+        o = write_traf(o, &m->audio, AUDIO_TRACK_ID, TRUN_AUDIO, 8,
+                       (uint32_t)(moof + 8 + m->video_data.len), audio_frame_ticks, 0);
+    o = put_type(put32(o, (uint32_t)(total - moof)), "mdat");
+    if (m->video_data.len)
+        memcpy(o, m->video_data.data, m->video_data.len);
+    o += m->video_data.len;
+    if (m->audio_data.len)
+        memcpy(o, m->audio_data.data, m->audio_data.len);
+    m->video_data.len = m->audio_data.len = 0;
+    m->video.n = m->audio.n = 0;
+}

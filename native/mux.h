@@ -1,0 +1,65 @@
+/* Fragmented-MP4 muxer core: the hot path of the C twin of recorder/_mux_py.py (read that file for
+ * the rules). Annex B scanning and conversion to length-prefixed NAL units, the sample tables of
+ * one fragment, and the moof+mdat writer. The state machine (cuts, timestamps) lives in
+ * native/_mux_c.pyx; nothing here touches Python, so every function may run without the GIL.
+ */
+#ifndef BWV_MUX_H
+#define BWV_MUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    BWV_MUX_OK = 0,
+    BWV_MUX_ENOSTART = -1,  /* no start code in the payload */
+    BWV_MUX_ELEADING = -2,  /* non-zero bytes before the first start code */
+    BWV_MUX_ENONAL = -3,    /* start codes but no NAL unit */
+    BWV_MUX_ENOMEM = -4,
+    BWV_MUX_ETOOBIG = -5    /* the fragment's mdat would not fit a 32-bit size */
+};
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} bwv_bytes;
+
+typedef struct {
+    int64_t *ticks;   /* decode time of each sample, track timescale */
+    uint32_t *sizes;
+    uint32_t *ctos;   /* composition offset (video) */
+    uint8_t *keys;
+    size_t n, cap;
+} bwv_run;
+
+typedef struct {
+    bwv_bytes video_data, audio_data;  /* the fragment's mdat payload, one per track */
+    bwv_run video, audio;
+    size_t *nals;                      /* (start, end) pairs of the last scanned access unit */
+    size_t nal_count, nal_cap;
+} bwv_mux;
+
+void bwv_mux_init(bwv_mux *m);
+void bwv_mux_free(bwv_mux *m);
+
+/* Find the NAL units of an Annex B access unit into m->nals. On BWV_MUX_ELEADING, *first holds
+ * the offset of the first start code. */
+int bwv_mux_scan(bwv_mux *m, const uint8_t *p, size_t n, size_t *first);
+
+/* Append the NAL units found by the last bwv_mux_scan of p, each behind a 4-byte length, as one
+ * video sample. */
+int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key);
+
+/* Append one audio sample. */
+int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks);
+
+/* Bytes of the pending fragment (moof + mdat); *moof receives the moof's size. 0 on overflow. */
+size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof);
+
+/* Write the pending fragment (exactly bwv_mux_fragment_size bytes) to out and empty it. */
+void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
+                            uint32_t last_video_ticks, uint32_t audio_frame_ticks);
+
+/* (us * timescale + 500000) // 1000000 with Python's floor division. */
+int64_t bwv_mux_ticks(int64_t us, int64_t timescale);
+
+#endif
