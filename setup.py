@@ -31,6 +31,7 @@ POLICY = native.policy_from_environ()
 SOURCES = {
     "recorder._ring_c": ["native/_ring_c.pyx", "native/ring.c"],
     "recorder._mux_c": ["native/_mux_c.pyx", "native/mux.c"],
+    "recorder._sha256_c": ["native/_sha256_c.pyx", "native/sha256.c"],
 }
 
 

@@ -75,6 +75,7 @@ class Piece:
 PIECES: dict[str, Piece] = {
     "ring": Piece("ring", "recorder._ring_c", "recorder._ring_py", "pre-event ring buffer"),
     "mux": Piece("mux", "recorder._mux_c", "recorder._mux_py", "fragmented-MP4 muxer"),
+    "sha256": Piece("sha256", "recorder._sha256_c", "recorder._sha256_py", "SHA-256 hasher"),
 }
 
 

@@ -1,0 +1,32 @@
+/* SHA-256 (FIPS 180-4) for the native hasher recorder._sha256_c.
+ *
+ * Three block functions, chosen once at run time from what the CPU offers: the x86 SHA extensions
+ * (SHA-NI), the ARMv8 cryptography extensions (Raspberry Pi 5; the Pi 4 and Zero 2 lack them),
+ * and portable C for everything else. Each is compiled with a function-level target attribute,
+ * so the build needs no -march flag and one binary runs on every CPU of its architecture.
+ * Nothing here touches Python: every function may run without the GIL.
+ */
+#ifndef BWV_SHA256_H
+#define BWV_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint32_t state[8];
+    uint64_t length;      /* bytes hashed so far */
+    uint8_t buffer[64];   /* a partial block */
+    size_t buffered;
+} bwv_sha256;
+
+void bwv_sha256_init(bwv_sha256 *h);
+void bwv_sha256_update(bwv_sha256 *h, const uint8_t *data, size_t n);
+/* Write the digest of everything hashed so far; h itself is left unchanged. */
+void bwv_sha256_digest(const bwv_sha256 *h, uint8_t out[32]);
+
+/* "sha-ni", "armv8-ce" or "portable": the block function in use. */
+const char *bwv_sha256_acceleration(void);
+/* Force the portable block function (tests compare it with the accelerated one). */
+void bwv_sha256_force_portable(int on);
+
+#endif

@@ -1,0 +1,166 @@
+"""The SHA-256 hasher, on both implementations, against FIPS 180 vectors, hashlib and sha256sum."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import _implementation
+
+
+@pytest.fixture(scope="session", params=["native", "pure"])
+def sha_impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The module of one implementation of the hasher (has ``Sha256``)."""
+    return _implementation("sha256", request.param)
+
+
+@pytest.fixture(params=["accelerated", "portable"])
+def native_sha(request: pytest.FixtureRequest) -> ModuleType:
+    """The native hasher, once with the CPU's SHA instructions (if any) and once portable C."""
+    module = _implementation("sha256", "native")
+    module._force_portable(request.param == "portable")
+    yield module
+    module._force_portable(False)
+
+
+FIPS_VECTORS = [
+    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+    (b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+]
+
+
+@pytest.mark.parametrize("message, expected", FIPS_VECTORS, ids=["empty", "abc", "448bit", "1M-a"])
+def test_fips_180_vectors(sha_impl: ModuleType, message: bytes, expected: str) -> None:
+    assert sha_impl.Sha256(message).hexdigest() == expected
+
+
+@pytest.mark.parametrize("message, expected", FIPS_VECTORS, ids=["empty", "abc", "448bit", "1M-a"])
+def test_fips_180_vectors_on_every_native_block_function(native_sha: ModuleType, message: bytes,
+                                                         expected: str) -> None:
+    assert native_sha.Sha256(message).hexdigest() == expected
+
+
+def test_portable_switch_names_the_block_function(native_sha: ModuleType) -> None:
+    assert native_sha.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
+    assert native_sha.Sha256(b"x").hexdigest() == hashlib.sha256(b"x").hexdigest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300), max_size=20))
+def test_any_split_into_updates_gives_hashlibs_digest(sha_impl: ModuleType,
+                                                      chunks: list[bytes]) -> None:
+    hasher = sha_impl.Sha256()
+    for chunk in chunks:
+        hasher.update(chunk)
+    assert hasher.digest() == hashlib.sha256(b"".join(chunks)).digest()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture is per-switch
+@given(size=st.integers(0, 300_000), cut=st.integers(0, 300_000), seed=st.integers(0, 2**32))
+def test_large_buffers_on_both_block_functions(native_sha: ModuleType, size: int, cut: int,
+                                               seed: int) -> None:
+    data = seed.to_bytes(5, "little") * (size // 5)
+    hasher = native_sha.Sha256(data[:cut])
+    hasher.update(memoryview(data)[cut:])
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_digest_leaves_the_hasher_going(sha_impl: ModuleType) -> None:
+    hasher = sha_impl.Sha256(b"first ")
+    assert hasher.hexdigest() == hashlib.sha256(b"first ").hexdigest()
+    hasher.update(b"second")
+    assert hasher.hexdigest() == hashlib.sha256(b"first second").hexdigest()
+
+
+def test_copy_is_independent(sha_impl: ModuleType) -> None:
+    hasher = sha_impl.Sha256(b"shared ")
+    other = hasher.copy()
+    hasher.update(b"one")
+    other.update(b"two")
+    assert hasher.digest() == hashlib.sha256(b"shared one").digest()
+    assert other.digest() == hashlib.sha256(b"shared two").digest()
+
+
+def test_accepts_bytearray_and_memoryview_and_refuses_str(sha_impl: ModuleType) -> None:
+    hasher = sha_impl.Sha256(bytearray(b"ab"))
+    hasher.update(memoryview(b"cd"))
+    assert hasher.digest() == hashlib.sha256(b"abcd").digest()
+    with pytest.raises(TypeError):
+        hasher.update("text")  # type: ignore[arg-type]
+    assert (hasher.name, hasher.digest_size, hasher.block_size) == ("sha256", 32, 64)
+
+
+def test_agrees_with_sha256sum(sha_impl: ModuleType, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4099
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    out = subprocess.run(["sha256sum", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    assert sha_impl.Sha256(data).hexdigest() == out.split()[0]
+
+
+def test_large_update_lets_other_threads_run(sha_impl: ModuleType) -> None:
+    data = bytes(48 << 20)
+    counter = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counter[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.2)  # holding the GIL would starve the counter for the whole update
+    thread = threading.Thread(target=count)
+    try:
+        thread.start()
+        while counter[0] == 0:
+            pass
+        before = counter[0]
+        sha_impl.Sha256(data)
+        during = counter[0] - before
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert during > 1000
+
+
+def test_threads_hashing_their_own_data_get_their_own_digests(sha_impl: ModuleType) -> None:
+    blobs = [bytes([i]) * (3 << 20) for i in range(4)]
+    results: list[str] = [""] * 4
+
+    def work(index: int) -> None:
+        hasher = sha_impl.Sha256()
+        for start in range(0, len(blobs[index]), 100_000):
+            hasher.update(blobs[index][start:start + 100_000])
+        results[index] = hasher.hexdigest()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [hashlib.sha256(blob).hexdigest() for blob in blobs]
+
+
+def test_public_module_uses_the_native_hasher_when_built() -> None:
+    import recorder.sha256
+    from recorder import _native
+
+    choice = _native.load("sha256")
+    assert recorder.sha256.Sha256 is choice.module.Sha256
+    if _native.policy_from_environ() is _native.NativePolicy.REQUIRED:
+        assert choice.implementation == "native"
+        assert recorder.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
