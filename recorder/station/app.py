@@ -15,6 +15,8 @@ Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410,
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -29,12 +31,50 @@ from starlette.routing import Route
 
 from .. import __version__
 from . import retention
+from .blobs import BlobWriter
 from .errors import HashMismatchError, StationError
 from .evidence_store import EvidenceStore
 from .request_signing import EMPTY_SHA256, parse_headers
 
 API = "/api/v1"
+WRITE_BATCH_BYTES = 1 << 20
+WRITE_BATCHES_AHEAD = 4
 log = logging.getLogger("recorder.station")
+
+
+def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        writer.write(chunk)
+
+
+async def _receive(request: Request, writer: BlobWriter) -> None:
+    """Stream the body into ``writer``. Hashing and writing run on a thread of their own, a
+    batch behind the network (hashlib and file writes release the GIL), so the event loop keeps
+    receiving while the previous megabyte is hashed: the checks cost little throughput."""
+    loop = asyncio.get_running_loop()
+    pending: collections.deque[asyncio.Future[None]] = collections.deque()
+    batch: list[bytes] = []
+    size = 0
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bwv-blob") as pool:
+        try:
+            async for chunk in request.stream():
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= WRITE_BATCH_BYTES:
+                    pending.append(loop.run_in_executor(pool, _write_all, writer, batch))
+                    batch, size = [], 0
+                    if len(pending) > WRITE_BATCHES_AHEAD:
+                        await pending.popleft()
+            if batch:
+                pending.append(loop.run_in_executor(pool, _write_all, writer, batch))
+            while pending:
+                await pending.popleft()
+        except BaseException:
+            for future in pending:  # let queued writes end before the partial file goes
+                with contextlib.suppress(BaseException):
+                    await future
+            writer.abort()
+            raise
 
 
 def _error(exc: StationError) -> JSONResponse:
@@ -74,12 +114,7 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None) -> S
                 pass
             return JSONResponse({"stored": False, "already_held": True, "sha256": declared})
         writer = store.blobs.begin(declared)
-        try:
-            async for chunk in request.stream():
-                writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
+        await _receive(request, writer)
         stored = await run_in_threadpool(store.commit_segment, device, recording_id, file,
                                          writer, declared)
         return JSONResponse({"stored": stored, "already_held": not stored, "sha256": declared},
