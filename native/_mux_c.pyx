@@ -230,7 +230,8 @@ cdef class FragmentedMp4Muxer:
         raise SystemError(f"muxer returned unknown code {rc}")
 
     cdef _open_segment(self, int64_t dts_us):
-        self._init = spec.init_segment(self._sps, self._pps, self._audio_config)
+        self._init = spec.init_segment(self._sps, self._pps, self._audio_config,
+                                       self._origin_us)
         self._segment += 1
         self._segment_start_us = dts_us
         self._fragment_is_first = True

@@ -29,9 +29,11 @@ fragment. A non-keyframe starts a new fragment when ``fragment_us`` has passed s
 fragment's first dts (a long GOP is split; segments are still cut only at keyframes). A fragment is
 returned (a `MuxedFragment`) when the video AU that ends it arrives, and by ``close()``.
 
-Layout. Fragment: ``moof`` (``mfhd`` with a sequence number counting fragments of the recording
-from 1; a ``traf`` per track with samples: ``tfhd`` default-base-is-moof, ``tfdt`` version 1,
-``trun``) then ``mdat`` with the video samples, then the audio samples. Video samples are the AU's
+Layout. Init segment: ``ftyp``, ``moov`` (``mvhd``, a ``trak`` per track, ``mvex``, and a ``uuid``
+box holding the origin in pts_us). Fragment: ``moof`` (``mfhd`` with a sequence number counting
+fragments of the recording from 1; a ``traf`` per track with samples: ``tfhd``
+default-base-is-moof, ``tfdt`` version 1, ``trun``) then ``mdat`` with the video samples, then the
+audio samples. Video samples are the AU's
 NAL units, each with a 4-byte big-endian length instead of its start code, trailing zero bytes
 removed, empty NAL units skipped; SPS/PPS stay in-band and also go into ``avcC``.
 """
@@ -59,6 +61,9 @@ TRUN_CTO = 0x000800
 TRUN_AUDIO = 0x000001 | 0x000100 | 0x000200
 
 START_CODE = b"\x00\x00\x01"
+#: Extended type of the ``uuid`` box in ``moov`` that records the recording's timeline origin
+#: (uuid5(NAMESPACE_URL, "bwv-recorder:timeline")); players skip it, recovery reads it.
+TIMELINE_UUID = bytes.fromhex("c561d76e99bb5327a123c4a25c94c155")
 
 
 class MuxError(RecorderError):
@@ -329,8 +334,14 @@ def _track(track_id: int, handler: bytes, name: bytes, timescale: int, width: in
     return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
 
 
-def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None) -> bytes:
-    """``ftyp`` + ``moov`` for H.264 video described by ``sps``/``pps`` and optional AAC audio."""
+def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None,
+                 origin_us: int) -> bytes:
+    """``ftyp`` + ``moov`` for H.264 video described by ``sps``/``pps`` and optional AAC audio.
+
+    ``origin_us``, the pts_us of decode time 0, goes into a ``uuid`` box (version 0, a signed
+    64-bit count of microseconds) so that a segment found unsealed after a power cut can be mapped
+    back onto the recording's clock.
+    """
     info = parse_sps(sps[0])
     avcc_parts = [bytes([1, info.profile, info.compatibility, info.level, 0xFF,
                          0xE0 | len(sps)])]
@@ -365,7 +376,8 @@ def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None)
                      struct.pack(">IH10x", 0x10000, 0x0100), _MATRIX, bytes(24),
                      struct.pack(">I", len(tracks) + 1))
     ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"isom", b"avc1", b"mp41")
-    return ftyp + _box(b"moov", mvhd, *tracks, _box(b"mvex", *trex))
+    timeline = _box(b"uuid", TIMELINE_UUID, struct.pack(">Iq", 0, origin_us))
+    return ftyp + _box(b"moov", mvhd, *tracks, _box(b"mvex", *trex), timeline)
 
 
 def split_annexb(payload: bytes, pts_us: int) -> list[tuple[int, int]]:
@@ -537,7 +549,7 @@ class FragmentedMp4Muxer:
         return done
 
     def _open_segment(self, dts_us: int) -> None:
-        self._init = init_segment(self._sps, self._pps, self._audio_config)
+        self._init = init_segment(self._sps, self._pps, self._audio_config, self._origin_us)
         self._segment += 1
         self._segment_start_us = dts_us
         self._fragment_is_first = True
