@@ -141,11 +141,13 @@ def test_upload_throughput(benchmark: Any, recording: tuple[Path, DeviceKey, int
         data = round_root / "station"
         subprocess.run([sys.executable, "-m", "recorder", "station", "enroll", "--data",
                         str(data), "--device-id", "cam7", "--public-key",
-                        key.public_key_raw.hex()], check=True, capture_output=True)
+                        key.public_key_raw.hex()], check=True, capture_output=True,
+                       cwd=round_root)
         port = _free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "recorder", "station", "serve", "--data", str(data),
-             "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level", "warning"])
+             "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level", "warning"],
+            cwd=round_root)  # not the source tree: the installed package, as deployed
         _wait_ready(process, port)
         state.update(root=round_root, process=process, port=port,
                      recordings=_fresh_copy(source, round_root))
@@ -176,7 +178,7 @@ def test_plain_http_copy(benchmark: Any, recording: tuple[Path, DeviceKey, int])
         round_root = Path(tempfile.mkdtemp(prefix="bwv-bench-plain-"))
         port = _free_port()
         process = subprocess.Popen([sys.executable, "-c", PLAIN_SERVER, str(round_root),
-                                    str(port)])
+                                    str(port)], cwd=round_root)
         _wait_ready(process, port)
         state.update(root=round_root, process=process, port=port)
         return (), {}

@@ -163,3 +163,30 @@ def test_station_help_reads_like_a_manual() -> None:
     result = subprocess.run([sys.executable, "-m", "recorder", "upload", "--help"],
                             capture_output=True, text=True, check=True)
     assert "delete each" in result.stdout and "exit status:" in result.stdout
+
+
+def test_request_and_export_from_the_command_line(tmp_path: Path, camera: tuple[Path, DeviceKey],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data, key = camera
+    station = tmp_path / "station"
+    store = make_store(station)
+    store.enroll("cam7", key.public_key, by="admin")
+    served = serve(store)
+    try:
+        assert bwv("upload", "--station", served.url, "--data", str(data), "--device-id",
+                   "cam7", capsys=capsys)[0] == 0
+    finally:
+        served.stop()
+    rid = "20261123T070000Z-cam7"
+    code, out, _ = bwv("station", "request", "--data", str(station), "--ref", "SAR-7",
+                       "--requester", "J. Smith", "--from", "2026-11-23T06:59:00Z", "--to",
+                       "2026-11-23T07:01:00", "--export", str(tmp_path / "sar"), capsys=capsys)
+    assert code == 0 and out.splitlines()[:2] == [
+        "recorded request SAR-7: 1 recordings held", f"  held {rid}"]
+    assert (tmp_path / "sar" / f"SAR-7-{rid}.zip").is_file()
+    code, out, _ = bwv("station", "export", rid, "--data", str(station), "--out",
+                       str(tmp_path / "one.zip"), "--purpose", "court", capsys=capsys)
+    assert code == 0 and "verification OK" in out
+    code, _, err = bwv("station", "request", "--data", str(station), "--ref", "SAR-8",
+                       "--requester", "x", "--from", "yesterday", "--to", "now", capsys=capsys)
+    assert code == 2 and "--from 'yesterday' is not a UTC time" in err

@@ -107,13 +107,13 @@ class ServedStation:
         self.thread.join(timeout=10)
 
 
-def serve(store: EvidenceStore, port: int = 0,
-          sweep_interval_s: float | None = None) -> ServedStation:
+def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = None,
+          web: bool = False) -> ServedStation:
     """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(create_app(store, sweep_interval_s), log_level="critical", ws="none",
+    config = uvicorn.Config(create_app(store, sweep_interval_s, web), log_level="critical", ws="none",
                             lifespan="on", loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -81,8 +81,10 @@ def _error(exc: StationError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status)
 
 
-def create_app(store: EvidenceStore, sweep_interval_s: float | None = None) -> Starlette:
-    """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often."""
+def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
+               web: bool = False) -> Starlette:
+    """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often;
+    with ``web`` it also serves the web pages (recorder.station.web)."""
 
     async def authenticate(request: Request, body_sha256: str | None) -> str:
         signed = parse_headers(dict(request.headers))
@@ -165,5 +167,9 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None) -> S
         Route(API + "/recordings/{recording_id}/segments/{file}", put_segment, methods=["PUT"]),
         Route(API + "/recordings/{recording_id}/manifest", put_manifest, methods=["PUT"]),
     ]
+    if web:
+        from .web import web_routes
+
+        routes.extend(web_routes(store))
     handlers: dict[Any, Any] = {StationError: station_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -43,6 +43,11 @@ class BlobStore(Protocol):
 
     def open(self, sha256: str) -> BinaryIO: ...
 
+    def local_path(self, sha256: str) -> Path | None:
+        """The blob's file when it is on a local file system (served with range requests),
+        else None (an object store: the blob is streamed through ``open``)."""
+        ...
+
     def place(self, sha256: str, destination: Path) -> None:
         """Make the blob readable at ``destination`` (a hard link where possible)."""
         ...
@@ -144,6 +149,9 @@ class LocalBlobStore:
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path_of(sha256), "rb")  # noqa: SIM115
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self.path_of(sha256)
 
     def place(self, sha256: str, destination: Path) -> None:
         source = self.path_of(sha256)

@@ -39,6 +39,7 @@ recordings = Table(
     Column("status", String(16), nullable=False),
     Column("utc_start", String(40)),
     Column("recorded_us", BigInteger),  # from the manifest header's utc_start
+    Column("ended_us", BigInteger),  # from the sealed line's utc
     Column("received_us", BigInteger, nullable=False),
     Column("retain_until_us", BigInteger, nullable=False),
     Column("manifest_sha256", String(64)),
@@ -82,6 +83,21 @@ holds = Table(
     Column("released_by", String(128)),
     Column("released_us", BigInteger),
     Column("release_reason", Text),
+)
+
+# written requests from the public for footage of themselves (subject access)
+public_requests = Table(
+    "public_requests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(128), nullable=False, unique=True),
+    Column("requester", Text, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("window_end_us", BigInteger, nullable=False),
+    Column("device_id", String(128)),
+    Column("officer_id", String(128)),
+    Column("description", Text, nullable=False),
+    Column("recorded_by", String(128), nullable=False),
 )
 
 deletions = Table(

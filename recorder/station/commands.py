@@ -84,7 +84,8 @@ def _serve(args: argparse.Namespace) -> int:
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
     store = open_store(args)
-    app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None)
+    app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
+                     web=args.web)
     scheme = "https" if args.ssl_certfile else "http"
     print(f"bwv station: serving {_data_dir(args)} on {scheme}://{host}:{port} "
           f"(catalogue {store.engine.dialect.name})", file=sys.stderr, flush=True)
@@ -175,6 +176,43 @@ def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_recording
+
+    result = export_recording(open_store(args), args.recording, args.out, by=_actor(args),
+                              purpose=args.purpose)
+    print(f"wrote {result.path} ({result.files} files, sha256 {result.sha256}); "
+          f"verification {'OK' if result.verified else 'FAILED'}")
+    return EXIT_OK if result.verified else EXIT_FAILED
+
+
+def _utc_us(text: str, option: str) -> int:
+    from .catalogue import parse_utc
+
+    try:
+        return parse_utc(text if text.endswith("Z") or "+" in text else text + "Z")
+    except ValueError:
+        raise StationUsageError(f"{option} {text!r} is not a UTC time such as "
+                                "2026-11-23T07:00:00Z") from None
+
+
+def _request(args: argparse.Namespace) -> int:
+    from .public_requests import export_request, record_request
+
+    store = open_store(args)
+    request = record_request(store, args.ref, args.requester, args.description,
+                             _utc_us(args.start, "--from"), _utc_us(args.end, "--to"),
+                             by=_actor(args), device_id=args.device, officer_id=args.officer)
+    print(f"recorded request {request.reference}: {len(request.matches)} recordings held")
+    for recording_id in request.matches:
+        print(f"  held {recording_id}")
+    if args.export is not None:
+        for result in export_request(store, request.reference, args.export, by=_actor(args)):
+            print(f"  exported {result.path} (verification "
+                  f"{'OK' if result.verified else 'FAILED'})")
+    return EXIT_OK
+
+
 def _list(args: argparse.Namespace) -> int:
     from .catalogue import iso
 
@@ -245,6 +283,10 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                             "held (default 31)")
     serve.add_argument("--ssl-certfile", metavar="PEM")
     serve.add_argument("--ssl-keyfile", metavar="PEM")
+    serve.add_argument("--web", action="store_true",
+                       help="also serve the web pages that list and play recordings; they have "
+                            "no login: put them behind a reverse proxy that authenticates staff "
+                            "and sets X-Remote-User")
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(station_func=_serve)
@@ -291,6 +333,32 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                            description="Counts like the figures forces publish.")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(station_func=_stats)
+
+    export = sub.add_parser("export", parents=[common, who], help="write an export package",
+                            description="Write a recording's export package (zip): the "
+                            "recording as the camera wrote it, the enrolled key, a verification "
+                            "report, its audit entries and SHA256SUMS. Audited.")
+    export.add_argument("recording", metavar="RECORDING")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
+    export.add_argument("--purpose", required=True, help="why, for the audit log")
+    export.set_defaults(station_func=_export)
+
+    public = sub.add_parser("request", parents=[common, who],
+                            help="record a request from the public; hold matching footage",
+                            description="Record a written request from a member of the public "
+                            "for footage of themselves: every recording overlapping the time "
+                            "window (and device/officer, when given) is held under the "
+                            "request's reference; --export writes their packages.")
+    public.add_argument("--ref", required=True, help="the request's reference")
+    public.add_argument("--requester", required=True, help="who asked")
+    public.add_argument("--from", dest="start", required=True, metavar="UTC")
+    public.add_argument("--to", dest="end", required=True, metavar="UTC")
+    public.add_argument("--device", metavar="ID")
+    public.add_argument("--officer", metavar="ID")
+    public.add_argument("--description", default="", help="place, what happened")
+    public.add_argument("--export", type=Path, metavar="DIR",
+                        help="also write the export packages into DIR")
+    public.set_defaults(station_func=_request)
 
     listing = sub.add_parser("list", parents=[common], help="list the recordings",
                              description="One line per recording, tombstones included.")

@@ -289,6 +289,13 @@ class EvidenceStore:
             recorded_us = None
         check_lines = [manifest.parse_line(line.rstrip(b"\n")) for line in stored
                        if _parses(line)]
+        sealed_utc = next((obj.get("utc") for obj in check_lines
+                           if obj.get("type") == "sealed"), None)
+        try:
+            ended_us: int | None = catalogue.parse_utc(sealed_utc) if isinstance(
+                sealed_utc, str) else None
+        except ValueError:
+            ended_us = None
         listed = [obj for obj in check_lines if obj.get("type") == "segment"]
         officer_id = header.get("officer_id") if isinstance(header.get("officer_id"), str) else None
         status = Status.VERIFIED if report.ok else Status.FAILED
@@ -298,7 +305,8 @@ class EvidenceStore:
             retain_from = recorded_us if recorded_us is not None else received
             values = dict(officer_id=officer_id, status=status,
                           utc_start=utc_start if isinstance(utc_start, str) else None,
-                          recorded_us=recorded_us, retain_until_us=retain_from + self.retention_us,
+                          recorded_us=recorded_us, ended_us=ended_us,
+                          retain_until_us=retain_from + self.retention_us,
                           manifest_sha256=manifest_sha256, manifest_bytes=len(data),
                           verified_us=now, verify_summary=summary,
                           verify_report=json.dumps(report.to_json(), sort_keys=True),
@@ -330,6 +338,19 @@ class EvidenceStore:
         return self.holdings(recording_id)
 
     # -- reading (audited)
+
+    def materialize(self, recording_id: str, directory: Path) -> None:
+        """Lay a held recording out in ``directory`` as the camera wrote it (segments and
+        manifest), e.g. to verify or export it. Raises UnknownRecordingError, RecordingGoneError."""
+        row = self.recording(recording_id)
+        if row.status == Status.DELETED:
+            raise RecordingGoneError(f"recording {recording_id} was deleted on retention")
+        if row.manifest_sha256 is None:
+            raise UnknownRecordingError(f"recording {recording_id} has no manifest yet")
+        directory.mkdir(parents=True, exist_ok=True)
+        for file, sha256 in self.holdings(recording_id).segments.items():
+            self.blobs.place(sha256, directory / file)
+        self.blobs.place(row.manifest_sha256, directory / manifest.MANIFEST_NAME)
 
     def recording(self, recording_id: str) -> Any:
         with self.engine.connect() as conn:

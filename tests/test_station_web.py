@@ -1,0 +1,176 @@
+"""Export packages, public (subject access) requests and the web pages that list and play
+recordings: packages check with sha256sum and `bwv verify --key`, a request holds exactly the
+footage in its window, pages play the segments (ffprobe reads them over HTTP), and every view and
+export is in the audit log with who did it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from test_station_fixtures import (FakeClock, ServedStation, ingest, make_recording, make_store,
+                                   serve)
+
+from recorder import cli
+from recorder.keys import DeviceKey
+from recorder.station import audit, catalogue, retention
+from recorder.station.errors import BadRequestError, ConflictError
+from recorder.station.evidence_store import EvidenceStore
+from recorder.station.export import export_recording
+from recorder.station.public_requests import export_request, record_request
+
+EARLY = "2026-11-23T07:00:00.000000Z"
+LATE = "2026-11-23T09:00:00.000000Z"
+
+
+@pytest.fixture()
+def camera_key(tmp_path: Path) -> DeviceKey:
+    return DeviceKey.load_or_create(tmp_path / "camera")
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock("2026-11-23T10:00:00+00:00")
+
+
+@pytest.fixture()
+def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceStore:
+    store = make_store(tmp_path / "station", clock=clock)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    for utc in (EARLY, LATE):
+        assert ingest(store, make_recording(tmp_path / "recordings", camera_key,
+                                            utc_start=utc)).verified
+    return store
+
+
+@pytest.fixture()
+def web(store: EvidenceStore) -> Iterator[ServedStation]:
+    served = serve(store, web=True)
+    yield served
+    served.stop()
+
+
+def rid(utc: str) -> str:
+    return utc.replace("-", "").replace(":", "")[:15] + "Z-cam7"
+
+
+def test_an_export_package_checks_with_sha256sum_and_bwv_verify(
+        store: EvidenceStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "export" / "package.zip"
+    result = export_recording(store, rid(EARLY), out, by="insp-khan", purpose="court bundle")
+    assert result.verified and result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(out) as package:
+        assert sorted(package.namelist()) == sorted([
+            f"{rid(EARLY)}/000001.mp4", f"{rid(EARLY)}/000002.mp4",
+            f"{rid(EARLY)}/manifest.jsonl", "device_key.pem", "verification.json",
+            "audit.jsonl", "README.txt", "SHA256SUMS"])
+        package.extractall(unpacked)
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=unpacked, capture_output=True,
+                           text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 7
+    assert cli.main(["verify", "--key", str(unpacked / "device_key.pem"),
+                     str(unpacked / rid(EARLY))]) == 0
+    assert capsys.readouterr().out.startswith("bwv verify: OK")
+    assert json.loads((unpacked / "verification.json").read_text())["ok"] is True
+    actions = [json.loads(line)["action"] for line in
+               (unpacked / "audit.jsonl").read_text().splitlines()]
+    assert actions == ["ingest_segment", "ingest_segment", "ingest"]
+    last = list(audit.entries(store.engine))[-1]
+    assert (last.action, last.actor, last.detail["package_sha256"]) == (
+        "export", "insp-khan", result.sha256)
+
+
+def test_a_public_request_holds_only_the_footage_in_its_window(
+        store: EvidenceStore, clock: FakeClock, tmp_path: Path) -> None:
+    request = record_request(
+        store, "SAR-2026-0042", "J. Smith", "stopped outside the station",
+        catalogue.parse_utc("2026-11-23T08:59:00Z"), catalogue.parse_utc("2026-11-23T09:10:00Z"),
+        by="foi-office", device_id="cam7")
+    assert request.matches == (rid(LATE),)
+    holds = retention.active_holds(store, rid(LATE))
+    assert [(h.case_ref, h.placed_by) for h in holds] == [("SAR-2026-0042", "foi-office")]
+    clock.advance_days(32)
+    assert retention.sweep(store).deleted == [rid(EARLY)]
+    exported = export_request(store, "SAR-2026-0042", tmp_path / "sar", by="foi-office")
+    assert [r.path.name for r in exported] == [f"SAR-2026-0042-{rid(LATE)}.zip"]
+    assert all(r.verified for r in exported)
+    actions = [(e.action, e.recording_id) for e in audit.entries(store.engine)]
+    assert actions[-4:] == [("public_request", None), ("hold", rid(LATE)),
+                            ("delete", rid(EARLY)), ("export", rid(LATE))]
+    assert audit.verify(store.engine).ok
+
+
+def test_a_public_request_needs_a_window_and_a_unique_reference(store: EvidenceStore) -> None:
+    start = catalogue.parse_utc(EARLY)
+    with pytest.raises(BadRequestError, match="ends before it starts"):
+        record_request(store, "R1", "A", "", start, start, by="x")
+    record_request(store, "R1", "A", "", start, start + 1, by="x")
+    with pytest.raises(ConflictError, match="already recorded"):
+        record_request(store, "R1", "A", "", start, start + 1, by="x")
+
+
+def test_the_list_page_shows_every_recording(web: ServedStation) -> None:
+    page = httpx.get(web.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<tr>") == 3 and f'href="/recordings/{rid(EARLY)}"' in page.text
+    assert "recorded 2, uploaded 2, auto deleted 0, held 0" in page.text
+
+
+def test_a_recording_page_plays_its_segments_and_the_view_is_audited(
+        web: ServedStation, store: EvidenceStore) -> None:
+    page = httpx.get(f"{web.url}/recordings/{rid(EARLY)}", headers={"X-Remote-User": "pc-jones"})
+    assert page.status_code == 200
+    assert page.text.count("<video controls") == 2
+    entry = list(audit.entries(store.engine))[-1]
+    assert entry.action == "view" and entry.actor == "web:pc-jones@127.0.0.1"
+    assert entry.recording_id == rid(EARLY)
+
+
+def test_the_media_is_the_stored_bytes_with_ranges_and_ffprobe_reads_it(
+        web: ServedStation, store: EvidenceStore) -> None:
+    url = f"{web.url}/recordings/{rid(EARLY)}/media/000001.mp4"
+    whole = httpx.get(url)
+    digest = store.holdings(rid(EARLY)).segments["000001.mp4"]
+    assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == digest
+    assert whole.headers["content-type"] == "video/mp4"
+    part = httpx.get(url, headers={"Range": "bytes=0-7"})
+    assert part.status_code == 206 and part.content[4:8] == b"ftyp"
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                            "-of", "json", url], capture_output=True, text=True, check=True)
+    codecs = sorted(s["codec_name"] for s in json.loads(probe.stdout)["streams"])
+    assert codecs == ["aac", "h264"]
+
+
+def test_the_export_download_is_a_package_and_is_audited(web: ServedStation,
+                                                         store: EvidenceStore) -> None:
+    response = httpx.get(f"{web.url}/recordings/{rid(LATE)}/export",
+                         headers={"X-Remote-User": "insp-khan"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    entry = list(audit.entries(store.engine))[-1]
+    assert entry.action == "export" and entry.actor == "web:insp-khan@127.0.0.1"
+    assert entry.detail["package_sha256"] == hashlib.sha256(response.content).hexdigest()
+
+
+def test_unknown_and_deleted_recordings_answer_404_and_410(
+        web: ServedStation, store: EvidenceStore, clock: FakeClock) -> None:
+    assert httpx.get(f"{web.url}/recordings/nope").status_code == 404
+    clock.advance_days(40)
+    retention.sweep(store)
+    assert httpx.get(f"{web.url}/recordings/{rid(EARLY)}/export").status_code == 410
+    assert httpx.get(f"{web.url}/recordings/{rid(EARLY)}/media/000001.mp4").status_code == 404
+
+
+def test_the_web_pages_are_off_unless_asked_for(store: EvidenceStore) -> None:
+    served = serve(store)
+    try:
+        assert httpx.get(served.url + "/").status_code == 404
+    finally:
+        served.stop()
