@@ -179,6 +179,25 @@ def test_a_segment_changed_on_the_camera_is_refused_and_kept(
     assert_station_consistent(store)
 
 
+def test_a_recording_the_station_cannot_verify_is_kept(station: ServedStation,
+                                                      store: EvidenceStore,
+                                                      camera_key: DeviceKey,
+                                                      recordings: Path) -> None:
+    manifest_path = recordings / "b-older" / manifest.MANIFEST_NAME
+    lines = manifest_path.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"marker"', b'"stealth"')  # an edited, no longer signed line
+    manifest_path.write_bytes(b"".join(lines))
+    before = snapshot(recordings / "b-older")
+    with uploader(station.url, camera_key, recordings) as up:
+        summary = up.upload_all()
+    older, newer = summary.outcomes
+    assert older.error is not None and "the station did not verify" in older.error
+    assert "signature does not verify" in older.error and not older.deleted
+    assert newer.deleted and snapshot(recordings / "b-older") == before
+    assert store.holdings(older.recording_id).status == "failed"
+    assert_station_consistent(store)
+
+
 def test_an_unenrolled_camera_keeps_everything(station: ServedStation, store: EvidenceStore,
                                                recordings: Path, tmp_path: Path) -> None:
     stranger = DeviceKey.load_or_create(tmp_path / "stranger")
