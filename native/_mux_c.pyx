@@ -3,9 +3,10 @@
 
 Same API, rules, errors and bytes as recorder/_mux_py.py, which also builds the init segment
 (ftyp + moov, once per segment) and the error messages for both twins. Per access unit this skin
-runs the cut and timestamp rules in C types; mux.c scans the Annex B payload, copies it into the
-fragment's mdat and writes the moof, with the GIL released for payloads of GIL_RELEASE_BYTES or
-more.
+runs the cut and timestamp rules in C types; mux.c scans the Annex B payload (with the GIL
+released for payloads of GIL_RELEASE_BYTES or more) and notes where its NAL units are, and when the
+fragment ends writes moof and mdat straight from the access units (kept alive in ``_payloads``)
+into the returned bytes, with the GIL released: one copy of every byte.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -72,6 +73,7 @@ cdef class FragmentedMp4Muxer:
     cdef bint _closed, _started, _fragment_is_first
     cdef int64_t _origin_us, _segment_start_us, _fragment_start_us
     cdef list _sps, _pps
+    cdef list _payloads  # video access units of the pending fragment: mux.c points into them
     cdef bytes _init
     cdef long _segment
     cdef uint32_t _sequence
@@ -96,6 +98,7 @@ cdef class FragmentedMp4Muxer:
         self._origin_us = 0
         self._sps = []
         self._pps = []
+        self._payloads = []
         self._init = b""
         self._segment = 0
         self._sequence = 0
@@ -203,13 +206,10 @@ cdef class FragmentedMp4Muxer:
         elif pts_us > self._max_pts:
             self._max_pts = pts_us
         cto = <uint32_t> (bwv_mux_ticks(pts_us - self._origin_us, VIDEO_TIMESCALE) - ticks)
-        if n >= GIL_RELEASE_BYTES:
-            with nogil:
-                rc = bwv_mux_add_video(&self.m, data, ticks, cto, key)
-        else:
-            rc = bwv_mux_add_video(&self.m, data, ticks, cto, key)
+        rc = bwv_mux_add_video(&self.m, data, ticks, cto, key)
         if rc != BWV_MUX_OK:
             self._raise_add_error(rc)
+        self._payloads.append(payload)
         return done
 
     cdef _raise_scan_error(self, int rc, int64_t pts_us, size_t first):
@@ -283,6 +283,7 @@ cdef class FragmentedMp4Muxer:
         with nogil:
             bwv_mux_write_fragment(&self.m, out + head, self._sequence,
                                    <uint32_t> last_video_ticks, <uint32_t> self._audio_frame)
+        self._payloads = []
         fragment = MuxedFragment(self._segment, self._sequence, data, self._fragment_is_first,
                                  ends_segment, self._min_pts, self._max_pts)
         self._fragment_is_first = False

@@ -32,7 +32,7 @@ static void run_free(bwv_run *r)
 
 void bwv_mux_free(bwv_mux *m)
 {
-    free(m->video_data.data);
+    free(m->video_nals);
     free(m->audio_data.data);
     run_free(&m->video);
     run_free(&m->audio);
@@ -92,33 +92,22 @@ static int run_push(bwv_run *r, int64_t ticks, uint32_t size, uint32_t cto, int 
     return BWV_MUX_OK;
 }
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* Offset of the first 00 00 01 at or after `from`, or n. Eight bytes without a zero cannot hold
- * the start of a start code, and compressed video has a zero byte about once in 256, so the scan
- * mostly moves a word at a time. */
+/* Offset of the first 00 00 01 at or after `from`, or n. memchr (vectorised in every libc that
+ * matters) jumps from zero byte to zero byte; compressed video has about one in 256, and the
+ * emulation prevention bytes of H.264 make 00 00 rare outside start codes. */
 static size_t find_start_code(const uint8_t *p, size_t from, size_t n)
 {
-    size_t i = from, j, stop;
-    uint64_t x;
+    const uint8_t *zero;
+    size_t i = from;
 
     while (n >= 3 && i <= n - 3) {
-        if (i + 8 <= n) {
-            memcpy(&x, p + i, 8);
-            if (((x - ONES) & ~x & HIGHS) == 0) {
-                i += 8;
-                continue;
-            }
-            stop = i + 8;
-        } else {
-            stop = n;
-        }
-        for (j = i; j < stop && j + 3 <= n; j++) {
-            if (p[j] == 0 && p[j + 1] == 0 && p[j + 2] == 1)
-                return j;
-        }
-        i = stop;
+        zero = memchr(p + i, 0, n - 2 - i);
+        if (!zero)
+            return n;
+        i = (size_t)(zero - p);
+        if (p[i + 1] == 0 && p[i + 2] == 1)
+            return i;
+        i++;
     }
     return n;
 }
@@ -186,25 +175,31 @@ static inline uint8_t *put_type(uint8_t *o, const char *type)
 int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key)
 {
     size_t size = 0, k, len;
-    uint8_t *o;
     int rc;
 
     for (k = 0; k < m->nal_count; k++)
         size += 4 + m->nals[2 * k + 1] - m->nals[2 * k];
     if (size > MAX_MDAT)
         return BWV_MUX_ETOOBIG;
-    rc = reserve(&m->video_data, size);
-    if (rc != BWV_MUX_OK)
-        return rc;
+    if (m->video_nal_count + m->nal_count > m->video_nal_cap) {
+        size_t cap = m->video_nal_cap ? m->video_nal_cap : 1024;
+        bwv_nal *nals;
+        while (cap < m->video_nal_count + m->nal_count)
+            cap *= 2;
+        nals = realloc(m->video_nals, cap * sizeof *nals);
+        if (!nals)
+            return BWV_MUX_ENOMEM;
+        m->video_nals = nals;
+        m->video_nal_cap = cap;
+    }
     rc = run_push(&m->video, ticks, (uint32_t)size, cto, key);
     if (rc != BWV_MUX_OK)
         return rc;
-    o = m->video_data.data + m->video_data.len;
     for (k = 0; k < m->nal_count; k++) {
         len = m->nals[2 * k + 1] - m->nals[2 * k];
-        o = put32(o, (uint32_t)len);
-        memcpy(o, p + m->nals[2 * k], len);
-        o += len;
+        m->video_nals[m->video_nal_count].data = p + m->nals[2 * k];
+        m->video_nals[m->video_nal_count].len = len;
+        m->video_nal_count++;
     }
     m->video_data.len += size;
     return BWV_MUX_OK;
@@ -283,6 +278,7 @@ void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
     size_t moof, total = bwv_mux_fragment_size(m, &moof);
     int cto = has_cto(&m->video);
     uint8_t *o = out;
+    size_t k;
 
     o = put_type(put32(o, (uint32_t)moof), "moof");
     o = put_type(put32(o, 16), "mfhd");
@@ -294,11 +290,14 @@ void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
         o = write_traf(o, &m->audio, AUDIO_TRACK_ID, TRUN_AUDIO, 8,
                        (uint32_t)(moof + 8 + m->video_data.len), audio_frame_ticks, 0);
     o = put_type(put32(o, (uint32_t)(total - moof)), "mdat");
-    if (m->video_data.len)
-        memcpy(o, m->video_data.data, m->video_data.len);
-    o += m->video_data.len;
+    for (k = 0; k < m->video_nal_count; k++) {
+        o = put32(o, (uint32_t)m->video_nals[k].len);
+        memcpy(o, m->video_nals[k].data, m->video_nals[k].len);
+        o += m->video_nals[k].len;
+    }
     if (m->audio_data.len)
         memcpy(o, m->audio_data.data, m->audio_data.len);
+    m->video_nal_count = 0;
     m->video_data.len = m->audio_data.len = 0;
     m->video.n = m->audio.n = 0;
 }

@@ -32,7 +32,17 @@ typedef struct {
 } bwv_run;
 
 typedef struct {
-    bwv_bytes video_data, audio_data;  /* the fragment's mdat payload, one per track */
+    const uint8_t *data;  /* inside an access unit the caller keeps alive until the write */
+    size_t len;
+} bwv_nal;
+
+typedef struct {
+    /* The fragment's mdat payload. Video NAL units are not copied until the fragment is written
+     * (the caller keeps their access units alive): one copy from access unit to output. */
+    bwv_nal *video_nals;
+    size_t video_nal_count, video_nal_cap;
+    bwv_bytes video_data;              /* only .len is used: bytes of the video samples */
+    bwv_bytes audio_data;
     bwv_run video, audio;
     size_t *nals;                      /* (start, end) pairs of the last scanned access unit */
     size_t nal_count, nal_cap;
@@ -45,8 +55,8 @@ void bwv_mux_free(bwv_mux *m);
  * the offset of the first start code. */
 int bwv_mux_scan(bwv_mux *m, const uint8_t *p, size_t n, size_t *first);
 
-/* Append the NAL units found by the last bwv_mux_scan of p, each behind a 4-byte length, as one
- * video sample. */
+/* Append the NAL units found by the last bwv_mux_scan of p as one video sample (each will get a
+ * 4-byte length). p must stay alive and unchanged until the next bwv_mux_write_fragment. */
 int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key);
 
 /* Append one audio sample. */
