@@ -189,3 +189,17 @@ def test_identical_bytes_when_payloads_are_not_bytes(
             muxer.push(unit.stream, unit.pts_us, unit.is_keyframe, bytearray(unit.payload))
         results.append(muxer.close())
     assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads=st.lists(st.lists(st.sampled_from([0, 0, 0, 1, 3, 0x41, 0x65, 0xFF]),
+                                  max_size=40).map(bytes), min_size=1, max_size=8))
+def test_start_code_dense_payloads_split_identically(
+        both_mux_impls: tuple[ModuleType, ModuleType], payloads: list[bytes]) -> None:
+    """Payloads made mostly of 00, 01 and 03 bytes: every start-code corner case, both twins."""
+    native, pure = both_mux_impls
+    first = PARAMETER_SETS[0] + b"\x00\x00\x01\x65\x88"
+    case = {"units": [(VIDEO, 0, True, first, None)]
+            + [(VIDEO, 40_000 * (i + 1), False, p, None) for i, p in enumerate(payloads)],
+            "audio_config": None, "segment_seconds": 30.0, "fragment_seconds": 2.0}
+    assert _run(native, case) == _run(pure, case)
