@@ -252,10 +252,6 @@ cdef class FragmentedMp4Muxer:
                                len(payload), ticks)
         if rc != BWV_MUX_OK:
             self._raise_add_error(rc)
-        if pts_us < self._min_pts:
-            self._min_pts = pts_us
-        elif pts_us > self._max_pts:
-            self._max_pts = pts_us
 
     def close(self):
         """End the recording: return its last fragment (None if nothing was muxed). Idempotent."""

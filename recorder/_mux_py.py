@@ -28,6 +28,10 @@ first dts, or when it carries SPS/PPS different from the segment's; otherwise it
 fragment. A non-keyframe starts a new fragment when ``fragment_us`` has passed since the
 fragment's first dts (a long GOP is split; segments are still cut only at keyframes). A fragment is
 returned (a `MuxedFragment`) when the video AU that ends it arrives, and by ``close()``.
+Audio goes into the fragment open when it is pushed. A fragment's first/last pts are those of its
+video frames: video decides the cuts, and with closed GOPs a segment's frames all come after the
+previous segment's, whereas audio pushed around a cut can straddle it by an audio frame (or by the
+encoder's reorder delay with B-frames).
 
 Layout. Init segment: ``ftyp``, ``moov`` (``mvhd``, a ``trak`` per track, ``mvex``, and a ``uuid``
 box holding the origin in pts_us). Fragment: ``moof`` (``mfhd`` with a sequence number counting
@@ -98,8 +102,8 @@ class MuxedFragment(NamedTuple):
     data: bytes  # moof + mdat, preceded by ftyp + moov when starts_segment
     starts_segment: bool  # data opens a new segment file
     ends_segment: bool  # the segment is complete after data: seal it
-    first_pts_us: int  # smallest pts of the AUs in this fragment
-    last_pts_us: int  # largest pts of the AUs in this fragment
+    first_pts_us: int  # smallest pts of the fragment's video frames
+    last_pts_us: int  # largest pts of the fragment's video frames
 
 
 # -- error messages, shared by both twins ------------------------------------------------------
@@ -570,10 +574,6 @@ class FragmentedMp4Muxer:
         self._a_bytes += len(payload)
         self._a_ticks.append(ticks)
         self._a_sizes.append(len(payload))
-        if pts_us < self._min_pts:
-            self._min_pts = pts_us
-        elif pts_us > self._max_pts:
-            self._max_pts = pts_us
 
     def close(self) -> MuxedFragment | None:
         """End the recording: return its last fragment (None if nothing was muxed). Idempotent."""

@@ -338,7 +338,8 @@ def _plausible_video_sample(data: bytes, start: int, size: int) -> bool:
 def _read_fragment(data: bytes, moof: tuple[bytes, int, int, int],
                    mdat: tuple[bytes, int, int, int], tracks: dict[int, _Track],
                    origin: int) -> list[int]:
-    """pts_us of every sample of one fragment, after checking its samples lie in its mdat."""
+    """pts_us of every video sample of one fragment (the muxer's first/last pts are those of
+    video), after checking that every sample lies in the fragment's mdat."""
     times: list[int] = []
     for traf in _boxes(data, moof[2], moof[3]):
         if traf[0] != b"traf":
@@ -381,12 +382,13 @@ def _read_fragment(data: bytes, moof: tuple[bytes, int, int, int],
                 if version_flags >> 24 == 1 and cto >= 1 << 31:
                     cto -= 1 << 32
                 ticks = decode + cto
-                times.append(origin + (ticks * 1_000_000 + track.timescale // 2)
-                             // track.timescale)
+                if track.video:
+                    times.append(origin + (ticks * 1_000_000 + track.timescale // 2)
+                                 // track.timescale)
                 decode += values.get(_TRUN_DURATION, 0)
                 at += size
     if not times:
-        raise ValueError("fragment without samples")
+        raise ValueError("fragment without video samples")
     return times
 
 
