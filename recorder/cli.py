@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, doctor
+from .record_commands import add_record_parsers
 from .station import commands as station_commands  # parsers only; the station loads on use
 
 EXIT_OK = 0
@@ -193,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload_parser.add_argument("--quiet", action="store_true",
                                help="no progress bar; only errors")
     upload_parser.set_defaults(func=_upload)
+    add_record_parsers(commands)
     station_commands.add_station_parser(commands)
     return parser
 
@@ -203,7 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:  # `bwv ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     return result
 
 

@@ -33,6 +33,11 @@ class ClockAnchor:
     def to_utc(self, pts_us: int) -> datetime:
         return self.utc + timedelta(microseconds=pts_us - self.monotonic_us)
 
+    @staticmethod
+    def parse_utc(text: str) -> datetime:
+        """The inverse of `iso`: "2026-11-23T07:04:27.123456Z" as an aware datetime."""
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
     def iso(self, pts_us: int) -> str:
         """ISO 8601 UTC with microseconds, e.g. "2026-11-23T07:04:27.123456Z"."""
         return self.to_utc(pts_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

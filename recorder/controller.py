@@ -98,6 +98,7 @@ class RecordingWriter:
         self.storage = storage
         self.clock_us = clock_us
         self.stop_at_us: int | None = None
+        self.stop_reason = ""
         self.error: BaseException | None = None
         self.units = 0
         self.storage_ran_out = False
@@ -108,8 +109,9 @@ class RecordingWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stopped") -> None:
         if self.stop_at_us is None:
+            self.stop_reason = reason
             self.stop_at_us = self.clock_us()
 
     def join(self, timeout: float | None = None) -> None:
@@ -135,6 +137,8 @@ class RecordingWriter:
                 if unit is None and getattr(self.ring, "closed", False):
                     break
             self._check_overrun()
+            if self.stop_at_us is not None:
+                self.recording.event("stop", reason=self.stop_reason)
         except BaseException as exc:  # reported by the controller, never lost
             self.error = exc
             log.exception("recording writer failed")
@@ -248,8 +252,7 @@ class Controller:
         if self.state is not State.RECORDING or writer is None:
             return None
         self.state = State.STOPPING
-        writer.recording.event("stop", reason=reason)
-        writer.request_stop()
+        writer.request_stop(reason)
         writer.join()
         self.ring.end_consume()
         self.writer = None

@@ -1,0 +1,200 @@
+"""The device program, assembled from settings: sources -> ring -> controller -> recordings.
+
+`Device` owns every part and their threads; `record` is the scripted, headless run behind
+`bwv record` (fill the buffer, start, record, stop, print the path); `run` is `bwv run`, the
+program a camera runs from boot, reacting to its board until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import PreEventRing
+from .access_unit import VIDEO, AccessUnit
+from .audio import AudioFormat, AudioSource, open_audio_source
+from .board import Board, BoardSettings
+from .camera import VideoFormat, VideoSource, open_video_source
+from .clock import monotonic_us
+from .controller import Controller, free_bytes, ring_size
+from .errors import RecorderError
+from .keys import DeviceKey
+from .recording import RecordingFactory, recover_interrupted
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+AAC_FRAME_SAMPLES = 1024
+
+
+class DeviceError(RecorderError):
+    """The device could not be assembled (a source, the storage, the key)."""
+
+
+def on_raspberry_pi() -> bool:
+    try:
+        return "Raspberry Pi" in Path("/proc/device-tree/model").read_text(errors="ignore")
+    except OSError:
+        return False
+
+
+def video_format(settings: Settings) -> VideoFormat:
+    return VideoFormat(settings["camera.width"], settings["camera.height"], settings["camera.fps"],
+                       settings["camera.bitrate_bps"], settings["camera.keyframe_interval_s"])
+
+
+def video_source(settings: Settings, realtime: bool = True) -> VideoSource:
+    spec = settings["camera.source"]
+    if spec == "auto":
+        spec = "picamera2" if on_raspberry_pi() else "synthetic"
+    return open_video_source(spec, video_format(settings), realtime=realtime)
+
+
+def audio_source(settings: Settings, realtime: bool = True) -> AudioSource:
+    """The microphone named by ``audio.source`` ("none" gives a source with ``has_audio`` False)."""
+    spec = settings["audio.source"]
+    if spec == "auto":
+        spec = "pyaudio" if on_raspberry_pi() else "synthetic"
+    audio = AudioFormat(settings["audio.sample_rate"], settings["audio.channels"],
+                        settings["audio.bitrate_bps"])
+    return open_audio_source(spec, audio, realtime=realtime)
+
+
+class MediaClock:
+    """Time as the video says it is: the pts of the newest video unit (for --fast runs, where
+    sources run ahead of the wall clock but stamp frames as if captured in real time)."""
+
+    def __init__(self) -> None:
+        self.latest_us: int | None = None
+
+    def see(self, unit: AccessUnit) -> None:
+        if unit.stream == VIDEO:
+            self.latest_us = unit.pts_us
+
+    def __call__(self) -> int:
+        return self.latest_us if self.latest_us is not None else 0
+
+
+@dataclass
+class Device:
+    """Every part of a running camera. Build with `Device.build`, then `start()`, then `close()`."""
+
+    settings: Settings
+    ring: Any
+    video: VideoSource
+    audio: AudioSource
+    controller: Controller
+    recordings_dir: Path
+    clock: Callable[[], int]
+    media_clock: MediaClock
+
+    @classmethod
+    def build(cls, settings: Settings, board: Board, *, realtime: bool = True,
+              recordings_dir: Path | None = None) -> Device:
+        """Everything a camera needs; ``realtime=False`` lets file and synthetic sources run
+        as fast as they can, with the controller on media time."""
+        data_dir = settings.data_dir
+        recordings = recordings_dir or data_dir / "recordings"
+        recordings.mkdir(parents=True, exist_ok=True)
+        key = DeviceKey.load_or_create(data_dir)
+        video = video_source(settings, realtime)
+        audio = audio_source(settings, realtime)
+        audio_rate = settings["audio.sample_rate"] / AAC_FRAME_SAMPLES if audio.has_audio else 0.0
+        size = ring_size(settings["recording.pre_event_s"], settings["camera.bitrate_bps"],
+                         settings["audio.bitrate_bps"] if audio.has_audio else 0,
+                         settings["camera.fps"],
+                         audio_rate, settings["camera.keyframe_interval_s"])
+        ring = PreEventRing(settings["recording.pre_event_s"], size.capacity_bytes, size.max_units)
+        board_settings = BoardSettings.from_mapping(settings.board)
+        media_clock = MediaClock()
+        clock: Callable[[], int] = monotonic_us if realtime else media_clock
+        for path in recover_interrupted(recordings, key):
+            log.warning("sealed %s, which a power cut or crash had left open", path)
+        factory = RecordingFactory(recordings, key, settings,
+                                   audio.audio_specific_config if audio.has_audio else None)
+        controller = Controller(
+            ring, board, factory.open,
+            min_free_bytes=int(settings["storage.min_free_mb"] * 1024 * 1024),
+            storage=lambda: free_bytes(recordings), clock_us=clock,
+            audio_in_pre_event=settings["audio.in_pre_event"],
+            stealth_allowed=board_settings.stealth_allowed,
+            audio_overflows=lambda: audio.stats.overflows)
+        return cls(settings, ring, video, audio, controller, recordings, clock, media_clock)
+
+    def start(self) -> None:
+        self.video.start(self._sink)
+        self.audio.start(self._sink)
+
+    def _sink(self, unit: AccessUnit) -> None:
+        self.media_clock.see(unit)
+        self.controller.push(unit)
+
+    def close(self) -> None:
+        """Stop and seal any recording, then stop the sources. Safe to call twice."""
+        self.controller.stop_recording("recorder shutting down")
+        self.video.stop()
+        self.audio.stop()
+        self.ring.close()
+
+
+def record(settings: Settings, board: Board, *, duration_s: float, trigger_after_s: float | None,
+           realtime: bool = True, recordings_dir: Path | None = None,
+           progress: Callable[[str], None] = lambda text: None) -> Path:
+    """`bwv record`: buffer for ``trigger_after_s`` (default: the pre-event length), record for
+    ``duration_s``, stop, and return the recording's directory. Seconds are wall-clock seconds,
+    or media seconds when ``realtime`` is False."""
+    device = Device.build(settings, board, realtime=realtime, recordings_dir=recordings_dir)
+    wait = settings["recording.pre_event_s"] if trigger_after_s is None else trigger_after_s
+    try:
+        device.start()
+        progress(f"buffering {wait:g} s")
+        _wait(device, wait)
+        path = device.controller.start_recording("bwv record")
+        if path is None:
+            raise DeviceError("recording refused: " + "; ".join(device.controller.errors))
+        progress(f"recording {duration_s:g} s into {path}")
+        _wait(device, duration_s)
+        device.controller.stop_recording("bwv record: duration reached")
+    finally:
+        device.close()
+    if device.controller.errors:
+        raise DeviceError("; ".join(device.controller.errors))
+    return path
+
+
+def _wait(device: Device, seconds: float) -> None:
+    """Let ``seconds`` pass on the device's clock, raising if a source fails; returns early if
+    the video source ends (a file ran out: record what there was)."""
+    while device.media_clock.latest_us is None and not device.video.finished.is_set():
+        _check_sources(device)
+        time.sleep(0.01)  # the first frame starts the media clock
+    deadline = device.clock() + round(seconds * 1e6)
+    while device.clock() < deadline and not device.video.finished.is_set():
+        _check_sources(device)
+        time.sleep(0.01)
+    _check_sources(device)
+
+
+def _check_sources(device: Device) -> None:
+    for source in (device.video, device.audio):
+        if source.error is not None:
+            raise DeviceError(f"{source.description} failed: {source.error}") from source.error
+
+
+def run(settings: Settings, board: Board, stop: threading.Event) -> int:
+    """`bwv run`: react to the board until ``stop`` is set; then seal and shut down."""
+    device = Device.build(settings, board)
+    device.start()
+    try:
+        device.controller.run(stop)
+    finally:
+        device.close()
+    return 0
+
+
+__all__ = ["Device", "DeviceError", "record", "run"]

@@ -1,0 +1,172 @@
+"""One recording on disk: segment files from the `SegmentWriter`, entered one by one in the signed
+manifest as they are sealed, plus events; and the recovery of recordings a power cut interrupted.
+
+A recording directory is ``recordings/<recording id>/`` holding ``000001.mp4``, ... and
+``manifest.jsonl``. `FileRecording` is safe to use from the writer thread (``write``) and the
+controller's thread (``event``, ``seal``) at once: one lock orders every write to the directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .access_unit import AUDIO, VIDEO, AccessUnit
+from .clock import ClockAnchor, monotonic_us
+from .interleave import PtsInterleaver
+from .keys import DeviceKey
+from .manifest import (
+    MANIFEST_NAME,
+    EventKind,
+    ManifestWriter,
+    RecordingHeader,
+    check_manifest,
+    utc_now,
+)
+from .sealed_segment import SealedSegment
+from .segment_writer import SegmentWriter, recover_segments
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+FRAGMENT_SECONDS = 2.0  # design.md: one moof+mdat per GOP, at most about 2 s
+
+
+def clock_source() -> str:
+    """Where the wall clock comes from, for the manifest: "ntp" when systemd says it is
+    synchronised, "unsynchronised" when it says it is not, "unknown" without systemd."""
+    try:
+        result = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                                capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    answer = result.stdout.strip()
+    return {"yes": "ntp", "no": "unsynchronised"}.get(answer, "unknown")
+
+
+def manifest_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as the header records them: JSON without floats (seconds become strings)."""
+    return {name: f"{value:g}" if isinstance(value, float) else value
+            for name, value in sorted(settings.values.items())}
+
+
+def new_recording_id(anchor: ClockAnchor) -> str:
+    """Sortable and unique: the UTC start and a random suffix, e.g. 20261123T073441Z-3f9a1c."""
+    return anchor.utc.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+class FileRecording:
+    """A recording being written: ``write`` access units, add ``event``s, then ``seal`` once."""
+
+    def __init__(self, path: Path, key: DeviceKey, header: RecordingHeader, anchor: ClockAnchor,
+                 audio_config: bytes | None, segment_seconds: float,
+                 clock_us: Callable[[], int] = monotonic_us) -> None:
+        self.path = path
+        self._anchor = anchor
+        self._clock_us = clock_us
+        self._lock = threading.Lock()
+        path.mkdir(parents=True)
+        self._manifest = ManifestWriter.create(path, key, header)
+        self._segments = SegmentWriter(path, audio_config=audio_config,
+                                       segment_seconds=segment_seconds,
+                                       fragment_seconds=FRAGMENT_SECONDS,
+                                       on_sealed=self._enter_segment, clock=anchor)
+        streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
+        self._interleaver = PtsInterleaver(streams)
+        self._sealed = False
+
+    def _enter_segment(self, segment: SealedSegment) -> None:
+        self._manifest.append_segment(segment)  # on the writer thread, inside write(): locked
+
+    def write(self, unit: AccessUnit) -> None:
+        with self._lock:
+            for ready in self._interleaver.push(unit):
+                self._segments.write(ready)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append an event line now (``kind``: a `recorder.manifest.EventKind` value)."""
+        now = self._clock_us()
+        with self._lock:
+            if self._sealed:  # e.g. a marker just after the card filled up and the writer sealed
+                log.warning("%s is sealed: event %s %s not recorded", self.path.name, kind, fields)
+                return
+            self._manifest.append_event(EventKind(kind), self._anchor.iso(now), pts_us=now,
+                                        detail=fields or None)
+
+    def seal(self, reason: str = "stopped") -> None:
+        """Seal the last segment, then the manifest. Idempotent. A failure to write the last
+        segment is entered as an error event before the manifest is sealed, and then raised."""
+        with self._lock:
+            if self._sealed:
+                return
+            self._sealed = True
+            failure: BaseException | None = None
+            try:
+                for ready in self._interleaver.flush():
+                    self._segments.write(ready)
+                self._segments.close()
+            except OSError as exc:
+                failure = exc
+                self._manifest.append_event(EventKind.ERROR, utc_now(),
+                                            detail={"message": f"last segment: {exc}"})
+            if self._segments.dropped_units:  # audio captured before the first keyframe
+                log.info("%s: %d access units before the first keyframe were not written",
+                         self.path.name, self._segments.dropped_units)
+            self._manifest.seal(utc_now(), reason)
+            self._manifest.close()
+        if failure is not None:
+            raise failure
+
+
+@dataclass
+class RecordingFactory:
+    """Opens new recordings under ``recordings_dir`` for the controller."""
+
+    recordings_dir: Path
+    key: DeviceKey
+    settings: Settings
+    audio_config: bytes | None
+    officer_id: str = ""
+
+    def open(self) -> FileRecording:
+        anchor = ClockAnchor.now()
+        recording_id = new_recording_id(anchor)
+        header = RecordingHeader(
+            recording_id=recording_id, device_id=self.settings.device_id,
+            officer_id=self.officer_id or str(self.settings["device.officer_id"]),
+            utc_start=anchor.iso(anchor.monotonic_us), monotonic_start_us=anchor.monotonic_us,
+            clock_source=clock_source(), settings=manifest_settings(self.settings))
+        return FileRecording(self.recordings_dir / recording_id, self.key, header, anchor,
+                             self.audio_config, self.settings["recording.segment_s"])
+
+
+def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:
+    """Seal every recording a power cut or crash left open: cut a half-written manifest line,
+    truncate the unsealed segment to its last whole fragment, enter it with ``recovered: true``,
+    then seal. Returns the recordings recovered."""
+    recovered = []
+    for manifest_path in sorted(recordings_dir.glob(f"*/{MANIFEST_NAME}")):
+        directory = manifest_path.parent
+        check = check_manifest(manifest_path.read_bytes(), trusted_key=key.public_key,
+                               require_sealed=False)
+        if check.sealed or not check.lines:
+            continue
+        header = check.lines[0]
+        anchor = ClockAnchor(ClockAnchor.parse_utc(str(header["utc_start"])),
+                             int(header["monotonic_start_us"]))
+        writer = ManifestWriter.reopen(directory, key)
+        try:
+            for segment in recover_segments(directory, clock=anchor):
+                writer.append_segment(segment)
+            writer.seal(utc_now(), "recovered after an interruption")
+        finally:
+            writer.close()
+        log.warning("recovered interrupted recording %s", directory.name)
+        recovered.append(directory)
+    return recovered
