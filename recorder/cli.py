@@ -69,7 +69,7 @@ def _upload(args: argparse.Namespace) -> int:
 
     with uploader.Uploader(station_url, key, args.device_id or config.device_id, recordings_dir,
                            progress=progress if show_bar else None, attempts=args.attempts,
-                           verify_tls=str(args.cafile) if args.cafile else True) as up:
+                           cafile=args.cafile) as up:
         summary = up.upload_all()
     if show_bar:
         print(file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -165,7 +166,8 @@ def _file_chunks(path: Path, chunk_bytes: int,
 class Uploader:
     """Uploads the sealed recordings in ``recordings_dir`` to ``station_url``.
 
-    ``transport`` is for tests (an httpx transport); ``progress`` is called after every chunk.
+    ``progress`` is called after every chunk; ``cafile`` is the CA (or the station's own
+    certificate) to trust for an https station; ``transport`` is for tests (an httpx transport).
     ``attempts`` is how often a recording is retried after a broken connection, re-asking the
     station what it holds each time.
     """
@@ -173,7 +175,7 @@ class Uploader:
     def __init__(self, station_url: str, key: DeviceKey, device_id: str, recordings_dir: Path,
                  *, progress: Callable[[UploadProgress], None] | None = None,
                  attempts: int = 3, retry_delay_s: float = 1.0, timeout_s: float = 60.0,
-                 chunk_bytes: int = CHUNK_BYTES, verify_tls: bool | str = True,
+                 chunk_bytes: int = CHUNK_BYTES, cafile: Path | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.station_url = station_url.rstrip("/")
         self.key = key
@@ -183,8 +185,10 @@ class Uploader:
         self.attempts = max(1, attempts)
         self.retry_delay_s = retry_delay_s
         self.chunk_bytes = chunk_bytes
-        self._client = httpx.Client(base_url=self.station_url, timeout=timeout_s,
-                                    verify=verify_tls, transport=transport)
+        # an https station is checked against the system's CAs, or only against ``cafile``
+        tls = ssl.create_default_context(cafile=str(cafile)) if cafile else True
+        self._client = httpx.Client(base_url=self.station_url, timeout=timeout_s, verify=tls,
+                                    transport=transport)
 
     def close(self) -> None:
         self._client.close()

@@ -108,13 +108,15 @@ class ServedStation:
 
 
 def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = None,
-          web: bool = False) -> ServedStation:
+          web: bool = False, tls: tuple[Path, Path] | None = None) -> ServedStation:
     """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(create_app(store, sweep_interval_s, web), log_level="critical", ws="none",
-                            lifespan="on", loop="asyncio")
+    config = uvicorn.Config(create_app(store, sweep_interval_s, web), log_level="critical",
+                            ws="none", lifespan="on", loop="asyncio",
+                            ssl_certfile=str(tls[0]) if tls else None,
+                            ssl_keyfile=str(tls[1]) if tls else None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -124,7 +126,8 @@ def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = 
             raise RuntimeError("the station did not start")
         time.sleep(0.01)
     bound = sock.getsockname()[1]
-    return ServedStation(f"http://127.0.0.1:{bound}", bound, server, thread)
+    scheme = "https" if tls else "http"
+    return ServedStation(f"{scheme}://127.0.0.1:{bound}", bound, server, thread)
 
 
 class CuttingProxy:

@@ -157,6 +157,28 @@ def test_a_duplicate_upload_sends_nothing_and_deletes_the_second_copy(
     assert len(list(audit.entries(store.engine))) == entries and list(spare.iterdir()) == []
 
 
+def test_uploads_over_tls_trust_the_station_certificate_given(
+        store: EvidenceStore, camera_key: DeviceKey, recordings: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "station.pem", tmp_path / "station-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    served = serve(store, tls=(cert, key))
+    try:
+        assert served.url.startswith("https://")
+        before = snapshot(recordings)
+        with uploader(served.url, camera_key, recordings) as up:
+            untrusted = up.upload_all()
+        assert untrusted.stopped is not None and "CERTIFICATE_VERIFY_FAILED" in untrusted.stopped
+        assert snapshot(recordings) == before
+        with uploader(served.url, camera_key, recordings, cafile=cert) as up:
+            assert up.upload_all().ok
+    finally:
+        served.stop()
+    assert list(recordings.iterdir()) == []
+
+
 # --- faults
 
 
