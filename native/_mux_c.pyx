@@ -135,8 +135,8 @@ cdef class FragmentedMp4Muxer:
             raise spec.stream_error(stream)
         if stream == AUDIO and self._audio_config is None:
             raise spec.audio_to_video_only_error()
-        if type(payload) is not bytes:
-            payload = bytes(payload)
+        if type(payload) is not bytes:  # a bytearray could change before the fragment is written
+            payload = bytes(memoryview(payload))
         if stream == VIDEO:
             return self._push_video(pts_us, 1 if is_keyframe else 0, <bytes> payload,
                                     pts_us if dts_us is None else <int64_t> dts_us)

@@ -480,23 +480,30 @@ class FragmentedMp4Muxer:
         """1-based number of the segment being written (0 before the first keyframe)."""
         return self._segment
 
-    def push(self, stream: int, pts_us: int, is_keyframe: bool, payload: bytes,
+    def push(self, stream: int, pts_us: int, is_keyframe: bool,
+             payload: bytes | bytearray | memoryview,
              dts_us: int | None = None) -> MuxedFragment | None:
-        """Add one access unit; return the fragment it completed, if any."""
+        """Add one access unit; return the fragment it completed, if any.
+
+        ``dts_us``: the decode time of a video unit when the encoder reorders frames
+        (B-frames); None means dts = pts. Audio ignores it.
+        """
         if self._closed:
             raise closed_error()
+        if stream != VIDEO and stream != AUDIO:
+            raise stream_error(stream)
+        if stream == AUDIO and self._audio_config is None:
+            raise audio_to_video_only_error()
+        # a bytearray could change before the fragment is joined: keep an immutable copy
+        data = payload if isinstance(payload, bytes) else bytes(memoryview(payload))
         if stream == VIDEO:
-            return self._push_video(pts_us, bool(is_keyframe), payload,
+            return self._push_video(pts_us, bool(is_keyframe), data,
                                     pts_us if dts_us is None else dts_us)
-        if stream == AUDIO:
-            self._push_audio(pts_us, payload)
-            return None
-        raise stream_error(stream)
+        self._push_audio(pts_us, data)
+        return None
 
     def _push_video(self, pts_us: int, key: bool, payload: bytes,
                     dts_us: int) -> MuxedFragment | None:
-        if type(payload) is not bytes:
-            payload = bytes(payload)
         nals = split_annexb(payload, pts_us)
         if pts_us < dts_us:
             raise pts_before_dts_error(pts_us, dts_us)
@@ -560,8 +567,6 @@ class FragmentedMp4Muxer:
         self._started = True
 
     def _push_audio(self, pts_us: int, payload: bytes) -> None:
-        if self._audio_config is None:
-            raise audio_to_video_only_error()
         if not self._started or pts_us < self._origin_us:
             self.dropped_units += 1
             return
