@@ -23,7 +23,7 @@ import httpx
 from . import manifest
 from .errors import RecorderError
 from .keys import DeviceKey
-from .station.request_signing import EMPTY_SHA256, sign_request
+from .station.request_signing import EMPTY_SHA256, is_safe_name, sign_request
 
 API = "/api/v1"
 CHUNK_BYTES = 1 << 20
@@ -82,7 +82,8 @@ class LocalRecording:
 
 def read_sealed(directory: Path) -> LocalRecording | None:
     """The recording in ``directory`` when its manifest ends with a ``sealed`` line, else None
-    (still being written, or not a recording). The chain is checked by the station, not here."""
+    (still being written, not a recording, or names no uploader would send or delete by). The
+    chain and signatures are checked by the station, not here."""
     try:
         data = (directory / manifest.MANIFEST_NAME).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
@@ -98,10 +99,18 @@ def read_sealed(directory: Path) -> LocalRecording | None:
         return None
     if header.get("type") != "header" or last.get("type") != "sealed":
         return None
-    segments = tuple(LocalSegment(str(obj["file"]), str(obj["sha256"]), int(obj["bytes"]))
-                     for obj in lines if obj.get("type") == "segment")
-    return LocalRecording(directory, str(header.get("recording_id")),
-                          str(header.get("utc_start", "")), data, segments)
+    try:
+        segments = tuple(LocalSegment(obj["file"], obj["sha256"], obj["bytes"])
+                         for obj in lines if obj.get("type") == "segment")
+    except KeyError:
+        return None
+    recording_id = header.get("recording_id")
+    if not isinstance(recording_id, str) or not is_safe_name(recording_id) or not all(
+            isinstance(s.file, str) and is_safe_name(s.file) and isinstance(s.sha256, str)
+            and isinstance(s.bytes, int) for s in segments):
+        return None  # not something this camera wrote: never upload or delete by it
+    return LocalRecording(directory, recording_id, str(header.get("utc_start", "")), data,
+                          segments)
 
 
 def find_sealed_recordings(root: Path) -> tuple[list[LocalRecording], list[Path]]:

@@ -142,6 +142,14 @@ def test_a_manifest_with_a_partial_last_line_counts_as_unsealed(camera_key: Devi
     assert find_sealed_recordings(tmp_path / "recordings") == ([], [directory])
 
 
+def test_a_manifest_naming_a_file_outside_the_recording_is_never_acted_on(
+        camera_key: DeviceKey, tmp_path: Path) -> None:
+    directory = make_recording(tmp_path / "recordings", camera_key)
+    path = directory / manifest.MANIFEST_NAME
+    path.write_bytes(path.read_bytes().replace(b'"file":"000002.mp4"', b'"file":"../x.mp4"'))
+    assert read_sealed(directory) is None
+
+
 def test_a_duplicate_upload_sends_nothing_and_deletes_the_second_copy(
         station: ServedStation, store: EvidenceStore, camera_key: DeviceKey, recordings: Path,
         tmp_path: Path) -> None:
