@@ -19,7 +19,7 @@ import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from .access_unit import AccessUnit
 from .clock import ClockAnchor
@@ -194,7 +194,7 @@ class SegmentWriter:
             _write_all(self._fd, fragment.data)
             os.fdatasync(self._fd)
         except OSError as exc:
-            self._fail(exc, "writing")
+            self._fail(exc, f"writing {self._partial}")
         self._hasher.update(fragment.data)
         self._bytes += len(fragment.data)
         self._fragments += 1
@@ -219,7 +219,7 @@ class SegmentWriter:
         self._first_pts = fragment.first_pts_us
         self._last_pts = fragment.last_pts_us
 
-    def _fail(self, exc: OSError, doing: str) -> None:
+    def _fail(self, exc: OSError, doing: str) -> NoReturn:
         self._failed = exc
         if self._fd >= 0:
             try:  # leave only whole fragments behind, if the file system lets us
@@ -227,8 +227,8 @@ class SegmentWriter:
             except OSError:
                 pass
         raise SegmentWriteError(
-            exc.errno, f"{doing} {self._partial} failed ({exc.strerror or exc}); the fragments "
-            "already written are kept: close() the writer to seal them as a recovered segment"
+            exc.errno, f"{doing} failed ({exc.strerror or exc}); every whole fragment written "
+            "is kept: close() the writer to seal an unsealed segment as a recovered one"
         ) from exc
 
     def _seal(self) -> None:
@@ -238,15 +238,21 @@ class SegmentWriter:
             os.close(self._fd)
             self._fd = -1
             os.rename(self._partial, final)
-            _sync_directory(self.directory)
         except OSError as exc:
-            self._fail(exc, "sealing")
-        self._report(SealedSegment(
+            self._fail(exc, f"sealing {self._partial}")
+        segment = SealedSegment(
             index=self._index, file=final.name, bytes=self._bytes,
             sha256=self._hasher.hexdigest(), first_pts_us=self._first_pts,
             last_pts_us=self._last_pts, utc_start=self._clock.iso(self._first_pts),
             utc_end=self._clock.iso(self._last_pts), fragments=self._fragments,
-            recovered=False))
+            recovered=False)
+        try:
+            _sync_directory(self.directory)
+        except OSError as exc:
+            # The file is whole and in place under its final name: report it, then fail.
+            self._report(segment)
+            self._fail(exc, f"syncing {self.directory} after sealing")
+        self._report(segment)
 
     def _report(self, segment: SealedSegment) -> None:
         self.sealed.append(segment)

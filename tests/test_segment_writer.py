@@ -322,3 +322,30 @@ def test_recovery_refuses_to_overwrite_a_sealed_segment(tmp_path: Path) -> None:
     with pytest.raises(SegmentRecoveryError, match="NNNNNN"):
         recover_segment(tmp_path / "clip.mp4.partial", clock=CLOCK)
     assert (tmp_path / "000001.mp4").read_bytes() == b"sealed"
+
+
+def test_directory_sync_failure_after_rename_still_reports_the_sealed_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder import segment_writer
+
+    config, units = _media(2.0, gop=15)
+    sealed: list[SealedSegment] = []
+    writer = SegmentWriter(tmp_path, audio_config=config, segment_seconds=0.9, clock=CLOCK,
+                           on_sealed=sealed.append)
+    real_sync = segment_writer._sync_directory
+    syncs = [0]
+
+    def sync_fails_after_the_first_rename(directory: Path) -> None:
+        syncs[0] += 1
+        if syncs[0] == 2:  # 1: after creating 000001.mp4.partial, 2: after renaming it
+            raise OSError(errno.EIO, "Input/output error")
+        real_sync(directory)
+
+    monkeypatch.setattr(segment_writer, "_sync_directory", sync_fails_after_the_first_rename)
+    with pytest.raises(SegmentWriteError, match="after sealing"):
+        for unit in units:
+            writer.write(AccessUnit(*unit[:4]))
+    writer.close()
+    assert [(s.file, s.recovered) for s in sealed] == [("000001.mp4", False)]
+    assert sealed[0].sha256 == _sha256sum(tmp_path / "000001.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000001.mp4"]
