@@ -1,0 +1,59 @@
+"""The recorder's own cost (ring, interleave, mux, hash, write, fsync; not the encoder) and its
+trigger latency, for native and pure, each in its own process (RECORDER_NATIVE picks at import).
+
+The figures that matter are in each bench's extra_info (printed by benches/table.py):
+cpu_percent_of_one_core per recorded second, first_fragment_synced_ms, buffer_drained_ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORKLOAD = Path(__file__).with_name("recorder_workload.py")
+POLICY = {"native": "required", "pure": "off"}
+
+
+def run_workload(kind: str, workload: str, directory: Path, *extra: str) -> dict[str, Any]:
+    env = dict(os.environ, RECORDER_NATIVE=POLICY[kind])
+    result = subprocess.run([sys.executable, str(WORKLOAD), workload, "--dir", str(directory),
+                             *extra], env=env, cwd="/", capture_output=True, text=True,
+                            timeout=900)
+    if result.returncode != 0:
+        if kind == "native" and "did not load" in result.stderr:
+            pytest.skip("native modules not built")
+        raise AssertionError(result.stderr)
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
+@pytest.mark.parametrize("kind", ["native", "pure"])
+def test_recorder_overhead_1080p30_10mbps_with_aac(benchmark: Any, kind: str, tmp_path: Path) -> None:
+    figures: dict[str, Any] = {}
+
+    def once() -> None:
+        figures.update(run_workload(kind, "overhead", tmp_path / "run", "--seconds", "20"))
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(piece="recorder", op="overhead", size="1080p30 10Mbit/s+AAC",
+                                kind=kind, units=1, **figures)
+    assert figures["implementation"] == kind
+
+
+@pytest.mark.parametrize("kind", ["native", "pure"])
+def test_trigger_latency_with_30s_buffered(benchmark: Any, kind: str, tmp_path: Path) -> None:
+    figures: dict[str, Any] = {}
+
+    def once() -> None:
+        figures.update(run_workload(kind, "latency", tmp_path / "run"))
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(piece="recorder", op="trigger", size="30 s at 10Mbit/s",
+                                kind=kind, units=1, **figures)
+    assert figures["overrun_units"] == 0

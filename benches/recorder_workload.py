@@ -1,0 +1,183 @@
+"""Workloads for benches/bench_recorder.py, run in a subprocess per implementation
+(RECORDER_NATIVE picks native or pure at import). Prints one JSON object.
+
+    python benches/recorder_workload.py overhead --seconds 20 --dir /tmp/x
+    python benches/recorder_workload.py latency --dir /tmp/x
+
+The access units are pre-encoded 1080p30 at 10 Mbit/s (a real libx264 SPS/PPS for 1920x1080 and
+slices of realistic sizes: I-frames about 8x a P-frame, one per second) plus AAC-LC at 48 kHz,
+64 kbit/s: the recorder's own work (ring, interleave, mux, hash, write, fsync) is measured, not
+the video encoder's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+import recorder
+from recorder import AUDIO, VIDEO, AccessUnit
+from recorder._native import load
+from recorder.clock import monotonic_us
+from recorder.keys import DeviceKey
+from recorder.recording import RecordingFactory
+from recorder.controller import RecordingWriter
+from recorder.settings import Settings
+
+FPS = 30
+VIDEO_BPS = 10_000_000
+AUDIO_RATE = 48_000
+AAC_FRAME_US = 1024 * 1_000_000 / AUDIO_RATE
+
+
+def parameter_sets() -> tuple[bytes, bytes]:
+    """SPS and PPS of a real 1080p libx264 stream (Annex B, with start codes)."""
+    context = av.CodecContext.create("libx264", "w")
+    context.width, context.height, context.pix_fmt = 1920, 1080, "yuv420p"
+    context.time_base = Fraction(1, FPS)
+    context.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    frame = av.VideoFrame(1920, 1080, "yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.pts = 0
+    payload = b"".join(bytes(p) for p in context.encode(frame) + context.encode(None))
+    nals = [b"\x00\x00\x00\x01" + n for n in payload.split(b"\x00\x00\x00\x01") if n]
+    sps = next(n for n in nals if n[4] & 0x1F == 7)
+    pps = next(n for n in nals if n[4] & 0x1F == 8)
+    return sps, pps
+
+
+def stream(seconds: float, start_us: int, audio_config: bytes) -> list[AccessUnit]:
+    """``seconds`` of interleaved video and audio access units, in capture order."""
+    rng = random.Random(7)
+    sps, pps = parameter_sets()
+    per_second = VIDEO_BPS // 8
+    p_size = per_second // (FPS - 1 + 8)
+    units: list[AccessUnit] = []
+    audio_n = 0
+    for n in range(int(seconds * FPS)):
+        pts = start_us + round(n * 1_000_000 / FPS)
+        key = n % FPS == 0
+        size = p_size * (8 if key else 1) + rng.randint(-p_size // 10, p_size // 10)
+        nal_type = 0x65 if key else 0x41
+        body = bytes([nal_type]) + rng.randbytes(size)
+        payload = (sps + pps if key else b"") + b"\x00\x00\x00\x01" + body.replace(b"\x00\x00", b"\x00\x01")
+        units.append(AccessUnit(VIDEO, pts, key, payload))
+        while start_us + audio_n * AAC_FRAME_US < pts + 1_000_000 / FPS:
+            units.append(AccessUnit(AUDIO, start_us + round(audio_n * AAC_FRAME_US), True,
+                                    rng.randbytes(170)))
+            audio_n += 1
+    return units
+
+
+def aac_config() -> bytes:
+    return bytes.fromhex("1188")  # AAC-LC, 48 kHz, mono
+
+
+def make_recording(directory: Path) -> Any:
+    settings = Settings.load(None).with_values(storage_data_dir=str(directory / "data"))
+    key = DeviceKey.load_or_create(directory / "data")
+    factory = RecordingFactory(directory / "recordings", key, settings, aac_config())
+    (directory / "recordings").mkdir(parents=True, exist_ok=True)
+    return factory.open()
+
+
+def overhead(seconds: float, directory: Path) -> dict[str, Any]:
+    """CPU seconds of ring push + pop + interleave + mux + hash + write + fsync per recorded s."""
+    units = stream(seconds, monotonic_us(), aac_config())
+    ring = recorder.PreEventRing(30, 160 << 20)
+    recording = make_recording(directory)
+    ring.begin_consume()
+    writer = RecordingWriter(ring, recording, 0, lambda: 1 << 62, monotonic_us)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    writer.start()
+    for unit in units:
+        ring.push(*unit)
+    ring.close()  # the writer takes everything held, then ends and seals
+    writer.join()
+    cpu = time.process_time() - cpu_before
+    wall = time.perf_counter() - wall_before
+    assert writer.error is None, writer.error
+    assert writer.units == len(units)
+    return {"implementation": recorder.implementation("ring"),
+            "mux": load("mux").implementation, "sha256": load("sha256").implementation,
+            "recorded_s": seconds, "cpu_s": cpu, "wall_s": wall,
+            "cpu_percent_of_one_core": 100 * cpu / seconds,
+            "bytes": sum(len(u.payload) for u in units)}
+
+
+def latency(directory: Path, buffered_s: float = 30.0) -> dict[str, Any]:
+    """Start request -> first pre-event fragment fsynced, with ``buffered_s`` in the ring; then
+    the time to drain the whole buffer to disk while live units keep arriving in real time."""
+    import recorder.segment_writer as segment_writer
+
+    synced: list[float] = []
+    real_sync = segment_writer.os.fdatasync
+
+    def timed_sync(fd: int) -> None:
+        real_sync(fd)
+        synced.append(time.perf_counter())
+
+    segment_writer.os.fdatasync = timed_sync  # type: ignore[attr-defined]
+    start_us = monotonic_us() - int(buffered_s * 1_000_000)
+    units = stream(buffered_s + 10, start_us, aac_config())
+    prefill = [u for u in units if u.pts_us < start_us + buffered_s * 1_000_000]
+    live = units[len(prefill):]
+    ring = recorder.PreEventRing(buffered_s, 160 << 20)
+    for unit in prefill:
+        if unit.stream == VIDEO:  # audio stays out of the pre-event buffer (the default)
+            ring.push(*unit)
+    held = ring.stats()
+    recording = make_recording(directory)
+
+    def produce() -> None:  # live capture at real rate
+        t0 = time.perf_counter()
+        for unit in live:
+            due = (unit.pts_us - live[0].pts_us) / 1e6
+            delay = t0 + due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            ring.push(*unit)
+
+    producer = threading.Thread(target=produce)
+    requested = time.perf_counter()
+    ring.begin_consume()
+    writer = RecordingWriter(ring, recording, 0, lambda: 1 << 62, monotonic_us)
+    writer.start()
+    producer.start()
+    while writer.units < held.units:
+        time.sleep(0.001)
+    drained = time.perf_counter()
+    producer.join()
+    writer.request_stop()
+    writer.join()
+    stats = ring.stats()
+    segment_writer.os.fdatasync = real_sync  # type: ignore[attr-defined]
+    return {"implementation": recorder.implementation("ring"),
+            "buffered_s": buffered_s, "buffered_units": held.units, "buffered_bytes": held.bytes,
+            "first_fragment_synced_ms": (synced[0] - requested) * 1000,
+            "buffer_drained_ms": (drained - requested) * 1000,
+            "overrun_units": stats.overrun_units}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workload", choices=["overhead", "latency"])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    result = overhead(args.seconds, args.dir) if args.workload == "overhead" else latency(args.dir)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
