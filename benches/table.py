@@ -14,8 +14,12 @@ from collections import defaultdict
 def main(path: str) -> None:
     data = json.load(open(path))
     rows: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    recorder_rows = []
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
+        if info.get("piece") == "recorder":  # figures measured inside the workload process
+            recorder_rows.append(info)
+            continue
         per_unit_ns = bench["stats"]["median"] / info["units"] * 1e9
         rows[(info["piece"], info["op"], info["size"])][info["kind"]] = per_unit_ns
     machine = data.get("machine_info", {})
@@ -35,6 +39,19 @@ def main(path: str) -> None:
         print(f"| {piece} | {op} | {size} | {cell('native')} | {cell('pure')} | {cell('deque')} "
               f"| {cell('memcpy')} | {ratio('pure', 'native')} | {ratio('deque', 'native')} "
               f"| {ratio('native', 'memcpy')} |")
+    if recorder_rows:
+        print("\n| recorder | workload | implementation | figure |")
+        print("|---|---|---|---|")
+        for info in recorder_rows:
+            if info["op"] == "overhead":
+                figure = (f"{info['cpu_percent_of_one_core']:.2f}% of one core "
+                          f"({info['cpu_s']:.3f} CPU s for {info['recorded_s']:g} s recorded)")
+            else:
+                figure = (f"first fragment fsynced {info['first_fragment_synced_ms']:.1f} ms after "
+                          f"the trigger; whole buffer ({info['buffered_bytes'] / 1e6:.0f} MB) on "
+                          f"disk in {info['buffer_drained_ms']:.0f} ms; "
+                          f"{info['overrun_units']} overruns")
+            print(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
 
 
 if __name__ == "__main__":
