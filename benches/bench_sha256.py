@@ -19,8 +19,8 @@ SIZES = {"4KiB": 4 << 10, "16KiB": 16 << 10, "64KiB": 64 << 10, "256KiB": 256 <<
 KINDS = ["native", "hashlib"]
 
 
+@pytest.mark.parametrize("kind", KINDS)  # innermost: both kinds of a size run back to back
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("kind", KINDS)
 def test_sha256(benchmark: Any, kind: str, size: str) -> None:
     nbytes = SIZES[size]
     buffer = bytes(range(256)) * (nbytes // 256)
