@@ -17,8 +17,10 @@ class SealedSegment:
     file: str  # file name inside the recording directory, e.g. "000001.mp4"
     bytes: int  # size of the file
     sha256: str  # lower-case hex SHA-256 of the file's bytes, computed while writing
-    first_pts_us: int  # pts of the first access unit (any stream), monotonic clock
-    last_pts_us: int  # pts of the last access unit (any stream)
+    # pts of the segment's first and last *video* frames, on the monotonic clock: audio frames
+    # straddle a keyframe cut by up to a frame, so video alone defines where segments meet
+    first_pts_us: int
+    last_pts_us: int
     utc_start: str  # ISO 8601 UTC of first_pts_us, e.g. "2026-11-23T07:04:27.123456Z"
     utc_end: str  # ISO 8601 UTC of last_pts_us
     fragments: int  # number of moof+mdat fragments
