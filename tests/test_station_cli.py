@@ -157,11 +157,12 @@ def test_hold_release_sweep_stats_and_list_from_the_command_line(
 
 
 def test_station_help_reads_like_a_manual() -> None:
+    # cwd="/": the installed package, not ./recorder from the source tree
     result = subprocess.run([sys.executable, "-m", "recorder", "station", "serve", "--help"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, cwd="/")
     assert "--ssl-certfile" in result.stdout and "--sweep-every" in result.stdout
     result = subprocess.run([sys.executable, "-m", "recorder", "upload", "--help"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, cwd="/")
     assert "delete each" in result.stdout and "exit status:" in result.stdout
 
 
