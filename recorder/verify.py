@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,14 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None) -> VerifyReport:
-    """Check the recording at ``path`` (its directory or its manifest.jsonl)."""
+def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
+                     known_sha256: Mapping[str, str] | None = None) -> VerifyReport:
+    """Check the recording at ``path`` (its directory or its manifest.jsonl).
+
+    ``known_sha256`` maps file names to digests the caller computed itself from the same bytes
+    (the station hashes each segment as it arrives and stores it under that digest); those files
+    are not read a second time for hashing.
+    """
     directory, manifest_path = _resolve(path)
     report = VerifyReport(str(directory), str(manifest_path))
     mname = manifest_path.name
@@ -224,7 +231,10 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None) ->
                 line=number, file=where))
             continue
         segment.present = True
-        digest, size = _hash_file(file_path)
+        if known_sha256 is not None and where in known_sha256:
+            digest, size = known_sha256[where], file_path.stat().st_size
+        else:
+            digest, size = _hash_file(file_path)
         hashes[where] = digest
         segment.size_ok = size == obj["bytes"]
         if not segment.size_ok:

@@ -464,3 +464,15 @@ def test_a_recovered_recording_verifies_and_says_what_was_recovered(
     assert code == cli.EXIT_OK, out
     assert "recovered   000003.mp4" in out
     assert "events      manifest_repaired 1, marker 1" in out
+
+
+def test_known_digests_replace_hashing_and_are_still_checked(recording: Path) -> None:
+    """The station passes the digests it computed on arrival; a wrong one is caught like a
+    changed file, and a right one verifies without the file being read for hashing."""
+    files = sorted(p.name for p in recording.glob("*.mp4"))
+    right = {name: hashlib.sha256((recording / name).read_bytes()).hexdigest() for name in files}
+    assert verify.verify_recording(recording, known_sha256=right).ok
+    wrong = dict(right, **{files[0]: "0" * 64})
+    report = verify.verify_recording(recording, known_sha256=wrong)
+    assert not report.ok and report.first_problem is not None
+    assert report.first_problem.code is verify.ProblemCode.SHA256
