@@ -169,7 +169,8 @@ class Controller:
     def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
                  audio_in_pre_event: bool = False, stealth_allowed: bool = False,
-                 audio_overflows: Callable[[], int] = lambda: 0) -> None:
+                 audio_overflows: Callable[[], int] = lambda: 0,
+                 upload: Callable[[], bool] | None = None) -> None:
         self.ring = ring
         self.board = board
         self.open_recording = open_recording
@@ -179,6 +180,9 @@ class Controller:
         self.audio_in_pre_event = audio_in_pre_event
         self.stealth_allowed = stealth_allowed
         self.audio_overflows = audio_overflows
+        self.upload = upload  # runs on its own thread when docked; True when all went up
+        self.upload_results: list[bool] = []
+        self._uploader: threading.Thread | None = None
         self._audio_overflows_seen = audio_overflows()
         self.state = State.BUFFERING
         self.stealth = False
@@ -216,8 +220,10 @@ class Controller:
                 self._toggle_stealth()
             elif kind is BoardEventKind.DOCKED and self.state is State.BUFFERING:
                 self.state = State.DOCKED
+                self._start_upload()
             elif kind is BoardEventKind.UNDOCKED and self.state is State.DOCKED:
-                self.state = State.BUFFERING
+                self.state = State.BUFFERING  # an upload under way fails and keeps its copies
+                self._show()
 
     def start_recording(self, reason: str = "request") -> Path | None:
         with self._lock:
@@ -278,8 +284,27 @@ class Controller:
         if self.writer is not None:
             self.writer.recording.event("stealth", on=wanted, allowed=True)
 
+    def _start_upload(self) -> None:
+        if self.upload is None or self._uploader is not None:
+            return
+        self._uploader = threading.Thread(target=self._run_upload, name="uploader", daemon=True)
+        self._uploader.start()
+        self._show()
+
+    def _run_upload(self) -> None:
+        assert self.upload is not None
+        try:
+            ok = self.upload()
+        except Exception as exc:  # the camera keeps everything; reported, retried at next dock
+            log.exception("upload failed")
+            self.errors.append(f"upload failed: {exc}")
+            ok = False
+        self.upload_results.append(ok)
+
     def _mode(self) -> Mode:
-        return Mode.RECORDING if self.state in (State.RECORDING, State.STOPPING) else Mode.BUFFERING
+        if self.state in (State.RECORDING, State.STOPPING):
+            return Mode.RECORDING
+        return Mode.UPLOADING if self._uploader is not None else Mode.BUFFERING
 
     def _show(self) -> None:
         self.board.show(IndicatorStatus(self._mode(), frozenset(self.conditions), self.stealth))
@@ -296,6 +321,10 @@ class Controller:
                     writer.recording.event("audio_overflow",
                                            blocks=overflows - self._audio_overflows_seen)
                 self._audio_overflows_seen = overflows
+            if self._uploader is not None and not self._uploader.is_alive():
+                self._uploader.join()
+                self._uploader = None
+                self._show()
             if writer is not None and writer.done.is_set():
                 self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
                                                  else f"error: {writer.error}"))

@@ -18,7 +18,7 @@ from typing import Any
 from . import PreEventRing
 from .access_unit import VIDEO, AccessUnit
 from .audio import AudioFormat, AudioSource, open_audio_source
-from .board import Board, BoardSettings
+from .board import Board, BoardEvent, BoardEventKind, BoardSettings
 from .camera import VideoFormat, VideoSource, open_video_source
 from .clock import monotonic_us
 from .controller import Controller, free_bytes, ring_size
@@ -123,12 +123,15 @@ class Device:
             storage=lambda: free_bytes(recordings), clock_us=clock,
             audio_in_pre_event=settings["audio.in_pre_event"],
             stealth_allowed=board_settings.stealth_allowed,
-            audio_overflows=lambda: audio.stats.overflows)
+            audio_overflows=lambda: audio.stats.overflows,
+            upload=station_upload(settings, key, recordings))
         return cls(settings, ring, video, audio, controller, recordings, clock, media_clock)
 
     def start(self) -> None:
         self.video.start(self._sink)
         self.audio.start(self._sink)
+        if self.controller.board.docked:  # switched on in the dock: upload straight away
+            self.controller.handle(BoardEvent(BoardEventKind.DOCKED, time.monotonic(), "dock"))
 
     def _sink(self, unit: AccessUnit) -> None:
         self.media_clock.see(unit)
@@ -140,6 +143,28 @@ class Device:
         self.video.stop()
         self.audio.stop()
         self.ring.close()
+
+
+def station_upload(settings: Settings, key: DeviceKey,
+                   recordings: Path) -> Callable[[], bool] | None:
+    """What the controller runs when docked: upload every sealed recording to ``station.url``,
+    deleting each local copy only once the station has verified it. None without a station."""
+    url = str(settings["station.url"])
+    if not url:
+        return None
+
+    def upload() -> bool:
+        from .uploader import Uploader  # httpx is loaded only by a camera that uploads
+
+        with Uploader(url, key, settings.device_id, recordings) as uploader:
+            summary = uploader.upload_all()
+        for outcome in summary.outcomes:
+            log.info("upload: %s", outcome)
+        if summary.stopped:
+            log.warning("upload stopped early: %s", summary.stopped)
+        return summary.ok
+
+    return upload
 
 
 def record(settings: Settings, board: Board, *, duration_s: float, trigger_after_s: float | None,

@@ -238,3 +238,39 @@ def test_ring_size_holds_the_pre_event_buffer_at_the_configured_rate(pre_event_s
     needed = (10_000_000 + 64_000) / 8 * (pre_event_s + 1.0)
     assert size.capacity_bytes >= needed
     assert size.max_units >= (30 + 46.9) * (pre_event_s + 1.0)
+
+
+def test_docking_uploads_in_the_background_with_the_uploading_pattern(tmp_path: Path) -> None:
+    controller, _, board, clock = make(tmp_path)
+    release = threading.Event()
+    controller.upload = lambda: release.wait(10)
+    shown: list[Mode] = []
+    original = board.show
+    board.show = lambda status: (shown.append(status.mode), original(status))  # type: ignore[method-assign]
+    controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    assert controller.state is State.DOCKED and shown[-1] is Mode.UPLOADING
+    assert controller.start_recording() is None  # no recording in the dock
+    release.set()
+    for _ in range(200):
+        controller.check()
+        if controller.upload_results:
+            break
+        threading.Event().wait(0.01)
+    controller.check()
+    assert controller.upload_results == [True] and shown[-1] is Mode.BUFFERING
+
+
+def test_a_failed_upload_is_reported_and_keeps_the_camera_docked(tmp_path: Path) -> None:
+    controller, _, _, _ = make(tmp_path)
+
+    def unreachable() -> bool:
+        raise ConnectionError("station unreachable")
+
+    controller.upload = unreachable
+    controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    for _ in range(200):
+        if controller.upload_results:
+            break
+        threading.Event().wait(0.01)
+    assert controller.upload_results == [False]
+    assert "upload failed: station unreachable" in controller.errors
