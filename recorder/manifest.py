@@ -45,6 +45,7 @@ from typing import Any, Union
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import keys
+from .durability import fsync_directory, write_all
 from .errors import RecorderError
 from .keys import DeviceKey
 from .sealed_segment import SealedSegment
@@ -214,14 +215,6 @@ class ManifestLine:
         return line_hash(self.stored)
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ManifestWriter:
     """Appends signed, chained lines to one recording's manifest, fsyncing each.
 
@@ -254,7 +247,7 @@ class ManifestWriter:
         writer = cls(path, key, fd, 1, GENESIS_PREV, 0, 0)
         try:
             writer._append(body)
-            _fsync_directory(directory)  # the new name survives a power cut too
+            fsync_directory(directory)  # the new name survives a power cut too
         except BaseException:
             writer.close()
             raise
@@ -372,9 +365,7 @@ class ManifestWriter:
         obj["sig"] = base64.b64encode(signature).decode("ascii")
         stored = canonical_bytes(obj) + b"\n"
         try:
-            view = memoryview(stored)
-            while view:
-                view = view[os.write(self._fd, view):]
+            write_all(self._fd, stored)
             os.fsync(self._fd)
         except OSError as exc:
             self._failure = exc

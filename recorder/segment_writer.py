@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from .access_unit import AccessUnit
+from . import durability
 from .clock import ClockAnchor
 from .errors import RecorderError
 from .mux import FragmentedMp4Muxer, MuxedFragment
@@ -67,21 +68,6 @@ class SegmentRecoveryError(SegmentWriterError, ValueError):
 def segment_file_name(index: int) -> str:
     """``000001.mp4`` for index 1."""
     return f"{index:06d}.mp4"
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 class SegmentWriter:
@@ -191,7 +177,7 @@ class SegmentWriter:
         try:
             if fragment.starts_segment:
                 self._open(self._first_index + fragment.segment - 1, fragment)
-            _write_all(self._fd, fragment.data)
+            durability.write_all(self._fd, fragment.data)
             os.fdatasync(self._fd)
         except OSError as exc:
             self._fail(exc, f"writing {self._partial}")
@@ -212,7 +198,7 @@ class SegmentWriter:
         self._partial = self.directory / (name + PARTIAL_SUFFIX)
         self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            0o644)
-        _sync_directory(self.directory)
+        durability.fsync_directory(self.directory)
         self._hasher = Sha256()
         self._bytes = 0
         self._fragments = 0
@@ -247,7 +233,7 @@ class SegmentWriter:
             utc_end=self._clock.iso(self._last_pts), fragments=self._fragments,
             recovered=False)
         try:
-            _sync_directory(self.directory)
+            durability.fsync_directory(self.directory)
         except OSError as exc:
             # The file is whole and in place under its final name: report it, then fail.
             self._report(segment)
@@ -455,11 +441,11 @@ def recover_segment(partial: Path | str, *, clock: ClockAnchor) -> SealedSegment
             os.fsync(file.fileno())
     if scan.fragments == 0:
         os.remove(partial)
-        _sync_directory(partial.parent)
+        durability.fsync_directory(partial.parent)
         return None
     hasher = Sha256(memoryview(data)[:scan.end])
     os.rename(partial, final)
-    _sync_directory(partial.parent)
+    durability.fsync_directory(partial.parent)
     return SealedSegment(
         index=int(match.group(1)), file=final.name, bytes=scan.end, sha256=hasher.hexdigest(),
         first_pts_us=scan.first_pts_us, last_pts_us=scan.last_pts_us,

@@ -333,7 +333,7 @@ def test_directory_sync_failure_after_rename_still_reports_the_sealed_segment(
     sealed: list[SealedSegment] = []
     writer = SegmentWriter(tmp_path, audio_config=config, segment_seconds=0.9, clock=CLOCK,
                            on_sealed=sealed.append)
-    real_sync = segment_writer._sync_directory
+    real_sync = segment_writer.durability.fsync_directory
     syncs = [0]
 
     def sync_fails_after_the_first_rename(directory: Path) -> None:
@@ -342,7 +342,8 @@ def test_directory_sync_failure_after_rename_still_reports_the_sealed_segment(
             raise OSError(errno.EIO, "Input/output error")
         real_sync(directory)
 
-    monkeypatch.setattr(segment_writer, "_sync_directory", sync_fails_after_the_first_rename)
+    monkeypatch.setattr(segment_writer.durability, "fsync_directory",
+                        sync_fails_after_the_first_rename)
     with pytest.raises(SegmentWriteError, match="after sealing"):
         for unit in units:
             writer.write(AccessUnit(*unit[:4]))

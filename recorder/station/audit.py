@@ -9,7 +9,6 @@ the lines, so ``sed -n 3p audit.jsonl | sha256sum`` is line 4's ``prev``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field

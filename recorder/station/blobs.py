@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from .. import durability
 from .errors import HashMismatchError, StorageFullError
 
 
@@ -178,8 +179,4 @@ class LocalBlobStore:
 
     @staticmethod
     def fsync_directory(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        durability.fsync_directory(directory)
