@@ -6,12 +6,25 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from test_record_e2e import settings
+from test_record_e2e import settings, start_recording_after
 from test_station_fixtures import make_store, serve
 
 from recorder.board import BoardEvent, BoardEventKind, BoardSettings, ScriptedBoard
 from recorder.device import Device
 from recorder.keys import DeviceKey
+
+
+def record_then_dock(device: Device) -> Path:
+    """Record 1.5 s (after 1 s of buffering), stop, dock, wait for the upload, shut down."""
+    path = start_recording_after(device, 1.0)
+    time.sleep(1.5)
+    device.controller.stop_recording("test")
+    device.controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0, "dock"))
+    deadline = time.monotonic() + 60
+    while not device.controller.upload_results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    device.close()
+    return path
 
 
 def test_docking_uploads_verifies_and_only_then_deletes(tmp_path: Path) -> None:
@@ -23,18 +36,7 @@ def test_docking_uploads_verifies_and_only_then_deletes(tmp_path: Path) -> None:
         store.enroll("cam-e2e", key.public_key, by="test")
         with ScriptedBoard(BoardSettings()) as board:
             device = Device.build(config, board, recordings_dir=tmp_path / "recordings")
-            device.start()
-            time.sleep(1.0)
-            path = device.controller.start_recording("test")
-            assert path is not None
-            time.sleep(1.5)
-            device.controller.stop_recording("test")
-            assert path.exists()
-            device.controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0, "dock"))
-            deadline = time.monotonic() + 60
-            while not device.controller.upload_results and time.monotonic() < deadline:
-                time.sleep(0.05)
-            device.close()
+            path = record_then_dock(device)
         assert device.controller.upload_results == [True], device.controller.errors
         held = store.holdings(path.name)
         assert held.verified, held.verify_summary
@@ -47,16 +49,6 @@ def test_without_a_station_docking_keeps_everything(tmp_path: Path) -> None:
     config = settings(tmp_path, station_url="http://127.0.0.1:9")  # nothing listens on port 9
     with ScriptedBoard(BoardSettings()) as board:
         device = Device.build(config, board, recordings_dir=tmp_path / "recordings")
-        device.start()
-        time.sleep(1.0)
-        path = device.controller.start_recording("test")
-        assert path is not None
-        time.sleep(1.0)
-        device.controller.stop_recording("test")
-        device.controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0, "dock"))
-        deadline = time.monotonic() + 60
-        while not device.controller.upload_results and time.monotonic() < deadline:
-            time.sleep(0.05)
-        device.close()
+        path = record_then_dock(device)
     assert device.controller.upload_results == [False]
     assert (path / "manifest.jsonl").exists() and list(path.glob("*.mp4"))

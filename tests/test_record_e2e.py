@@ -52,6 +52,15 @@ def ffprobe(segment: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def start_recording_after(device: Device, buffering_s: float) -> Path:
+    """Start the device's sources, buffer for ``buffering_s``, start a recording; its path."""
+    device.start()
+    time.sleep(buffering_s)
+    path = device.controller.start_recording("test")
+    assert path is not None, device.controller.errors
+    return path
+
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real-time recording: 1.5 s of buffering, trigger, 3 s of recording, 2 s segments."""
@@ -182,10 +191,7 @@ def test_a_power_cut_mid_recording_is_recovered_and_sealed(tmp_path: Path) -> No
     config = settings(tmp_path, recording_segment_s=2.0)
     with ScriptedBoard(BoardSettings()) as board:
         device = Device.build(config, board, recordings_dir=tmp_path / "recordings")
-        device.start()
-        time.sleep(1.2)
-        path = device.controller.start_recording("test")
-        assert path is not None
+        path = start_recording_after(device, 1.2)
         time.sleep(2.4)  # segment 1 sealed (2 s from the pre-event start), segment 2 in flight
         crashed = tmp_path / "after-power-cut" / path.name
         shutil.copytree(path, crashed)  # mid-write: an unsealed manifest and a .partial segment
@@ -208,10 +214,7 @@ def test_running_out_of_storage_stops_and_seals_cleanly(tmp_path: Path) -> None:
     with ScriptedBoard(BoardSettings()) as board:
         device = Device.build(config, board, recordings_dir=tmp_path / "recordings")
         device.controller.storage = lambda: free[0]
-        device.start()
-        time.sleep(1.0)
-        path = device.controller.start_recording("test")
-        assert path is not None
+        path = start_recording_after(device, 1.0)
         writer = device.controller.writer
         assert writer is not None
         writer.storage = lambda: free[0]
