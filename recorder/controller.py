@@ -329,13 +329,16 @@ class Controller:
                 self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
                                                  else f"error: {writer.error}"))
 
-    def run(self, stop: threading.Event, poll_s: float = 0.2) -> None:
-        """React to board events until ``stop`` is set; then stop and seal any recording."""
+    def run(self, stop: threading.Event, poll_s: float = 0.2,
+            heartbeat: Callable[[], None] = lambda: None) -> None:
+        """React to board events until ``stop`` is set; then stop and seal any recording.
+        ``heartbeat`` is called every ``poll_s`` or sooner (the service watchdog)."""
         try:
             while not stop.is_set():
                 event = self.board.get_event(timeout=poll_s)
                 if event is not None:
                     self.handle(event)
                 self.check()
+                heartbeat()
         finally:
             self.stop_recording("recorder shutting down")

@@ -25,6 +25,7 @@ from .controller import Controller, free_bytes, ring_size
 from .errors import RecorderError
 from .keys import DeviceKey
 from .recording import RecordingFactory, recover_interrupted
+from .service_notify import ServiceNotifier
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,15 +212,30 @@ def _check_sources(device: Device) -> None:
             raise DeviceError(f"{source.description} failed: {source.error}") from source.error
 
 
-def run(settings: Settings, board: Board, stop: threading.Event) -> int:
-    """`bwv run`: react to the board until ``stop`` is set; then seal and shut down."""
+def run(settings: Settings, board: Board, stop: threading.Event,
+        notifier: ServiceNotifier | None = None, stall_s: float = 5.0) -> int:
+    """`bwv run`: react to the board until ``stop`` is set; then seal and shut down.
+
+    Under systemd, READY=1 goes out once the sources run, and WATCHDOG=1 only while the camera
+    keeps delivering frames: a camera that stops feeding frames (it happens after hours on some
+    sensors) is restarted by systemd rather than silently recording nothing."""
+    notifier = notifier or ServiceNotifier()
     device = Device.build(settings, board)
     device.start()
+    notifier.ready()
+    progress = {"frames": -1, "since": time.monotonic()}
+
+    def heartbeat() -> None:
+        frames = device.video.frames_captured
+        now = time.monotonic()
+        if frames != progress["frames"]:
+            progress.update(frames=frames, since=now)
+        if now - progress["since"] < stall_s and device.video.error is None:
+            notifier.alive()
+
     try:
-        device.controller.run(stop)
+        device.controller.run(stop, heartbeat=heartbeat)
     finally:
+        notifier.stopping()
         device.close()
     return 0
-
-
-__all__ = ["Device", "DeviceError", "record", "run"]

@@ -75,6 +75,7 @@ class Picamera2Camera(VideoSource):
                                 "(and create the venv with --system-site-packages)") from exc
         forwarder = EncodedFrameForwarder(sink)
         self.forwarder = forwarder
+        camera = self
 
         class RingOutput(Output):  # type: ignore[misc]
             def outputframe(self, frame: bytes, keyframe: bool = True,
@@ -82,6 +83,7 @@ class Picamera2Camera(VideoSource):
                             audio: bool = False) -> None:
                 if not audio:
                     forwarder.forward(frame, keyframe, timestamp)
+                    camera.frames_captured = forwarder.frames  # the service watchdog reads it
 
         try:
             picam2 = Picamera2()
