@@ -1,4 +1,6 @@
-"""Print a pytest-benchmark JSON file as the README's table: time per access unit and ratios.
+"""Print a pytest-benchmark JSON file as the README's tables: per access unit (or buffer) times
+of native, pure and the baseline a user would otherwise pick, with their ratios; the recorder's
+own cost and trigger latency; upload throughput against a plain HTTP copy.
 
 usage: python benches/table.py bench.json
 """
@@ -9,35 +11,48 @@ import json
 import platform
 import sys
 from collections import defaultdict
+from typing import Any
+
+BASELINES = {"deque": "picamera2 deque ring", "pyav": "PyAV mp4 muxer", "hashlib": "hashlib"}
 
 
 def main(path: str) -> None:
     data = json.load(open(path))
     rows: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
-    recorder_rows = []
+    recorder_rows: list[dict[str, Any]] = []
+    upload: dict[str, float] = {}
+    upload_bytes = 0
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         if info.get("piece") == "recorder":  # figures measured inside the workload process
             recorder_rows.append(info)
+            continue
+        if info.get("piece") == "upload":
+            upload[info["kind"]] = bench["stats"]["median"]
+            upload_bytes = info["bytes"]
             continue
         per_unit_ns = bench["stats"]["median"] / info["units"] * 1e9
         rows[(info["piece"], info["op"], info["size"])][info["kind"]] = per_unit_ns
     machine = data.get("machine_info", {})
     print(f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{machine.get('system', '')} {machine.get('machine', '')}, "
-          f"Python {machine.get('python_version', '')}; median per access unit.\n")
-    print("| piece | op | size | native | pure | deque (picamera2) | memcpy floor "
-          "| pure / native | deque / native | native / memcpy |")
+          f"Python {machine.get('python_version', '')}; medians, per access unit (per buffer for "
+          "sha256).\n")
+    print("| piece | op | size | native | pure | baseline | memcpy floor | pure / native "
+          "| baseline / native | native / floor |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (piece, op, size), kinds in rows.items():
-        def cell(kind: str) -> str:
+        baseline = next((kind for kind in BASELINES if kind in kinds), None)
+
+        def cell(kind: str | None) -> str:
             return f"{kinds[kind]:,.0f} ns" if kind in kinds else "-"
 
-        def ratio(a: str, b: str) -> str:
+        def ratio(a: str | None, b: str | None) -> str:
             return f"{kinds[a] / kinds[b]:.2f}x" if a in kinds and b in kinds else "-"
 
-        print(f"| {piece} | {op} | {size} | {cell('native')} | {cell('pure')} | {cell('deque')} "
-              f"| {cell('memcpy')} | {ratio('pure', 'native')} | {ratio('deque', 'native')} "
+        named = f"{cell(baseline)} ({BASELINES[baseline]})" if baseline else "-"
+        print(f"| {piece} | {op} | {size} | {cell('native')} | {cell('pure')} | {named} "
+              f"| {cell('memcpy')} | {ratio('pure', 'native')} | {ratio(baseline, 'native')} "
               f"| {ratio('native', 'memcpy')} |")
     if recorder_rows:
         print("\n| recorder | workload | implementation | figure |")
@@ -52,6 +67,11 @@ def main(path: str) -> None:
                           f"disk in {info['buffer_drained_ms']:.0f} ms; "
                           f"{info['overrun_units']} overruns")
             print(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
+    if "bwv" in upload and "plain-http" in upload:
+        print(f"\nUpload of {upload_bytes / 1e9:.2f} GB on loopback: bwv upload "
+              f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "
+              f"plain HTTP copy {upload_bytes / upload['plain-http'] / 1e6:.0f} MB/s: "
+              f"{upload['plain-http'] / upload['bwv']:.0%} of the plain copy's throughput.")
 
 
 if __name__ == "__main__":
