@@ -46,7 +46,7 @@ class Recording(Protocol):
 
     def event(self, kind: str, **fields: Any) -> None: ...
 
-    def seal(self) -> None: ...
+    def seal(self, reason: str = "stopped") -> None: ...
 
 
 class Ring(Protocol):
@@ -142,9 +142,16 @@ class RecordingWriter:
         except BaseException as exc:  # reported by the controller, never lost
             self.error = exc
             log.exception("recording writer failed")
-        finally:
             try:
-                self.recording.seal()
+                self.recording.event("error", reason=f"recording writer failed: {exc}")
+            except Exception:
+                log.exception("could not enter the writer's failure in the manifest")
+        finally:
+            reason = ("storage full" if self.storage_ran_out
+                      else f"writer failed: {self.error}" if self.error is not None
+                      else self.stop_reason or "stopped")
+            try:
+                self.recording.seal(reason)
             except BaseException as exc:
                 self.error = self.error or exc
                 log.exception("sealing the recording failed")
@@ -242,7 +249,7 @@ class Controller:
             self._show()
             return None
         recording = self.open_recording()
-        recording.event("trigger", source=source)
+        recording.event("trigger", source=source, stealth=self.stealth)
         self.ring.begin_consume()
         self.writer = RecordingWriter(self.ring, recording, self.min_free_bytes, self.storage,
                                       self.clock_us)

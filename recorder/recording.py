@@ -30,7 +30,7 @@ from .manifest import (
     utc_now,
 )
 from .sealed_segment import SealedSegment
-from .segment_writer import SegmentWriter, recover_segments
+from .segment_writer import PARTIAL_SUFFIX, SegmentWriter, recover_segments
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class FileRecording:
                                        segment_seconds=segment_seconds,
                                        fragment_seconds=FRAGMENT_SECONDS,
                                        on_sealed=self._enter_segment, clock=anchor)
+        self._write_failure: BaseException | None = None
         streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
         self._interleaver = PtsInterleaver(streams)
         self._sealed = False
@@ -86,8 +87,12 @@ class FileRecording:
 
     def write(self, unit: AccessUnit) -> None:
         with self._lock:
-            for ready in self._interleaver.push(unit):
-                self._segments.write(ready)
+            try:
+                for ready in self._interleaver.push(unit):
+                    self._segments.write(ready)
+            except Exception as exc:
+                self._write_failure = self._write_failure or exc  # for seal() to enter
+                raise
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append an event line now (``kind``: a `recorder.manifest.EventKind` value)."""
@@ -100,26 +105,39 @@ class FileRecording:
                                         detail=fields or None)
 
     def seal(self, reason: str = "stopped") -> None:
-        """Seal the last segment, then the manifest. Idempotent. A failure to write the last
-        segment is entered as an error event before the manifest is sealed, and then raised."""
+        """Seal the last segment, then the manifest. Idempotent.
+
+        Whatever failed before (a write on the writer thread) or fails now, the segment writer is
+        closed, which seals the whole fragments of an unsealed segment as a recovered one and
+        enters it; the failure is entered as an error event; then the manifest is sealed, and
+        the failure raised. Only if the manifest itself cannot be written does it stay unsealed,
+        for `recover_interrupted` at the next start.
+        """
         with self._lock:
             if self._sealed:
                 return
             self._sealed = True
-            failure: BaseException | None = None
+            failure = self._write_failure
             try:
                 for ready in self._interleaver.flush():
                     self._segments.write(ready)
+            except Exception as exc:
+                failure = failure or exc
+            try:
                 self._segments.close()
-            except OSError as exc:
-                failure = exc
-                self._manifest.append_event(EventKind.ERROR, utc_now(),
-                                            detail={"message": f"last segment: {exc}"})
-            if self._segments.dropped_units:  # audio captured before the first keyframe
-                log.info("%s: %d access units before the first keyframe were not written",
-                         self.path.name, self._segments.dropped_units)
-            self._manifest.seal(utc_now(), reason)
-            self._manifest.close()
+            except Exception as exc:
+                failure = failure or exc
+            try:
+                if failure is not None:
+                    self._manifest.append_event(EventKind.ERROR, utc_now(), detail={
+                        "message": f"writing segments failed: {failure}"})
+                    reason = f"{reason}; writing segments failed"
+                if self._segments.dropped_units:  # audio captured before the first keyframe
+                    log.info("%s: %d access units before the first keyframe were not written",
+                             self.path.name, self._segments.dropped_units)
+                self._manifest.seal(utc_now(), reason)
+            finally:
+                self._manifest.close()
         if failure is not None:
             raise failure
 
@@ -148,25 +166,41 @@ class RecordingFactory:
 
 def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:
     """Seal every recording a power cut or crash left open: cut a half-written manifest line,
-    truncate the unsealed segment to its last whole fragment, enter it with ``recovered: true``,
-    then seal. Returns the recordings recovered."""
+    enter every segment the manifest does not list yet (the one cut mid-write, truncated to its
+    last whole fragment, and any sealed and renamed just before the cut) with
+    ``recovered: true``, then seal. Returns the recordings recovered.
+
+    A recording that cannot be recovered (its manifest does not verify, say) is logged and left
+    as it is for an investigator; it never stops the others, or the camera, from starting.
+    """
     recovered = []
     for manifest_path in sorted(recordings_dir.glob(f"*/{MANIFEST_NAME}")):
-        directory = manifest_path.parent
-        check = check_manifest(manifest_path.read_bytes(), trusted_key=key.public_key,
-                               require_sealed=False)
-        if check.sealed or not check.lines:
-            continue
-        header = check.lines[0]
-        anchor = ClockAnchor(ClockAnchor.parse_utc(str(header["utc_start"])),
-                             int(header["monotonic_start_us"]))
-        writer = ManifestWriter.reopen(directory, key)
         try:
-            for segment in recover_segments(directory, clock=anchor):
-                writer.append_segment(segment)
-            writer.seal(utc_now(), "recovered after an interruption")
-        finally:
-            writer.close()
-        log.warning("recovered interrupted recording %s", directory.name)
-        recovered.append(directory)
+            if _recover_one(manifest_path.parent, key):
+                recovered.append(manifest_path.parent)
+        except Exception:
+            log.exception("could not recover %s: left as it is", manifest_path.parent)
     return recovered
+
+
+def _recover_one(directory: Path, key: DeviceKey) -> bool:
+    check = check_manifest((directory / MANIFEST_NAME).read_bytes(), trusted_key=key.public_key,
+                           require_sealed=False)
+    if check.sealed or not check.lines:
+        return False
+    header = check.lines[0]
+    anchor = ClockAnchor(ClockAnchor.parse_utc(str(header["utc_start"])),
+                         int(header["monotonic_start_us"]))
+    listed = {str(obj.get("file")) for _, obj in check.segments()}
+    for orphan in sorted(directory.glob("[0-9]*.mp4")):
+        if orphan.name not in listed:  # sealed and renamed, but its manifest line never made it
+            orphan.rename(orphan.with_name(orphan.name + PARTIAL_SUFFIX))
+    writer = ManifestWriter.reopen(directory, key)
+    try:
+        for segment in recover_segments(directory, clock=anchor):
+            writer.append_segment(segment)
+        writer.seal(utc_now(), "recovered after an interruption")
+    finally:
+        writer.close()
+    log.warning("recovered interrupted recording %s", directory.name)
+    return True

@@ -328,6 +328,13 @@ class Uploader:
         """Remove the segments, then the manifest, then the directory (a cut in between leaves
         a manifest whose station copy is verified: the next run finishes the deletion)."""
         directory = recording.directory
+        listed = {segment.file for segment in recording.segments} | {manifest.MANIFEST_NAME}
+        unlisted = sorted(entry.name for entry in directory.iterdir() if entry.name not in listed
+                          and entry.name.endswith((".mp4", ".partial")))
+        if unlisted:  # media the manifest does not cover: deleting the manifest would orphan it
+            raise LocalRecordingError(
+                f"{directory} holds media its manifest does not list ({', '.join(unlisted)}): "
+                "kept on the camera; run the recorder once to recover and enter it")
         for segment in recording.segments:
             try:
                 os.unlink(directory / segment.file)

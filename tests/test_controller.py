@@ -37,8 +37,9 @@ class ListRecording:
         with self.lock:
             self.events.append((kind, fields))
 
-    def seal(self) -> None:
+    def seal(self, reason: str = "stopped") -> None:
         self.sealed += 1
+        self.reason = reason
 
 
 class Clock:
