@@ -22,7 +22,8 @@ REFERENCES = ("pure", "deque", "pyav", "hashlib", "memcpy")
 
 def speedups(path: str) -> dict[str, float]:
     """{"piece op size vs kind": reference median / native median} for every row with both."""
-    data: dict[str, Any] = json.load(open(path))
+    with open(path) as file:
+        data: dict[str, Any] = json.load(file)
     medians: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
