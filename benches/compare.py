@@ -22,8 +22,7 @@ REFERENCES = ("pure", "deque", "pyav", "hashlib", "memcpy")
 
 def speedups(path: str) -> dict[str, float]:
     """{"piece op size vs kind": reference median / native median} for every row with both."""
-    with open(path) as file:
-        data: dict[str, Any] = json.load(file)
+    data: dict[str, Any] = json.load(open(path))
     medians: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         info = bench["extra_info"]

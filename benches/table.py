@@ -16,18 +16,8 @@ from typing import Any
 BASELINES = {"deque": "picamera2 deque ring", "pyav": "PyAV mp4 muxer", "hashlib": "hashlib"}
 
 
-def _cell(kinds: dict[str, float], kind: str | None) -> str:
-    return f"{kinds[kind]:,.0f} ns" if kind in kinds else "-"
-
-
-def _ratio(kinds: dict[str, float], a: str | None, b: str | None) -> str:
-    return f"{kinds[a] / kinds[b]:.2f}x" if a in kinds and b in kinds else "-"
-
-
-def render(data: dict[str, Any]) -> list[str]:
-    """The table(s) for one pytest-benchmark JSON document, as lines."""
-    out: list[str] = []
-    emit = out.append
+def main(path: str) -> None:
+    data = json.load(open(path))
     rows: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     recorder_rows: list[dict[str, Any]] = []
     upload: dict[str, float] = {}
@@ -44,30 +34,29 @@ def render(data: dict[str, Any]) -> list[str]:
         per_unit_ns = bench["stats"]["median"] / info["units"] * 1e9
         rows[(info["piece"], info["op"], info["size"])][info["kind"]] = per_unit_ns
     machine = data.get("machine_info", {})
-    described = machine.get("bwv")  # benches/conftest.py describe_machine, in newer runs
-    if described:
-        emit("Machine:\n" + "\n".join(f"- {key.replace('_', ' ')}: {value}"
-                                       for key, value in described.items()))
-        if "emulated" in described:
-            emit("\n**EMULATED RUN: the times below are not performance figures.**")
-        emit("\nMedians, per access unit (per buffer for sha256).\n")
-    else:
-        emit(f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
-             f"{machine.get('system', '')} {machine.get('machine', '')}, "
-             f"Python {machine.get('python_version', '')}; medians, per access unit (per "
-             "buffer for sha256).\n")
-    emit("| piece | op | size | native | pure | baseline | memcpy floor | pure / native "
-         "| baseline / native | native / floor |")
-    emit("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
+          f"{machine.get('system', '')} {machine.get('machine', '')}, "
+          f"Python {machine.get('python_version', '')}; medians, per access unit (per buffer for "
+          "sha256).\n")
+    print("| piece | op | size | native | pure | baseline | memcpy floor | pure / native "
+          "| baseline / native | native / floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (piece, op, size), kinds in rows.items():
         baseline = next((kind for kind in BASELINES if kind in kinds), None)
-        named = f"{_cell(kinds, baseline)} ({BASELINES[baseline]})" if baseline else "-"
-        emit(f"| {piece} | {op} | {size} | {_cell(kinds, 'native')} | {_cell(kinds, 'pure')} "
-             f"| {named} | {_cell(kinds, 'memcpy')} | {_ratio(kinds, 'pure', 'native')} "
-             f"| {_ratio(kinds, baseline, 'native')} | {_ratio(kinds, 'native', 'memcpy')} |")
+
+        def cell(kind: str | None) -> str:
+            return f"{kinds[kind]:,.0f} ns" if kind in kinds else "-"
+
+        def ratio(a: str | None, b: str | None) -> str:
+            return f"{kinds[a] / kinds[b]:.2f}x" if a in kinds and b in kinds else "-"
+
+        named = f"{cell(baseline)} ({BASELINES[baseline]})" if baseline else "-"
+        print(f"| {piece} | {op} | {size} | {cell('native')} | {cell('pure')} | {named} "
+              f"| {cell('memcpy')} | {ratio('pure', 'native')} | {ratio(baseline, 'native')} "
+              f"| {ratio('native', 'memcpy')} |")
     if recorder_rows:
-        emit("\n| recorder | workload | implementation | figure |")
-        emit("|---|---|---|---|")
+        print("\n| recorder | workload | implementation | figure |")
+        print("|---|---|---|---|")
         for info in recorder_rows:
             if info["op"] == "overhead":
                 figure = (f"{info['cpu_percent_of_one_core']:.2f}% of one core "
@@ -77,18 +66,12 @@ def render(data: dict[str, Any]) -> list[str]:
                           f"the trigger; whole buffer ({info['buffered_bytes'] / 1e6:.0f} MB) on "
                           f"disk in {info['buffer_drained_ms']:.0f} ms; "
                           f"{info['overrun_units']} overruns")
-            emit(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
+            print(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
     if "bwv" in upload and "plain-http" in upload:
-        emit(f"\nUpload of {upload_bytes / 1e9:.2f} GB on loopback: bwv upload "
-             f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "
-             f"plain HTTP copy {upload_bytes / upload['plain-http'] / 1e6:.0f} MB/s: "
-             f"{upload['plain-http'] / upload['bwv']:.0%} of the plain copy's throughput.")
-    return out
-
-
-def main(path: str) -> None:
-    with open(path) as file:
-        print("\n".join(render(json.load(file))))
+        print(f"\nUpload of {upload_bytes / 1e9:.2f} GB on loopback: bwv upload "
+              f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "
+              f"plain HTTP copy {upload_bytes / upload['plain-http'] / 1e6:.0f} MB/s: "
+              f"{upload['plain-http'] / upload['bwv']:.0%} of the plain copy's throughput.")
 
 
 if __name__ == "__main__":
