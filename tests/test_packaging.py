@@ -1,0 +1,190 @@
+"""The install matches the code: what a module imports when it is loaded is declared in
+pyproject.toml (the base install for the camera, the `station` extra for the station), and in a
+venv made with the base install only every camera module imports and `bwv` works.
+
+The first test reads the source (quick, and names the module and the undeclared package); the
+second builds a wheel, installs it without extras into a fresh venv and imports every module,
+as a newcomer's `bash scripts/run` would.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+PROJECT = canonicalize_name(PYPROJECT["project"]["name"])
+
+# Where the package's modules come from: the import name's prefix and its folder in the source.
+SOURCE_ROOTS = {"recorder": REPO / "recorder", "recorder.board": REPO / "board"}
+STATION_PREFIX = "recorder.station."  # modules here may also use the `station` extra
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    """Distribution names in a requirement list, with this project's own extras expanded."""
+    names: set[str] = set()
+    for text in requirements:
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == PROJECT:
+            for extra in requirement.extras:
+                names |= requirement_names(PYPROJECT["project"]["optional-dependencies"][extra])
+        else:
+            names.add(canonicalize_name(requirement.name))
+    return names
+
+
+BASE = requirement_names(PYPROJECT["project"]["dependencies"])
+STATION = requirement_names(PYPROJECT["project"]["optional-dependencies"]["station"])
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package, by import name, from the source tree."""
+    found: dict[str, Path] = {}
+    for prefix, root in SOURCE_ROOTS.items():
+        for path in sorted(root.rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            name = ".".join([prefix, *parts])
+            if prefix == "recorder" and name.startswith("recorder.board"):
+                continue
+            found[name] = path
+    return found
+
+
+def load_time_imports(path: Path) -> set[str]:
+    """Top-level names of the modules imported when ``path`` is loaded: statements outside
+    functions and classes, without `if TYPE_CHECKING:` blocks and relative imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+            elif isinstance(node, ast.With):
+                visit(node.body)
+
+    visit(tree.body)
+    return names
+
+
+def distribution_of(import_name: str) -> set[str]:
+    """The installed distributions providing ``import_name`` (empty: standard library or ours)."""
+    if import_name in sys.stdlib_module_names or import_name == "recorder":
+        return set()
+    providers = importlib.metadata.packages_distributions().get(import_name)
+    assert providers, f"{import_name} is imported but no installed distribution provides it"
+    return {canonicalize_name(name) for name in providers}
+
+
+def test_what_each_module_imports_at_load_time_is_declared() -> None:
+    undeclared = []
+    for name, path in modules().items():
+        allowed = BASE | STATION if name.startswith(STATION_PREFIX) else BASE
+        for import_name in sorted(load_time_imports(path)):
+            providers = distribution_of(import_name)
+            if providers and not providers & allowed:
+                undeclared.append(f"{name} imports {import_name} ({', '.join(sorted(providers))})")
+    assert not undeclared, ("imported when the module loads, but not in its install's "
+                            "dependencies:\n" + "\n".join(undeclared))
+
+
+# A script run inside the base-only venv: imports every module, reports what failed and why.
+IMPORT_ALL = """
+import importlib, json, sys, warnings
+warnings.simplefilter("error")
+results = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        results[name] = None
+    except ModuleNotFoundError as exc:
+        results[name] = ["ModuleNotFoundError", exc.name]
+    except Exception as exc:
+        results[name] = [type(exc).__name__, str(exc)]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv holding a pure-Python wheel of this source with its base dependencies only."""
+    root = tmp_path_factory.mktemp("base-install")
+    source = root / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "*.so", "__pycache__", ".hypothesis",
+        "demo-recordings"))
+    env = dict(os.environ, RECORDER_NATIVE="off")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps",
+                    "-w", str(root / "wheels"), str(source)],
+                   env=env, check=True, capture_output=True, timeout=600)
+    target = root / "venv"
+    venv.create(target, with_pip=True)
+    [wheel] = (root / "wheels").glob("bwv_recorder-*.whl")
+    subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    return target
+
+
+@pytest.mark.slow
+def test_every_camera_module_imports_with_the_base_install_only(base_venv: Path) -> None:
+    python = base_venv / "bin" / "python"
+    names = sorted(name for name in modules() if not name.endswith(".__main__"))  # runs bwv
+    run = subprocess.run([str(python), "-P", "-c", IMPORT_ALL, *names], cwd="/",
+                         env={**os.environ, "RECORDER_NATIVE": "off"},
+                         capture_output=True, text=True, timeout=300, check=True)
+    results = json.loads(run.stdout)
+    station_packages = {canonicalize_name(n) for n in STATION}
+    failures = []
+    for name, failure in results.items():
+        if failure is None:
+            continue
+        missing_station_package = (failure[0] == "ModuleNotFoundError"
+                                   and canonicalize_name(failure[1].split(".")[0]) in station_packages)
+        if not (name.startswith(STATION_PREFIX) and missing_station_package):
+            failures.append(f"{name}: {failure[0]}: {failure[1]}")
+    assert not failures, "\n".join(failures)
+    # the station's own packages really are absent: the check above is not vacuous
+    assert any(failure for failure in results.values())
+    for name in ("recorder.cli", "recorder.verify", "recorder.uploader", "recorder.device",
+                 "recorder.station.commands"):
+        assert results[name] is None, (name, results[name])
+
+
+@pytest.mark.slow
+def test_bwv_help_works_with_the_base_install_only(base_venv: Path) -> None:
+    bwv = [str(base_venv / "bin" / "bwv")]
+    python_m = [str(base_venv / "bin" / "python"), "-m", "recorder"]
+    for args in ([*bwv, "--help"], [*bwv, "station", "--help"], [*bwv, "record", "--help"],
+                 [*bwv, "doctor"], [*python_m, "--help"]):
+        run = subprocess.run(args, cwd="/",
+                             env={**os.environ, "RECORDER_NATIVE": "off"},
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, (args, run.stderr)
+        assert "Traceback" not in run.stderr
