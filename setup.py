@@ -93,7 +93,10 @@ class BuildNative(build_ext):
 setup(
     packages=[*find_packages(include=["recorder", "recorder.*"]), "recorder.board"],
     package_dir={"recorder.board": "board"},
-    package_data={"recorder": ["py.typed"], "recorder.board": ["rpi/*"]},
+    # board/rpi/ (wiring, systemd unit) is documentation and deployment, not code: it goes in the
+    # sdist (MANIFEST.in) but not in the installed package.
+    include_package_data=False,
+    package_data={"recorder": ["py.typed"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildNative},
 )

@@ -215,9 +215,3 @@ def test_systemd_unit_restarts_has_watchdog_and_only_needed_groups() -> None:
     assert service["StandardOutput"] == "journal"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
-
-def test_rpi_files_are_installed_with_the_package() -> None:
-    import recorder.board
-    installed = Path(recorder.board.__file__).parent / "rpi"
-    assert {p.name for p in installed.iterdir()} >= {"WIRING.md", "INSTALL.md",
-                                                    "bwv-recorder.service"}
