@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._native import NativeFallbackWarning, load
+from ._native import NativeFallbackWarning, load, policy_from_environ
 from .access_unit import AUDIO, VIDEO, AccessUnit, RingStats
 from .errors import (
     AccessUnitTooLargeError,
@@ -24,10 +24,18 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+policy_from_environ()  # a RECORDER_NATIVE that is not understood stops here, with its message
+
 if TYPE_CHECKING:  # the fully typed pure twin is the type source for both implementations
     from ._ring_py import PreEventRing
-else:
-    PreEventRing = load("ring").module.PreEventRing
+
+
+def __getattr__(name: str) -> object:
+    """``recorder.PreEventRing`` is chosen on first use, not when ``recorder`` is imported: the
+    station, ``bwv verify`` and ``bwv doctor`` never load the ring (nor warn about its fallback)."""
+    if name == "PreEventRing":
+        return load("ring").module.PreEventRing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def implementation(piece: str) -> str:

@@ -128,3 +128,22 @@ def test_bwv_without_a_command_is_a_usage_error() -> None:
     result = subprocess.run([sys.executable, "-m", "recorder"], cwd="/", capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "usage: bwv" in result.stderr
+
+
+def test_the_ring_is_loaded_on_first_use_not_by_importing_the_package() -> None:
+    # verify, the station and doctor have no use for the ring: importing them must not load it
+    # (nor, without a native build, warn about its fallback)
+    run = run_python(
+        "import sys, recorder, recorder.verify, recorder.uploader, recorder.station.commands\n"
+        "assert not {'recorder._ring_c', 'recorder._ring_py'} & set(sys.modules), sorted(sys.modules)\n"
+        "ring = recorder.PreEventRing(1, 100)\n"
+        "assert {'recorder._ring_c', 'recorder._ring_py'} & set(sys.modules)\n"
+        "from recorder import PreEventRing\n"
+        "assert PreEventRing is type(ring)\n",
+        RECORDER_NATIVE="off")
+    assert run.returncode == 0, run.stderr
+
+
+def test_an_unknown_attribute_of_the_package_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'PreEventRings'"):
+        recorder.PreEventRings  # noqa: B018
