@@ -1,6 +1,6 @@
-"""Print a pytest-benchmark JSON file as the README's tables: per access unit (or buffer) times
-of native, pure and the baseline a user would otherwise pick, with their ratios; the recorder's
-own cost and trigger latency; upload throughput against a plain HTTP copy.
+"""Print a pytest-benchmark JSON file as the tables of docs/performance.md: per access unit (or
+buffer) times of native, pure and the baseline a user would otherwise pick, with their ratios;
+the recorder's own cost and trigger latency; upload throughput against a plain HTTP copy.
 
 usage: python benches/table.py bench.json
 """

@@ -34,8 +34,8 @@ TIMING_RANGES: dict[str, tuple[float, float]] = {
 class BoardSettings:
     """Pins are BCM numbers (GPIO17 is physical pin 11); times are seconds.
 
-    The defaults match board/rpi/WIRING.md. ``dock_pin`` and ``aux_pins`` may be empty (None / ())
-    when the hardware has no such input.
+    The defaults match the wiring table in docs/raspberry-pi.md. ``dock_pin`` and ``aux_pins``
+    may be empty (None / ()) when the hardware has no such input.
     """
 
     button_pin: int = 17

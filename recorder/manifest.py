@@ -1,7 +1,7 @@
 """The signed, hash-chained ``manifest.jsonl`` of a recording: canonical form, writer, checker.
 
-Format (design.md section 3; "bwv-manifest/1"), fixed here so a third party can check it with
-``sha256sum``, ``base64`` and ``openssl`` alone:
+Format ("bwv-manifest/1"; docs/formats.md describes it for readers), fixed here so a third party
+can check it with ``sha256sum``, ``base64`` and ``openssl`` alone:
 
 * One JSON object per line, each line ending in ``\\n``. A line's bytes are its *canonical form*:
   UTF-8, keys sorted, no spaces, i.e. ``json.dumps(obj, sort_keys=True, separators=(",", ":"),

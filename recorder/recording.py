@@ -35,7 +35,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-FRAGMENT_SECONDS = 2.0  # design.md: one moof+mdat per GOP, at most about 2 s
+FRAGMENT_SECONDS = 2.0  # docs/formats.md: one moof+mdat per GOP, at most about 2 s
 
 
 def clock_source() -> str:

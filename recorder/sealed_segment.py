@@ -10,7 +10,7 @@ from typing import Any
 class SealedSegment:
     """One segment of a recording, flushed, fsynced, renamed into place and hashed.
 
-    The field names are the keys of the manifest's ``segment`` line (design.md section 3).
+    The field names are the keys of the manifest's ``segment`` line (docs/formats.md).
     """
 
     index: int  # 1-based position in the recording

@@ -189,12 +189,13 @@ def test_pattern_table_lists_every_state_and_cue() -> None:
 
 
 RPI = Path(__file__).resolve().parent.parent / "board" / "rpi"
+PI_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "raspberry-pi.md"
 
 
 def test_wiring_table_pins_are_the_settings_defaults() -> None:
     import re
     rows = {m.group(2): int(m.group(1)) for m in re.finditer(
-        r"\| GPIO(\d+) \| \d+ \| `(\w+)`", (RPI / "WIRING.md").read_text(encoding="utf-8"))}
+        r"\| GPIO(\d+) \| \d+ \| `(\w+)`", PI_GUIDE.read_text(encoding="utf-8"))}
     defaults = BoardSettings()
     assert rows == {"button_pin": defaults.button_pin, "red_led_pin": defaults.red_led_pin,
                     "green_led_pin": defaults.green_led_pin, "buzzer_pin": defaults.buzzer_pin,
@@ -214,4 +215,3 @@ def test_systemd_unit_restarts_has_watchdog_and_only_needed_groups() -> None:
     assert set(service["SupplementaryGroups"].split()) == {"video", "gpio", "audio"}
     assert service["StandardOutput"] == "journal"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
-
