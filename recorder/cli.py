@@ -41,7 +41,7 @@ def _upload(args: argparse.Namespace) -> int:
     from . import keys, settings, uploader  # imported here: `bwv doctor` need not load httpx
 
     try:
-        config = settings.Settings.load(args.config)
+        config = settings.Settings.load(args.config or settings.default_config_path())
     except settings.SettingsError as exc:
         print(f"bwv upload: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -67,17 +67,26 @@ def _upload(args: argparse.Namespace) -> int:
         print("\r" + uploader.progress_line(state)[:150].ljust(150), end="", file=sys.stderr,
               flush=True)
 
-    with uploader.Uploader(station_url, key, args.device_id or config.device_id, recordings_dir,
-                           progress=progress if show_bar else None, attempts=args.attempts,
-                           cafile=args.cafile) as up:
+    try:
+        up = uploader.Uploader(station_url, key, args.device_id or config.device_id,
+                               recordings_dir, progress=progress if show_bar else None,
+                               attempts=args.attempts, cafile=args.cafile or config.cafile)
+    except uploader.CaFileError as exc:
+        print(f"bwv upload: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with up:
         summary = up.upload_all()
     if show_bar:
         print(file=sys.stderr)
     for outcome in summary.outcomes:
-        if outcome.error is None:
-            print(f"uploaded {outcome.recording_id}: {len(outcome.uploaded)} segments sent, "
-                  f"{len(outcome.already_held)} already held; verified by the station, deleted "
-                  "here")
+        sent = (f"uploaded {outcome.recording_id}: {len(outcome.uploaded)} segments sent, "
+                f"{len(outcome.already_held)} already held; verified by the station")
+        if outcome.error is None and outcome.kept_files:
+            print(f"{sent}; its segments and manifest deleted here, but kept the directory "
+                  "because it holds files that are not part of the recording: "
+                  f"{', '.join(outcome.kept_files)}")
+        elif outcome.error is None:
+            print(f"{sent}, deleted here")
         else:
             print(f"kept {outcome.recording_id}: {outcome.error}", file=sys.stderr)
     for path in summary.skipped_unsealed:

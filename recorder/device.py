@@ -148,19 +148,28 @@ class Device:
 
 def station_upload(settings: Settings, key: DeviceKey,
                    recordings: Path) -> Callable[[], bool] | None:
-    """What the controller runs when docked: upload every sealed recording to ``station.url``,
-    deleting each local copy only once the station has verified it. None without a station."""
+    """What the controller runs when docked: upload every sealed recording to ``station.url``
+    (an https station checked against ``station.cafile`` when set), deleting each local copy
+    only once the station has verified it. None without a station. A missing CA file fails each
+    upload with a message naming it, and the camera keeps recording."""
     url = str(settings["station.url"])
     if not url:
         return None
+    cafile = settings.cafile
+    if cafile is not None and not cafile.is_file():
+        log.error("station.cafile = %s does not exist: uploads will fail until it does", cafile)
 
     def upload() -> bool:
         from .uploader import Uploader  # httpx is loaded only by a camera that uploads
 
-        with Uploader(url, key, settings.device_id, recordings) as uploader:
+        with Uploader(url, key, settings.device_id, recordings, cafile=cafile) as uploader:
             summary = uploader.upload_all()
         for outcome in summary.outcomes:
             log.info("upload: %s", outcome)
+            if outcome.kept_files:
+                log.warning("uploaded and verified %s; kept its directory because it holds "
+                            "files that are not part of the recording: %s",
+                            outcome.recording_id, ", ".join(outcome.kept_files))
         if summary.stopped:
             log.warning("upload stopped early: %s", summary.stopped)
         return summary.ok

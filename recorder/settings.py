@@ -1,16 +1,20 @@
 """The recorder's settings: one TOML file, every default and allowed range declared once, here.
 
-`Settings.load(path)` reads the file (a missing file means all defaults); a bad value raises
-`SettingsError` naming the key, the value and what is allowed. `settings_table_markdown()` renders
-the README's table from the same declarations. The ``[board]`` table is checked by
-`recorder.board.BoardSettings`, which owns the pins and gesture timings.
+`Settings.load(path)` reads the file (no file: all defaults); a bad value raises `SettingsError`
+naming the key, the value and what is allowed. `settings_table_markdown()` renders the
+documentation's table of settings and `example_settings_toml()` the example settings file, both
+from the same declarations; `default_config_path()` is the file read when no --config is given.
+The ``[board]`` table is checked by `recorder.board.BoardSettings`, which owns the pins and
+gesture timings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
+import textwrap
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +100,9 @@ OPTIONS: tuple[Option, ...] = (
            "below this much free space (MiB)", 0, 1_000_000),
     Option("station", "url", "", "the evidence station's URL for uploads when docked "
            "(empty: no upload)"),
+    Option("station", "cafile", "", "CA certificate (PEM) to trust for an https station, for "
+           "a station with a private CA or a self-signed certificate; `bwv upload --cafile` "
+           "overrides it (empty: the system's CAs)"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 TABLES = ("device", "camera", "audio", "recording", "storage", "station", "board")
@@ -146,7 +153,8 @@ class Settings:
 
     @classmethod
     def load(cls, path: Path | None) -> Settings:
-        """Settings from a TOML file; ``None`` or a file that does not exist: all defaults."""
+        """Settings from a TOML file; ``None``: all defaults. A file that does not exist, or is
+        not valid TOML, raises SettingsError naming it."""
         if path is None:
             return cls.from_mapping({})
         try:
@@ -177,6 +185,12 @@ class Settings:
         return str(self.values["device.device_id"]) or socket.gethostname()
 
     @property
+    def cafile(self) -> Path | None:
+        """The CA file of ``station.cafile``, or None for the system's CAs."""
+        configured = str(self.values["station.cafile"])
+        return Path(os.path.expanduser(configured)) if configured else None
+
+    @property
     def data_dir(self) -> Path:
         configured = str(self.values["storage.data_dir"])
         if configured:
@@ -186,6 +200,95 @@ class Settings:
         return default_data_dir()
 
 
+CONFIG_ENV_VAR = "BWV_CONFIG"
+SYSTEM_CONFIG_PATH = Path("/etc/bwv/bwv.toml")
+
+
+def default_config_path(environ: Mapping[str, str] | None = None,
+                        system_path: Path = SYSTEM_CONFIG_PATH) -> Path | None:
+    """The settings file to read when no ``--config`` is given: ``$BWV_CONFIG`` when set (it must
+    then exist: `Settings.load` says so), else ``/etc/bwv/bwv.toml`` when it exists, else None
+    (all defaults)."""
+    value = (os.environ if environ is None else environ).get(CONFIG_ENV_VAR, "").strip()
+    if value:
+        return Path(value).expanduser()
+    return system_path if system_path.is_file() else None
+
+
+# What each [board] key means, for the example file; `recorder.board.BoardSettings` holds the
+# defaults and checks. A test fails when a board setting has no entry here.
+BOARD_HELP: dict[str, str] = {
+    "button_pin": "the record button (BCM GPIO numbers: GPIO17 is physical pin 11; see "
+                  "board/rpi/WIRING.md)",
+    "red_led_pin": "the red LED, flashing while recording",
+    "green_led_pin": "the green status LED",
+    "buzzer_pin": "the beeper",
+    "dock_pin": "the dock sense contact (uploads start when docked)",
+    "dock_active_low": "the dock contact joins the pin to ground when docked (false: the dock "
+                       "drives 3.3 V)",
+    "aux_pins": "auxiliary triggers that start a recording (holster sensor, external trigger)",
+    "aux_active_low": "the auxiliary contacts join their pins to ground when triggered",
+    "double_press_s": "a second press within this many seconds of the first starts a recording",
+    "hold_s": "holding the button this many seconds stops a recording",
+    "debounce_s": "edges this close to the one before are contact bounce and ignored",
+    "stop_confirmation": "a stop needs a second hold, begun within stop_confirm_window_s",
+    "stop_confirm_window_s": "seconds in which the confirming hold must begin",
+    "reminder_s": "while recording, the beeper reminds everyone around every this many seconds",
+    "alarm_repeat_s": "an error alarm repeats every this many seconds",
+    "stealth_allowed": "allow stealth mode (LEDs and beeper off); every toggle is written to the "
+                       "manifest",
+}
+
+EXAMPLE_HEADER = """\
+# bwv-recorder settings: every key, each at its default, with what it means and what is allowed.
+#
+# Copy this file to /etc/bwv/bwv.toml (read when no --config is given and $BWV_CONFIG is not
+# set; the systemd unit gives it with --config), then uncomment and change only the keys you
+# need: a key left commented out takes its default. A bad value stops the recorder with a
+# message naming the key, the value and what is allowed.
+#
+# Generated by recorder.settings.example_settings_toml(); a test fails if it differs."""
+
+
+def example_settings_toml() -> str:
+    """An example settings file: every table, and every key commented out at its default, with
+    its meaning and allowed values (the committed docs/bwv.example.toml is this text)."""
+    lines = [EXAMPLE_HEADER]
+    for table in TABLES:
+        lines += ["", f"[{table}]"]
+        entries = _board_entries() if table == "board" else [
+            (option.key, option.default, option.help, option.allowed()[5:])
+            for option in OPTIONS if option.table == table]
+        for key, default, meaning, allowed in entries:
+            lines += ["", *textwrap.wrap(meaning, 97, initial_indent="# ", subsequent_indent="# ",
+                                         break_on_hyphens=False),
+                      f"# allowed: {allowed}", f"#{key} = {_toml_literal(default)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _board_entries() -> list[tuple[str, Any, str, str]]:
+    """(key, default, meaning, allowed) of every ``[board]`` setting."""
+    from .board.settings import TIMING_RANGES, BoardSettings
+
+    defaults = BoardSettings()
+    entries = []
+    for item in dataclasses.fields(BoardSettings):
+        if item.name == "extra":
+            continue
+        default = getattr(defaults, item.name)
+        if item.name in TIMING_RANGES:
+            low, high = TIMING_RANGES[item.name]
+            allowed = f"a number of seconds from {low:g} to {high:g}"
+        elif isinstance(default, bool):
+            allowed = "true or false"
+        elif isinstance(default, tuple):
+            allowed = "a list of BCM GPIO numbers from 2 to 27, each used by one setting only"
+        else:
+            allowed = "a BCM GPIO number from 2 to 27, used by one setting only"
+        entries.append((item.name, default, BOARD_HELP[item.name], allowed))
+    return entries
+
+
 def settings_table_markdown() -> str:
     """The README's table of every setting, its default and what is allowed."""
     rows = ["| setting | default | allowed | meaning |", "|---|---|---|---|"]
@@ -193,6 +296,13 @@ def settings_table_markdown() -> str:
         rows.append(f"| `{option.name}` | `{_toml(option.default)}` | {option.allowed()[5:]} "
                     f"| {option.help} |")
     return "\n".join(rows)
+
+
+def _toml_literal(value: Any) -> str:
+    """``value`` as TOML that reads back as the same type (a float keeps its point)."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
+    return repr(value) if isinstance(value, float) else _toml(value)
 
 
 def _matches(value: str, choice: str) -> bool:

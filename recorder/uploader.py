@@ -37,6 +37,15 @@ class StationUnreachableError(UploadError, ConnectionError):
     """The station did not answer, or the connection broke: nothing was deleted; dock again."""
 
 
+class StationNotTrustedError(StationUnreachableError):
+    """An https station whose certificate this camera does not trust: every upload would fail
+    the same way, so the run stops at once (the fix is --cafile or station.cafile)."""
+
+
+class CaFileError(UploadError):
+    """The CA file given for an https station does not exist or holds no certificate."""
+
+
 class StationRefusedError(UploadError):
     """The station answered with an error; ``status`` and ``code`` say which."""
 
@@ -113,8 +122,19 @@ def read_sealed(directory: Path) -> LocalRecording | None:
                           segments)
 
 
+MEDIA_SUFFIXES = (".mp4", ".partial")
+
+
+def holds_recording(directory: Path) -> bool:
+    """True when ``directory`` holds a manifest or media: a recording, sealed or not. A directory
+    without either (what an upload leaves when other files sat beside the recording) is not."""
+    return any(entry.name == manifest.MANIFEST_NAME or entry.name.endswith(MEDIA_SUFFIXES)
+               for entry in directory.iterdir())
+
+
 def find_sealed_recordings(root: Path) -> tuple[list[LocalRecording], list[Path]]:
-    """(sealed recordings under ``root`` oldest first, directories skipped as unsealed)."""
+    """(sealed recordings under ``root`` oldest first, recordings skipped as unsealed).
+    Directories that hold no recording at all are in neither list."""
     sealed: list[LocalRecording] = []
     skipped: list[Path] = []
     if not root.is_dir():
@@ -123,10 +143,10 @@ def find_sealed_recordings(root: Path) -> tuple[list[LocalRecording], list[Path]
         if not entry.is_dir():
             continue
         recording = read_sealed(entry)
-        if recording is None:
-            skipped.append(entry)
-        else:
+        if recording is not None:
             sealed.append(recording)
+        elif holds_recording(entry):
+            skipped.append(entry)
     sealed.sort(key=lambda r: (r.utc_start, r.recording_id))
     return sealed, skipped
 
@@ -151,6 +171,8 @@ class RecordingOutcome:
     verified: bool = False
     deleted: bool = False
     error: str | None = None
+    # files beside the recording that are not part of it: its directory was kept for them
+    kept_files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -176,7 +198,9 @@ class Uploader:
     """Uploads the sealed recordings in ``recordings_dir`` to ``station_url``.
 
     ``progress`` is called after every chunk; ``cafile`` is the CA (or the station's own
-    certificate) to trust for an https station; ``transport`` is for tests (an httpx transport).
+    certificate) to trust for an https station (CaFileError when it is missing or holds no
+    certificate; a station it does not vouch for stops the run with StationNotTrustedError in
+    the summary); ``transport`` is for tests (an httpx transport).
     ``attempts`` is how often a recording is retried after a broken connection, re-asking the
     station what it holds each time.
     """
@@ -195,7 +219,7 @@ class Uploader:
         self.retry_delay_s = retry_delay_s
         self.chunk_bytes = chunk_bytes
         # an https station is checked against the system's CAs, or only against ``cafile``
-        tls = ssl.create_default_context(cafile=str(cafile)) if cafile else True
+        tls = tls_context(cafile) if cafile else True
         self._client = httpx.Client(base_url=self.station_url, timeout=timeout_s, verify=tls,
                                     transport=transport)
 
@@ -218,6 +242,10 @@ class Uploader:
         try:
             response = self._client.request(method, path, content=content, headers=headers)
         except httpx.TransportError as exc:
+            untrusted = _certificate_error(exc)
+            if untrusted is not None:
+                raise StationNotTrustedError(_not_trusted_message(self.station_url,
+                                                                  untrusted)) from exc
             raise StationUnreachableError(
                 f"{method} {self.station_url}{path} failed: {exc.__class__.__name__}: {exc}. "
                 "Nothing was deleted; the upload resumes on the next dock") from exc
@@ -251,6 +279,9 @@ class Uploader:
                 try:
                     self._upload_once(recording, outcome, number, len(recordings), done, total)
                     outcome.error, unreachable = None, None
+                    break
+                except StationNotTrustedError as exc:  # trying again cannot help
+                    outcome.error, unreachable = str(exc), exc
                     break
                 except StationUnreachableError as exc:
                     outcome.error, unreachable = str(exc), exc
@@ -303,7 +334,7 @@ class Uploader:
         confirmed = self.holdings(rid)
         self._confirm(recording, confirmed)
         outcome.verified = True
-        self._delete_local(recording)
+        outcome.kept_files = self._delete_local(recording)
         outcome.deleted = True
 
     @staticmethod
@@ -324,13 +355,14 @@ class Uploader:
                     f"with SHA-256 {segment.sha256[:16]}…; the camera keeps it")
 
     @staticmethod
-    def _delete_local(recording: LocalRecording) -> None:
+    def _delete_local(recording: LocalRecording) -> list[str]:
         """Remove the segments, then the manifest, then the directory (a cut in between leaves
-        a manifest whose station copy is verified: the next run finishes the deletion)."""
+        a manifest whose station copy is verified: the next run finishes the deletion). Returns
+        the names of other files that were in the directory: it is kept for them."""
         directory = recording.directory
         listed = {segment.file for segment in recording.segments} | {manifest.MANIFEST_NAME}
         unlisted = sorted(entry.name for entry in directory.iterdir() if entry.name not in listed
-                          and entry.name.endswith((".mp4", ".partial")))
+                          and entry.name.endswith(MEDIA_SUFFIXES))
         if unlisted:  # media the manifest does not cover: deleting the manifest would orphan it
             raise LocalRecordingError(
                 f"{directory} holds media its manifest does not list ({', '.join(unlisted)}): "
@@ -341,15 +373,57 @@ class Uploader:
             except FileNotFoundError:
                 pass
         os.unlink(directory / manifest.MANIFEST_NAME)
-        try:
-            directory.rmdir()
-        except OSError:
-            pass  # something unlisted is in there: leave it for a person to look at
+        # anything else in there is not part of the recording, so not ours to delete: it stays,
+        # with its directory, for a person to look at
+        others = sorted(entry.name for entry in directory.iterdir())
+        if not others:
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # a file arrived since: the directory stays, as above
         fd = os.open(directory.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        return others
+
+
+def tls_context(cafile: Path) -> ssl.SSLContext:
+    """A TLS context that trusts only the certificates in ``cafile`` (PEM)."""
+    if not cafile.is_file():
+        raise CaFileError(f"the CA file {cafile} (--cafile or station.cafile) does not exist: "
+                          "give the PEM certificate of the station's CA, or its own")
+    try:
+        return ssl.create_default_context(cafile=str(cafile))
+    except (ssl.SSLError, OSError) as exc:
+        raise CaFileError(f"the CA file {cafile} (--cafile or station.cafile) holds no usable "
+                          f"PEM certificate: {exc}") from None
+
+
+HOSTNAME_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a transport error, if that is its cause."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _not_trusted_message(station_url: str, error: ssl.SSLCertVerificationError) -> str:
+    detail = f"{station_url}: CERTIFICATE_VERIFY_FAILED, {error.verify_message}"
+    if error.verify_code in HOSTNAME_MISMATCH_CODES:
+        return (f"the station's certificate is not issued for the host in the station URL "
+                f"({detail}): use the name or address the certificate names. Nothing was "
+                "deleted")
+    return (f"the station's certificate is not trusted: give its CA with --cafile or "
+            f"station.cafile ({detail}). Nothing was deleted")
 
 
 def progress_line(progress: UploadProgress, width: int = 30) -> str:

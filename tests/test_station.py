@@ -111,7 +111,7 @@ def test_an_unenrolled_device_is_refused_and_told_how_to_enroll(
     response = put(station, stranger, segment_path(recording, segment.name),
                    segment.read_bytes(), device="cam9")
     assert response.status_code == 401 and response.json()["error"] == "not_enrolled"
-    assert "bwv station enroll --device-id cam9" in response.json()["message"]
+    assert "bwv station enroll --data DIR --device-id cam9" in response.json()["message"]
     assert audit_actions(store) == ["enroll"]
     assert not list((tmp_path / "station" / "blobs").glob("??/??/*"))
 

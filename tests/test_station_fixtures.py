@@ -130,6 +130,16 @@ def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = 
     return ServedStation(f"{scheme}://127.0.0.1:{bound}", bound, server, thread)
 
 
+def make_certificate(directory: Path, subject_alt_name: str = "IP:127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate and its key, as an operator makes one with openssl."""
+    cert, key = directory / "station.pem", directory / "station-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=bwv station", "-addext",
+                    f"subjectAltName={subject_alt_name}"], check=True, capture_output=True)
+    return cert, key
+
+
 class CuttingProxy:
     """A loopback TCP proxy that forwards to ``target_port`` and closes both sides once
     ``cut_after`` bytes have gone from client to server (None: never)."""

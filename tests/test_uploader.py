@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_recording,
-                                   make_store, serve)
+from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_certificate,
+                                   make_recording, make_store, serve)
 
 from recorder import manifest
 from recorder.keys import DeviceKey
 from recorder.station import audit, catalogue
 from recorder.station.evidence_store import EvidenceStore
-from recorder.uploader import (UploadProgress, Uploader, find_sealed_recordings, progress_line,
-                               read_sealed)
+from recorder.uploader import (CaFileError, UploadProgress, Uploader, find_sealed_recordings,
+                               progress_line, read_sealed)
 
 
 @pytest.fixture()
@@ -383,3 +383,73 @@ def test_the_station_killed_mid_upload_and_restarted_loses_nothing(
     assert not list((data / "blobs" / ".partial").iterdir())  # removed at restart
     assert_station_consistent(store)
     assert all(store.holdings(o.recording_id).verified for o in second.outcomes)
+
+
+# --- files beside a recording, CA files and untrusted certificates
+
+
+def test_files_beside_a_recording_keep_its_directory_and_are_reported_once(
+        station: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
+        recordings: Path) -> None:
+    (recordings / "b-older" / "notes.txt").write_text("handed over to PC 1234\n")
+    (recordings / "b-older" / "thumbs").mkdir()
+    with uploader(station.url, camera_key, recordings) as up:
+        first = up.upload_all()
+    assert first.ok and [o.kept_files for o in first.outcomes] == [["notes.txt", "thumbs"], []]
+    assert all(o.verified and o.deleted for o in first.outcomes)
+    assert sorted(p.name for p in (recordings / "b-older").iterdir()) == ["notes.txt", "thumbs"]
+    assert [p.name for p in recordings.iterdir()] == ["b-older"]
+    with uploader(station.url, camera_key, recordings) as up:
+        second = up.upload_all()
+    assert second.ok and second.outcomes == [] and second.skipped_unsealed == []
+    assert (recordings / "b-older" / "notes.txt").is_file()  # still not ours to delete
+
+
+def test_a_directory_with_media_but_no_manifest_still_needs_recovery(camera_key: DeviceKey,
+                                                                     tmp_path: Path) -> None:
+    directory = make_recording(tmp_path / "recordings", camera_key)
+    (directory / manifest.MANIFEST_NAME).unlink()
+    assert find_sealed_recordings(tmp_path / "recordings") == ([], [directory])
+
+
+def test_an_untrusted_certificate_says_how_to_trust_it_and_is_not_retried(
+        store: EvidenceStore, camera_key: DeviceKey, recordings: Path, tmp_path: Path) -> None:
+    served = serve(store, tls=make_certificate(tmp_path))
+    before = snapshot(recordings)
+    started = time.monotonic()
+    try:
+        with uploader(served.url, camera_key, recordings, attempts=3, retry_delay_s=20.0) as up:
+            summary = up.upload_all()
+    finally:
+        served.stop()
+    assert time.monotonic() - started < 15  # no retry: another try cannot help
+    assert summary.stopped is not None and summary.stopped.startswith(
+        "the station's certificate is not trusted: give its CA with --cafile or station.cafile "
+        f"({served.url}: CERTIFICATE_VERIFY_FAILED, self-signed certificate)")
+    assert len(summary.outcomes) == 1 and snapshot(recordings) == before
+
+
+def test_a_certificate_for_another_host_is_named_as_such(
+        store: EvidenceStore, camera_key: DeviceKey, recordings: Path, tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path, "DNS:station.example")
+    served = serve(store, tls=(cert, key))
+    try:
+        with uploader(served.url, camera_key, recordings, cafile=cert) as up:
+            summary = up.upload_all()
+    finally:
+        served.stop()
+    assert summary.stopped is not None
+    assert summary.stopped.startswith("the station's certificate is not issued for the host in "
+                                      "the station URL")
+    assert "127.0.0.1" in summary.stopped and "--cafile" not in summary.stopped
+
+
+def test_a_missing_or_unusable_ca_file_is_named(camera_key: DeviceKey, recordings: Path,
+                                               tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(CaFileError, match=f"the CA file {missing} .* does not exist"):
+        uploader("https://127.0.0.1:9", camera_key, recordings, cafile=missing)
+    garbage = tmp_path / "not-a-cert.pem"
+    garbage.write_text("hello\n")
+    with pytest.raises(CaFileError, match=f"the CA file {garbage} .* holds no usable PEM"):
+        uploader("https://127.0.0.1:9", camera_key, recordings, cafile=garbage)

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData,
                         String, Table, Text, UniqueConstraint, create_engine, event, insert,
-                        select)
+                        inspect, make_url, select)
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
@@ -177,6 +178,27 @@ def open_catalogue(url: str) -> Engine:
         if conn.execute(select(audit_head.c.id)).first() is None:
             conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
     return engine
+
+
+def missing_catalogue(url: str) -> str | None:
+    """Why ``url`` holds no station catalogue (a SQLite file that does not exist, a database
+    without the station's tables, one that cannot be opened), or None when it holds one.
+    Creates nothing: a mistyped path must not become an empty station."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(str(parsed.database)).is_file():
+            return f"the catalogue {parsed.database} does not exist"
+    shown = parsed.render_as_string(hide_password=True)
+    engine = create_engine(parsed, future=True)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(audit_head.name):
+                return f"the catalogue {shown} has no station tables"
+    except OperationalError as exc:
+        return f"the catalogue {shown} cannot be opened: {str(exc.orig).strip()}"
+    finally:
+        engine.dispose()
+    return None
 
 
 def to_us(moment: datetime.datetime) -> int:

@@ -1,7 +1,9 @@
-"""The ``bwv station`` subcommands: serve, enroll, audit, hold, release, sweep, stats, list.
+"""The ``bwv station`` subcommands: serve, enroll, audit, hold, release, sweep, stats, export,
+request, list.
 
-Only argparse is imported at module level, so building the `bwv` parser stays cheap; the station's
-dependencies (SQLAlchemy, Starlette, uvicorn) load when a station command runs.
+Only the standard library is imported at module level, so `bwv --help` and `bwv station --help`
+work without the station's dependencies (SQLAlchemy, Starlette, uvicorn): they load when a
+station command runs, and a command run without them says which extra to install.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
 DB_ENV_VAR = "BWV_STATION_DB"
 DEFAULT_LISTEN = "127.0.0.1:8470"
+# top-level modules of the extras a station command may need, and how to install each
+EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
+                   "psycopg": "postgres"}
+CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
 
 class StationUsageError(Exception):
@@ -37,17 +43,33 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(value).expanduser()
 
 
-def open_store(args: argparse.Namespace) -> EvidenceStore:
-    """The EvidenceStore of ``--data`` / ``--db`` (created on first use)."""
+def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceStore:
+    """The EvidenceStore of ``--data`` / ``--db``. With ``create`` (serve, enroll) a new station
+    is made when there is none; otherwise there must already be one there, so that a mistyped
+    ``--data`` is a usage error naming the path rather than a new, empty station."""
     from .blobs import LocalBlobStore
-    from .catalogue import open_catalogue, sqlite_url
+    from .catalogue import missing_catalogue, open_catalogue, sqlite_url
     from .evidence_store import EvidenceStore
 
     data = _data_dir(args)
-    data.mkdir(parents=True, exist_ok=True)
     url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
+    if create:
+        data.mkdir(parents=True, exist_ok=True)
+    elif not data.is_dir():
+        raise StationUsageError(f"no station in {data}: the directory does not exist "
+                                f"({_where_stations_come_from()})")
+    else:
+        problem = missing_catalogue(url)
+        if problem is not None:
+            raise StationUsageError(f"no station in {data}: {problem} "
+                                    f"({_where_stations_come_from()})")
     return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"),
                          retention_days=getattr(args, "retention_days", 31))
+
+
+def _where_stations_come_from() -> str:
+    return (f"check --data or ${DATA_ENV_VAR}; only `bwv station serve` and `bwv station enroll` "
+            "create a station")
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -83,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise StationUsageError(f"--listen {args.listen!r} is not HOST:PORT")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
-    store = open_store(args)
+    store = open_store(args, create=True)
     app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
                      web=args.web)
     scheme = "https" if args.ssl_certfile else "http"
@@ -103,7 +125,7 @@ def _enroll(args: argparse.Namespace) -> int:
     except PublicKeyFormatError as exc:
         raise StationUsageError(str(exc)) from None
     try:
-        fingerprint = open_store(args).enroll(args.device_id, key, by=_actor(args))
+        fingerprint = open_store(args, create=True).enroll(args.device_id, key, by=_actor(args))
     except EnrollmentError as exc:
         print(f"bwv station enroll: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -224,8 +246,22 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a station dependency that is not installed, or None when the
+    missing module is not one of them."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    what = ("the evidence station" if extra == "station"
+            else "a catalogue on PostgreSQL (--db postgresql+psycopg://...)")
+    return f"{what} needs the {extra} extra ({module} is not installed): pip install " \
+           f"'bwv-recorder[{extra}]'"
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen station subcommand; usage errors print and return 2."""
+    """Run the chosen station subcommand; usage errors (a missing extra too) print one line and
+    return 2."""
     from .errors import StationError
 
     if args.station_command is None:
@@ -233,6 +269,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result: int = args.station_func(args)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(f"bwv station {args.station_command}: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except StationUsageError as exc:
         print(f"bwv station {args.station_command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -250,7 +292,23 @@ ingest, view, export, hold, release and deletion in a hash-chained audit log.
 
 State lives in --data DIR (or $BWV_STATION_DATA): the SQLite catalogue and the blobs.
 A fleet puts the catalogue on PostgreSQL with --db postgresql+psycopg://USER@HOST/DB.
+
+Only `serve` and `enroll` start a new station (a station begins by being served, or
+by enrolling its first camera). Every other command works on recordings a station
+already holds: given a --data or --db that holds no station, it stops with exit
+status 2 and names the path, so a mistyped path never creates an empty station.
+
+The station needs the station extra: pip install 'bwv-recorder[station]'.
 """
+
+
+def _store_options(data_help: str) -> argparse.ArgumentParser:
+    """The --data and --db options, as a parent parser."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--data", metavar="DIR", help=data_help)
+    options.add_argument("--db", metavar="URL", help=f"catalogue URL (default ${DB_ENV_VAR}, "
+                         "else SQLite in DIR; e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    return options
 
 
 def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -259,21 +317,23 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
         "station", help="run and manage the evidence station (serve, enroll, hold, sweep ...)",
         description=STATION_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     station.set_defaults(func=run, station_parser=station)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", metavar="DIR", help=f"the station's data directory "
-                        f"(default ${DATA_ENV_VAR})")
-    common.add_argument("--db", metavar="URL", help="catalogue URL (default: SQLite in DIR; "
-                        "e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    common = _store_options(f"the data directory of an existing station (default "
+                            f"${DATA_ENV_VAR}); exit 2 if it holds none")
+    creating = _store_options(f"the station's data directory (default ${DATA_ENV_VAR}); a new "
+                              "station is made there if there is none")
     who = argparse.ArgumentParser(add_help=False)
     who.add_argument("--by", metavar="NAME", help="who does this, for the audit log (default: "
                      "your login name)")
     sub = station.add_subparsers(dest="station_command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="serve the station (uvicorn)",
+    serve = sub.add_parser("serve", parents=[creating], help="serve the station (uvicorn)",
                            description="Serve the station's device API with uvicorn, and sweep "
-                           "retention every --sweep-every seconds. For TLS give "
+                           "retention every --sweep-every seconds. A new station is made in "
+                           "--data when there is none (a station begins by being served). "
+                           "For TLS give "
                            "--ssl-certfile and --ssl-keyfile (uvicorn's options); cameras then "
-                           "use https:// and, for a private CA, `bwv upload --cafile`.")
+                           "use https:// and, for a private CA or a self-signed certificate, "
+                           "`bwv upload --cafile` or the station.cafile setting.")
     serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                        help=f"address to listen on (default {DEFAULT_LISTEN})")
     serve.add_argument("--sweep-every", type=float, default=3600.0, metavar="SECONDS",
@@ -291,9 +351,11 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                        choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(station_func=_serve)
 
-    enroll = sub.add_parser("enroll", parents=[common, who], help="allow a camera to upload",
+    enroll = sub.add_parser("enroll", parents=[creating, who], help="allow a camera to upload",
                             description="Enroll a camera's public key: only enrolled cameras "
-                            "may upload, and their recordings are verified against this key.")
+                            "may upload, and their recordings are verified against this key. A "
+                            "new station is made in --data when there is none (enrolling the "
+                            "first camera may come before serving).")
     enroll.add_argument("--device-id", required=True, metavar="ID")
     enroll.add_argument("--public-key", required=True, metavar="KEY",
                         help="a key file (PEM), or the one-line key `bwv doctor` prints on the "

@@ -113,9 +113,9 @@ class EvidenceStore:
         key = self.device_key(request.device_id)
         if key is None:
             raise RequestAuthError("not_enrolled", f"device {request.device_id} is not enrolled "
-                                   "at this station: run `bwv station enroll --device-id "
-                                   f"{request.device_id} --public-key KEY` with the key `bwv "
-                                   "doctor` prints on the camera")
+                                   "at this station: run `bwv station enroll --data DIR "
+                                   f"--device-id {request.device_id} --public-key KEY` with the "
+                                   "key `bwv doctor` prints on the camera")
         now = self.clock()
         skew_s = abs(now // 1_000_000 - request.timestamp)
         if skew_s > MAX_SKEW_S:

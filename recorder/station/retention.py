@@ -32,7 +32,7 @@ def _existing(conn: Connection, recording_id: str) -> Any:
                        .where(recordings.c.recording_id == recording_id)).first()
     if row is None:
         raise UnknownRecordingError(f"no recording {recording_id} in the catalogue (`bwv station "
-                                    "stats --list` shows them)")
+                                    "list --data DIR` shows them)")
     return row
 
 
