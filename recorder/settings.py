@@ -219,7 +219,7 @@ def default_config_path(environ: Mapping[str, str] | None = None,
 # defaults and checks. A test fails when a board setting has no entry here.
 BOARD_HELP: dict[str, str] = {
     "button_pin": "the record button (BCM GPIO numbers: GPIO17 is physical pin 11; see "
-                  "board/rpi/WIRING.md)",
+                  "docs/raspberry-pi.md)",
     "red_led_pin": "the red LED, flashing while recording",
     "green_led_pin": "the green status LED",
     "buzzer_pin": "the beeper",
@@ -290,7 +290,7 @@ def _board_entries() -> list[tuple[str, Any, str, str]]:
 
 
 def settings_table_markdown() -> str:
-    """The README's table of every setting, its default and what is allowed."""
+    """The table in docs/configuration.md of every setting, its default and what is allowed."""
     rows = ["| setting | default | allowed | meaning |", "|---|---|---|---|"]
     for option in OPTIONS:
         rows.append(f"| `{option.name}` | `{_toml(option.default)}` | {option.allowed()[5:]} "

@@ -208,7 +208,7 @@ def test_systemd_unit_restarts_has_watchdog_and_only_needed_groups() -> None:
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read(RPI / "bwv-recorder.service", encoding="utf-8")
     service = unit["Service"]
-    assert service["ExecStart"].endswith("bwv run")
+    assert service["ExecStart"].startswith("/opt/bwv-recorder/.venv/bin/bwv run")  # as docs/raspberry-pi.md installs it
     assert service["Restart"] == "on-failure"
     assert float(service["WatchdogSec"]) > 0
     assert service["User"] == "bwv"

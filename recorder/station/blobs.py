@@ -3,7 +3,7 @@ backend. Blobs are named by their SHA-256, so a second upload of the same bytes 
 
 A write goes to a partial file, is hashed as it arrives, and only a blob whose hash equals the
 declared one is fsynced and renamed into place: a cut or a wrong hash never leaves a blob behind.
-An S3-compatible backend implements the same interface (see the README).
+An S3-compatible backend implements the same interface (see docs/station.md, "Current limits").
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ audit.jsonl               the station's audit entries about this recording (hash
 SHA256SUMS                every file's SHA-256: check with `sha256sum -c SHA256SUMS`
 
 To check independently: `bwv verify --key device_key.pem {recording_id}`, or by hand with
-sha256sum and openssl as the bwv-recorder README describes ("Integrity: manifest, keys and
-bwv verify").
+sha256sum, openssl and jq as bwv-recorder's docs/formats.md describes ("Checking a recording
+by hand").
 """
 
 
