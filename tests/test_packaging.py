@@ -188,3 +188,17 @@ def test_bwv_help_works_with_the_base_install_only(base_venv: Path) -> None:
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, (args, run.stderr)
         assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_station_commands_name_the_missing_extra_in_the_base_install(base_venv: Path,
+                                                                     tmp_path: Path) -> None:
+    for args in (["station", "list", "--data", str(tmp_path)],
+                 ["station", "serve", "--data", str(tmp_path / "new")]):
+        run = subprocess.run([str(base_venv / "bin" / "bwv"), *args], cwd="/",
+                             env={**os.environ, "RECORDER_NATIVE": "off"},
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert "pip install 'bwv-recorder[station]'" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert not (tmp_path / "new").exists()
