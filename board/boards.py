@@ -308,6 +308,7 @@ class TerminalBoard(_VirtualBoard):
         self._fd = sys.stdin.fileno() if input_fd is None else input_fd
         self._out: TextIO | None = output if output is not None else sys.stdout
         self._release_at: float | None = None
+        self._drawn_text = ""
         self._saved_tty: list[Any] | None = None
         if os.isatty(self._fd):
             self._saved_tty = termios.tcgetattr(self._fd)
@@ -392,11 +393,18 @@ class TerminalBoard(_VirtualBoard):
                 return
             self.feed(data.decode("utf-8", "replace"))
 
+    def _render(self) -> None:
+        levels = self._plan.levels()
+        if levels != self._shown or status_text(self._plan.status) != self._drawn_text:
+            previous, self._shown = self._shown, levels
+            self._draw(previous, levels)
+
     def _draw(self, previous: Levels, levels: Levels) -> None:
+        self._drawn_text = status_text(self._plan.status)
         bell = "\a" if levels.beeper and not previous.beeper else ""
         self._write(f"\r[{'REC' if levels.red else '   '}] red {'●' if levels.red else '○'}  "
                     f"green {'●' if levels.green else '○'}  beep {'♪' if levels.beeper else ' '}  "
-                    f"{status_text(self._plan.status)}\x1b[K{bell}")
+                    f"{self._drawn_text}\x1b[K{bell}")
 
     def _write(self, text: str) -> None:
         """Write to the output; once it fails (a closed terminal), stop drawing."""
