@@ -256,6 +256,8 @@ class Controller:
         if self.state is not State.BUFFERING:
             return None
         if self.storage() < self.min_free_bytes:
+            log.error("recording refused: storage full (less than %d bytes free)",
+                      self.min_free_bytes)
             self.conditions.add(Condition.STORAGE_FULL)
             self.errors.append("storage full: recording refused")
             self._show()
@@ -268,6 +270,7 @@ class Controller:
         self.state = State.RECORDING
         self.writer.start()
         self.recordings.append(recording.path)
+        log.info("recording started (by %s) into %s", source, recording.path)
         self._show()
         self.board.cue(Cue.START)
         return recording.path
@@ -287,6 +290,7 @@ class Controller:
             self.conditions.add(Condition.ERROR)
         if writer.storage_ran_out:
             self.conditions.add(Condition.STORAGE_FULL)
+        log.info("recording stopped (%s) and sealed: %s", reason, writer.recording.path)
         self._show()
         self.board.cue(Cue.STOP)
         return writer.recording.path
