@@ -56,8 +56,11 @@ def logging_to(stream: TextIO, level: str) -> Iterator[None]:
     """Send log records of ``level`` and above to ``stream`` while the block runs (a handler on
     the root logger, removed again afterwards)."""
     handler = logging.StreamHandler(stream)
+    # on a terminal, a log line first clears the line: the terminal board's status line may be
+    # there (it is drawn again at its next change)
+    clear = "\r\x1b[K" if stream.isatty() else ""
     handler.setFormatter(JournalFormatter() if writes_to_journal(stream) else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     number = logging.getLevelName(level.upper())
     saved = [root.level, *(logging.getLogger(name).level for name in QUIET_LIBRARIES)]
