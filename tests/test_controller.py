@@ -264,7 +264,7 @@ def test_docking_uploads_in_the_background_with_the_uploading_pattern(tmp_path: 
     controller.check()
     assert controller.upload_results == [True]
     # still in the dock: the board says the upload is done, not "buffering"
-    assert shown[-1] is Mode.DOCKED and board.levels is not None
+    assert shown[-1] is Mode.DOCKED
     assert controller.state is State.DOCKED and controller.dock_detail == "done"
 
 
@@ -365,8 +365,9 @@ def test_the_terminal_board_shows_the_docked_state_in_words(tmp_path: Path) -> N
     os.close(write_end)
     board = TerminalBoard(BoardSettings(), input_fd=read_end, output=out, run_thread=False)
     os.close(read_end)
-    controller = Controller(recorder.PreEventRing(1.0, 1 << 20), board, lambda: None,  # type: ignore[arg-type,return-value]
-                            min_free_bytes=0, storage=lambda: 1, clock_us=lambda: 0)
+    controller = Controller(recorder.PreEventRing(1.0, 1 << 20), board,
+                            lambda: ListRecording(tmp_path / "rec"), min_free_bytes=0,
+                            storage=lambda: 1, clock_us=lambda: 0)
     with board:
         controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
         assert out.getvalue().endswith("docked: no station configured\x1b[K")
