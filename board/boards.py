@@ -7,6 +7,7 @@ failed, a stop from elsewhere). Every board has `close()` and is a context manag
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import sys
@@ -25,6 +26,7 @@ from .devices import AuxTrigger, DockSense, Indicators, RecordButton
 from .events import BoardEvent, BoardEventKind
 from .gestures import GestureMachine
 from .indicator_plan import IndicatorPlan, IndicatorStatus, Levels
+from .key_repeat import KeyRepeat
 from .loop import BoardLoop, ManualClock
 from .patterns import Cue, Mode
 from .settings import BoardSettings
@@ -280,30 +282,38 @@ class ScriptedBoard(_VirtualBoard):
         self.history.append((self._clock(), levels))
 
 
-KEYS_HELP = "space: button  h: hold  a: aux trigger  d: dock/undock  s: stealth  (Ctrl-C quits)"
+KEYS_HELP = ("space: button (double press: start; hold {hold_s:g} s: stop)  h: hold  "
+             "a: aux trigger  d: dock/undock  s: stealth  (Ctrl-C quits)")
 
 
 class TerminalBoard(_VirtualBoard):
     """The desktop board: keys are the button, and the LEDs and beeper are drawn on one status
     line of ``output``; each beep also rings the terminal bell.
 
-    Keys: space is a press and release of the button; ``h`` holds it for the hold time; ``a`` is
-    an auxiliary trigger; ``d`` docks/undocks; ``s`` asks for stealth. ``input_fd`` is put in
-    cbreak mode while the board is open if it is a terminal.
+    Keys: space is the button. A terminal reports no key going up, so a held space (the
+    terminal's key repeat) is told apart from presses by `KeyRepeat`: holding space holds the
+    button, a tap is a press and release. ``h`` holds the button for the hold time; ``a`` is an
+    auxiliary trigger; ``d`` docks/undocks; ``s`` asks for stealth. ``input_fd`` is put in
+    cbreak mode while the board is open if it is a terminal. A keyboard does not bounce, so the
+    button has no debounce time here. When ``output`` goes away (the terminal was closed), the
+    board stops drawing and carries on.
     """
 
     def __init__(self, settings: BoardSettings, *, input_fd: int | None = None,
                  output: TextIO | None = None, clock: Clock = time.monotonic,
-                 run_thread: bool = True) -> None:
+                 run_thread: bool = True, key_repeat: KeyRepeat | None = None) -> None:
         super().__init__(settings, clock)
+        self._machine = GestureMachine(dataclasses.replace(settings, debounce_s=0.0))
+        self._space = key_repeat if key_repeat is not None else KeyRepeat()
         self._fd = sys.stdin.fileno() if input_fd is None else input_fd
-        self._out = output if output is not None else sys.stdout
+        self._out: TextIO | None = output if output is not None else sys.stdout
         self._release_at: float | None = None
+        self._drawn_text = ""
         self._saved_tty: list[Any] | None = None
         if os.isatty(self._fd):
             self._saved_tty = termios.tcgetattr(self._fd)
             tty.setcbreak(self._fd)
-        self._out.write(KEYS_HELP + "\n")
+        self._write(KEYS_HELP.format(hold_s=settings.hold_s) + "\n")
         self._draw(self._shown, self._shown)
         self._reader = threading.Thread(target=self._read_keys, name="bwv-terminal-keys",
                                         daemon=True)
@@ -311,12 +321,15 @@ class TerminalBoard(_VirtualBoard):
             self.loop.start()
             self._reader.start()
 
-    def feed(self, keys: str) -> None:
-        """Act on ``keys`` as if typed (the reader thread calls this for each key)."""
+    def feed(self, keys: str, t: float | None = None) -> None:
+        """Act on ``keys`` as if typed at ``t`` (default: now); the reader thread calls this."""
         for key in keys:
             if key == " ":
-                self.press()
-                self.release()
+                with self._lock:
+                    now = self._clock() if t is None else t
+                    self._edges(self._space.key(now))
+                    self._advance_machine(now)
+                self.loop.wake()
             elif key == "h":
                 with self._lock:
                     self.press()
@@ -331,26 +344,44 @@ class TerminalBoard(_VirtualBoard):
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            own = super().next_deadline()
-            if self._release_at is None:
-                return own
-            return self._release_at if own is None else min(own, self._release_at)
+            horizon = self._space.horizon
+            machine = self._machine.next_deadline()
+            if machine is not None and horizon is not None and machine > horizon:
+                machine = None  # the key stream decides first; its deadline comes before
+            candidates = [machine, self._plan.next_deadline(), self._space.next_deadline(),
+                          self._release_at]
+            deadlines = [d for d in candidates if d is not None]
+            return min(deadlines) if deadlines else None
 
     def advance(self, t: float) -> None:
         with self._lock:
             if self._release_at is not None and self._release_at <= t:
-                super().advance(self._release_at)
+                self._advance_machine(self._release_at)
                 self._put(self._machine.edge(False, self._release_at))
                 self._release_at = None
-            super().advance(t)
+            self._edges(self._space.advance(t))
+            self._advance_machine(t)
+            self._plan.advance(t)
+            self._render()
 
     def close(self) -> None:
         super().close()
         if self._saved_tty is not None:
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
+            try:
+                termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
+            except termios.error:
+                pass  # the terminal is gone: nothing to restore
             self._saved_tty = None
-        self._out.write("\n")
-        self._out.flush()
+        self._write("\n")
+
+    def _edges(self, edges: list[tuple[bool, float]]) -> None:
+        for pressed, t in edges:
+            self._put(self._machine.edge(pressed, t))
+
+    def _advance_machine(self, t: float) -> None:
+        """Advance the gestures to ``t``, but not past what the key stream has decided."""
+        horizon = self._space.horizon
+        self._put(self._machine.advance(t if horizon is None else min(t, horizon)))
 
     def _read_keys(self) -> None:
         while True:
@@ -362,13 +393,36 @@ class TerminalBoard(_VirtualBoard):
                 return
             self.feed(data.decode("utf-8", "replace"))
 
+    def _render(self) -> None:
+        levels = self._plan.levels()
+        if levels != self._shown or status_text(self._plan.status) != self._drawn_text:
+            previous, self._shown = self._shown, levels
+            self._draw(previous, levels)
+
     def _draw(self, previous: Levels, levels: Levels) -> None:
-        status = self._plan.status
-        conditions = ", ".join(c.value for c in status.conditions) or "ok"
-        line = (f"\r[{'REC' if levels.red else '   '}] red {'●' if levels.red else '○'}  "
-                f"green {'●' if levels.green else '○'}  beep {'♪' if levels.beeper else ' '}  "
-                f"{status.mode.value}{' (stealth)' if status.stealth else ''}: {conditions}"
-                "\x1b[K")
+        self._drawn_text = status_text(self._plan.status)
         bell = "\a" if levels.beeper and not previous.beeper else ""
-        self._out.write(line + bell)
-        self._out.flush()
+        self._write(f"\r[{'REC' if levels.red else '   '}] red {'●' if levels.red else '○'}  "
+                    f"green {'●' if levels.green else '○'}  beep {'♪' if levels.beeper else ' '}  "
+                    f"{self._drawn_text}\x1b[K{bell}")
+
+    def _write(self, text: str) -> None:
+        """Write to the output; once it fails (a closed terminal), stop drawing."""
+        if self._out is None:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError):
+            self._out = None
+
+
+def status_text(status: IndicatorStatus) -> str:
+    """The status in words, as the terminal board shows it: "recording: ok",
+    "docked: uploading", "buffering (stealth): storage full"."""
+    conditions = ", ".join(c.value for c in status.conditions)
+    stealth = " (stealth)" if status.stealth else ""
+    if status.mode in (Mode.UPLOADING, Mode.DOCKED):
+        detail = status.detail or status.mode.value
+        return f"docked{stealth}: {detail}" + (f" ({conditions})" if conditions else "")
+    return f"{status.mode.value}{stealth}: {conditions or 'ok'}"

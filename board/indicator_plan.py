@@ -27,11 +27,13 @@ class StealthNotAllowedError(RecorderError, PermissionError):
 
 @dataclass(frozen=True)
 class IndicatorStatus:
-    """The state the controller wants shown."""
+    """The state the controller wants shown. ``detail`` is a few words for a board that can
+    show text (the terminal board), e.g. "uploaded, 2 kept" while docked; LEDs ignore it."""
 
     mode: Mode = Mode.BUFFERING
     conditions: frozenset[Condition] = field(default_factory=frozenset)
     stealth: bool = False
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class Mode(enum.Enum):
 
     BUFFERING = "buffering"
     RECORDING = "recording"
-    UPLOADING = "uploading"
+    UPLOADING = "uploading"  # docked, uploading to the station
+    DOCKED = "docked"  # docked, not uploading: done, recordings kept, or no station configured
 
 
 class Condition(enum.Enum):
@@ -119,6 +120,7 @@ class Cue(enum.Enum):
     STOP = "recording stopped"
     MARKER = "marker added"
     STOP_ARMED = "stop armed (hold again to stop)"
+    REFUSED = "start refused (docked)"
 
 
 def _blinks(count: int, every_s: float, on_s: float = 0.15, off_s: float = 0.15) -> Pattern:
@@ -131,6 +133,7 @@ GREEN_FOR_MODE: dict[Mode, Pattern] = {
     Mode.BUFFERING: Pattern(0.2, 1.8, 1, 2.0),
     Mode.RECORDING: OFF,
     Mode.UPLOADING: Pattern(0.25, 0.25, 1, 0.5),
+    Mode.DOCKED: Pattern(1.0, 1.0, 1, 2.0),
 }
 
 # The status LED blinks as many times as the alarm beeps, so the two can be matched by ear and eye.
@@ -147,6 +150,7 @@ BEEPS_FOR_CUE: dict[Cue, Pattern] = {
     Cue.STOP: Pattern(1.0, 0.2, 1),
     Cue.MARKER: Pattern(0.05, 0.1, 1),
     Cue.STOP_ARMED: Pattern(0.4, 0.2, 2),
+    Cue.REFUSED: Pattern(0.3, 0.1, 3),
 }
 
 REMINDER_BEEPS = Pattern(0.1, 0.1, 2)  # the Axon convention: two short tones

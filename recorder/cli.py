@@ -3,22 +3,90 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__, doctor
-from .record_commands import add_record_parsers
+from .record_commands import LOG_LEVELS, add_record_parsers
 from .station import commands as station_commands  # parsers only; the station loads on use
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+# syslog priorities (RFC 5424), which journald reads from a "<N>" prefix on each line
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
+                   logging.DEBUG: 7}
+QUIET_LIBRARIES = ("httpx", "httpcore")  # a line per HTTP request: shown only at debug
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for systemd's journal: ``<N>logger: message``, no time stamp (the journal adds
+    its own), N the syslog priority of the record's level, so that journalctl -p works."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((value for level, value in sorted(SYSLOG_PRIORITY.items())
+                         if record.levelno <= level), 2)
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+
+
+def writes_to_journal(stream: TextIO) -> bool:
+    """Whether ``stream`` is the journal's stream: systemd sets JOURNAL_STREAM to its
+    "device:inode" (a child whose stderr was redirected elsewhere must not use the format)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
+
+@contextlib.contextmanager
+def logging_to(stream: TextIO, level: str) -> Iterator[None]:
+    """Send log records of ``level`` and above to ``stream`` while the block runs (a handler on
+    the root logger, removed again afterwards)."""
+    handler = logging.StreamHandler(stream)
+    # on a terminal, a log line first clears the line: the terminal board's status line may be
+    # there (it is drawn again at its next change)
+    clear = "\r\x1b[K" if stream.isatty() else ""
+    handler.setFormatter(JournalFormatter() if writes_to_journal(stream) else logging.Formatter(
+        clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    number = logging.getLevelName(level.upper())
+    saved = [root.level, *(logging.getLogger(name).level for name in QUIET_LIBRARIES)]
+    root.addHandler(handler)
+    root.setLevel(number)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(number, logging.WARNING) if number > logging.DEBUG
+                                         else number)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for name, previous in zip(QUIET_LIBRARIES, saved[1:]):
+            logging.getLogger(name).setLevel(previous)
+
 
 def _doctor(args: argparse.Namespace) -> int:
-    print(doctor.render(doctor.report()))
+    from .settings import Settings, SettingsError
+
+    try:
+        settings = Settings.load(args.config)
+    except SettingsError as exc:
+        print(f"bwv doctor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(doctor.render(doctor.report(settings)))
     return EXIT_OK
 
 
@@ -150,8 +218,8 @@ examples:
   bwv verify recordings/20261123T070427Z-cam7
   bwv verify --key cam7.pem --json recordings/20261123T070427Z-cam7 > report.json
 
-The manifest format, and how to check a line with sha256sum and openssl alone, is
-described in the README (section "Integrity: manifest, keys and bwv verify").
+The manifest format, and how to check a line with sha256sum and openssl alone, is described
+in docs/formats.md.
 """
 
 
@@ -164,11 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
                "refuse to run without the native ones.",
     )
     parser.add_argument("--version", action="version", version=f"bwv-recorder {__version__}")
+    parser.add_argument("--log-level", dest="bwv_log_level", choices=LOG_LEVELS, metavar="LEVEL",
+                        help="log messages of this level and above to stderr: "
+                             f"{', '.join(LOG_LEVELS)} (default: info for `bwv run`, warning "
+                             "otherwise). Under systemd each line carries its syslog priority "
+                             "for the journal.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor_parser = commands.add_parser(
-        "doctor", help="show the version, platform and which implementation of each piece is active",
+        "doctor", help="show the version, platform, native pieces, and this camera's id and key",
         description="Print the version, Python and platform, and for each accelerated piece "
-                    "whether the native or the pure-Python implementation is active, and why.")
+                    "whether the native or the pure-Python implementation is active, and why; "
+                    "then this camera's device id and key, and the `bwv station enroll` "
+                    "command that lets it upload to the station; on a Raspberry Pi, checks of "
+                    "the camera, microphone, GPIO, clock and storage.")
+    doctor_parser.add_argument("--config", metavar="FILE", type=Path,
+                               help="settings file (device id, data directory) of the camera")
     doctor_parser.set_defaults(func=_doctor)
     verify_parser = commands.add_parser(
         "verify", help="check a recording's hashes, hash chain, signatures and timing",
@@ -215,8 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    level = args.bwv_log_level or ("info" if args.command == "run" else "warning")
     try:
-        result: int = args.func(args)
+        with logging_to(sys.stderr, level):
+            result: int = args.func(args)
     except BrokenPipeError:  # `bwv ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK

@@ -171,13 +171,20 @@ class Controller:
 
     ``open_recording()`` makes a new `Recording`; ``storage()`` returns free bytes. Audio goes
     into the ring while recording, and while buffering only if ``audio_in_pre_event``.
+
+    Docked (while the dock sense is active, and not recording) the camera uploads with
+    ``upload()``, and the board says so for as long as it stays docked: "uploading", then "done"
+    or "uploaded, N kept" (``kept()`` counts the recordings still on the camera), or "no station
+    configured" when there is no ``upload``. A start asked for in the dock is refused with the
+    refusal cue: a docked camera does not record.
     """
 
     def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
                  audio_in_pre_event: bool = False, stealth_allowed: bool = False,
                  audio_overflows: Callable[[], int] = lambda: 0,
-                 upload: Callable[[], bool] | None = None) -> None:
+                 upload: Callable[[], bool] | None = None,
+                 kept: Callable[[], int] = lambda: 0) -> None:
         self.ring = ring
         self.board = board
         self.open_recording = open_recording
@@ -189,6 +196,8 @@ class Controller:
         self.audio_overflows = audio_overflows
         self.upload = upload  # runs on its own thread when docked; True when all went up
         self.upload_results: list[bool] = []
+        self.kept = kept
+        self.dock_detail = ""  # what the board says while docked
         self._uploader: threading.Thread | None = None
         self._audio_overflows_seen = audio_overflows()
         self.state = State.BUFFERING
@@ -214,7 +223,10 @@ class Controller:
         kind = event.kind
         with self._lock:
             if kind is BoardEventKind.START:
-                self._start(event.source)
+                if self.state is State.DOCKED:
+                    self._refuse_in_dock(event.source)
+                else:
+                    self._start(event.source)
             elif kind is BoardEventKind.STOP:
                 self._stop(f"stopped by {event.source}")
             elif kind is BoardEventKind.MARKER and self.writer is not None:
@@ -226,9 +238,9 @@ class Controller:
             elif kind is BoardEventKind.STEALTH_TOGGLE:
                 self._toggle_stealth()
             elif kind is BoardEventKind.DOCKED and self.state is State.BUFFERING:
-                self.state = State.DOCKED
-                self._start_upload()
+                self._dock()
             elif kind is BoardEventKind.UNDOCKED and self.state is State.DOCKED:
+                log.info("undocked: buffering")
                 self.state = State.BUFFERING  # an upload under way fails and keeps its copies
                 self._show()
 
@@ -244,6 +256,8 @@ class Controller:
         if self.state is not State.BUFFERING:
             return None
         if self.storage() < self.min_free_bytes:
+            log.error("recording refused: storage full (less than %d bytes free)",
+                      self.min_free_bytes)
             self.conditions.add(Condition.STORAGE_FULL)
             self.errors.append("storage full: recording refused")
             self._show()
@@ -256,6 +270,7 @@ class Controller:
         self.state = State.RECORDING
         self.writer.start()
         self.recordings.append(recording.path)
+        log.info("recording started (by %s) into %s", source, recording.path)
         self._show()
         self.board.cue(Cue.START)
         return recording.path
@@ -275,14 +290,35 @@ class Controller:
             self.conditions.add(Condition.ERROR)
         if writer.storage_ran_out:
             self.conditions.add(Condition.STORAGE_FULL)
+        log.info("recording stopped (%s) and sealed: %s", reason, writer.recording.path)
         self._show()
         self.board.cue(Cue.STOP)
         return writer.recording.path
 
+    def _refuse_in_dock(self, source: str) -> None:
+        log.warning("start (by %s) refused: the camera is docked; undock it to record", source)
+        self._show()  # the board took the gesture for a start: tell it the truth
+        self.board.cue(Cue.REFUSED)
+
+    def _dock(self) -> None:
+        """Docked while buffering: upload, or say that there is no station to upload to."""
+        self.state = State.DOCKED
+        if self.upload is None:
+            log.warning("docked, but no station is configured (station.url): nothing is "
+                        "uploaded, and the recordings stay on the camera")
+            self.dock_detail = "no station configured"
+            self._show()
+        elif self._uploader is not None:
+            self.dock_detail = "uploading"  # an upload from an earlier dock is still running
+            self._show()
+        else:
+            log.info("docked: uploading")
+            self._start_upload()
+
     def _toggle_stealth(self) -> None:
         wanted = not self.stealth
         try:
-            self.board.show(IndicatorStatus(self._mode(), frozenset(self.conditions), wanted))
+            self.board.show(self._status(wanted))
         except StealthNotAllowedError:
             if self.writer is not None:
                 self.writer.recording.event("stealth", on=wanted, allowed=False)
@@ -294,9 +330,26 @@ class Controller:
     def _start_upload(self) -> None:
         if self.upload is None or self._uploader is not None:
             return
+        self.dock_detail = "uploading"
         self._uploader = threading.Thread(target=self._run_upload, name="uploader", daemon=True)
         self._uploader.start()
         self._show()
+
+    def _upload_finished(self) -> None:
+        """The uploader thread ended: say how it went, for as long as the camera stays docked."""
+        ok = bool(self.upload_results and self.upload_results[-1])
+        try:
+            kept = self.kept()
+        except OSError as exc:
+            log.warning("could not count the recordings kept on the camera: %s", exc)
+            kept = -1
+        if ok and kept <= 0:
+            self.dock_detail = "done"
+        else:
+            count = "some" if kept < 0 else str(kept)
+            self.dock_detail = f"{'uploaded' if ok else 'upload failed'}, {count} kept"
+        log_level = logging.INFO if ok else logging.WARNING
+        log.log(log_level, "upload finished: %s", self.dock_detail)
 
     def _run_upload(self) -> None:
         assert self.upload is not None
@@ -311,10 +364,16 @@ class Controller:
     def _mode(self) -> Mode:
         if self.state in (State.RECORDING, State.STOPPING):
             return Mode.RECORDING
-        return Mode.UPLOADING if self._uploader is not None else Mode.BUFFERING
+        if self.state is State.DOCKED:
+            return Mode.UPLOADING if self._uploader is not None else Mode.DOCKED
+        return Mode.BUFFERING
+
+    def _status(self, stealth: bool) -> IndicatorStatus:
+        detail = self.dock_detail if self.state is State.DOCKED else ""
+        return IndicatorStatus(self._mode(), frozenset(self.conditions), stealth, detail)
 
     def _show(self) -> None:
-        self.board.show(IndicatorStatus(self._mode(), frozenset(self.conditions), self.stealth))
+        self.board.show(self._status(self.stealth))
 
     # -- health -------------------------------------------------------------------------------
 
@@ -331,10 +390,13 @@ class Controller:
             if self._uploader is not None and not self._uploader.is_alive():
                 self._uploader.join()
                 self._uploader = None
+                self._upload_finished()
                 self._show()
             if writer is not None and writer.done.is_set():
                 self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
                                                  else f"error: {writer.error}"))
+            if self.state is State.BUFFERING and self.board.docked:
+                self._dock()  # put in the dock while recording: dock now the recording is over
 
     def run(self, stop: threading.Event, poll_s: float = 0.2,
             heartbeat: Callable[[], None] = lambda: None) -> None:

@@ -11,12 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import PreEventRing
-from .access_unit import VIDEO, AccessUnit
+from .access_unit import AUDIO, VIDEO, AccessUnit
 from .audio import AudioFormat, AudioSource, open_audio_source
 from .board import Board, BoardEvent, BoardEventKind, BoardSettings
 from .camera import VideoFormat, VideoSource, open_video_source
@@ -72,13 +72,30 @@ class MediaClock:
 
     def __init__(self) -> None:
         self.latest_us: int | None = None
+        self._changed = threading.Condition()
 
     def see(self, unit: AccessUnit) -> None:
         if unit.stream == VIDEO:
-            self.latest_us = unit.pts_us
+            with self._changed:
+                self.latest_us = unit.pts_us
+                self._changed.notify_all()
+
+    def wait_until(self, pts_us: int, give_up: Callable[[], bool]) -> None:
+        """Block until the video has reached ``pts_us``, or until ``give_up()`` says to stop
+        waiting (checked at least every 50 ms)."""
+        with self._changed:
+            while (self.latest_us is None or self.latest_us < pts_us) and not give_up():
+                self._changed.wait(0.05)
 
     def __call__(self) -> int:
         return self.latest_us if self.latest_us is not None else 0
+
+
+def count_sealed(recordings: Path) -> int:
+    """How many sealed recordings are in ``recordings`` (those an upload would send)."""
+    from .uploader import find_sealed_recordings
+
+    return len(find_sealed_recordings(recordings)[0])
 
 
 @dataclass
@@ -93,6 +110,8 @@ class Device:
     recordings_dir: Path
     clock: Callable[[], int]
     media_clock: MediaClock
+    realtime: bool = True
+    closing: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def build(cls, settings: Settings, board: Board, *, realtime: bool = True,
@@ -125,8 +144,10 @@ class Device:
             audio_in_pre_event=settings["audio.in_pre_event"],
             stealth_allowed=board_settings.stealth_allowed,
             audio_overflows=lambda: audio.stats.overflows,
-            upload=station_upload(settings, key, recordings))
-        return cls(settings, ring, video, audio, controller, recordings, clock, media_clock)
+            upload=station_upload(settings, key, recordings),
+            kept=lambda: count_sealed(recordings))
+        return cls(settings, ring, video, audio, controller, recordings, clock, media_clock,
+                   realtime)
 
     def start(self) -> None:
         self.video.start(self._sink)
@@ -135,11 +156,21 @@ class Device:
             self.controller.handle(BoardEvent(BoardEventKind.DOCKED, time.monotonic(), "dock"))
 
     def _sink(self, unit: AccessUnit) -> None:
+        if unit.stream == AUDIO and not self.realtime:
+            # Unpaced sources run as fast as they can, and audio encodes far faster than video:
+            # hold each audio unit until the video has caught up with it, so that both streams
+            # cover the same stretch of media time (else the audio runs seconds ahead of the
+            # video, and of the times the manifest gives each segment).
+            self.media_clock.wait_until(unit.pts_us, self._stop_pacing)
         self.media_clock.see(unit)
         self.controller.push(unit)
 
+    def _stop_pacing(self) -> bool:
+        return self.closing.is_set() or self.video.finished.is_set()
+
     def close(self) -> None:
         """Stop and seal any recording, then stop the sources. Safe to call twice."""
+        self.closing.set()
         self.controller.stop_recording("recorder shutting down")
         self.video.stop()
         self.audio.stop()
@@ -179,22 +210,28 @@ def station_upload(settings: Settings, key: DeviceKey,
 
 def record(settings: Settings, board: Board, *, duration_s: float, trigger_after_s: float | None,
            realtime: bool = True, recordings_dir: Path | None = None,
-           progress: Callable[[str], None] = lambda text: None) -> Path:
+           progress: Callable[[str], None] = lambda text: None,
+           stop: threading.Event | None = None) -> Path:
     """`bwv record`: buffer for ``trigger_after_s`` (default: the pre-event length), record for
     ``duration_s``, stop, and return the recording's directory. Seconds are wall-clock seconds,
-    or media seconds when ``realtime`` is False."""
+    or media seconds when ``realtime`` is False. Setting ``stop`` (a signal) ends the recording
+    early, sealed; set before the recording started, it raises DeviceError."""
+    stop = stop if stop is not None else threading.Event()
     device = Device.build(settings, board, realtime=realtime, recordings_dir=recordings_dir)
     wait = settings["recording.pre_event_s"] if trigger_after_s is None else trigger_after_s
     try:
         device.start()
         progress(f"buffering {wait:g} s")
-        _wait(device, wait)
+        _wait(device, wait, stop)
+        if stop.is_set():
+            raise DeviceError("stopped before the recording started: nothing was recorded")
         path = device.controller.start_recording("bwv record")
         if path is None:
             raise DeviceError("recording refused: " + "; ".join(device.controller.errors))
         progress(f"recording {duration_s:g} s into {path}")
-        _wait(device, duration_s)
-        device.controller.stop_recording("bwv record: duration reached")
+        _wait(device, duration_s, stop)
+        device.controller.stop_recording("bwv record: stopped early" if stop.is_set()
+                                         else "bwv record: duration reached")
     finally:
         device.close()
     if device.controller.errors:
@@ -202,16 +239,18 @@ def record(settings: Settings, board: Board, *, duration_s: float, trigger_after
     return path
 
 
-def _wait(device: Device, seconds: float) -> None:
+def _wait(device: Device, seconds: float, stop: threading.Event) -> None:
     """Let ``seconds`` pass on the device's clock, raising if a source fails; returns early if
-    the video source ends (a file ran out: record what there was)."""
+    the video source ends (a file ran out: record what there was) or ``stop`` is set."""
     while device.media_clock.latest_us is None and not device.video.finished.is_set():
         _check_sources(device)
-        time.sleep(0.01)  # the first frame starts the media clock
+        if stop.wait(0.01):  # the first frame starts the media clock
+            return
     deadline = device.clock() + round(seconds * 1e6)
     while device.clock() < deadline and not device.video.finished.is_set():
         _check_sources(device)
-        time.sleep(0.01)
+        if stop.wait(0.01):
+            return
     _check_sources(device)
 
 
@@ -231,6 +270,9 @@ def run(settings: Settings, board: Board, stop: threading.Event,
     notifier = notifier or ServiceNotifier()
     device = Device.build(settings, board)
     device.start()
+    log.info("camera %s running: %s, %s; pre-event buffer %g s", settings.device_id,
+             device.video.description, device.audio.description,
+             settings["recording.pre_event_s"])
     notifier.ready()
     progress = {"frames": -1, "since": time.monotonic()}
 

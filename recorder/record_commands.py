@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from .errors import RecorderError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class UsageError(RecorderError, ValueError):
+    """An option of `bwv record` or `bwv run` has a value that cannot be used."""
 
 RECORD_DESCRIPTION = """\
 Record once, without a button: fill the pre-event buffer for --trigger-after seconds (default:
@@ -23,15 +35,22 @@ examples:
   bwv record --source file:clip.mp4 --audio none --fast --duration 5 --out /tmp/rec
   bwv record --source picamera2 --audio pyaudio --pre-event 30 --duration 60 --out /srv/bwv
 
+Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops early: what was recorded is sealed
+and its directory printed.
+
 Exit status: 0 recorded and sealed, 1 the recording failed, 2 usage or settings error.
 """
 
 RUN_DESCRIPTION = """\
 Run the camera: keep the pre-event buffer, and record when the button says so, with the red LED
 and beeper telling the public. On a Raspberry Pi the GPIO board (gpiozero) and the Pi camera are
-used; elsewhere the terminal board (space = the button, h = hold to stop, a = auxiliary trigger,
-s = stealth, d = dock) and the synthetic camera, unless the settings say otherwise. Ctrl-C or
-SIGTERM stops and seals any recording in progress.
+used; elsewhere the terminal board (space = the button: double press to start, hold to stop;
+h = hold, a = auxiliary trigger, s = stealth, d = dock) and the synthetic camera, unless the
+settings say otherwise. Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops and seals
+any recording in progress.
+
+It prints where the recordings go, and logs at level info unless `bwv --log-level` says
+otherwise (to stderr; under systemd, with priorities the journal understands).
 """
 
 
@@ -58,7 +77,9 @@ def add_record_parsers(commands: Any) -> None:
                         help="directory to put the recording in (created if missing)")
     record.add_argument("--fast", action="store_true",
                         help="do not wait in real time: synthetic and file sources run as fast "
-                             "as they can (timestamps stay those of real time)")
+                             "as they can, the audio kept in step with the video (timestamps "
+                             "stay those of real time); not with a live microphone")
+    _add_log_level(record)
     record.set_defaults(func=_record)
 
     run = commands.add_parser("run", help="run the camera (button, LEDs, beeper, recording)",
@@ -66,7 +87,16 @@ def add_record_parsers(commands: Any) -> None:
     run.add_argument("--config", metavar="FILE", type=Path, help="settings file (TOML)")
     run.add_argument("--board", choices=["auto", "gpio", "terminal"], default="auto",
                      help="auto: gpio on a Raspberry Pi, terminal elsewhere")
+    _add_log_level(run)
     run.set_defaults(func=_run)
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` after the command too (`bwv run --log-level debug`), same as `bwv`'s."""
+    parser.add_argument("--log-level", dest="bwv_log_level", choices=LOG_LEVELS, metavar="LEVEL",
+                        default=argparse.SUPPRESS,
+                        help=f"log this level and above to stderr: {', '.join(LOG_LEVELS)} "
+                             "(same as `bwv --log-level`)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -81,36 +111,106 @@ def _settings(args: argparse.Namespace) -> Any:
         if value is not None:
             changes[name] = value
     size = getattr(args, "size", None)
-    if size:
-        try:
-            width, height = (int(part) for part in size.lower().split("x"))
-        except ValueError:
-            raise SystemExit(f"bwv record: --size {size!r} is not WIDTHxHEIGHT, e.g. 1280x720")
-        changes.update(camera_width=width, camera_height=height)
+    if size is not None:
+        changes.update(zip(("camera_width", "camera_height"), parse_size(size)))
     return settings.with_values(**changes) if changes else settings
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` as (1280, 720); raises UsageError for anything else."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise UsageError(f"--size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720")
+    return int(parts[0]), int(parts[1])
+
+
+def _check_seconds(option: str, value: float | None, *, zero_ok: bool) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        wanted = "zero or more" if zero_ok else "more than zero"
+        raise UsageError(f"{option} {value:g} is not allowed: give {wanted} seconds")
+
+
+Handlers = dict[signal.Signals, Any]
+
+
+def _check_source_file(source: str) -> None:
+    """A ``file:PATH`` camera source must name a file that is there."""
+    if source.startswith("file:") and not Path(source[5:]).expanduser().is_file():
+        raise UsageError(f"camera source {source!r}: {source[5:]} is not a file")
+
+
+def _check_fast_audio(source: str) -> None:
+    """--fast cannot hurry a live microphone: its audio would not match the hurried video."""
+    from .device import on_raspberry_pi
+
+    if source.startswith("pyaudio") or (source == "auto" and on_raspberry_pi()):
+        raise UsageError("--fast cannot be used with a live microphone (it records in real "
+                         "time): give --audio synthetic or --audio none")
+
+
+def _make_out_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot make the directory: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _on_stop_signals(stop: threading.Event, caught: list[str]) -> Handlers:
+    """Make Ctrl-C, SIGTERM and SIGHUP set ``stop`` (a second Ctrl-C interrupts as usual);
+    returns the handlers they had, for `_restore`."""
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        caught.append(signal.Signals(number).name)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+
+
+def _restore(handlers: Handlers) -> None:
+    for number, previous in handlers.items():
+        signal.signal(number, previous)
+
+
+def _usage(command: str, exc: Exception) -> int:
+    print(f"bwv {command}: {exc}", file=sys.stderr)
+    return 2
 
 
 def _record(args: argparse.Namespace) -> int:
     from .board import BoardSettings, ScriptedBoard
     from .device import DeviceError, record
-    from .errors import RecorderError
 
     try:
+        _check_seconds("--duration", args.duration, zero_ok=False)
+        _check_seconds("--trigger-after", args.trigger_after, zero_ok=True)
         settings = _settings(args)
-        board = ScriptedBoard(BoardSettings.from_mapping(settings.board))
+        board_settings = BoardSettings.from_mapping(settings.board)
+        _check_source_file(settings["camera.source"])
+        if args.fast:
+            _check_fast_audio(settings["audio.source"])
+        _make_out_dir(args.out)
     except RecorderError as exc:
-        print(f"bwv record: {exc}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+        return _usage("record", exc)
+    stop, caught = threading.Event(), list[str]()
+    handlers = _on_stop_signals(stop, caught)
+    progress: Callable[[str], None] = lambda text: print(f"bwv record: {text}", file=sys.stderr)
+    board = ScriptedBoard(board_settings)
     try:
         with board:
             path = record(settings, board, duration_s=args.duration,
                           trigger_after_s=args.trigger_after, realtime=not args.fast,
-                          recordings_dir=args.out,
-                          progress=lambda text: print(f"bwv record: {text}", file=sys.stderr))
+                          recordings_dir=args.out, progress=progress, stop=stop)
     except (DeviceError, RecorderError, OSError) as exc:
         print(f"bwv record: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _restore(handlers)
+    if caught:
+        progress(f"stopped early by {caught[0]}: the recording so far is sealed")
     print(path)
     return 0
 
@@ -118,18 +218,20 @@ def _record(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .board import BoardSettings, GpioBoard, TerminalBoard
     from .device import on_raspberry_pi, run
-    from .errors import RecorderError
 
     try:
         settings = _settings(args)
         board_settings = BoardSettings.from_mapping(settings.board)
+    except RecorderError as exc:
+        return _usage("run", exc)
+    print(where_recordings_go(settings), file=sys.stderr, flush=True)
+    try:
         use_gpio = args.board == "gpio" or (args.board == "auto" and on_raspberry_pi())
         board = GpioBoard(board_settings) if use_gpio else TerminalBoard(board_settings)
     except RecorderError as exc:
-        print(f"bwv run: {exc}", file=sys.stderr)
-        return 2
+        return _usage("run", exc)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    handlers = _on_stop_signals(stop, [])
     try:
         with board:
             return run(settings, board, stop)
@@ -138,3 +240,15 @@ def _run(args: argparse.Namespace) -> int:
     except RecorderError as exc:
         print(f"bwv run: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _restore(handlers)
+
+
+def where_recordings_go(settings: Any) -> str:
+    """What `bwv run` says first: the camera's id, its data directory, and where recordings go."""
+    data = settings.data_dir
+    station = str(settings["station.url"])
+    upload = (f"uploaded to {station} when docked" if station
+              else "kept on the camera (no station.url: nothing is uploaded)")
+    return (f"bwv run: camera {settings.device_id}; data directory {data} (device key); "
+            f"recordings in {data / 'recordings'}, {upload}")

@@ -76,6 +76,7 @@ def test_terminal_space_is_the_button_and_h_holds() -> None:
         board.feed(" ")
         clock.set(0.3)
         board.feed(" ")
+        board.loop.run_until(1.0)  # a second press is told from a key repeat after a moment
         board.show(IndicatorStatus(Mode.RECORDING))
         board.loop.run_until(5.0)
         board.feed("h")

@@ -5,6 +5,9 @@ End-to-end runs with real segment files are in tests/test_record_e2e.py.
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,8 @@ import pytest
 
 import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
-from recorder.board import BoardEvent, BoardEventKind, BoardSettings, Condition, Mode, ScriptedBoard
+from recorder.board import (BoardEvent, BoardEventKind, BoardSettings, Condition, Cue,
+                            IndicatorStatus, Mode, ScriptedBoard, TerminalBoard)
 from recorder.controller import Controller, State, ring_size
 
 FRAME = 33_333
@@ -258,7 +262,10 @@ def test_docking_uploads_in_the_background_with_the_uploading_pattern(tmp_path: 
             break
         threading.Event().wait(0.01)
     controller.check()
-    assert controller.upload_results == [True] and shown[-1] is Mode.BUFFERING
+    assert controller.upload_results == [True]
+    # still in the dock: the board says the upload is done, not "buffering"
+    assert shown[-1] is Mode.DOCKED
+    assert controller.state is State.DOCKED and controller.dock_detail == "done"
 
 
 def test_a_failed_upload_is_reported_and_keeps_the_camera_docked(tmp_path: Path) -> None:
@@ -275,3 +282,94 @@ def test_a_failed_upload_is_reported_and_keeps_the_camera_docked(tmp_path: Path)
         threading.Event().wait(0.01)
     assert controller.upload_results == [False]
     assert "upload failed: station unreachable" in controller.errors
+
+
+def record_shows_and_cues(board: ScriptedBoard) -> tuple[list[IndicatorStatus], list[Cue]]:
+    shown: list[IndicatorStatus] = []
+    cues: list[Cue] = []
+    show, cue = board.show, board.cue
+    board.show = lambda status: (shown.append(status), show(status))  # type: ignore[method-assign]
+    board.cue = lambda c: (cues.append(c), cue(c))  # type: ignore[method-assign]
+    return shown, cues
+
+
+def wait_for_upload(controller: Controller) -> None:
+    for _ in range(500):
+        controller.check()
+        if controller.upload_results and controller._uploader is None:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the upload did not finish")
+
+
+def test_docked_without_a_station_says_so_and_warns(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    controller, _, board, _ = make(tmp_path)
+    shown, _ = record_shows_and_cues(board)
+    with caplog.at_level(logging.WARNING, logger="recorder.controller"):
+        controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    assert controller.state is State.DOCKED
+    assert (shown[-1].mode, shown[-1].detail) == (Mode.DOCKED, "no station configured")
+    assert "no station is configured" in caplog.text
+
+
+def test_a_double_press_in_the_dock_is_refused_with_a_cue_and_a_log_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    controller, recordings, board, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    shown, cues = record_shows_and_cues(board)
+    with caplog.at_level(logging.WARNING, logger="recorder.controller"):
+        controller.handle(BoardEvent(BoardEventKind.START, 1.0))
+    assert recordings == [] and controller.state is State.DOCKED
+    assert cues == [Cue.REFUSED]
+    assert "refused: the camera is docked" in caplog.text
+    # the board took the double press for a start: it is told that nothing records
+    assert shown and shown[-1].mode is Mode.DOCKED
+
+
+@pytest.mark.parametrize("ok, kept, detail", [
+    (True, 0, "done"), (True, 1, "uploaded, 1 kept"), (False, 2, "upload failed, 2 kept")])
+def test_after_the_upload_the_board_says_how_it_went_while_docked(
+        tmp_path: Path, ok: bool, kept: int, detail: str) -> None:
+    controller, _, board, _ = make(tmp_path)
+    controller.upload = lambda: ok
+    controller.kept = lambda: kept
+    shown, _ = record_shows_and_cues(board)
+    controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+    assert (shown[-1].mode, shown[-1].detail) == (Mode.UPLOADING, "uploading")
+    wait_for_upload(controller)
+    assert controller.state is State.DOCKED
+    assert (shown[-1].mode, shown[-1].detail) == (Mode.DOCKED, detail)
+    controller.handle(BoardEvent(BoardEventKind.UNDOCKED, 5.0))
+    assert (shown[-1].mode, shown[-1].detail) == (Mode.BUFFERING, "")
+
+
+def test_docked_while_recording_docks_once_the_recording_stops(tmp_path: Path) -> None:
+    controller, recordings, board, clock = make(tmp_path)
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    board.set_docked(True)
+    for event in board.pending_events():
+        controller.handle(event)
+    assert controller.state is State.RECORDING  # a recording is never cut short by the dock
+    controller.stop_recording()
+    controller.check()
+    assert controller.state is State.DOCKED and controller.dock_detail == "no station configured"
+    assert recordings[0].sealed == 1
+
+
+def test_the_terminal_board_shows_the_docked_state_in_words(tmp_path: Path) -> None:
+    out = io.StringIO()
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    board = TerminalBoard(BoardSettings(), input_fd=read_end, output=out, run_thread=False)
+    os.close(read_end)
+    controller = Controller(recorder.PreEventRing(1.0, 1 << 20), board,
+                            lambda: ListRecording(tmp_path / "rec"), min_free_bytes=0,
+                            storage=lambda: 1, clock_us=lambda: 0)
+    with board:
+        controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))
+        assert out.getvalue().endswith("docked: no station configured\x1b[K")
+        controller.handle(BoardEvent(BoardEventKind.UNDOCKED, 1.0))
+        assert out.getvalue().endswith("buffering: ok\x1b[K")
