@@ -79,10 +79,10 @@ def logging_to(stream: TextIO, level: str) -> Iterator[None]:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .settings import Settings, SettingsError
+    from .settings import Settings, SettingsError, default_config_path
 
     try:
-        settings = Settings.load(args.config)
+        settings = Settings.load(args.config or default_config_path())
     except SettingsError as exc:
         print(f"bwv doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,11 +178,11 @@ exit status:
   0  every sealed recording is now held and verified by the station (or none to send)
   1  some recording was kept: the station refused it, could not verify it, or was
      unreachable (each is named on stderr, with the reason)
-  2  usage error: no station URL, no device key, bad settings file
+  2  usage error: no station URL, no device key, bad settings file, missing CA file
 
 examples:
   bwv upload --station https://station.example:8470 --data /var/lib/bwv
-  bwv upload --config /etc/bwv/recorder.toml --cafile /etc/bwv/station-ca.pem
+  bwv upload --config /etc/bwv/bwv.toml --cafile /etc/bwv/station-ca.pem
 """
 
 
@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "command that lets it upload to the station; on a Raspberry Pi, checks of "
                     "the camera, microphone, GPIO, clock and storage.")
     doctor_parser.add_argument("--config", metavar="FILE", type=Path,
-                               help="settings file (device id, data directory) of the camera")
+                               help="the camera's settings file (device id, data directory; default "
+                                    "$BWV_CONFIG, else /etc/bwv/bwv.toml if it exists)")
     doctor_parser.set_defaults(func=_doctor)
     verify_parser = commands.add_parser(
         "verify", help="check a recording's hashes, hash chain, signatures and timing",
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the station, e.g. https://station.example:8470 (default: "
                                     "station.url in the settings)")
     upload_parser.add_argument("--config", metavar="FILE", type=Path,
-                               help="settings file (device id, data directory, station URL)")
+                               help="settings file (device id, data directory, station URL, CA file; "
+                                    "default $BWV_CONFIG, else /etc/bwv/bwv.toml if it exists)")
     upload_parser.add_argument("--data", metavar="DIR", type=Path,
                                help="the camera's data directory (device key, recordings/)")
     upload_parser.add_argument("--recordings", metavar="DIR", type=Path,
@@ -276,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload_parser.add_argument("--device-id", metavar="ID",
                                help="this camera's enrolled id (default: from the settings)")
     upload_parser.add_argument("--cafile", metavar="PEM", type=Path,
-                               help="CA certificate to trust for an https station")
+                               help="CA certificate to trust for an https station (default: "
+                                    "station.cafile in the settings, else the system's CAs)")
     upload_parser.add_argument("--attempts", type=int, default=3, metavar="N",
                                help="tries per recording after a broken connection (default 3)")
     upload_parser.add_argument("--quiet", action="store_true",

@@ -60,7 +60,8 @@ def add_record_parsers(commands: Any) -> None:
         description=RECORD_DESCRIPTION, epilog=RECORD_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     record.add_argument("--config", metavar="FILE", type=Path,
-                        help="settings file (TOML); the options below override it")
+                        help="settings file (TOML; default $BWV_CONFIG, else /etc/bwv/bwv.toml if it "
+                             "exists); the options below override it")
     record.add_argument("--source", metavar="SRC",
                         help="camera: synthetic, picamera2, file:PATH, v4l2:/dev/videoN")
     record.add_argument("--audio", metavar="SRC",
@@ -84,7 +85,9 @@ def add_record_parsers(commands: Any) -> None:
 
     run = commands.add_parser("run", help="run the camera (button, LEDs, beeper, recording)",
                               description=RUN_DESCRIPTION)
-    run.add_argument("--config", metavar="FILE", type=Path, help="settings file (TOML)")
+    run.add_argument("--config", metavar="FILE", type=Path,
+                     help="settings file (TOML; default $BWV_CONFIG, else /etc/bwv/bwv.toml if it "
+                          "exists)")
     run.add_argument("--board", choices=["auto", "gpio", "terminal"], default="auto",
                      help="auto: gpio on a Raspberry Pi, terminal elsewhere")
     _add_log_level(run)
@@ -100,9 +103,9 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from .settings import Settings
+    from .settings import Settings, default_config_path
 
-    settings = Settings.load(args.config)
+    settings = Settings.load(args.config or default_config_path())
     changes: dict[str, Any] = {}
     for option, name in (("source", "camera_source"), ("audio", "audio_source"),
                          ("pre_event", "recording_pre_event_s"), ("fps", "camera_fps"),

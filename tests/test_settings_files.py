@@ -96,3 +96,29 @@ def test_the_systemd_unit_reads_the_system_settings_file() -> None:
     exec_start = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     assert len(exec_start) == 1
     assert exec_start[0].split()[1:] == ["run", "--config", str(SYSTEM_CONFIG_PATH)]
+
+
+def _bwv(args: list[str], config: Path, tmp_path: Path) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+    environ = {**os.environ, "BWV_CONFIG": str(config), "BWV_DATA_DIR": str(tmp_path / "data")}
+    return subprocess.run([sys.executable, "-m", "recorder", *args], cwd="/", env=environ,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_doctor_record_and_run_read_the_default_settings_file(tmp_path: Path) -> None:
+    config = tmp_path / "bwv.toml"
+    config.write_text('[device]\ndevice_id = "cam-from-bwv-config"\n')
+    doctor = _bwv(["doctor"], config, tmp_path)
+    assert doctor.returncode == 0, doctor.stderr
+    assert "cam-from-bwv-config" in doctor.stdout
+    # a bad value in the file that nobody named on the command line still stops each command
+    config.write_text("[camera]\nfps = 500\n")
+    for args in (["doctor"], ["record", "--duration", "1", "--out", str(tmp_path / "out")],
+                 ["run", "--board", "terminal"]):
+        run = _bwv(args, config, tmp_path)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert "camera.fps = 500 is not allowed" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
