@@ -40,7 +40,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -297,9 +297,9 @@ class ManifestWriter:
             if check.partial_tail:
                 os.ftruncate(fd, complete)
                 os.fsync(fd)
-            segment_lines = [line for line in check.lines if line.get("type") == "segment"]
+            segments = check.read.segments()  # every line is a valid record: none had problems
             writer = cls(path, key, fd, len(check.lines) + 1, line_hash(check.stored[-1]),
-                         len(segment_lines), sum(int(line["bytes"]) for line in segment_lines))
+                         len(segments), sum(segment.bytes for segment in segments))
         except BaseException:
             os.close(fd)
             raise
@@ -392,7 +392,7 @@ class ManifestWriter:
 
 
 # ---------------------------------------------------------------------------------------------
-# checking
+# reading: every manifest reader (verify, the uploader, the station, recovery) goes through here
 
 
 class LineProblemCode(str, enum.Enum):
@@ -418,29 +418,90 @@ class LineProblem:
     message: str
 
 
-@dataclass
-class ManifestCheck:
-    """The result of checking a manifest's lines, chain and signatures."""
+class ManifestReadError(ManifestError, ValueError):
+    """A manifest that does not read as whole, valid lines; ``problem`` says where and why."""
 
-    lines: list[dict[str, Any]]  # parsed objects of the complete lines ({} where unparsable)
-    stored: list[bytes]  # each complete line's bytes, with newline
-    problems: list[LineProblem]
-    partial_tail: bytes  # bytes after the last newline (empty when the file ends cleanly)
-    header_key: Ed25519PublicKey | None
-    key_source: str  # "trusted" or "header" or "none"
-    sealed: bool
+    def __init__(self, problem: LineProblem) -> None:
+        super().__init__(f"line {problem.line}: {problem.message}")
+        self.problem = problem
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What every valid line carries besides its own fields: its place, chain and bytes."""
+
+    number: int  # 1-based line number in the file
+    seq: int
+    prev: str
+    sig: str
+    stored: bytes  # the line as stored, newline included
+    obj: Mapping[str, Any]  # the whole parsed object, keys a newer recorder added included
 
     @property
-    def ok(self) -> bool:
-        return not self.problems
+    def hash(self) -> str:
+        """The ``prev`` the next line must carry."""
+        return line_hash(self.stored)
 
-    def segments(self) -> list[tuple[int, dict[str, Any]]]:
-        """(line number, object) of every segment line."""
-        return [(number, obj) for number, obj in enumerate(self.lines, 1)
-                if obj.get("type") == LineType.SEGMENT.value]
 
+@dataclass(frozen=True, kw_only=True)
+class Header(Record):
+    """Line 1: who recorded, with which key and settings, from when."""
+
+    format: str
+    recording_id: str
+    device_id: str
+    officer_id: str
+    public_key: str  # base64 of the DER SubjectPublicKeyInfo
+    key_fingerprint: str
+    utc_start: str
+    monotonic_start_us: int
+    clock_source: str
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentLine(Record):
+    """A sealed segment entered in the manifest (the fields of `SealedSegment`)."""
+
+    index: int
+    file: str
+    bytes: int
+    sha256: str
+    first_pts_us: int
+    last_pts_us: int
+    utc_start: str
+    utc_end: str
+    fragments: int
+    recovered: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventLine(Record):
+    """An event; ``event`` may be a kind a newer recorder added (see `EventKind`)."""
+
+    event: str
+    utc: str
+    pts_us: int | None  # None when the line gives none (or not an integer)
+    detail: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealedLine(Record):
+    """The last line: why the recording ended, and how many segments and bytes it holds."""
+
+    utc: str
+    reason: str
+    segments: int
+    bytes: int
+
+
+AnyRecord = Union[Header, SegmentLine, EventLine, SealedLine]
 
 _COMMON_FIELDS: dict[str, type] = {"seq": int, "prev": str, "sig": str, "type": str}
+_RECORDS: dict[str, type[Record]] = {LineType.HEADER.value: Header,
+                                     LineType.SEGMENT.value: SegmentLine,
+                                     LineType.EVENT.value: EventLine,
+                                     LineType.SEALED.value: SealedLine}
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "header": {"format": str, "recording_id": str, "device_id": str, "officer_id": str,
                "public_key": str, "key_fingerprint": str, "utc_start": str,
@@ -469,27 +530,72 @@ def _field_problems(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def is_plain_file_name(name: str) -> bool:
-    """True for a name that can only mean a file directly inside the recording directory."""
-    return bool(name) and "/" not in name and "\\" not in name and "\0" not in name \
-        and not name.startswith(".") and name != MANIFEST_NAME
+def _record(number: int, stored: bytes, obj: Mapping[str, Any]) -> AnyRecord:
+    """The typed record of a line whose fields `_field_problems` found complete."""
+    line_type = obj["type"]
+    fields = {name: obj[name] for name in _FIELDS[line_type]}
+    if line_type == LineType.EVENT.value:
+        pts_us, detail = obj.get("pts_us"), obj.get("detail")
+        fields["pts_us"] = pts_us if isinstance(pts_us, int) else None
+        fields["detail"] = detail if isinstance(detail, dict) else None
+    return cast(AnyRecord, _RECORDS[line_type](
+        number=number, seq=obj["seq"], prev=obj["prev"], sig=obj["sig"], stored=stored, obj=obj,
+        **fields))
 
 
-def _segment_entry_problem(obj: Mapping[str, Any], earlier_files: list[str]) -> str | None:
-    name = obj["file"]
-    if not is_plain_file_name(name):
-        return f"segment file name {name!r} is not a plain file name in the recording directory"
-    if name in earlier_files:
-        return f"segment file {name!r} is listed twice"
-    if obj["index"] != len(earlier_files) + 1:
-        return (f"segment index {obj['index']} where {len(earlier_files) + 1} is expected: "
-                "segment lines were deleted, duplicated or moved")
-    if obj["bytes"] < 0 or obj["fragments"] < 0 or obj["last_pts_us"] < obj["first_pts_us"]:
-        return "segment sizes or pts are impossible (negative, or last_pts_us < first_pts_us)"
-    sha = obj["sha256"]
-    if len(sha) != 64 or any(char not in "0123456789abcdef" for char in sha):
-        return f"sha256 {sha!r} is not 64 lower-case hex digits"
-    return None
+@dataclass(frozen=True)
+class Line:
+    """One complete line as read: its bytes, its object if it parses, its record if valid."""
+
+    number: int  # 1-based
+    stored: bytes  # newline included
+    obj: Mapping[str, Any] | None  # None when the line is not a JSON object
+    record: AnyRecord | None  # None when the object lacks a field or has one of a wrong type
+    not_json: str | None = None  # why the line is not a JSON object, when it is not
+
+    @property
+    def type(self) -> str | None:
+        """The line's ``type`` as written, even on an invalid line (None if not a string)."""
+        value = self.value("type")
+        return value if isinstance(value, str) else None
+
+    def value(self, name: str) -> Any:
+        """What the line says for ``name``, valid or not (None when absent or unparsable): for
+        describing a damaged manifest. Decisions are taken on ``record``."""
+        return None if self.obj is None else self.obj.get(name)
+
+
+@dataclass(frozen=True)
+class ManifestLines:
+    """A manifest read line by line: every complete line, the partial tail, and the problems
+    found reading them (not JSON, not canonical, a field missing)."""
+
+    lines: tuple[Line, ...]
+    tail: bytes  # bytes after the last newline (empty when the file ends cleanly)
+    problems: tuple[LineProblem, ...]
+
+    @property
+    def records(self) -> list[AnyRecord]:
+        """The valid lines' records, in order."""
+        return [line.record for line in self.lines if line.record is not None]
+
+    @property
+    def header(self) -> Header | None:
+        """Line 1's record, when it is a valid header."""
+        first = self.lines[0].record if self.lines else None
+        return first if isinstance(first, Header) else None
+
+    def segments(self) -> list[SegmentLine]:
+        """The valid segment lines, in order."""
+        return [record for record in self.records if isinstance(record, SegmentLine)]
+
+    def events(self) -> list[EventLine]:
+        """The valid event lines, in order."""
+        return [record for record in self.records if isinstance(record, EventLine)]
+
+    def of_type(self, line_type: LineType) -> list[Line]:
+        """Every complete line whose ``type`` is ``line_type``, valid or not."""
+        return [line for line in self.lines if line.type == line_type.value]
 
 
 def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -499,6 +605,279 @@ def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
     return complete.splitlines(keepends=True), data[cut:]
 
 
+def _read_line(number: int, stored: bytes) -> tuple[Line, list[LineProblem]]:
+    body = stored[:-1]
+    try:
+        obj = parse_line(body)
+    except (ValueError, RecursionError) as exc:
+        return Line(number, stored, None, None, str(exc)), [LineProblem(
+            number, LineProblemCode.NOT_JSON, f"not a valid manifest JSON object ({exc})")]
+    problems = []
+    try:
+        canonical: bytes | None = canonical_bytes(obj)
+    except ManifestFormatError as exc:
+        canonical = None
+        problems.append(LineProblem(number, LineProblemCode.NOT_CANONICAL,
+                                    f"value not allowed: {exc}"))
+    if canonical is not None and canonical != body:
+        problems.append(LineProblem(
+            number, LineProblemCode.NOT_CANONICAL,
+            "not in canonical form (sorted keys, no spaces, minimal escapes): the line was "
+            "rewritten after the recorder wrote it"))
+    missing = _field_problems(obj)
+    if missing is not None:
+        problems.append(LineProblem(number, LineProblemCode.MISSING_FIELD, missing))
+        return Line(number, stored, obj, None), problems
+    return Line(number, stored, obj, _record(number, stored, obj)), problems
+
+
+def read_lines(data: bytes) -> ManifestLines:
+    """Read every complete line of a manifest into a typed record where it is valid. Never
+    raises for any bytes: what does not read is listed in ``problems``, line by line."""
+    stored, tail = split_lines(data)
+    lines: list[Line] = []
+    problems: list[LineProblem] = []
+    for number, line_bytes in enumerate(stored, 1):
+        line, found = _read_line(number, line_bytes)
+        lines.append(line)
+        problems.extend(found)
+    return ManifestLines(tuple(lines), tail, tuple(problems))
+
+
+def read_records(data: bytes) -> list[AnyRecord]:
+    """Every line's record, for a manifest that must be whole and valid line by line. Raises
+    ManifestReadError at the first line that is not (or at a partial last line). The chain and
+    signatures are not checked here: `check_manifest` does that."""
+    read = read_lines(data)
+    if read.problems:
+        raise ManifestReadError(read.problems[0])
+    if read.tail:
+        raise ManifestReadError(_partial_line(read))
+    return read.records
+
+
+# ---------------------------------------------------------------------------------------------
+# checking
+
+
+@dataclass
+class ManifestCheck:
+    """The result of checking a manifest's lines, chain and signatures."""
+
+    lines: list[dict[str, Any]]  # parsed objects of the complete lines ({} where unparsable)
+    stored: list[bytes]  # each complete line's bytes, with newline
+    problems: list[LineProblem]
+    partial_tail: bytes  # bytes after the last newline (empty when the file ends cleanly)
+    header_key: Ed25519PublicKey | None
+    key_source: str  # "trusted" or "header" or "none"
+    sealed: bool
+    read: ManifestLines  # the same lines as typed records
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def is_plain_file_name(name: str) -> bool:
+    """True for a name that can only mean a file directly inside the recording directory."""
+    return bool(name) and "/" not in name and "\\" not in name and "\0" not in name \
+        and not name.startswith(".") and name != MANIFEST_NAME
+
+
+def _segment_entry_problem(segment: SegmentLine, earlier_files: list[str]) -> str | None:
+    name = segment.file
+    if not is_plain_file_name(name):
+        return f"segment file name {name!r} is not a plain file name in the recording directory"
+    if name in earlier_files:
+        return f"segment file {name!r} is listed twice"
+    if segment.index != len(earlier_files) + 1:
+        return (f"segment index {segment.index} where {len(earlier_files) + 1} is expected: "
+                "segment lines were deleted, duplicated or moved")
+    if segment.bytes < 0 or segment.fragments < 0 or segment.last_pts_us < segment.first_pts_us:
+        return "segment sizes or pts are impossible (negative, or last_pts_us < first_pts_us)"
+    sha = segment.sha256
+    if len(sha) != 64 or any(char not in "0123456789abcdef" for char in sha):
+        return f"sha256 {sha!r} is not 64 lower-case hex digits"
+    return None
+
+
+def _seq_problems(read: ManifestLines) -> list[LineProblem]:
+    """Each valid line's ``seq`` is its line number."""
+    return [LineProblem(record.number, LineProblemCode.SEQ,
+                        f"seq is {record.seq} on line {record.number}: a line was deleted, "
+                        "duplicated, inserted or moved")
+            for record in read.records if record.seq != record.number]
+
+
+def _chain_problems(read: ManifestLines) -> list[LineProblem]:
+    """Each valid line's ``prev`` is the hash of the line stored before it (or 64 zeros)."""
+    problems = []
+    for record in read.records:
+        number = record.number
+        expected = GENESIS_PREV if number == 1 else line_hash(read.lines[number - 2].stored)
+        if record.prev != expected:
+            what = "the genesis value (64 zeros)" if number == 1 \
+                else f"the SHA-256 of line {number - 1}"
+            problems.append(LineProblem(
+                number, LineProblemCode.CHAIN,
+                f"prev {record.prev[:16]}… is not {what} ({expected[:16]}…): the line before it "
+                "was changed, or lines were deleted, inserted or moved"))
+    return problems
+
+
+@dataclass
+class _Keys:
+    """The key the signatures are checked against, and where it came from."""
+
+    key: Ed25519PublicKey | None
+    source: str
+    header_key: Ed25519PublicKey | None = None
+
+
+def _header_key_problems(header: Header, trusted_key: Ed25519PublicKey | None,
+                         found: _Keys) -> list[LineProblem]:
+    """The header's key: well-formed, its fingerprint right, the trusted key when one is given.
+    Sets ``found.header_key`` (and ``found.key`` without a trusted key)."""
+    problems = []
+    try:
+        found.header_key = keys.public_key_from_spki_b64(header.public_key)
+    except keys.PublicKeyFormatError as exc:
+        return [LineProblem(1, LineProblemCode.KEY, str(exc))]
+    header_key = found.header_key
+    if keys.fingerprint(header_key) != header.key_fingerprint:
+        problems.append(LineProblem(
+            1, LineProblemCode.KEY,
+            f"key_fingerprint {header.key_fingerprint[:16]}… is not the SHA-256 of the header's "
+            f"public key ({keys.fingerprint(header_key)[:16]}…)"))
+    if trusted_key is None:
+        found.key, found.source = header_key, "header"
+    elif keys.public_key_raw(header_key) != keys.public_key_raw(trusted_key):
+        problems.append(LineProblem(
+            1, LineProblemCode.KEY,
+            f"the header's public key (fingerprint {keys.fingerprint(header_key)[:16]}…) is not "
+            f"the trusted key (fingerprint {keys.fingerprint(trusted_key)[:16]}…): the recording "
+            "was signed by another device, or re-signed"))
+    return problems
+
+
+def _header_problems(read: ManifestLines,
+                     trusted_key: Ed25519PublicKey | None) -> tuple[list[LineProblem], _Keys]:
+    """Line 1 is a header of this format whose key checks out; and which key signs the lines."""
+    found = _Keys(trusted_key, "trusted" if trusted_key is not None else "none")
+    first = read.lines[0].record if read.lines else None
+    if first is None:
+        return [], found
+    if not isinstance(first, Header):
+        return [LineProblem(1, LineProblemCode.STRUCTURE,
+                            f"line 1 is a {first.obj['type']!r} line; it must be the header")], found
+    problems = _header_key_problems(first, trusted_key, found)
+    if first.format != FORMAT:
+        problems.append(LineProblem(1, LineProblemCode.STRUCTURE,
+                                    f"format {first.format!r} is not {FORMAT!r}"))
+    return problems, found
+
+
+def _sealed_at(read: ManifestLines) -> int | None:
+    """The line number of the first valid sealed line."""
+    return next((record.number for record in read.records if isinstance(record, SealedLine)),
+                None)
+
+
+def _structure_problems(read: ManifestLines) -> list[LineProblem]:
+    """One header, first; segment entries numbered in order with plain, distinct file names;
+    nothing after the sealed line."""
+    problems = []
+    segment_files: list[str] = []
+    sealed_at = _sealed_at(read)
+    for record in read.records:
+        number = record.number
+        if number > 1 and isinstance(record, Header):
+            problems.append(LineProblem(number, LineProblemCode.STRUCTURE,
+                                        "a second header line: only line 1 may be a header"))
+        if isinstance(record, SegmentLine):
+            segment_problem = _segment_entry_problem(record, segment_files)
+            if segment_problem is not None:
+                problems.append(LineProblem(number, LineProblemCode.STRUCTURE, segment_problem))
+            segment_files.append(record.file)
+        if sealed_at is not None and number > sealed_at:
+            problems.append(LineProblem(
+                number, LineProblemCode.STRUCTURE,
+                f"a line after the sealed line (line {sealed_at}): lines were appended after the "
+                "recording was sealed"))
+    return problems
+
+
+def _signature_verifies(key: Ed25519PublicKey, record: AnyRecord) -> bool:
+    try:
+        signature = base64.b64decode(record.sig, validate=True)
+    except (binascii.Error, ValueError):
+        signature = b""
+    try:
+        message = signed_bytes(record.obj)
+    except ManifestFormatError:
+        message = b""
+    return len(signature) == 64 and keys.verify_signature(key, signature, message)
+
+
+def _signature_problems(read: ManifestLines, found: _Keys) -> list[LineProblem]:
+    """Each valid line's ``sig`` verifies against the trusted key, or else the header's."""
+    key = found.key
+    if key is None:
+        return [LineProblem(record.number, LineProblemCode.SIGNATURE,
+                            "the signature cannot be checked: no valid public key in the header "
+                            "and no trusted key given") for record in read.records]
+    whose = "the trusted key" if found.source == "trusted" else "the header's key"
+    return [LineProblem(record.number, LineProblemCode.SIGNATURE,
+                        f"the signature does not verify against {whose}: the line was changed "
+                        "after it was signed, or signed by another key")
+            for record in read.records if not _signature_verifies(key, record)]
+
+
+def _partial_line(read: ManifestLines) -> LineProblem:
+    return LineProblem(len(read.lines) + 1, LineProblemCode.PARTIAL_LINE,
+                       f"the last line is incomplete ({len(read.tail)} bytes without a newline): "
+                       "the recorder stopped in the middle of writing it; restarting the "
+                       "recorder cuts it and seals the recording")
+
+
+def _sealed_total_problems(read: ManifestLines, sealed: SealedLine) -> list[LineProblem]:
+    """The sealed line's count and total agree with the segment lines (valid or not)."""
+    problems = []
+    segment_lines = read.of_type(LineType.SEGMENT)
+    if sealed.segments != len(segment_lines):
+        problems.append(LineProblem(
+            sealed.number, LineProblemCode.STRUCTURE,
+            f"the sealed line counts {sealed.segments} segments but the manifest lists "
+            f"{len(segment_lines)}"))
+    total = sum(line.value("bytes") for line in segment_lines
+                if isinstance(line.value("bytes"), int))
+    if sealed.bytes != total:
+        problems.append(LineProblem(
+            sealed.number, LineProblemCode.STRUCTURE,
+            f"the sealed line totals {sealed.bytes} bytes but the segments add up to {total}"))
+    return problems
+
+
+def _ending_problems(read: ManifestLines, require_sealed: bool) -> list[LineProblem]:
+    """The file is not empty, ends in a whole line and (when required) a sealed line."""
+    problems = []
+    if not read.lines and not read.tail:
+        problems.append(LineProblem(1, LineProblemCode.EMPTY, "the manifest is empty"))
+    if read.tail:
+        problems.append(_partial_line(read))
+    sealed_at = _sealed_at(read)
+    if sealed_at is not None:
+        sealed = read.lines[sealed_at - 1].record
+        assert isinstance(sealed, SealedLine)
+        problems.extend(_sealed_total_problems(read, sealed))
+    elif require_sealed and (read.lines or read.tail):
+        problems.append(LineProblem(
+            len(read.lines) + (1 if read.tail else 0), LineProblemCode.NOT_SEALED,
+            "the manifest has no sealed line: the recording was not stopped cleanly (restart the "
+            "recorder to recover and seal it), or its last lines were removed"))
+    return problems
+
+
 def check_manifest(data: bytes, trusted_key: Ed25519PublicKey | None = None,
                    require_sealed: bool = True) -> ManifestCheck:
     """Check every line: strict JSON, canonical form, ``seq``, ``prev`` chain and ``sig``.
@@ -506,137 +885,14 @@ def check_manifest(data: bytes, trusted_key: Ed25519PublicKey | None = None,
     Signatures are checked against ``trusted_key`` when given (the header's key must then be
     that key), else against the header's own key. Problems are listed in line order; within a
     line the most telling one comes first (a wrong ``seq`` before the chain and signature it
-    also breaks).
+    also breaks): each check below adds its problems in line order, and the sort is stable.
     """
-    stored, tail = split_lines(data)
-    problems: list[LineProblem] = []
-    lines: list[dict[str, Any]] = []
-    key: Ed25519PublicKey | None = trusted_key
-    key_source = "trusted" if trusted_key is not None else "none"
-    header_key: Ed25519PublicKey | None = None
-    sealed_at: int | None = None
-    segment_files: list[str] = []
-    prev = GENESIS_PREV
-
-    def problem(number: int, code: LineProblemCode, message: str) -> None:
-        problems.append(LineProblem(number, code, message))
-
-    for number, line_bytes in enumerate(stored, 1):
-        body = line_bytes[:-1]
-        expected_prev, prev = prev, line_hash(line_bytes)
-        try:
-            obj = parse_line(body)
-        except (ValueError, RecursionError) as exc:
-            problem(number, LineProblemCode.NOT_JSON, f"not a valid manifest JSON object ({exc})")
-            lines.append({})
-            continue
-        lines.append(obj)
-        try:
-            canonical = canonical_bytes(obj)
-        except ManifestFormatError as exc:
-            canonical = None
-            problem(number, LineProblemCode.NOT_CANONICAL, f"value not allowed: {exc}")
-        if canonical is not None and canonical != body:
-            problem(number, LineProblemCode.NOT_CANONICAL,
-                    "not in canonical form (sorted keys, no spaces, minimal escapes): the line "
-                    "was rewritten after the recorder wrote it")
-        missing = _field_problems(obj)
-        if missing is not None:
-            problem(number, LineProblemCode.MISSING_FIELD, missing)
-            continue
-        if obj["seq"] != number:
-            problem(number, LineProblemCode.SEQ,
-                    f"seq is {obj['seq']} on line {number}: a line was deleted, duplicated, "
-                    "inserted or moved")
-        if obj["prev"] != expected_prev:
-            what = ("the genesis value (64 zeros)" if number == 1
-                    else f"the SHA-256 of line {number - 1}")
-            problem(number, LineProblemCode.CHAIN,
-                    f"prev {obj['prev'][:16]}… is not {what} ({expected_prev[:16]}…): the line "
-                    "before it was changed, or lines were deleted, inserted or moved")
-        line_type = obj["type"]
-        if number == 1:
-            if line_type != LineType.HEADER.value:
-                problem(number, LineProblemCode.STRUCTURE,
-                        f"line 1 is a {line_type!r} line; it must be the header")
-            else:
-                try:
-                    header_key = keys.public_key_from_spki_b64(obj["public_key"])
-                except keys.PublicKeyFormatError as exc:
-                    problem(number, LineProblemCode.KEY, str(exc))
-                if header_key is not None:
-                    if keys.fingerprint(header_key) != obj["key_fingerprint"]:
-                        problem(number, LineProblemCode.KEY,
-                                f"key_fingerprint {obj['key_fingerprint'][:16]}… is not the "
-                                f"SHA-256 of the header's public key "
-                                f"({keys.fingerprint(header_key)[:16]}…)")
-                    if trusted_key is None:
-                        key, key_source = header_key, "header"
-                    elif keys.public_key_raw(header_key) != keys.public_key_raw(trusted_key):
-                        problem(number, LineProblemCode.KEY,
-                                f"the header's public key (fingerprint "
-                                f"{keys.fingerprint(header_key)[:16]}…) is not the trusted key "
-                                f"(fingerprint {keys.fingerprint(trusted_key)[:16]}…): the "
-                                "recording was signed by another device, or re-signed")
-                if obj.get("format") != FORMAT:
-                    problem(number, LineProblemCode.STRUCTURE,
-                            f"format {obj.get('format')!r} is not {FORMAT!r}")
-        elif line_type == LineType.HEADER.value:
-            problem(number, LineProblemCode.STRUCTURE,
-                    "a second header line: only line 1 may be a header")
-        if line_type == LineType.SEGMENT.value:
-            segment_problem = _segment_entry_problem(obj, segment_files)
-            if segment_problem is not None:
-                problem(number, LineProblemCode.STRUCTURE, segment_problem)
-            segment_files.append(obj["file"])
-        if sealed_at is not None:
-            problem(number, LineProblemCode.STRUCTURE,
-                    f"a line after the sealed line (line {sealed_at}): lines were appended "
-                    "after the recording was sealed")
-        if line_type == LineType.SEALED.value and sealed_at is None:
-            sealed_at = number
-        if key is None:
-            problem(number, LineProblemCode.SIGNATURE,
-                    "the signature cannot be checked: no valid public key in the header and "
-                    "no trusted key given")
-        else:
-            try:
-                signature = base64.b64decode(obj["sig"], validate=True)
-            except (binascii.Error, ValueError):
-                signature = b""
-            try:
-                message = signed_bytes(obj)
-            except ManifestFormatError:
-                message = b""
-            if len(signature) != 64 or not keys.verify_signature(key, signature, message):
-                whose = "the trusted key" if key_source == "trusted" else "the header's key"
-                problem(number, LineProblemCode.SIGNATURE,
-                        f"the signature does not verify against {whose}: the line was changed "
-                        "after it was signed, or signed by another key")
-
-    if not stored and not tail:
-        problem(1, LineProblemCode.EMPTY, "the manifest is empty")
-    if tail:
-        problem(len(stored) + 1, LineProblemCode.PARTIAL_LINE,
-                f"the last line is incomplete ({len(tail)} bytes without a newline): the "
-                "recorder stopped in the middle of writing it; restarting the recorder cuts it "
-                "and seals the recording")
-    if sealed_at is not None:
-        sealed = lines[sealed_at - 1]
-        segment_lines = [obj for obj in lines if obj.get("type") == LineType.SEGMENT.value]
-        if sealed.get("segments") != len(segment_lines):
-            problem(sealed_at, LineProblemCode.STRUCTURE,
-                    f"the sealed line counts {sealed.get('segments')} segments but the manifest "
-                    f"lists {len(segment_lines)}")
-        total = sum(obj["bytes"] for obj in segment_lines if isinstance(obj.get("bytes"), int))
-        if sealed.get("bytes") != total:
-            problem(sealed_at, LineProblemCode.STRUCTURE,
-                    f"the sealed line totals {sealed.get('bytes')} bytes but the segments add "
-                    f"up to {total}")
-    elif require_sealed and (stored or tail):
-        problem(len(stored) + (1 if tail else 0), LineProblemCode.NOT_SEALED,
-                "the manifest has no sealed line: the recording was not stopped cleanly (restart "
-                "the recorder to recover and seal it), or its last lines were removed")
-    problems.sort(key=lambda item: item.line)  # stable: keeps each line's own order
-    return ManifestCheck(lines, stored, problems, tail, header_key, key_source,
-                         sealed_at is not None)
+    read = read_lines(data)
+    header_problems, found = _header_problems(read, trusted_key)
+    problems = [*read.problems, *_seq_problems(read), *_chain_problems(read), *header_problems,
+                *_structure_problems(read), *_signature_problems(read, found),
+                *_ending_problems(read, require_sealed)]
+    problems.sort(key=lambda item: item.line)
+    return ManifestCheck([dict(line.obj) if line.obj is not None else {} for line in read.lines],
+                         [line.stored for line in read.lines], problems, read.tail,
+                         found.header_key, found.source, _sealed_at(read) is not None, read)

@@ -24,6 +24,7 @@ from .keys import DeviceKey
 from .manifest import (
     MANIFEST_NAME,
     EventKind,
+    ManifestIntegrityError,
     ManifestWriter,
     RecordingHeader,
     check_manifest,
@@ -188,10 +189,12 @@ def _recover_one(directory: Path, key: DeviceKey) -> bool:
                            require_sealed=False)
     if check.sealed or not check.lines:
         return False
-    header = check.lines[0]
-    anchor = ClockAnchor(ClockAnchor.parse_utc(str(header["utc_start"])),
-                         int(header["monotonic_start_us"]))
-    listed = {str(obj.get("file")) for _, obj in check.segments()}
+    header = check.read.header
+    if header is None:
+        raise ManifestIntegrityError(f"{directory / MANIFEST_NAME}: line 1 is not a valid header "
+                                     "line; it cannot be continued")
+    anchor = ClockAnchor(ClockAnchor.parse_utc(header.utc_start), header.monotonic_start_us)
+    listed = {segment.file for segment in check.read.segments()}
     for orphan in sorted(directory.glob("[0-9]*.mp4")):
         if orphan.name not in listed:  # sealed and renamed, but its manifest line never made it
             orphan.rename(orphan.with_name(orphan.name + PARTIAL_SUFFIX))

@@ -92,34 +92,26 @@ class LocalRecording:
 def read_sealed(directory: Path) -> LocalRecording | None:
     """The recording in ``directory`` when its manifest ends with a ``sealed`` line, else None
     (still being written, not a recording, or names no uploader would send or delete by). The
-    chain and signatures are checked by the station, not here."""
+    chain and signatures are checked by the station, not here: an edited line still goes there
+    to be found out. But the header, segment and sealed lines, which the uploader acts on, must
+    read as valid lines."""
     try:
         data = (directory / manifest.MANIFEST_NAME).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    stored, tail = manifest.split_lines(data)
-    if tail or not stored:
+    read = manifest.read_lines(data)
+    if read.tail or not read.lines or any(line.obj is None for line in read.lines):
         return None
-    try:
-        header = manifest.parse_line(stored[0].rstrip(b"\n"))
-        last = manifest.parse_line(stored[-1].rstrip(b"\n"))
-        lines = [manifest.parse_line(line.rstrip(b"\n")) for line in stored]
-    except ValueError:
+    header, last = read.header, read.lines[-1].record
+    if header is None or not isinstance(last, manifest.SealedLine):
         return None
-    if header.get("type") != "header" or last.get("type") != "sealed":
-        return None
-    try:
-        segments = tuple(LocalSegment(obj["file"], obj["sha256"], obj["bytes"])
-                         for obj in lines if obj.get("type") == "segment")
-    except KeyError:
-        return None
-    recording_id = header.get("recording_id")
-    if not isinstance(recording_id, str) or not is_safe_name(recording_id) or not all(
-            isinstance(s.file, str) and is_safe_name(s.file) and isinstance(s.sha256, str)
-            and isinstance(s.bytes, int) for s in segments):
+    segments = read.segments()
+    if len(segments) != len(read.of_type(manifest.LineType.SEGMENT)):
+        return None  # a segment line that does not read: nothing to send or delete by
+    if not is_safe_name(header.recording_id) or not all(is_safe_name(s.file) for s in segments):
         return None  # not something this camera wrote: never upload or delete by it
-    return LocalRecording(directory, recording_id, str(header.get("utc_start", "")), data,
-                          segments)
+    return LocalRecording(directory, header.recording_id, header.utc_start, data,
+                          tuple(LocalSegment(s.file, s.sha256, s.bytes) for s in segments))
 
 
 MEDIA_SUFFIXES = (".mp4", ".partial")

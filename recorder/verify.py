@@ -15,7 +15,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple, Union
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -29,19 +30,10 @@ class VerifyUsageError(RecorderError, ValueError):
     """The path given to verify is not a recording directory or manifest file."""
 
 
-class ProblemCode(str, enum.Enum):
-    # the manifest's own lines (recorder.manifest.LineProblemCode)
-    NOT_JSON = "not_json"
-    NOT_CANONICAL = "not_canonical"
-    MISSING_FIELD = "missing_field"
-    SEQ = "seq"
-    CHAIN = "chain"
-    SIGNATURE = "signature"
-    KEY = "key"
-    STRUCTURE = "structure"
-    PARTIAL_LINE = "partial_line"
-    NOT_SEALED = "not_sealed"
-    EMPTY = "empty"
+class FileProblemCode(str, enum.Enum):
+    """What can be wrong with a recording's files and timing (the manifest's own lines have
+    `recorder.manifest.LineProblemCode`)."""
+
     # the files
     NO_MANIFEST = "no_manifest"
     MISSING_FILE = "missing_file"
@@ -55,11 +47,19 @@ class ProblemCode(str, enum.Enum):
     PTS = "pts"
 
 
+Code = Union[manifest.LineProblemCode, FileProblemCode]
+
+#: Every code a `Problem` can carry, by name: ``ProblemCode.SEQ`` is
+#: ``manifest.LineProblemCode.SEQ`` itself, ``ProblemCode.SHA256`` is ``FileProblemCode.SHA256``.
+ProblemCode = SimpleNamespace(**manifest.LineProblemCode.__members__,
+                              **FileProblemCode.__members__)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing that does not hold, and where: a manifest line, a file, or both."""
 
-    code: ProblemCode
+    code: Code
     where: str  # "manifest.jsonl line 3", "000002.mp4", "000001.mp4 -> 000002.mp4"
     message: str
     line: int | None = None
@@ -184,115 +184,179 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
     """
     directory, manifest_path = _resolve(path)
     report = VerifyReport(str(directory), str(manifest_path))
-    mname = manifest_path.name
     if not manifest_path.is_file():
         report.problems.append(Problem(
-            ProblemCode.NO_MANIFEST, mname,
+            FileProblemCode.NO_MANIFEST, manifest_path.name,
             f"{directory} has no {manifest.MANIFEST_NAME}: without it nothing can be verified"))
         report.extra_files = sorted(entry.name for entry in directory.iterdir())
         return report
 
     check = manifest.check_manifest(manifest_path.read_bytes(), trusted_key=trusted_key)
+    _report_manifest(report, check, manifest_path.name)
+    # every segment line by its file name, valid or not: a damaged line still names its file
+    listed = {line.value("file"): line for line in check.read.of_type(manifest.LineType.SEGMENT)
+              if isinstance(line.value("file"), str)}
+    files = _SegmentFiles(directory, known_sha256 or {}, listed)
+    for segment in check.read.segments():
+        if manifest.is_plain_file_name(segment.file):
+            _check_segment(report, files, segment)
+    _report_unlisted(report, directory, {manifest.MANIFEST_NAME, manifest_path.name} | set(listed),
+                     files.hashes)
+    _check_timing(report, _pts_entries(check.read), files.parsed)
+    return report
+
+
+def _report_manifest(report: VerifyReport, check: manifest.ManifestCheck, name: str) -> None:
+    """The manifest's own findings: its lines, key, header, events and line problems."""
     report.lines = len(check.stored)
     report.sealed = check.sealed
     report.key_source = check.key_source
-    header = check.lines[0] if check.lines else {}
-    if header.get("type") == manifest.LineType.HEADER.value:
-        report.recording_id = header.get("recording_id")
-        report.device_id = header.get("device_id")
-        report.officer_id = header.get("officer_id")
+    first = check.read.lines[0] if check.read.lines else None
+    if first is not None and first.type == manifest.LineType.HEADER.value:
+        # what the header says, even when it is damaged: the report names the recording
+        report.recording_id = first.value("recording_id")
+        report.device_id = first.value("device_id")
+        report.officer_id = first.value("officer_id")
     if check.header_key is not None:
         report.key_fingerprint = keys.fingerprint(check.header_key)
-    for obj in check.lines:
-        if obj.get("type") == manifest.LineType.EVENT.value and isinstance(obj.get("event"), str):
-            report.events[obj["event"]] = report.events.get(obj["event"], 0) + 1
+    for line in check.read.of_type(manifest.LineType.EVENT):
+        kind = line.value("event")
+        if isinstance(kind, str):
+            report.events[kind] = report.events.get(kind, 0) + 1
     for item in check.problems:
-        report.problems.append(Problem(ProblemCode(item.code.value), f"{mname} line {item.line}",
-                                       item.message, line=item.line))
+        report.problems.append(Problem(item.code, f"{name} line {item.line}", item.message,
+                                       line=item.line))
 
-    segment_lines = check.segments()
-    listed = {obj.get("file"): (number, obj) for number, obj in segment_lines}
-    hashes: dict[str, str] = {}
-    parsed: dict[str, bmff.SegmentFile] = {}
-    for number, obj in segment_lines:
-        if any(p.line == number and p.code is ProblemCode.MISSING_FIELD
-               for p in report.problems) or not manifest.is_plain_file_name(obj["file"]):
-            continue  # the line itself is malformed; its file cannot be checked by it
-        segment = SegmentReport(obj["index"], obj["file"], number, obj["bytes"],
-                                recovered=obj["recovered"])
-        report.segments.append(segment)
-        file_path = directory / obj["file"]
-        where = obj["file"]
-        if not file_path.is_file():
-            report.problems.append(Problem(
-                ProblemCode.MISSING_FILE, where,
-                f"listed on line {number} but not in the recording directory: it was deleted "
-                "or renamed",
-                line=number, file=where))
-            continue
-        segment.present = True
-        if known_sha256 is not None and where in known_sha256:
-            digest, size = known_sha256[where], file_path.stat().st_size
+
+@dataclass
+class _SegmentFiles:
+    """The recording's segment files as they are checked: digests computed, structures read."""
+
+    directory: Path
+    known_sha256: Mapping[str, str]
+    listed: dict[str, manifest.Line]
+    hashes: dict[str, str] = field(default_factory=dict)
+    parsed: dict[str, bmff.SegmentFile] = field(default_factory=dict)
+
+    def digest(self, name: str) -> tuple[str, int]:
+        """(SHA-256, size) of a present file, hashed once, or taken from ``known_sha256``."""
+        path = self.directory / name
+        if name in self.known_sha256:
+            digest, size = self.known_sha256[name], path.stat().st_size
         else:
-            digest, size = _hash_file(file_path)
-        hashes[where] = digest
-        segment.size_ok = size == obj["bytes"]
-        if not segment.size_ok:
-            report.problems.append(Problem(
-                ProblemCode.SIZE, where,
-                f"{size} bytes, but line {number} says {obj['bytes']}: the file was "
-                f"{'truncated' if size < obj['bytes'] else 'extended'} or replaced",
-                line=number, file=where))
-        segment.sha256_ok = digest == obj["sha256"]
-        if not segment.sha256_ok:
-            twin = next((other for other, (_, other_obj) in listed.items()
-                         if other != where and other_obj.get("sha256") == digest), None)
-            because = (f"its bytes are those listed for {twin} (line {listed[twin][0]}): "
-                       "segment files were swapped or renamed" if twin is not None
-                       else "its bytes were changed after it was sealed")
-            report.problems.append(Problem(
-                ProblemCode.SHA256, where,
-                f"SHA-256 {digest[:16]}…, but line {number} says {obj['sha256'][:16]}…: "
-                f"{because}", line=number, file=where))
-        try:
-            structure = bmff.read_segment(file_path)
-        except bmff.BoxFormatError as exc:
-            segment.boxes_ok = False
-            report.problems.append(Problem(
-                ProblemCode.BOXES, where, f"the MP4 boxes do not parse {exc}",
-                line=number, file=where))
-            continue
-        segment.boxes_ok = True
-        parsed[where] = structure
-        segment.fragments = len(structure.fragments)
-        if segment.fragments != obj["fragments"]:
-            report.problems.append(Problem(
-                ProblemCode.FRAGMENTS, where,
-                f"holds {segment.fragments} fragments, but line {number} says "
-                f"{obj['fragments']}", line=number, file=where))
-        for track_id, timing in sorted(structure.timing().items()):
-            segment.tracks.append(TrackSpan(track_id, timing.track.handler,
-                                            timing.track.timescale, timing.samples,
-                                            timing.to_us(timing.first_decode),
-                                            timing.to_us(timing.end_decode)))
+            digest, size = _hash_file(path)
+        self.hashes[name] = digest
+        return digest, size
 
-    known = {manifest.MANIFEST_NAME, manifest_path.name} | set(listed)
+    def listed_with(self, digest: str, besides: str) -> manifest.Line | None:
+        """Another segment line that lists these bytes (``digest``), if any."""
+        return next((line for name, line in self.listed.items()
+                     if name != besides and line.value("sha256") == digest), None)
+
+
+def _check_segment(report: VerifyReport, files: _SegmentFiles,
+                   line: manifest.SegmentLine) -> None:
+    """One listed segment: present, its size and SHA-256, its boxes and fragment count."""
+    number, where = line.number, line.file
+    segment = SegmentReport(line.index, where, number, line.bytes, recovered=line.recovered)
+    report.segments.append(segment)
+    if not (files.directory / where).is_file():
+        report.problems.append(Problem(
+            FileProblemCode.MISSING_FILE, where,
+            f"listed on line {number} but not in the recording directory: it was deleted or "
+            "renamed", line=number, file=where))
+        return
+    segment.present = True
+    digest, size = files.digest(where)
+    segment.size_ok = size == line.bytes
+    if not segment.size_ok:
+        report.problems.append(Problem(
+            FileProblemCode.SIZE, where,
+            f"{size} bytes, but line {number} says {line.bytes}: the file was "
+            f"{'truncated' if size < line.bytes else 'extended'} or replaced",
+            line=number, file=where))
+    segment.sha256_ok = digest == line.sha256
+    if not segment.sha256_ok:
+        twin = files.listed_with(digest, besides=where)
+        because = (f"its bytes are those listed for {twin.value('file')} (line {twin.number}): "
+                   "segment files were swapped or renamed" if twin is not None
+                   else "its bytes were changed after it was sealed")
+        report.problems.append(Problem(
+            FileProblemCode.SHA256, where,
+            f"SHA-256 {digest[:16]}…, but line {number} says {line.sha256[:16]}…: {because}",
+            line=number, file=where))
+    _check_structure(report, files, line, segment)
+
+
+def _check_structure(report: VerifyReport, files: _SegmentFiles, line: manifest.SegmentLine,
+                     segment: SegmentReport) -> None:
+    """A present segment's boxes parse, hold the fragments its line counts; its track spans."""
+    number, where = line.number, line.file
+    try:
+        structure = bmff.read_segment(files.directory / where)
+    except bmff.BoxFormatError as exc:
+        segment.boxes_ok = False
+        report.problems.append(Problem(
+            FileProblemCode.BOXES, where, f"the MP4 boxes do not parse {exc}",
+            line=number, file=where))
+        return
+    segment.boxes_ok = True
+    files.parsed[where] = structure
+    segment.fragments = len(structure.fragments)
+    if segment.fragments != line.fragments:
+        report.problems.append(Problem(
+            FileProblemCode.FRAGMENTS, where,
+            f"holds {segment.fragments} fragments, but line {number} says {line.fragments}",
+            line=number, file=where))
+    for track_id, timing in sorted(structure.timing().items()):
+        segment.tracks.append(TrackSpan(track_id, timing.track.handler, timing.track.timescale,
+                                        timing.samples, timing.to_us(timing.first_decode),
+                                        timing.to_us(timing.end_decode)))
+
+
+def _report_unlisted(report: VerifyReport, directory: Path, known: set[str],
+                     hashes: dict[str, str]) -> None:
+    """Every file or directory the manifest does not list, and whether it copies a segment."""
     for entry in sorted(directory.iterdir(), key=lambda item: item.name):
         if entry.name in known:
             continue
         report.extra_files.append(entry.name)
         kind = "directory" if entry.is_dir() else "file"
-        twin = next((other for other, digest in hashes.items()
-                     if entry.is_file() and _hash_file(entry)[0] == digest), None)
+        twin = _copy_of(entry, hashes)
         why = (f"it is a copy of {twin}" if twin is not None
                else "a foreign or inserted segment, or a leftover of an unfinished recording"
                if entry.suffix == ".mp4" else "nothing in a recording directory is unlisted")
         report.problems.append(Problem(
-            ProblemCode.EXTRA_FILE, entry.name,
+            FileProblemCode.EXTRA_FILE, entry.name,
             f"a {kind} the manifest does not list: {why}", file=entry.name))
 
-    _check_timing(report, segment_lines, parsed)
-    return report
+
+def _copy_of(entry: Path, hashes: dict[str, str]) -> str | None:
+    """The segment whose bytes ``entry`` holds, hashing ``entry`` once (and only when a
+    segment was hashed to compare it with)."""
+    if not hashes or not entry.is_file():
+        return None
+    digest = _hash_file(entry)[0]
+    return next((name for name, known in hashes.items() if known == digest), None)
+
+
+class _PtsEntry(NamedTuple):
+    """What a segment line says about when its segment lies, read even from a damaged line."""
+
+    line: int
+    file: str
+    first_pts_us: int
+    last_pts_us: int
+
+
+def _pts_entries(read: manifest.ManifestLines) -> list[_PtsEntry]:
+    entries = []
+    for line in read.of_type(manifest.LineType.SEGMENT):
+        first, last, name = line.value("first_pts_us"), line.value("last_pts_us"), \
+            line.value("file")
+        if isinstance(first, int) and isinstance(last, int) and isinstance(name, str):
+            entries.append(_PtsEntry(line.number, name, first, last))
+    return entries
 
 
 def _tolerance_us(structure: bmff.SegmentFile, timings: dict[int, bmff.TrackTiming]) -> int:
@@ -313,25 +377,32 @@ def _tolerance_us(structure: bmff.SegmentFile, timings: dict[int, bmff.TrackTimi
     return total
 
 
-def _check_timing(report: VerifyReport, segment_lines: list[tuple[int, dict[str, Any]]],
+def _check_timing(report: VerifyReport, entries: list[_PtsEntry],
                   parsed: dict[str, bmff.SegmentFile]) -> None:
-    entries = [(number, obj) for number, obj in segment_lines
-               if isinstance(obj.get("first_pts_us"), int)
-               and isinstance(obj.get("last_pts_us"), int) and isinstance(obj.get("file"), str)]
-    # the segment lines' own pts: each segment starts after the previous one ended
-    for (_, before), (number, after) in zip(entries, entries[1:]):
-        if after["first_pts_us"] <= before["last_pts_us"]:
-            report.problems.append(Problem(
-                ProblemCode.PTS, f"{manifest.MANIFEST_NAME} line {number}",
-                f"segment {after['file']} starts at pts {after['first_pts_us']} µs, not after "
-                f"{before['file']} ends ({before['last_pts_us']} µs)", line=number,
-                file=after["file"]))
-
-    # media decode times: continuous within and across segments, per track
+    """The segment lines' pts in order, decode times continuous, pts agreeing with the media."""
+    _check_pts_order(report, entries)
     timings = {name: structure.timing() for name, structure in parsed.items()}
+    _check_decode_steps(report, entries, timings)
+    _check_pts_against_media(report, entries, parsed, timings)
+
+
+def _check_pts_order(report: VerifyReport, entries: list[_PtsEntry]) -> None:
+    """The segment lines' own pts: each segment starts after the previous one ended."""
+    for before, after in zip(entries, entries[1:]):
+        if after.first_pts_us <= before.last_pts_us:
+            report.problems.append(Problem(
+                FileProblemCode.PTS, f"{manifest.MANIFEST_NAME} line {after.line}",
+                f"segment {after.file} starts at pts {after.first_pts_us} µs, not after "
+                f"{before.file} ends ({before.last_pts_us} µs)", line=after.line,
+                file=after.file))
+
+
+def _check_decode_steps(report: VerifyReport, entries: list[_PtsEntry],
+                        timings: dict[str, dict[int, bmff.TrackTiming]]) -> None:
+    """Media decode times: continuous within and across segments, per track."""
     previous: dict[int, tuple[str, bmff.TrackTiming]] = {}
-    for _, obj in entries:
-        name = obj["file"]
+    for entry in entries:
+        name = entry.file
         if name not in timings:
             previous.clear()  # an unreadable segment in between: compare across it no further
             continue
@@ -349,28 +420,32 @@ def _check_timing(report: VerifyReport, segment_lines: list[tuple[int, dict[str,
                                       earlier.to_us(earlier.max_sample_duration) + 1000))
             previous[track_id] = (name, timing)
 
-    # the manifest's pts against the media, both measured from the first readable segment
-    readable = [(number, obj) for number, obj in entries if obj["file"] in timings
-                and timings[obj["file"]]]
+
+def _check_pts_against_media(report: VerifyReport, entries: list[_PtsEntry],
+                             parsed: dict[str, bmff.SegmentFile],
+                             timings: dict[str, dict[int, bmff.TrackTiming]]) -> None:
+    """The manifest's pts against the media, both measured from the first readable segment."""
+    readable = [entry for entry in entries if entry.file in timings and timings[entry.file]]
     if not readable:
         return
-    first_obj = readable[0][1]
-    media_origin = min(t.to_us(t.first_presentation) for t in timings[first_obj["file"]].values())
-    for number, obj in readable:
-        segment_timings = timings[obj["file"]]
-        tolerance = _tolerance_us(parsed[obj["file"]], segment_timings)
+    origin_entry = readable[0]
+    media_origin = min(t.to_us(t.first_presentation)
+                       for t in timings[origin_entry.file].values())
+    for entry in readable:
+        segment_timings = timings[entry.file]
+        tolerance = _tolerance_us(parsed[entry.file], segment_timings)
         media_first = min(t.to_us(t.first_presentation) for t in segment_timings.values())
         media_last = max(t.to_us(t.last_presentation) for t in segment_timings.values())
-        for label, media, stated in (("first", media_first, obj["first_pts_us"]),
-                                     ("last", media_last, obj["last_pts_us"])):
-            drift = (media - media_origin) - (stated - first_obj["first_pts_us"])
+        for label, media, stated in (("first", media_first, entry.first_pts_us),
+                                     ("last", media_last, entry.last_pts_us)):
+            drift = (media - media_origin) - (stated - origin_entry.first_pts_us)
             if abs(drift) > tolerance:
                 report.problems.append(Problem(
-                    ProblemCode.PTS, obj["file"],
+                    FileProblemCode.PTS, entry.file,
                     f"the {label} sample lies {drift:+d} µs from where line "
-                    f"{number}'s {label}_pts_us puts it (tolerance {tolerance} µs): the "
+                    f"{entry.line}'s {label}_pts_us puts it (tolerance {tolerance} µs): the "
                     "manifest and the media disagree about when it was recorded",
-                    line=number, file=obj["file"]))
+                    line=entry.line, file=entry.file))
 
 
 def _step(report: VerifyReport, step: Gap) -> None:
@@ -379,7 +454,7 @@ def _step(report: VerifyReport, step: Gap) -> None:
         size = f"{step.gap_us} µs ({step.gap_us / 1e6:.3f} s)"
         what = f"a gap of {size}" if step.gap_us > 0 else f"an overlap of {size}"
         report.problems.append(Problem(
-            ProblemCode.GAP, f"{step.before} -> {step.after}",
+            FileProblemCode.GAP, f"{step.before} -> {step.after}",
             f"{step.handler} track {step.track_id}: {what} in decode time (tolerance "
             f"{step.tolerance_us} µs): media is missing or out of order",
             file=step.after.split(" ")[0]))

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import keys, manifest, verify
+from ..manifest import EventKind
 from . import audit, catalogue
 from .audit import Action
 from .blobs import BlobStore, BlobWriter
@@ -243,17 +244,7 @@ class EvidenceStore:
         key = self.device_key(device_id)
         assert key is not None  # authenticate() passed
         manifest_sha256 = manifest.line_hash(data)
-        stored, _ = manifest.split_lines(data)
-        try:
-            header = manifest.parse_line(stored[0].rstrip(b"\n")) if stored else {}
-        except ValueError as exc:
-            raise BadRequestError(f"the manifest's first line is not JSON: {exc}") from None
-        if header.get("type") != "header":
-            raise BadRequestError("the manifest does not start with a header line")
-        if header.get("recording_id") != recording_id or header.get("device_id") != device_id:
-            raise BadRequestError(
-                f"the manifest is of recording {header.get('recording_id')!r} by device "
-                f"{header.get('device_id')!r}, but was sent as {recording_id!r} by {device_id!r}")
+        read = _read_arrival(recording_id, device_id, data)
         with self.engine.connect() as conn:
             row = self._recording_row(conn, recording_id, device_id)
         if row is not None and row.status == Status.VERIFIED:
@@ -261,11 +252,33 @@ class EvidenceStore:
                 return self.holdings(recording_id)
             raise ConflictError(f"recording {recording_id} is already verified with another "
                                 "manifest")
-        if not self.blobs.exists(manifest_sha256):
-            writer = self.blobs.begin(manifest_sha256)
+        self._store_blob(manifest_sha256, data)
+        report = self._verify(recording_id, key, data)
+        now = self.clock()
+        values = _catalogue_values(read, report)
+        with self.write_lock, self.engine.begin() as conn:
+            row = self._recording_row(conn, recording_id, device_id)
+            self._catalogue(conn, row, recording_id, device_id, now, dict(
+                values, status=Status.VERIFIED if report.ok else Status.FAILED,
+                manifest_sha256=manifest_sha256, manifest_bytes=len(data), verified_us=now))
+            if report.ok:
+                _enter_markers(conn, recording_id, read)
+            audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
+                         {"manifest_sha256": manifest_sha256, "verified": report.ok,
+                          "segments": values["segment_count"],
+                          "summary": values["verify_summary"][:500]})
+        return self.holdings(recording_id)
+
+    def _store_blob(self, sha256: str, data: bytes) -> None:
+        """Keep ``data`` under its SHA-256 (once: blobs never change)."""
+        if not self.blobs.exists(sha256):
+            writer = self.blobs.begin(sha256)
             writer.write(data)
             writer.commit()
 
+    def _verify(self, recording_id: str, key: Ed25519PublicKey,
+                data: bytes) -> verify.VerifyReport:
+        """Lay the held segments and ``data`` out as a recording directory and verify it."""
         with self.engine.connect() as conn:
             held = {r.file: r.sha256 for r in conn.execute(
                 select(segments.c.file, segments.c.sha256)
@@ -279,64 +292,27 @@ class EvidenceStore:
             # the blobs are stored under the SHA-256 computed as they arrived: no second pass
             report = verify.verify_recording(directory, trusted_key=key, known_sha256=held)
         report.path = report.manifest = recording_id
-        first = report.first_problem
-        summary = "ok" if first is None else f"{first.where}: {first.message}"
-        now = self.clock()
-        utc_start = header.get("utc_start")
-        try:
-            recorded_us: int | None = catalogue.parse_utc(utc_start) if isinstance(
-                utc_start, str) else None
-        except ValueError:
-            recorded_us = None
-        check_lines = [manifest.parse_line(line.rstrip(b"\n")) for line in stored
-                       if _parses(line)]
-        sealed_utc = next((obj.get("utc") for obj in check_lines
-                           if obj.get("type") == "sealed"), None)
-        try:
-            ended_us: int | None = catalogue.parse_utc(sealed_utc) if isinstance(
-                sealed_utc, str) else None
-        except ValueError:
-            ended_us = None
-        listed = [obj for obj in check_lines if obj.get("type") == "segment"]
-        officer_id = header.get("officer_id") if isinstance(header.get("officer_id"), str) else None
-        status = Status.VERIFIED if report.ok else Status.FAILED
-        with self.write_lock, self.engine.begin() as conn:
-            row = self._recording_row(conn, recording_id, device_id)
-            received = now if row is None else row.received_us
-            retain_from = recorded_us if recorded_us is not None else received
-            values = dict(officer_id=officer_id, status=status,
-                          utc_start=utc_start if isinstance(utc_start, str) else None,
-                          recorded_us=recorded_us, ended_us=ended_us,
-                          retain_until_us=retain_from + self.retention_us,
-                          manifest_sha256=manifest_sha256, manifest_bytes=len(data),
-                          verified_us=now, verify_summary=summary,
-                          verify_report=json.dumps(report.to_json(), sort_keys=True),
-                          segment_count=len(listed),
-                          total_bytes=sum(o["bytes"] for o in listed
-                                          if isinstance(o.get("bytes"), int)))
-            if row is None:
-                conn.execute(insert(recordings).values(recording_id=recording_id,
-                                                       device_id=device_id, received_us=now,
-                                                       **values))
-            else:
-                conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
-                             .values(**values))
-            if officer_id is not None and conn.execute(
-                    select(officers.c.officer_id)
-                    .where(officers.c.officer_id == officer_id)).first() is None:
-                conn.execute(insert(officers).values(officer_id=officer_id, first_seen_us=now))
-            if report.ok:
-                conn.execute(delete(markers).where(markers.c.recording_id == recording_id))
-                for obj in check_lines:
-                    if obj.get("type") == "event" and obj.get("event") == "marker":
-                        conn.execute(insert(markers).values(
-                            recording_id=recording_id, utc=str(obj.get("utc")),
-                            pts_us=obj.get("pts_us") if isinstance(obj.get("pts_us"), int)
-                            else None))
-            audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
-                         {"manifest_sha256": manifest_sha256, "verified": report.ok,
-                          "segments": len(listed), "summary": summary[:500]})
-        return self.holdings(recording_id)
+        return report
+
+    def _catalogue(self, conn: Connection, row: Any, recording_id: str, device_id: str,
+                   now: int, values: dict[str, Any]) -> None:
+        """Enter or update the recording's row, and its officer."""
+        received = now if row is None else row.received_us
+        recorded_us = values["recorded_us"]
+        values["retain_until_us"] = (recorded_us if recorded_us is not None else received) \
+            + self.retention_us
+        if row is None:
+            conn.execute(insert(recordings).values(recording_id=recording_id,
+                                                   device_id=device_id, received_us=now,
+                                                   **values))
+        else:
+            conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
+                         .values(**values))
+        officer_id = values["officer_id"]
+        if officer_id is not None and conn.execute(
+                select(officers.c.officer_id)
+                .where(officers.c.officer_id == officer_id)).first() is None:
+            conn.execute(insert(officers).values(officer_id=officer_id, first_seen_us=now))
 
     # -- reading (audited)
 
@@ -388,9 +364,57 @@ class EvidenceStore:
                 select(recordings.c.status, func.count()).group_by(recordings.c.status))}
 
 
-def _parses(line: bytes) -> bool:
+def _read_arrival(recording_id: str, device_id: str, data: bytes) -> manifest.ManifestLines:
+    """Read an arriving manifest; BadRequestError unless it starts with a header line of this
+    recording and device (a damaged one too: verification then says what is wrong with it)."""
+    read = manifest.read_lines(data)
+    first = read.lines[0] if read.lines else None
+    if first is not None and first.not_json is not None:
+        raise BadRequestError(f"the manifest's first line is not JSON: {first.not_json}")
+    if first is None or first.type != manifest.LineType.HEADER.value:
+        raise BadRequestError("the manifest does not start with a header line")
+    if first.value("recording_id") != recording_id or first.value("device_id") != device_id:
+        raise BadRequestError(
+            f"the manifest is of recording {first.value('recording_id')!r} by device "
+            f"{first.value('device_id')!r}, but was sent as {recording_id!r} by {device_id!r}")
+    return read
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _utc_us(value: Any) -> int | None:
+    """Microseconds of a manifest UTC string; None for anything else."""
     try:
-        manifest.parse_line(line.rstrip(b"\n"))
+        return catalogue.parse_utc(value) if isinstance(value, str) else None
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _catalogue_values(read: manifest.ManifestLines,
+                      report: verify.VerifyReport) -> dict[str, Any]:
+    """The catalogue's columns for a recording, from what its manifest says (a damaged line
+    included: a failed recording is catalogued as it claims to be) and its verify report."""
+    header = read.lines[0]
+    sealed = read.of_type(manifest.LineType.SEALED)
+    listed = read.of_type(manifest.LineType.SEGMENT)
+    first = report.first_problem
+    return dict(officer_id=_text(header.value("officer_id")),
+                utc_start=_text(header.value("utc_start")),
+                recorded_us=_utc_us(header.value("utc_start")),
+                ended_us=_utc_us(sealed[0].value("utc")) if sealed else None,
+                verify_summary="ok" if first is None else f"{first.where}: {first.message}",
+                verify_report=json.dumps(report.to_json(), sort_keys=True),
+                segment_count=len(listed),
+                total_bytes=sum(line.value("bytes") for line in listed
+                                if isinstance(line.value("bytes"), int)))
+
+
+def _enter_markers(conn: Connection, recording_id: str, read: manifest.ManifestLines) -> None:
+    """The officer's markers of a verified recording, replacing any entered before."""
+    conn.execute(delete(markers).where(markers.c.recording_id == recording_id))
+    for event in read.events():
+        if event.event == EventKind.MARKER.value:
+            conn.execute(insert(markers).values(recording_id=recording_id, utc=event.utc,
+                                                pts_us=event.pts_us))
