@@ -4,17 +4,27 @@ Only box headers and the small ``moov``/``moof`` boxes are read; media data (``m
 by seeking, so checking a 40 MB segment reads a few kilobytes. Every inconsistency (a box running
 past its parent or the file, a sample run pointing outside its ``mdat``, an unknown track) raises
 ``BoxFormatError`` naming the byte offset, so `bwv verify` can say where a segment breaks.
+
+`read_whole_fragments` is the same reader for a segment a power cut left torn: it stops at the
+first box that is not whole (or not valid) and returns the whole fragments before it, and where
+and why it stopped; recovery (recorder.segment_writer) keeps exactly those bytes.
+
+Every read is bounded by the file's own size: a box may not claim more bytes than remain, and a
+file may not declare more samples than it has bytes, so a crafted size or count field cannot make
+the reader allocate or loop beyond what the file holds.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
+from ._mux_py import TIMELINE_UUID
 from .errors import RecorderError
 
 # tfhd flags (ISO/IEC 14496-12 8.8.7)
@@ -202,6 +212,9 @@ class SegmentFile:
     tracks: dict[int, Track]
     fragments: tuple[Fragment, ...]
     top_level: tuple[Box, ...]
+    # the pts_us of decode time 0, from the moov's timeline ``uuid`` box (docs/formats.md); None
+    # when there is none, or it is too short to hold one
+    timeline_origin_us: int | None = None
 
     def timing(self) -> dict[int, TrackTiming]:
         """Per track with samples: its decode and presentation span, and gaps between fragments."""
@@ -326,8 +339,22 @@ class _RunLayout:
     data_size: int
 
 
+class _SampleBudget:
+    """How many more samples the file may declare: no more than it has bytes, so a crafted
+    count cannot make the reader build more entries than the file is long."""
+
+    def __init__(self, file_size: int) -> None:
+        self.remaining = file_size
+
+    def spend(self, count: int, trun: Box) -> None:
+        if count > self.remaining:
+            raise BoxFormatError(trun.offset, f"trun declares {count} samples, more than the "
+                                              "file has bytes left for: the box is damaged")
+        self.remaining -= count
+
+
 def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
-                implicit_base: int) -> list[_RunLayout]:
+                implicit_base: int, budget: _SampleBudget) -> list[_RunLayout]:
     base = moof.offset
     parts = _children(data, traf, base)
     reader = _Reader(data, _need(parts, "tfhd", traf), base)
@@ -365,6 +392,7 @@ def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
         if count > MAX_SAMPLES_PER_RUN:
             raise BoxFormatError(trun.offset, f"trun declares {count} samples, more than "
                                               f"{MAX_SAMPLES_PER_RUN}: the box is damaged")
+        budget.spend(count, trun)
         start = next_data
         if run_flags & TRUN_DATA_OFFSET:
             (offset,) = reader.take(">i")
@@ -404,9 +432,8 @@ def _join_runs(layouts: list[_RunLayout]) -> TrackRun:
                     first.first_sample_flags, first.data_offset)
 
 
-def _parse_moof(data: bytes, moof: Box, tracks: dict[int, Track]) -> tuple[int,
-                                                                          list[_RunLayout],
-                                                                          list[TrackRun]]:
+def _parse_moof(data: bytes, moof: Box, tracks: dict[int, Track],
+                budget: _SampleBudget) -> tuple[int, list[_RunLayout], list[TrackRun]]:
     children = _children(data, moof, moof.offset)
     reader = _Reader(data, _need(children, "mfhd", moof), moof.offset)
     reader.full_box()
@@ -415,7 +442,7 @@ def _parse_moof(data: bytes, moof: Box, tracks: dict[int, Track]) -> tuple[int,
     runs: list[TrackRun] = []
     implicit_base = moof.offset
     for traf in (box for box in children if box.type == "traf"):
-        traf_layouts = _parse_traf(data, traf, moof, tracks, implicit_base)
+        traf_layouts = _parse_traf(data, traf, moof, tracks, implicit_base, budget)
         if traf_layouts:
             implicit_base = traf_layouts[-1].data_start + traf_layouts[-1].data_size
             layouts.extend(traf_layouts)
@@ -423,37 +450,135 @@ def _parse_moof(data: bytes, moof: Box, tracks: dict[int, Track]) -> tuple[int,
     return sequence, layouts, runs
 
 
-def read_segment(source: Path | str | BinaryIO) -> SegmentFile:
+def _timeline_origin(data: bytes, moov: Box) -> int | None:
+    """The pts_us of decode time 0 from the moov's timeline ``uuid`` box, if it holds one."""
+    for box in _children(data, moov, moov.offset):
+        payload = box.payload_offset - moov.offset
+        if box.type == "uuid" and data[payload - 16:payload] == TIMELINE_UUID \
+                and box.end - box.payload_offset >= 12:
+            (origin,) = struct.unpack_from(">q", data, payload + 4)  # after version and flags
+            return int(origin)
+    return None
+
+
+def read_segment(source: Path | str | BinaryIO | bytes) -> SegmentFile:
     """Parse a fragmented MP4 file's structure; raises BoxFormatError at the first fault."""
+    return _with_file(source, lambda file: _read_segment(file, torn=False).segment)
+
+
+@dataclass(frozen=True)
+class WholeFragments:
+    """What `read_whole_fragments` keeps of a segment that may end in a torn box."""
+
+    segment: SegmentFile | None  # the whole fragments; None when the ftyp or moov is not whole
+    end: int  # file offset just past the last whole fragment (past the moov when none is)
+    stopped: BoxFormatError | None  # why reading stopped at ``end``; None at a clean end of file
+
+
+def read_whole_fragments(source: Path | str | BinaryIO | bytes) -> WholeFragments:
+    """The whole fragments of a segment a power cut may have torn: reading stops at the first
+    box that is cut short or does not parse, and keeps every fragment before it. Never raises
+    BoxFormatError: a file without a whole ``ftyp`` and ``moov`` has ``segment`` None."""
+    def read(file: BinaryIO) -> WholeFragments:
+        try:
+            parsed = _read_segment(file, torn=True)
+        except BoxFormatError as exc:
+            return WholeFragments(None, 0, exc)
+        return WholeFragments(parsed.segment, parsed.end, parsed.stopped)
+    return _with_file(source, read)
+
+
+_T = TypeVar("_T")
+
+
+def _with_file(source: Path | str | BinaryIO | bytes, read: Callable[[BinaryIO], _T]) -> _T:
+    if isinstance(source, bytes):
+        return read(io.BytesIO(source))
     if isinstance(source, (str, Path)):
         with open(source, "rb") as opened:
-            return _read_segment(opened)
-    return _read_segment(source)
+            return read(opened)
+    return read(source)
 
 
-def _read_segment(file: BinaryIO) -> SegmentFile:
-    size = file.seek(0, os.SEEK_END)
-    top = list(iter_file_boxes(file, size))
-    if not top or top[0].type != "ftyp":
-        raise BoxFormatError(0, "the file does not start with an 'ftyp' box: not an MP4")
-    file.seek(top[0].offset)
-    ftyp_data = file.read(top[0].size)
-    reader = _Reader(ftyp_data, top[0], 0)
-    major_raw = ftyp_data[top[0].header_size:top[0].header_size + 4]
+def _top_level(file: BinaryIO, size: int,
+               torn: bool) -> tuple[list[Box], BoxFormatError | None]:
+    """The top-level boxes; in torn mode those before the first one that is not whole, and the
+    fault there. A size of 0 ("to the end of the file") cannot be told whole: torn mode stops."""
+    boxes: list[Box] = []
+    try:
+        for box in iter_file_boxes(file, size):
+            if torn and box.end == size and _declared_size(file, box) == 0:
+                raise BoxFormatError(box.offset, f"box {box.type!r} declares size 0 (to the end "
+                                                 "of the file): it cannot be told whole")
+            boxes.append(box)
+    except BoxFormatError as exc:
+        if not torn:
+            raise
+        return boxes, exc
+    return boxes, None
+
+
+def _declared_size(file: BinaryIO, box: Box) -> int:
+    file.seek(box.offset)
+    (size,) = struct.unpack(">I", file.read(4))
+    return int(size)
+
+
+def _read_ftyp(file: BinaryIO, ftyp: Box) -> tuple[str, tuple[str, ...]]:
+    """(major brand, compatible brands)."""
+    file.seek(ftyp.offset)
+    data = file.read(ftyp.size)
+    reader = _Reader(data, ftyp, ftyp.offset)
+    major_raw = data[ftyp.header_size:ftyp.header_size + 4]
     reader.take(">II")  # the ftyp must hold at least its major brand and minor version
-    brands = tuple(_box_type(ftyp_data[i:i + 4])
-                   for i in range(top[0].header_size + 8, top[0].size - 3, 4))
-    tracks: dict[int, Track] | None = None
-    fragments: list[Fragment] = []
-    pending: tuple[Box, int, list[_RunLayout], list[TrackRun]] | None = None
-    last_sequence = 0
+    brands = tuple(_box_type(data[i:i + 4]) for i in range(ftyp.header_size + 8, ftyp.size - 3, 4))
+    return _box_type(major_raw), brands
 
-    def close_fragment(mdat: Box | None, at: int) -> None:
-        nonlocal pending
-        if pending is None:
+
+class _Fragments:
+    """The top-level boxes after the ftyp, one by one: the moov, then moof + mdat pairs."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file = file
+        self.budget = _SampleBudget(size)
+        self.tracks: dict[int, Track] | None = None
+        self.origin: int | None = None
+        self.moov_end = 0
+        self.fragments: list[Fragment] = []
+        self.pending: tuple[Box, int, list[_RunLayout], list[TrackRun]] | None = None
+        self.last_sequence = 0
+
+    def _read(self, box: Box) -> bytes:
+        self.file.seek(box.offset)
+        return self.file.read(box.size)
+
+    def add(self, box: Box) -> None:
+        if box.type == "moov":
+            if self.tracks is not None:
+                raise BoxFormatError(box.offset, "a second 'moov' box")
+            data = self._read(box)
+            self.tracks = _parse_moov(data, box)
+            self.origin = _timeline_origin(data, box)
+            self.moov_end = box.end
+        elif box.type == "moof":
+            if self.tracks is None:
+                raise BoxFormatError(box.offset, "a 'moof' before the 'moov'")
+            self.close(None, box.offset)
+            sequence, layouts, runs = _parse_moof(self._read(box), box, self.tracks, self.budget)
+            if sequence <= self.last_sequence:
+                raise BoxFormatError(box.offset, f"fragment sequence number {sequence} does not "
+                                                 f"follow {self.last_sequence}")
+            self.last_sequence = sequence
+            self.pending = (box, sequence, layouts, runs)
+        elif box.type == "mdat" and self.pending is not None:
+            self.close(box, box.offset)
+
+    def close(self, mdat: Box | None, at: int) -> None:
+        """End the pending fragment with its ``mdat`` (None: there is none, a fault)."""
+        if self.pending is None:
             return
-        moof, sequence, layouts, runs = pending
-        pending = None
+        moof, sequence, layouts, runs = self.pending
+        self.pending = None
         if mdat is None:
             raise BoxFormatError(at, f"the fragment at byte {moof.offset} has no 'mdat' after "
                                      "its 'moof'")
@@ -464,29 +589,41 @@ def _read_segment(file: BinaryIO) -> SegmentFile:
                                      f"(bytes {layout.data_start}-"
                                      f"{layout.data_start + layout.data_size}) lie outside the "
                                      f"fragment's mdat (bytes {mdat.payload_offset}-{mdat.end})")
-        fragments.append(Fragment(moof.offset, sequence, tuple(runs), mdat))
+        self.fragments.append(Fragment(moof.offset, sequence, tuple(runs), mdat))
 
-    for box in top[1:]:
-        if box.type == "moov":
-            if tracks is not None:
-                raise BoxFormatError(box.offset, "a second 'moov' box")
-            file.seek(box.offset)
-            tracks = _parse_moov(file.read(box.size), box)
-        elif box.type == "moof":
-            if tracks is None:
-                raise BoxFormatError(box.offset, "a 'moof' before the 'moov'")
-            close_fragment(None, box.offset)
-            file.seek(box.offset)
-            sequence, layouts, runs = _parse_moof(file.read(box.size), box, tracks)
-            if sequence <= last_sequence:
-                raise BoxFormatError(box.offset, f"fragment sequence number {sequence} does not "
-                                                 f"follow {last_sequence}")
-            last_sequence = sequence
-            pending = (box, sequence, layouts, runs)
-        elif box.type == "mdat":
-            if pending is not None:
-                close_fragment(box, box.offset)
-    close_fragment(None, size)
-    if tracks is None:
-        raise BoxFormatError(size, "the file has no 'moov' box")
-    return SegmentFile(size, _box_type(major_raw), brands, tracks, tuple(fragments), tuple(top))
+
+@dataclass(frozen=True)
+class _Parsed:
+    segment: SegmentFile
+    end: int
+    stopped: BoxFormatError | None
+
+
+def _read_segment(file: BinaryIO, torn: bool) -> _Parsed:
+    """The segment's structure. Strict (``torn`` False): the first fault raises. Torn: a fault
+    after the moov ends the reading there, keeping the whole fragments before it."""
+    size = file.seek(0, os.SEEK_END)
+    top, stopped = _top_level(file, size, torn)
+    if not top and stopped is not None:
+        raise stopped
+    if not top or top[0].type != "ftyp":
+        raise BoxFormatError(0, "the file does not start with an 'ftyp' box: not an MP4")
+    major, brands = _read_ftyp(file, top[0])
+    fragments = _Fragments(file, size)
+    try:
+        for box in top[1:]:
+            fragments.add(box)
+        if stopped is None:  # a moof just before a torn box lost its mdat to the tear
+            fragments.close(None, size)
+    except BoxFormatError as exc:
+        if not torn or fragments.tracks is None:
+            raise
+        stopped = exc
+    if fragments.tracks is None:
+        raise stopped or BoxFormatError(size, "the file has no 'moov' box")
+    whole = fragments.fragments
+    end = whole[-1].mdat.end if whole else fragments.moov_end
+    kept = tuple(box for box in top if box.end <= end) if torn else tuple(top)
+    segment = SegmentFile(size, major, brands, fragments.tracks, tuple(whole), kept,
+                          fragments.origin)
+    return _Parsed(segment, end, stopped)

@@ -768,8 +768,9 @@ def _header_problems(read: ManifestLines,
     if first is None:
         return [], found
     if not isinstance(first, Header):
-        return [LineProblem(1, LineProblemCode.STRUCTURE,
-                            f"line 1 is a {first.obj['type']!r} line; it must be the header")], found
+        problem = LineProblem(1, LineProblemCode.STRUCTURE,
+                              f"line 1 is a {first.obj['type']!r} line; it must be the header")
+        return [problem], found
     problems = _header_key_problems(first, trusted_key, found)
     if first.format != FORMAT:
         problems.append(LineProblem(1, LineProblemCode.STRUCTURE,

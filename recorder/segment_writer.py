@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from .access_unit import AccessUnit
-from . import durability
+from . import bmff, durability
 from .clock import ClockAnchor
 from .errors import RecorderError
 from .mux import FragmentedMp4Muxer, MuxedFragment
@@ -33,16 +33,6 @@ log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 SEGMENT_NAME = re.compile(r"^(\d{6})\.mp4$")
-
-# The moov box that records the timeline origin (see recorder/_mux_py.py).
-_TIMELINE_UUID = bytes.fromhex("c561d76e99bb5327a123c4a25c94c155")
-_TRUN_DATA_OFFSET = 0x000001
-_TRUN_FIRST_SAMPLE_FLAGS = 0x000004
-_TRUN_DURATION = 0x000100
-_TRUN_SIZE = 0x000200
-_TRUN_FLAGS = 0x000400
-_TRUN_CTO = 0x000800
-_TFHD_BASE_DATA_OFFSET = 0x000001
 
 
 class SegmentWriterError(RecorderError):
@@ -248,69 +238,11 @@ class SegmentWriter:
 
 # -- recovery ------------------------------------------------------------------------------------
 
-class _Track(NamedTuple):
-    timescale: int
-    video: bool
-
-
 class _Scan(NamedTuple):
     end: int  # bytes up to the end of the last whole fragment
     fragments: int
     first_pts_us: int
     last_pts_us: int
-
-
-def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int, int]]:
-    """Complete boxes (type, offset, payload offset, end) from start; stops at the first torn one."""
-    found = []
-    position = start
-    while position + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, position)
-        header = 8
-        if size == 1:
-            if position + 16 > end:
-                break
-            (size,) = struct.unpack_from(">Q", data, position + 8)
-            header = 16
-        if size < header or position + size > end:
-            break
-        found.append((kind, position, position + header, position + size))
-        position += size
-    return found
-
-
-def _child(data: bytes, parent: tuple[bytes, int, int, int], kind: bytes,
-           skip: int = 0) -> tuple[bytes, int, int, int] | None:
-    for box in _boxes(data, parent[2] + skip, parent[3]):
-        if box[0] == kind:
-            return box
-    return None
-
-
-def _read_moov(data: bytes, moov: tuple[bytes, int, int, int]) -> tuple[dict[int, _Track], int]:
-    tracks: dict[int, _Track] = {}
-    origin = 0
-    for box in _boxes(data, moov[2], moov[3]):
-        if box[0] == b"uuid" and data[box[2]:box[2] + 16] == _TIMELINE_UUID:
-            (origin,) = struct.unpack_from(">q", data, box[2] + 20)
-        if box[0] != b"trak":
-            continue
-        tkhd = _child(data, box, b"tkhd")
-        mdia = _child(data, box, b"mdia")
-        if tkhd is None or mdia is None:
-            raise ValueError("trak without tkhd or mdia")
-        mdhd = _child(data, mdia, b"mdhd")
-        hdlr = _child(data, mdia, b"hdlr")
-        if mdhd is None or hdlr is None:
-            raise ValueError("mdia without mdhd or hdlr")
-        wide = data[tkhd[2]] == 1
-        (track_id,) = struct.unpack_from(">I", data, tkhd[2] + (20 if wide else 12))
-        wide = data[mdhd[2]] == 1
-        (timescale,) = struct.unpack_from(">I", data, mdhd[2] + (20 if wide else 12))
-        if timescale == 0:
-            raise ValueError("timescale 0")
-        tracks[track_id] = _Track(timescale, data[hdlr[2] + 8:hdlr[2] + 12] == b"vide")
-    return tracks, origin
 
 
 def _plausible_video_sample(data: bytes, start: int, size: int) -> bool:
@@ -327,86 +259,40 @@ def _plausible_video_sample(data: bytes, start: int, size: int) -> bool:
     return True
 
 
-def _read_fragment(data: bytes, moof: tuple[bytes, int, int, int],
-                   mdat: tuple[bytes, int, int, int], tracks: dict[int, _Track],
-                   origin: int) -> list[int]:
-    """pts_us of every video sample of one fragment (the muxer's first/last pts are those of
-    video), after checking that every sample lies in the fragment's mdat."""
+def _video_pts(data: bytes, segment: bmff.SegmentFile, fragment: bmff.Fragment) -> list[int]:
+    """pts_us of every video sample of one whole fragment (the muxer's first/last pts are those
+    of video), or [] when a video sample is not NAL units (a tail the disk filled with zeros)."""
+    origin = segment.timeline_origin_us or 0
     times: list[int] = []
-    for traf in _boxes(data, moof[2], moof[3]):
-        if traf[0] != b"traf":
+    for run in fragment.runs:
+        track = segment.tracks[run.track_id]
+        if track.handler != "vide":
             continue
-        tfhd = _child(data, traf, b"tfhd")
-        tfdt = _child(data, traf, b"tfdt")
-        if tfhd is None or tfdt is None:
-            raise ValueError("traf without tfhd or tfdt")
-        flags, track_id = struct.unpack_from(">II", data, tfhd[2])
-        track = tracks[track_id]
-        base = struct.unpack_from(">Q", data, tfhd[2] + 8)[0] if flags & _TFHD_BASE_DATA_OFFSET \
-            else moof[1]
-        decode = struct.unpack_from(">Q" if data[tfdt[2]] == 1 else ">I", data, tfdt[2] + 4)[0]
-        for run in _boxes(data, traf[2], traf[3]):
-            if run[0] != b"trun":
-                continue
-            version_flags, count = struct.unpack_from(">II", data, run[2])
-            run_flags = version_flags & 0xFFFFFF
-            position = run[2] + 8
-            offset = 0
-            if run_flags & _TRUN_DATA_OFFSET:
-                (offset,) = struct.unpack_from(">i", data, position)
-                position += 4
-            if run_flags & _TRUN_FIRST_SAMPLE_FLAGS:
-                position += 4
-            fields = [f for f in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTO)
-                      if run_flags & f]
-            if position + 4 * len(fields) * count > run[3]:
-                raise ValueError("trun runs past its box")
-            at = base + offset
-            for _ in range(count):
-                values = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", data, position)))
-                position += 4 * len(fields)
-                size = values.get(_TRUN_SIZE, 0)
-                if at < mdat[2] or at + size > mdat[3]:
-                    raise ValueError("sample outside its mdat")
-                if track.video and not _plausible_video_sample(data, at, size):
-                    raise ValueError("video sample is not length-prefixed NAL units")
-                cto = values.get(_TRUN_CTO, 0)
-                if version_flags >> 24 == 1 and cto >= 1 << 31:
-                    cto -= 1 << 32
-                ticks = decode + cto
-                if track.video:
-                    times.append(origin + (ticks * 1_000_000 + track.timescale // 2)
-                                 // track.timescale)
-                decode += values.get(_TRUN_DURATION, 0)
-                at += size
-    if not times:
-        raise ValueError("fragment without video samples")
+        position = run.data_offset
+        for size, ticks in zip(run.sizes, run.presentation_times()):
+            if not _plausible_video_sample(data, position, size):
+                return []
+            times.append(origin + (ticks * 1_000_000 + track.timescale // 2) // track.timescale)
+            position += size
     return times
 
 
 def scan_whole_fragments(data: bytes) -> _Scan:
-    """Where the last whole fragment of a (possibly torn) segment ends, and what it holds."""
-    top = _boxes(data, 0, len(data))
-    empty = _Scan(0, 0, 0, 0)
-    if len(top) < 2 or top[0][0] != b"ftyp" or top[1][0] != b"moov":
-        return empty
-    try:
-        tracks, origin = _read_moov(data, top[1])
-    except (ValueError, struct.error):
-        return empty
-    end, fragments, first, last = 0, 0, 0, 0
-    for moof, mdat in zip(top[2::2], top[3::2]):
-        if moof[0] != b"moof" or mdat[0] != b"mdat":
+    """Where the last whole fragment of a (possibly torn) segment ends, and what it holds: the
+    fragments `bmff.read_whole_fragments` finds whole, up to the first without video samples
+    that are NAL units."""
+    segment = bmff.read_whole_fragments(data).segment
+    scan = _Scan(0, 0, 0, 0)
+    if segment is None:
+        return scan
+    for fragment in segment.fragments:
+        times = _video_pts(data, segment, fragment)
+        if not times:
             break
-        try:
-            times = _read_fragment(data, moof, mdat, tracks, origin)
-        except (ValueError, KeyError, struct.error):
-            break
-        first = min(times) if not fragments else min(first, min(times))
-        last = max(times) if not fragments else max(last, max(times))
-        fragments += 1
-        end = mdat[3]
-    return _Scan(end, fragments, first, last) if fragments else empty
+        first = min(times) if not scan.fragments else min(scan.first_pts_us, min(times))
+        last = max(times) if not scan.fragments else max(scan.last_pts_us, max(times))
+        scan = _Scan(fragment.mdat.end, scan.fragments + 1, first, last)
+    return scan
 
 
 def recover_segment(partial: Path | str, *, clock: ClockAnchor) -> SealedSegment | None:

@@ -211,6 +211,32 @@ def test_a_copied_segment_is_named_as_a_copy(recording: Path) -> None:
     assert problem.code is ProblemCode.EXTRA_FILE and "copy of 000002.mp4" in problem.message
 
 
+
+def test_an_unlisted_file_is_hashed_once_whatever_the_number_of_segments(
+        recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(recording / "000003.mp4", recording / "spare.mp4")
+    hashed: list[str] = []
+    real = verify._hash_file
+
+    def counting(path: Path) -> tuple[str, int]:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(verify, "_hash_file", counting)
+    report = verify.verify_recording(recording)
+    assert len(report.segments) >= 3
+    assert "copy of 000003.mp4" in report.problems[0].message
+    assert hashed.count("spare.mp4") == 1
+    assert sorted(hashed) == sorted([s.file for s in report.segments] + ["spare.mp4"])
+
+
+def test_the_manifests_problem_codes_are_the_manifests_own_members() -> None:
+    from recorder.manifest import LineProblemCode
+
+    for code in LineProblemCode:
+        assert getattr(ProblemCode, code.name) is code
+    assert ProblemCode.SHA256 is verify.FileProblemCode.SHA256
+
 # --- tampering with the manifest
 
 
