@@ -159,7 +159,8 @@ def _upload(args: argparse.Namespace) -> int:
             print(f"kept {outcome.recording_id}: {outcome.error}", file=sys.stderr)
     for path in summary.skipped_unsealed:
         if not args.quiet:
-            print(f"skipped {path.name}: not sealed (still recording, or needs recovery)")
+            print(f"skipped {path.name}: not sealed, or its manifest does not read (still "
+                  f"recording, needs recovery, or damaged: `bwv verify {path}` says which)")
     if not summary.outcomes and not args.quiet:
         print(f"nothing to upload in {recordings_dir}")
     return EXIT_OK if summary.ok else EXIT_FAILED
