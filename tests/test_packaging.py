@@ -115,6 +115,59 @@ def test_what_each_module_imports_at_load_time_is_declared() -> None:
                             "dependencies:\n" + "\n".join(undeclared))
 
 
+def own_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's own modules that module ``name`` imports anywhere in it, function bodies
+    included (a lazy import is still an edge of the import graph)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package[:len(package) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            targets.add(base)
+            targets.update(f"{base}.{alias.name}" for alias in node.names)  # submodules
+    return (targets & known) - {name}
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as [a, b, ..., a], or None when it has none."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        path.append(node)
+        for target in sorted(graph[node]):
+            if (cycle := visit(target)) is not None:
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if (cycle := visit(start)) is not None:
+            return cycle
+    return None
+
+
+def test_imports_between_the_package_modules_run_one_way() -> None:
+    """A base class sharing a module with the factory that imports its subclasses made cycles
+    (sources -> picamera2_source -> sources): base classes live in modules of their own."""
+    found = modules()
+    graph = {name: own_imports(name, path, set(found)) for name, path in found.items()}
+    assert sum(len(targets) for targets in graph.values()) > len(graph)  # not vacuous
+    assert import_cycle(graph) is None, " -> ".join(import_cycle(graph) or [])
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
 # A script run inside the base-only venv: imports every module, reports what failed and why.
 IMPORT_ALL = """
 import importlib, json, sys, warnings
