@@ -10,6 +10,7 @@ as a newcomer's `bash scripts/run` would.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tomllib
 import venv
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -94,11 +96,16 @@ def load_time_imports(path: Path) -> set[str]:
     return names
 
 
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # reads every installed distribution
+
+
 def distribution_of(import_name: str) -> set[str]:
     """The installed distributions providing ``import_name`` (empty: standard library or ours)."""
     if import_name in sys.stdlib_module_names or import_name == "recorder":
         return set()
-    providers = importlib.metadata.packages_distributions().get(import_name)
+    providers = _packages_distributions().get(import_name)
     assert providers, f"{import_name} is imported but no installed distribution provides it"
     return {canonicalize_name(name) for name in providers}
 
@@ -198,9 +205,12 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-w", str(root / "wheels"), str(source)],
                    env=env, check=True, capture_output=True, timeout=600)
     target = root / "venv"
-    venv.create(target, with_pip=True)
+    # No pip of its own (ensurepip takes seconds): this venv's pip installs into it (--python),
+    # without compiling every dependency's modules (--no-compile: those imported compile then).
+    venv.create(target, with_pip=False)
     [wheel] = (root / "wheels").glob("bwv_recorder-*.whl")
-    subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"),
+                    "install", "-q", "--no-compile", str(wheel)],
                    check=True, capture_output=True, timeout=600)
     return target
 
