@@ -90,3 +90,16 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.numprocesses = "auto"
         if config.option.dist == "no":
             config.option.dist = "loadfile"
+
+
+@pytest.fixture
+def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.fsync and os.fdatasync do nothing, in this process, for one test.
+
+    For tests of what is uploaded, catalogued or kept, where durability is not what is checked:
+    they run hundreds of fsyncs, slow on a busy disk. Never for a test of durability, power cuts
+    or the order of writes and syncs (the manifest, the segment writer, recovery)."""
+    import os
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: None)
