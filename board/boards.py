@@ -7,6 +7,7 @@ failed, a stop from elsewhere). Every board has `close()` and is a context manag
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -18,7 +19,7 @@ import tty
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from gpiozero.pins import Factory
 
@@ -32,6 +33,19 @@ from .patterns import Cue, Mode
 from .settings import BoardSettings
 
 Clock = Callable[[], float]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_Part = TypeVar("_Part", bound=_Closable)
+
+
+def _closed_on_failure(made: contextlib.ExitStack[bool | None], part: _Part) -> _Part:
+    """``part``, to be closed when ``made`` unwinds on a failure."""
+    made.callback(part.close)
+    return part
 
 
 class Board(Protocol):
@@ -94,19 +108,26 @@ class GpioBoard(_BoardBase):
                  clock: Clock = time.monotonic, run_thread: bool = True) -> None:
         super().__init__()
         self.loop = BoardLoop([], clock)
-        self.button = RecordButton(settings, self._events.put, pin_factory=pin_factory,
-                                   clock=clock, wake=self.loop.wake)
-        self.aux = [AuxTrigger(pin, self.button, active_low=settings.aux_active_low,
-                               pin_factory=pin_factory) for pin in settings.aux_pins]
-        self.dock = (DockSense(settings.dock_pin, self._events.put, pin_factory=pin_factory,
-                               active_low=settings.dock_active_low, clock=clock)
-                     if settings.dock_pin is not None else None)
-        self.indicators = Indicators(settings, pin_factory=pin_factory, clock=clock,
-                                     wake=self.loop.wake)
-        self.loop.add(self.button)
-        self.loop.add(self.indicators)
-        if run_thread:
-            self.loop.start()
+        # A part that fails (a pin in use, a bad pin) must not leave the parts before it holding
+        # their pins: each part made is closed again unless the whole board is made.
+        with contextlib.ExitStack() as made:
+            self.button = _closed_on_failure(made, RecordButton(
+                settings, self._events.put, pin_factory=pin_factory, clock=clock,
+                wake=self.loop.wake))
+            self.aux = [_closed_on_failure(made, AuxTrigger(
+                pin, self.button, active_low=settings.aux_active_low, pin_factory=pin_factory))
+                for pin in settings.aux_pins]
+            self.dock = (_closed_on_failure(made, DockSense(
+                settings.dock_pin, self._events.put, pin_factory=pin_factory,
+                active_low=settings.dock_active_low, clock=clock))
+                if settings.dock_pin is not None else None)
+            self.indicators = _closed_on_failure(made, Indicators(
+                settings, pin_factory=pin_factory, clock=clock, wake=self.loop.wake))
+            self.loop.add(self.button)
+            self.loop.add(self.indicators)
+            if run_thread:
+                self.loop.start()
+            made.pop_all()
 
     @property
     def docked(self) -> bool:

@@ -8,6 +8,7 @@ done by `BoardLoop` calling `advance` at each `next_deadline`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -159,9 +160,13 @@ class Indicators(_Closing):
         self._wake = wake
         self._lock = threading.Lock()
         self._plan = IndicatorPlan(settings, clock())
-        self.red = LED(settings.red_led_pin, pin_factory=pin_factory)
-        self.green = LED(settings.green_led_pin, pin_factory=pin_factory)
-        self.beeper = Buzzer(settings.buzzer_pin, pin_factory=pin_factory)
+        with contextlib.ExitStack() as made:  # a pin in use: free the LEDs made before it
+            self.red = LED(settings.red_led_pin, pin_factory=pin_factory)
+            made.callback(self.red.close)
+            self.green = LED(settings.green_led_pin, pin_factory=pin_factory)
+            made.callback(self.green.close)
+            self.beeper = Buzzer(settings.buzzer_pin, pin_factory=pin_factory)
+            made.pop_all()
         self._write(self._plan.levels())
 
     @property

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from .access_unit import AUDIO, AccessUnit
 from .board import Board, BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
 from .board import StealthNotAllowedError
-from .errors import RecorderError
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,6 @@ class State(enum.Enum):
     RECORDING = "recording"
     STOPPING = "stopping"
     DOCKED = "docked"
-    ERROR = "error"
-
-
-class StorageFullError(RecorderError, OSError):
-    """Too little free space to start (or go on) recording."""
 
 
 class Recording(Protocol):

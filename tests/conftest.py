@@ -65,3 +65,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "pi" in item.keywords:
             item.add_marker(skip)
+
+
+# --- the suite on every core ---------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The whole suite (`bash scripts/test`, `pytest` with no paths, `-k`/`-m` allowed) runs on
+    every core: pytest-xdist ``-n auto``, whole files per worker so that a module's fixtures are
+    made once. Named files run in this process (starting workers costs seconds), as does any run
+    given ``-n``, ``-p no:xdist``, ``--pdb``/``--trace`` (which xdist refuses) or
+    ``--collect-only``, an xdist worker itself, and a run without xdist installed (the aarch64
+    tests under emulation).
+
+    This is here and not in pyproject's addopts so that ``pytest benches/`` stays serial
+    (pytest-benchmark measures nothing under xdist) and a run without xdist still parses.
+    """
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.args_source is not pytest.Config.ArgsSource.TESTPATHS
+            or config.option.usepdb or config.option.trace or config.option.collectonly):
+        return
+    if config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadfile"
+
+
+@pytest.fixture
+def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.fsync and os.fdatasync do nothing, in this process, for one test.
+
+    For tests of what is uploaded, catalogued or kept, where durability is not what is checked:
+    they run hundreds of fsyncs, slow on a busy disk. Never for a test of durability, power cuts
+    or the order of writes and syncs (the manifest, the segment writer, recovery)."""
+    import os
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: None)

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import gpiozero.pins.mock
 import pytest
-from gpiozero import Device
+from gpiozero import Device, DigitalOutputDevice, GPIOPinInUse
+from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from recorder.board import (BoardEventKind, BoardSettings, Condition, Cue, GpioBoard,
@@ -17,12 +18,23 @@ from recorder.board import (BoardEventKind, BoardSettings, Condition, Cue, GpioB
 START, STOP, MARKER = BoardEventKind.START, BoardEventKind.STOP, BoardEventKind.MARKER
 
 
+class NotInjectedFactory(Factory):  # type: ignore[misc]  # gpiozero has no type hints
+    """gpiozero's default factory during these tests: a device built without the injected
+    factory fails instead of quietly finding a MockFactory installed globally."""
+
+    def reserve_pins(self, requester: object, *pins: object) -> None:
+        raise AssertionError(f"{requester!r} was built without the injected pin factory")
+
+    def pin(self, spec: object) -> object:
+        raise AssertionError(f"pin {spec!r} asked of gpiozero's default pin factory")
+
+
 @pytest.fixture
 def mock_factory() -> Iterator[MockFactory]:
-    """Installs a fresh MockFactory as gpiozero's default, and restores the previous one."""
+    """A fresh MockFactory to inject; gpiozero's default meanwhile refuses every pin."""
     saved = Device.pin_factory
+    Device.pin_factory = NotInjectedFactory()
     factory = MockFactory()
-    Device.pin_factory = factory
     yield factory
     factory.reset()
     Device.pin_factory = saved
@@ -314,3 +326,20 @@ def test_threaded_board_reports_a_double_press(mock_factory: MockFactory) -> Non
             button.drive_high()
         event = board.get_event(timeout=5)
         assert event is not None and event.kind is START
+
+
+def test_a_board_without_the_injected_factory_is_refused(mock_factory: MockFactory) -> None:
+    with pytest.raises(AssertionError, match="without the injected pin factory"):
+        GpioBoard(BoardSettings(), run_thread=False)
+
+
+# button, aux trigger, dock sense, red LED, green LED, beeper: in the order the board claims them
+@pytest.mark.parametrize("busy", [17, 25, 24, 27, 22, 23])
+def test_a_failed_construction_leaves_every_pin_free(mock_factory: MockFactory,
+                                                    clock: ManualClock, busy: int) -> None:
+    other_program = DigitalOutputDevice(busy, pin_factory=mock_factory)
+    with pytest.raises(GPIOPinInUse):
+        make_board(mock_factory, clock, aux_pins=(25,))
+    other_program.close()
+    board = make_board(mock_factory, clock, aux_pins=(25,))  # raises if a pin was kept
+    board.close()

@@ -10,6 +10,7 @@ as a newcomer's `bash scripts/run` would.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tomllib
 import venv
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -94,11 +96,16 @@ def load_time_imports(path: Path) -> set[str]:
     return names
 
 
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # reads every installed distribution
+
+
 def distribution_of(import_name: str) -> set[str]:
     """The installed distributions providing ``import_name`` (empty: standard library or ours)."""
     if import_name in sys.stdlib_module_names or import_name == "recorder":
         return set()
-    providers = importlib.metadata.packages_distributions().get(import_name)
+    providers = _packages_distributions().get(import_name)
     assert providers, f"{import_name} is imported but no installed distribution provides it"
     return {canonicalize_name(name) for name in providers}
 
@@ -113,6 +120,59 @@ def test_what_each_module_imports_at_load_time_is_declared() -> None:
                 undeclared.append(f"{name} imports {import_name} ({', '.join(sorted(providers))})")
     assert not undeclared, ("imported when the module loads, but not in its install's "
                             "dependencies:\n" + "\n".join(undeclared))
+
+
+def own_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's own modules that module ``name`` imports anywhere in it, function bodies
+    included (a lazy import is still an edge of the import graph)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package[:len(package) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            targets.add(base)
+            targets.update(f"{base}.{alias.name}" for alias in node.names)  # submodules
+    return (targets & known) - {name}
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as [a, b, ..., a], or None when it has none."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        path.append(node)
+        for target in sorted(graph[node]):
+            if (cycle := visit(target)) is not None:
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if (cycle := visit(start)) is not None:
+            return cycle
+    return None
+
+
+def test_imports_between_the_package_modules_run_one_way() -> None:
+    """A base class sharing a module with the factory that imports its subclasses made cycles
+    (sources -> picamera2_source -> sources): base classes live in modules of their own."""
+    found = modules()
+    graph = {name: own_imports(name, path, set(found)) for name, path in found.items()}
+    assert sum(len(targets) for targets in graph.values()) > len(graph)  # not vacuous
+    assert import_cycle(graph) is None, " -> ".join(import_cycle(graph) or [])
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
 # A script run inside the base-only venv: imports every module, reports what failed and why.
@@ -145,9 +205,12 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-w", str(root / "wheels"), str(source)],
                    env=env, check=True, capture_output=True, timeout=600)
     target = root / "venv"
-    venv.create(target, with_pip=True)
+    # No pip of its own (ensurepip takes seconds): this venv's pip installs into it (--python),
+    # without compiling every dependency's modules (--no-compile: those imported compile then).
+    venv.create(target, with_pip=False)
     [wheel] = (root / "wheels").glob("bwv_recorder-*.whl")
-    subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"),
+                    "install", "-q", "--no-compile", str(wheel)],
                    check=True, capture_output=True, timeout=600)
     return target
 

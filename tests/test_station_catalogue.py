@@ -20,6 +20,9 @@ from recorder.station.errors import ConflictError, RequestAuthError
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.request_signing import EMPTY_SHA256, parse_headers, sign_request
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 __all__ = ["catalogue_url", "postgres_cluster"]  # fixtures used by name below
 
 

@@ -17,6 +17,9 @@ from recorder import cli, keys
 from recorder.keys import DeviceKey
 from recorder.station import catalogue
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 
 def bwv(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = cli.main(list(args))

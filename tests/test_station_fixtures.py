@@ -41,6 +41,23 @@ def recording_id_for(utc_start: str, device_id: str) -> str:
     return utc_start.replace("-", "").replace(":", "")[:15] + "Z-" + device_id
 
 
+# Segments of each length, encoded once per test process and copied into every recording: the
+# encoding is deterministic (the same bytes each time), and it was most of these tests' time.
+_TEMPLATES = tempfile.TemporaryDirectory(prefix="bwv-segment-templates-")
+_template_spans: dict[int, list[tuple[str, int, int, int]]] = {}
+
+
+def _segment_template(seconds: int) -> tuple[Path, list[tuple[str, int, int, int]]]:
+    """The directory of the segments for ``seconds`` of test media, and for each segment its
+    file name, first and last pts (microseconds) and video keyframe count."""
+    template = Path(_TEMPLATES.name) / f"{seconds}s"
+    if seconds not in _template_spans:
+        written = write_segments(template, seconds=seconds, segment_seconds=2)
+        _template_spans[seconds] = [(w.path.name, w.first_pts_us, w.last_pts_us,
+                                     w.video_keyframes) for w in written]
+    return template, _template_spans[seconds]
+
+
 def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
                    utc_start: str = "2026-11-23T07:00:00.000000Z", seconds: int = 4,
                    sealed: bool = True) -> Path:
@@ -48,8 +65,10 @@ def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
     PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False."""
     recording_id = recording_id_for(utc_start, device_id)
     directory = root / recording_id
-    written = write_segments(directory, seconds=seconds, segment_seconds=2)
-    spans = [(w.path, w.first_pts_us, w.last_pts_us, w.video_keyframes) for w in written]
+    template, template_spans = _segment_template(seconds)
+    shutil.copytree(template, directory, dirs_exist_ok=True)
+    spans = [(directory / name, first, last, keyframes)
+             for name, first, last, keyframes in template_spans]
     header = RecordingHeader(recording_id, device_id, "PC 1234", utc_start, MONOTONIC_START_US,
                              "ntp", {"segment_seconds": 2})
     with ManifestWriter.create(directory, key, header) as writer:

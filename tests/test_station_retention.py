@@ -22,6 +22,9 @@ from recorder.station.errors import BadRequestError, RecordingGoneError, Unknown
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.request_signing import EMPTY_SHA256, sign_request
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 __all__ = ["catalogue_url", "postgres_cluster"]  # fixtures used by name below
 
 DAY = 86_400 * 1_000_000

@@ -25,6 +25,9 @@ from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
 from recorder.station.public_requests import export_request, record_request
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 EARLY = "2026-11-23T07:00:00.000000Z"
 LATE = "2026-11-23T09:00:00.000000Z"
 

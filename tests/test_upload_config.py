@@ -22,6 +22,9 @@ from recorder.keys import DeviceKey
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 RID = "20261123T070000Z-cam7"
 
 

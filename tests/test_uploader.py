@@ -28,6 +28,9 @@ from recorder.station.evidence_store import EvidenceStore
 from recorder.uploader import (CaFileError, UploadProgress, Uploader, find_sealed_recordings,
                                progress_line, read_sealed)
 
+# what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
 
 @pytest.fixture()
 def camera_key(tmp_path: Path) -> DeviceKey:

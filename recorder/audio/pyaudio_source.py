@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .base import BLOCK_FRAMES, AudioFormat, AudioSource
 from .errors import (
     AudioError,
     MicrophoneBusyError,
@@ -27,7 +28,6 @@ from .errors import (
     UnsupportedAudioFormatError,
 )
 from .sample_clock import DEFAULT_TOLERANCE_US
-from .sources import BLOCK_FRAMES, AudioFormat, AudioSource
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..access_unit import VIDEO, AccessUnit
 from ..clock import monotonic_us
+from .base import Sink, VideoFormat, VideoSource
 from .errors import CameraBusyError, CameraError, NoCameraError, UnsupportedResolutionError
-from .sources import Sink, VideoFormat, VideoSource
 
 
 class EncodedFrameForwarder:
