@@ -15,6 +15,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
 
 from recorder import _mux_py as spec
+from recorder.errors import empty_access_unit_error
 from recorder._mux_py import (AnnexBError, AudioConfigError, MuxClosedError, MuxedFragment,
                               MuxError, MuxTimestampError, ParameterSetError)
 
@@ -35,6 +36,7 @@ cdef extern from "mux.h" nogil:
         BWV_MUX_ENONAL
         BWV_MUX_ENOMEM
         BWV_MUX_ETOOBIG
+        BWV_MUX_EEMPTY
 
     ctypedef struct bwv_bytes:
         size_t len
@@ -137,6 +139,8 @@ cdef class FragmentedMp4Muxer:
             raise spec.audio_to_video_only_error()
         if type(payload) is not bytes:  # a bytearray could change before the fragment is written
             payload = bytes(memoryview(payload))
+        if not payload:
+            raise empty_access_unit_error(stream, pts_us)
         if stream == VIDEO:
             return self._push_video(pts_us, 1 if is_keyframe else 0, <bytes> payload,
                                     pts_us if dts_us is None else <int64_t> dts_us)
@@ -145,10 +149,11 @@ cdef class FragmentedMp4Muxer:
 
     cdef object _push_video(self, int64_t pts_us, bint key, bytes payload, int64_t dts_us):
         cdef const uint8_t *data = <const uint8_t *> PyBytes_AS_STRING(payload)
-        cdef size_t n = len(payload)
+        cdef size_t n = <size_t> len(payload)
         cdef size_t first = 0
         cdef int rc
         cdef size_t k
+        cdef Py_ssize_t start, end
         cdef int kind
         cdef int64_t ticks, delta
         cdef uint32_t cto
@@ -167,11 +172,13 @@ cdef class FragmentedMp4Muxer:
         pps = []
         if key:
             for k in range(self.m.nal_count):
-                kind = data[self.m.nals[2 * k]] & 0x1F
+                start = <Py_ssize_t> self.m.nals[2 * k]
+                end = <Py_ssize_t> self.m.nals[2 * k + 1]
+                kind = data[start] & 0x1F
                 if kind == NAL_SPS:
-                    sps.append(payload[self.m.nals[2 * k]:self.m.nals[2 * k + 1]])
+                    sps.append(payload[start:end])
                 elif kind == NAL_PPS:
-                    pps.append(payload[self.m.nals[2 * k]:self.m.nals[2 * k + 1]])
+                    pps.append(payload[start:end])
         done = None
         if not self._started:
             if not key:
@@ -249,7 +256,9 @@ cdef class FragmentedMp4Muxer:
         self._last_a_ticks = ticks
         self._last_a_pts_us = pts_us
         rc = bwv_mux_add_audio(&self.m, <const uint8_t *> PyBytes_AS_STRING(payload),
-                               len(payload), ticks)
+                               <size_t> len(payload), ticks)
+        if rc == BWV_MUX_EEMPTY:
+            raise empty_access_unit_error(AUDIO, pts_us)
         if rc != BWV_MUX_OK:
             self._raise_add_error(rc)
 
@@ -265,14 +274,14 @@ cdef class FragmentedMp4Muxer:
     cdef object _finish_fragment(self, int64_t last_video_ticks, bint ends_segment):
         cdef size_t moof = 0
         cdef size_t size = bwv_mux_fragment_size(&self.m, &moof)
-        cdef size_t head = len(self._init) if self._fragment_is_first else 0
+        cdef size_t head = <size_t> len(self._init) if self._fragment_is_first else 0
         cdef bytes data
         cdef uint8_t *out
         if size == 0:
             raise spec.fragment_too_large_error(
                 8 + self.m.video_data.len + self.m.audio_data.len)
         self._sequence += 1
-        data = PyBytes_FromStringAndSize(NULL, head + size)
+        data = PyBytes_FromStringAndSize(NULL, <Py_ssize_t> (head + size))
         out = <uint8_t *> PyBytes_AS_STRING(data)
         if head:
             memcpy(out, PyBytes_AS_STRING(self._init), head)

@@ -1,17 +1,22 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Native pre-event ring (recorder._ring_c): a thin Cython skin over native/ring.c.
 
-Same API, rules, errors and bytes as recorder/_ring_py.py. Locking is inside ring.c (a pthread
-mutex no code ever waits for while holding the GIL); copies of payloads of at least
-GIL_RELEASE_BYTES run with the GIL released, smaller ones cost less than a GIL round trip.
+Same API, rules, errors and bytes as recorder/_ring_py.py. Locking is inside ring.c: every
+function there takes the ring's pthread mutex itself, and none calls into Python or waits for the
+GIL while holding it. So a thread may wait for the mutex with the GIL held, as small pushes and
+pops, len(), stats() and the properties do: the holder never needs the GIL to finish, and holds
+the mutex only for one push or copy. What can take long runs with the GIL released: pop()'s wait
+for an access unit (the condition wait gives the mutex up while it waits) and the copies of
+payloads of GIL_RELEASE_BYTES or more; smaller copies cost less than a GIL round trip.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport SIZE_MAX, int64_t, uint8_t, uint64_t
 
 from recorder import errors
-from recorder._ring_py import DEFAULT_MAX_UNITS, _check_construction
+from recorder._ring_py import (DEFAULT_MAX_UNITS, _allocation_error, _check_construction,
+                               _check_timeout)
 from recorder.access_unit import AccessUnit, RingStats
 
 GIL_RELEASE_BYTES = 4096
@@ -30,6 +35,8 @@ cdef extern from "ring.h" nogil:
         BWV_ESTATE
         BWV_NONE
         BWV_RETRY
+        BWV_MODE_CONSUMING
+        BWV_MODE_CLOSED
 
     ctypedef struct bwv_ring_stats:
         uint64_t units, bytes, video_units, keyframes
@@ -38,11 +45,8 @@ cdef extern from "ring.h" nogil:
         uint64_t evicted_units, evicted_bytes, skipped_units, overrun_units, overrun_bytes
 
     ctypedef struct bwv_ring:
-        size_t cap
+        size_t cap   # cap and nmax never change after bwv_ring_init: read without the lock
         size_t nmax
-        uint64_t head, tail
-        int consuming
-        int closed
 
     int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us)
     void bwv_ring_free(bwv_ring *r)
@@ -55,6 +59,8 @@ cdef extern from "ring.h" nogil:
                           int64_t *pts, int *key)
     void bwv_ring_close(bwv_ring *r)
     void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out)
+    uint64_t bwv_ring_len(bwv_ring *r)
+    int bwv_ring_mode(bwv_ring *r)
 
 
 cdef class PreEventRing:
@@ -72,8 +78,10 @@ cdef class PreEventRing:
     def __cinit__(self, seconds, capacity_bytes, max_units=DEFAULT_MAX_UNITS):
         self.ready = False
         seconds_us = _check_construction(seconds, capacity_bytes, max_units)
+        if capacity_bytes > SIZE_MAX or max_units > SIZE_MAX:
+            raise _allocation_error(capacity_bytes, max_units)
         if bwv_ring_init(&self.r, capacity_bytes, max_units, seconds_us) != BWV_OK:
-            raise MemoryError(f"cannot allocate a ring of {capacity_bytes} bytes")
+            raise _allocation_error(capacity_bytes, max_units)
         self.ready = True
         self._seconds = seconds
 
@@ -95,14 +103,14 @@ cdef class PreEventRing:
 
     @property
     def consuming(self):
-        return bool(self.r.consuming)
+        return bool(bwv_ring_mode(&self.r) & BWV_MODE_CONSUMING)
 
     @property
     def closed(self):
-        return bool(self.r.closed)
+        return bool(bwv_ring_mode(&self.r) & BWV_MODE_CLOSED)
 
     def __len__(self):
-        return self.r.tail - self.r.head
+        return <Py_ssize_t> bwv_ring_len(&self.r)  # at most nmax
 
     def push(self, int stream, int64_t pts_us, is_keyframe, payload):
         """Store one access unit (copying ``payload``), evicting old ones as the rules say."""
@@ -114,7 +122,7 @@ cdef class PreEventRing:
         cdef size_t n
         if type(payload) is bytes:
             data = <const uint8_t *> PyBytes_AS_STRING(payload)
-            n = len(<bytes> payload)
+            n = <size_t> len(<bytes> payload)
             if n < GIL_RELEASE_BYTES:
                 rc = bwv_ring_push(&self.r, stream, pts_us, key, data, n, &last)
             else:
@@ -165,8 +173,11 @@ cdef class PreEventRing:
         """Take the oldest AU, waiting up to ``timeout`` seconds (None: forever) for one.
 
         Returns None on timeout, or when the ring is closed and empty (see ``closed``).
+        ``timeout`` must be None or a number >= 0 (NaN and negative numbers are refused); any
+        larger number, even infinity, is honoured.
         """
-        cdef double wait_s = -1.0 if timeout is None else max(<double> timeout, 0.0)
+        seconds = _check_timeout(timeout)
+        cdef double wait_s = -1.0 if seconds is None else <double> seconds
         cdef uint64_t seq
         cdef size_t n
         cdef int rc, stream, key
@@ -180,7 +191,7 @@ cdef class PreEventRing:
                 raise errors.RingStateError("pop() needs consume mode: call begin_consume() first")
             if rc == BWV_NONE:
                 return None
-            out = PyBytes_FromStringAndSize(NULL, n)
+            out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t> n)
             dst = <uint8_t *> PyBytes_AS_STRING(out)
             if n < GIL_RELEASE_BYTES:
                 rc = bwv_ring_pop_into(&self.r, seq, n, dst, &stream, &pts, &key)
@@ -219,6 +230,8 @@ cdef class PreEventRing:
                          s.overrun_units, s.overrun_bytes)
 
     def __repr__(self):
-        mode = "closed" if self.r.closed else "consuming" if self.r.consuming else "buffering"
+        cdef int flags = bwv_ring_mode(&self.r)
+        mode = ("closed" if flags & BWV_MODE_CLOSED
+                else "consuming" if flags & BWV_MODE_CONSUMING else "buffering")
         return (f"<PreEventRing {mode} seconds={self._seconds:g} "
                 f"capacity_bytes={self.r.cap} units={len(self)}>")

@@ -209,6 +209,8 @@ int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks)
 {
     int rc;
 
+    if (n == 0)
+        return BWV_MUX_EEMPTY;  /* and memcpy to the NULL of a buffer never grown is undefined */
     if (n > MAX_MDAT)
         return BWV_MUX_ETOOBIG;
     rc = reserve(&m->audio_data, n);

@@ -15,7 +15,8 @@ enum {
     BWV_MUX_ELEADING = -2,  /* non-zero bytes before the first start code */
     BWV_MUX_ENONAL = -3,    /* start codes but no NAL unit */
     BWV_MUX_ENOMEM = -4,
-    BWV_MUX_ETOOBIG = -5    /* the fragment's mdat would not fit a 32-bit size */
+    BWV_MUX_ETOOBIG = -5,   /* the fragment's mdat would not fit a 32-bit size */
+    BWV_MUX_EEMPTY = -6     /* an audio sample of no bytes */
 };
 
 typedef struct {
@@ -59,7 +60,7 @@ int bwv_mux_scan(bwv_mux *m, const uint8_t *p, size_t n, size_t *first);
  * 4-byte length). p must stay alive and unchanged until the next bwv_mux_write_fragment. */
 int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key);
 
-/* Append one audio sample. */
+/* Append one audio sample of n >= 1 bytes (BWV_MUX_EEMPTY for none, as the ring refuses it). */
 int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks);
 
 /* Bytes of the pending fragment (moof + mdat); *moof receives the moof's size. 0 on overflow. */

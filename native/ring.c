@@ -1,18 +1,30 @@
 /* Pre-event ring buffer core. The rules, and the names, follow recorder/_ring_py.py. */
 #include "ring.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 enum { VIDEO = 0, AUDIO = 1 };
 
+/* Longest single wait of bwv_ring_peek: a deadline this far ahead fits any time_t, and a longer
+ * timeout is waited out a day at a time. */
+#define MAX_WAIT_S 86400.0
+
+/* Whether n elements of `size` bytes can be counted in a size_t (1 if so). */
+static int fits(size_t n, size_t size)
+{
+    return n <= SIZE_MAX / size;
+}
+
 int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us)
 {
     pthread_condattr_t attr;
 
     memset(r, 0, sizeof *r);
+    if (!fits(nmax, sizeof *r->pts) || !fits(nmax, sizeof *r->offs)
+            || !fits(nmax, sizeof *r->lens) || !fits(nmax, sizeof *r->kseq))
+        return BWV_ENOMEM;
     r->cap = cap;
     r->nmax = nmax;
     r->seconds_us = seconds_us;
@@ -272,9 +284,58 @@ int bwv_ring_end_consume(bwv_ring *r)
     return rc;
 }
 
-int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n)
+static double monotonic_s(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Wait on r->readable (mutex held) until `end_s` on the monotonic clock, at most MAX_WAIT_S:
+ * the deadline is built from a bounded number of seconds, so it never overflows time_t. */
+static void wait_until(bwv_ring *r, double end_s)
 {
     struct timespec deadline;
+    double step = end_s - monotonic_s();
+    time_t whole;
+
+    if (step <= 0)
+        return;
+    if (step > MAX_WAIT_S)
+        step = MAX_WAIT_S;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    whole = (time_t)step;
+    deadline.tv_sec += whole;
+    deadline.tv_nsec += (long)((step - (double)whole) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->readable, &r->mutex, &deadline);
+}
+
+/* Wait (mutex held) until an AU is held or the ring is closed, or timeout_s has passed:
+ * forever when it is negative or NaN; any finite or infinite positive value is honoured. */
+static void wait_readable(bwv_ring *r, double timeout_s)
+{
+    int forever = !(timeout_s >= 0);
+    double end_s = forever ? 0 : monotonic_s() + timeout_s;
+
+    r->waiters++;
+    while (r->tail == r->head && !r->closed) {
+        if (forever)
+            pthread_cond_wait(&r->readable, &r->mutex);
+        else if (monotonic_s() < end_s)
+            wait_until(r, end_s);
+        else
+            break;
+    }
+    r->waiters--;
+}
+
+int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n)
+{
     int rc = BWV_OK;
 
     pthread_mutex_lock(&r->mutex);
@@ -282,26 +343,8 @@ int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n)
         rc = BWV_ESTATE;
         goto out;
     }
-    if (r->tail == r->head && !r->closed && timeout_s != 0) {
-        if (timeout_s > 0) {
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_sec += (time_t)timeout_s;
-            deadline.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
-        }
-        r->waiters++;
-        while (r->tail == r->head && !r->closed) {
-            if (timeout_s < 0) {
-                pthread_cond_wait(&r->readable, &r->mutex);
-            } else if (pthread_cond_timedwait(&r->readable, &r->mutex, &deadline) == ETIMEDOUT) {
-                break;
-            }
-        }
-        r->waiters--;
-    }
+    if (r->tail == r->head && !r->closed && timeout_s != 0)
+        wait_readable(r, timeout_s);
     if (r->tail == r->head) {
         rc = BWV_NONE;
         goto out;
@@ -347,6 +390,26 @@ void bwv_ring_close(bwv_ring *r)
     r->closed = 1;
     pthread_cond_broadcast(&r->readable);
     pthread_mutex_unlock(&r->mutex);
+}
+
+uint64_t bwv_ring_len(bwv_ring *r)
+{
+    uint64_t units;
+
+    pthread_mutex_lock(&r->mutex);
+    units = r->tail - r->head;
+    pthread_mutex_unlock(&r->mutex);
+    return units;
+}
+
+int bwv_ring_mode(bwv_ring *r)
+{
+    int mode;
+
+    pthread_mutex_lock(&r->mutex);
+    mode = (r->consuming ? BWV_MODE_CONSUMING : 0) | (r->closed ? BWV_MODE_CLOSED : 0);
+    pthread_mutex_unlock(&r->mutex);
+    return mode;
 }
 
 void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out)

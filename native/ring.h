@@ -66,6 +66,7 @@ typedef struct {
     uint64_t evicted_units, evicted_bytes, skipped_units, overrun_units, overrun_bytes;
 } bwv_ring;
 
+/* BWV_ENOMEM when an allocation fails or nmax per-AU entries would not fit a size_t. */
 int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us);
 void bwv_ring_free(bwv_ring *r);
 
@@ -77,8 +78,9 @@ int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *
 int bwv_ring_begin_consume(bwv_ring *r);
 int bwv_ring_end_consume(bwv_ring *r);
 
-/* Wait up to timeout_s (< 0: forever; 0: not at all) until an AU is held or the ring is closed.
- * Returns BWV_OK with the oldest AU's seq and size, BWV_NONE, or BWV_ESTATE. */
+/* Wait up to timeout_s (< 0 or NaN: forever; 0: not at all; any larger value, even +inf, is
+ * waited out a day at a time) until an AU is held or the ring is closed. Returns BWV_OK with the
+ * oldest AU's seq and size, BWV_NONE, or BWV_ESTATE. */
 int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n);
 
 /* Copy AU `seq` (of size n, from bwv_ring_peek) into dst and free it. BWV_RETRY if it is gone. */
@@ -87,5 +89,12 @@ int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *st
 
 void bwv_ring_close(bwv_ring *r);
 void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out);
+
+/* Units held, read under the lock (64-bit head and tail tear on 32-bit CPUs without it). */
+uint64_t bwv_ring_len(bwv_ring *r);
+
+/* BWV_MODE_CONSUMING and BWV_MODE_CLOSED bits, read under the lock. */
+enum { BWV_MODE_CONSUMING = 1, BWV_MODE_CLOSED = 2 };
+int bwv_ring_mode(bwv_ring *r);
 
 #endif

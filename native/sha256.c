@@ -1,6 +1,7 @@
 /* SHA-256 (FIPS 180-4): portable C, x86 SHA-NI and ARMv8 crypto-extension block functions. */
 #include "sha256.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -198,27 +199,41 @@ static block_fn detect(const char **name)
 
 /* -- dispatch and the streaming interface ------------------------------------------------------ */
 
+/* The CPU's block function, chosen once by whichever thread gets here first: pthread_once makes
+ * the others wait for it and see both variables written (a plain "if (!chosen)" let a thread
+ * see chosen set and chosen_name still NULL, and is a data race in C's memory model). */
 static block_fn chosen;
 static const char *chosen_name;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+/* Set by tests while other threads may hash: read and written atomically. It publishes no other
+ * data, so relaxed order is enough. */
 static int portable_forced;
+
+static void choose(void)
+{
+    chosen = detect(&chosen_name);
+}
+
+static int forced(void)
+{
+    return __atomic_load_n(&portable_forced, __ATOMIC_RELAXED);
+}
 
 static block_fn blocks_fn(void)
 {
-    /* Benign race: every thread computes the same answer. */
-    if (!chosen)
-        chosen = detect(&chosen_name);
-    return portable_forced ? blocks_portable : chosen;
+    pthread_once(&chosen_once, choose);
+    return forced() ? blocks_portable : chosen;
 }
 
 const char *bwv_sha256_acceleration(void)
 {
-    blocks_fn();
-    return portable_forced ? "portable" : chosen_name;
+    pthread_once(&chosen_once, choose);
+    return forced() ? "portable" : chosen_name;
 }
 
 void bwv_sha256_force_portable(int on)
 {
-    portable_forced = on;
+    __atomic_store_n(&portable_forced, on ? 1 : 0, __ATOMIC_RELAXED);
 }
 
 void bwv_sha256_init(bwv_sha256 *h)
@@ -264,7 +279,7 @@ void bwv_sha256_digest(const bwv_sha256 *h, uint8_t out[32])
     uint8_t pad[72] = {0x80};
     uint64_t bits = h->length * 8;
     size_t padding = (h->buffered < 56 ? 56 : 120) - h->buffered;
-    int i;
+    size_t i;
 
     for (i = 0; i < 8; i++)
         pad[padding + i] = (uint8_t)(bits >> (56 - 8 * i));

@@ -4,7 +4,8 @@
  * (SHA-NI), the ARMv8 cryptography extensions (Raspberry Pi 5; the Pi 4 and Zero 2 lack them),
  * and portable C for everything else. Each is compiled with a function-level target attribute,
  * so the build needs no -march flag and one binary runs on every CPU of its architecture.
- * Nothing here touches Python: every function may run without the GIL.
+ * Nothing here touches Python: every function may run without the GIL, from any thread; the
+ * block function is chosen once (pthread_once) by the first call from any thread.
  */
 #ifndef BWV_SHA256_H
 #define BWV_SHA256_H

@@ -8,7 +8,8 @@ to get ISO/IEC 14496-12/-14/-15 right.
 
 Input. Access units in push order: video is H.264 Annex B, audio one raw AAC frame. ``pts_us`` is
 on one monotonic clock for both streams. Video may carry ``dts_us`` (decode time) when the encoder
-emits B-frames; without it, dts = pts (no reordering). Decode order is push order.
+emits B-frames; without it, dts = pts (no reordering). Decode order is push order. An access unit
+of no bytes, on either stream, is refused with the ring's EmptyAccessUnitError.
 
 Timeline. The first video keyframe's dts is the origin (time 0 of the recording); anything pushed
 before it, and audio older than it, is dropped and counted in ``dropped_units``. Video uses a
@@ -48,7 +49,7 @@ import struct
 from typing import NamedTuple
 
 from .access_unit import AUDIO, VIDEO
-from .errors import RecorderError
+from .errors import RecorderError, empty_access_unit_error
 
 VIDEO_TIMESCALE = 90_000
 DEFAULT_VIDEO_TICKS = 3_000  # 1/30 s: the last video sample's duration when it has no predecessor
@@ -496,6 +497,8 @@ class FragmentedMp4Muxer:
             raise audio_to_video_only_error()
         # a bytearray could change before the fragment is joined: keep an immutable copy
         data = payload if isinstance(payload, bytes) else bytes(memoryview(payload))
+        if not data:  # refused as the ring refuses it: no encoder emits an empty access unit
+            raise empty_access_unit_error(stream, pts_us)
         if stream == VIDEO:
             return self._push_video(pts_us, bool(is_keyframe), data,
                                     pts_us if dts_us is None else dts_us)

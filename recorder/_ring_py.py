@@ -30,6 +30,7 @@ below it; ``_readable`` (on the same lock) wakes a consumer blocked in pop().
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ from .errors import (
 )
 
 DEFAULT_MAX_UNITS = 65536
+#: Longest single wait in pop(): a longer timeout is waited out a day at a time, so that no
+#: clock or lock ever sees a number too large for it (both twins do the same).
+MAX_WAIT_S = 86_400.0
 
 #: What push() accepts: any contiguous bytes-like object.
 Buffer = bytes | bytearray | memoryview
@@ -66,6 +70,27 @@ def _check_construction(seconds: float, capacity_bytes: int, max_units: int) -> 
     if max_units < 2:
         raise ValueError(f"max_units must be >= 2, not {max_units}")
     return round(seconds * 1_000_000)
+
+
+def _allocation_error(capacity_bytes: int, max_units: int) -> MemoryError:
+    """The error of both twins for a ring whose arena or index cannot be allocated."""
+    return MemoryError(f"cannot allocate a ring of {capacity_bytes} bytes indexing {max_units} "
+                       "access units: lower capacity_bytes or max_units")
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    """Validate pop()'s timeout; return it in seconds (None: wait forever; +inf too, in effect)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout must be None or a number, not {type(timeout).__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond any float
+        seconds = math.inf if timeout > 0 else -math.inf
+    if not seconds >= 0:  # NaN fails this too
+        raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
+    return seconds
 
 
 class PreEventRing:
@@ -91,16 +116,19 @@ class PreEventRing:
         self._seconds = float(seconds)
         self._cap = capacity_bytes
         self._nmax = max_units
-        self._arena = bytearray(capacity_bytes)
+        try:
+            self._arena = bytearray(capacity_bytes)
+            self._streams = [0] * max_units
+            self._keys = [False] * max_units
+            self._pts = [0] * max_units
+            self._offs = [0] * max_units
+            self._lens = [0] * max_units
+            self._kseq = [0] * max_units  # seqs of held video keyframes, a ring of its own
+        except (MemoryError, OverflowError):
+            raise _allocation_error(capacity_bytes, max_units) from None
         self._lock = threading.Lock()
         self._readable = threading.Condition(self._lock)
         self._waiters = 0
-        self._streams = [0] * max_units
-        self._keys = [False] * max_units
-        self._pts = [0] * max_units
-        self._offs = [0] * max_units
-        self._lens = [0] * max_units
-        self._kseq = [0] * max_units  # seqs of held video keyframes, a ring of its own
         self._khead = 0
         self._ktail = 0
         self._head = 0
@@ -134,14 +162,17 @@ class PreEventRing:
 
     @property
     def consuming(self) -> bool:
-        return self._consuming
+        with self._lock:
+            return self._consuming
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        with self._lock:
+            return self._closed
 
     def __len__(self) -> int:
-        return self._tail - self._head
+        with self._lock:  # _tail and _head read together, as one state
+            return self._tail - self._head
 
     # -- producers ----------------------------------------------------------------------------
 
@@ -313,24 +344,15 @@ class PreEventRing:
         """Take the oldest AU, waiting up to ``timeout`` seconds (None: forever) for one.
 
         Returns None on timeout, or when the ring is closed and empty (see ``closed``).
+        ``timeout`` must be None or a number >= 0 (NaN and negative numbers are refused); any
+        larger number, even infinity, is honoured.
         """
+        seconds = _check_timeout(timeout)
         with self._lock:
             if not self._consuming:
                 raise RingStateError("pop() needs consume mode: call begin_consume() first")
-            if self._tail == self._head and not self._closed and timeout != 0:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                self._waiters += 1
-                try:
-                    while self._tail == self._head and not self._closed:
-                        if deadline is None:
-                            self._readable.wait()
-                        else:
-                            remaining = deadline - time.monotonic()
-                            if remaining <= 0:
-                                break
-                            self._readable.wait(remaining)
-                finally:
-                    self._waiters -= 1
+            if self._tail == self._head and not self._closed and seconds != 0:
+                self._wait_readable(seconds)
             if self._tail == self._head:
                 return None
             seq = self._head
@@ -349,6 +371,22 @@ class PreEventRing:
             self._consumed_units += 1
             self._consumed_bytes += size
             return unit
+
+    def _wait_readable(self, seconds: float | None) -> None:
+        """Wait (lock held) for an AU or close(), up to ``seconds`` (None: forever)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        self._waiters += 1
+        try:
+            while self._tail == self._head and not self._closed:
+                if deadline is None:
+                    self._readable.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._readable.wait(min(remaining, MAX_WAIT_S))
+        finally:
+            self._waiters -= 1
 
     def drain(self) -> Iterator[AccessUnit]:
         """Yield every AU held, oldest first, until the ring is momentarily empty (consume mode)."""
@@ -388,6 +426,8 @@ class PreEventRing:
             )
 
     def __repr__(self) -> str:
-        mode = "closed" if self._closed else "consuming" if self._consuming else "buffering"
+        with self._lock:
+            mode = "closed" if self._closed else "consuming" if self._consuming else "buffering"
+            units = self._tail - self._head
         return (f"<PreEventRing {mode} seconds={self._seconds:g} "
-                f"capacity_bytes={self._cap} units={len(self)}>")
+                f"capacity_bytes={self._cap} units={units}>")

@@ -12,6 +12,7 @@ from conftest import _implementation
 from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
                        interleave, mux_all)
 from recorder.access_unit import AUDIO, VIDEO
+from recorder.errors import EmptyAccessUnitError
 
 
 @pytest.fixture(scope="session", params=["native", "pure"])
@@ -200,6 +201,28 @@ def test_payload_that_is_not_annex_b_is_refused(mux_impl: ModuleType, payload: b
     muxer = mux_impl.FragmentedMp4Muxer(None)
     with pytest.raises(mux_impl.AnnexBError, match=words):
         muxer.push(VIDEO, 0, True, payload)
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["before-first-keyframe", "recording"])
+@pytest.mark.parametrize("stream", [VIDEO, AUDIO])
+@pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b"")], ids=["bytes", "bytearray",
+                                                                            "memoryview"])
+def test_empty_access_unit_is_refused_like_the_ring_does(mux_impl: ModuleType, started: bool,
+                                                         stream: int, empty: bytes) -> None:
+    """An empty payload on either stream: the ring's EmptyAccessUnitError, and nothing muxed."""
+    config, audio = aac(0.2)
+    video = h264(64, 48, frames=4, gop=2)
+    muxer = mux_impl.FragmentedMp4Muxer(config)
+    if started:
+        muxer.push(VIDEO, video[0].pts_us, True, video[0].payload)
+    with pytest.raises(EmptyAccessUnitError,
+                       match=f"empty access unit on stream {stream} at pts_us=5000000"):
+        muxer.push(stream, 5_000_000, True, empty)
+    assert muxer.dropped_units == 0
+    for unit in interleave(video[1:] if started else video, audio):
+        muxer.push(*unit)
+    last = muxer.close()
+    assert last is not None and last.data.count(b"mdat") == 1
 
 
 def test_first_keyframe_without_parameter_sets_is_refused(mux_impl: ModuleType) -> None:

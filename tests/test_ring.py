@@ -276,7 +276,101 @@ def test_pop_returns_none_after_its_timeout(ring_impl: ModuleType) -> None:
     ring.begin_consume()
     assert ring.pop(timeout=0.01) is None
     assert ring.pop(timeout=0) is None
-    assert ring.pop(timeout=-1) is None
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1, -0.001, float("-inf")])
+def test_pop_refuses_a_nan_or_negative_timeout(ring_impl: ModuleType, timeout: float) -> None:
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 16)
+    ring.begin_consume()
+    ring.push(VIDEO, 0, True, b"held")
+    with pytest.raises(ValueError, match=r"timeout must be None or a number >= 0, not"):
+        ring.pop(timeout=timeout)
+    assert ring.pop(timeout=0) == AccessUnit(VIDEO, 0, True, b"held")  # the refusal took nothing
+    # on the empty ring, where a wait would begin: refused at once, not waited on (in a thread of
+    # its own, so that a wait fails the test instead of hanging it)
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(ring.pop(timeout=timeout))
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), f"pop(timeout={timeout}) waited instead of refusing"
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+
+
+@pytest.mark.parametrize("timeout", ["1", b"1", [1]])
+def test_pop_refuses_a_timeout_that_is_not_a_number(ring_impl: ModuleType, timeout: object) -> None:
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 16)
+    ring.begin_consume()
+    with pytest.raises(TypeError, match="timeout must be None or a number, not"):
+        ring.pop(timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [1e300, float("inf"), 2.0**63, 1e10])
+def test_pop_with_a_huge_timeout_waits_until_a_push_wakes_it(ring_impl: ModuleType,
+                                                             timeout: float) -> None:
+    """A timeout far beyond any clock (or time_t) still means: wait, and return what comes."""
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 16)
+    ring.begin_consume()
+    outcome: list[object] = []
+
+    def consume() -> None:
+        try:
+            outcome.append(ring.pop(timeout=timeout))
+        except BaseException as exc:  # reported below, not lost in the thread
+            outcome.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(0.3)
+    assert consumer.is_alive(), f"pop(timeout={timeout}) returned early: {outcome}"
+    # pushed from a thread of its own, and large enough that the native push waits for the
+    # ring's lock without the GIL: a pop() spinning on that lock fails the test, not hangs it
+    woken = payload(1, 8192)
+    producer = threading.Thread(target=ring.push, args=(VIDEO, 0, True, woken), daemon=True)
+    producer.start()
+    producer.join(30)
+    consumer.join(30)
+    assert not producer.is_alive(), "push() could not take the ring's lock from a waiting pop()"
+    assert not consumer.is_alive(), "the push did not wake pop()"
+    assert outcome == [AccessUnit(VIDEO, 0, True, woken)]
+
+
+def test_len_and_stats_stay_consistent_while_threads_push_and_pop(ring_impl: ModuleType) -> None:
+    """len() is read under the ring's lock: never torn, never negative, never above max_units."""
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 16, max_units=64)
+    ring.begin_consume()
+    stop = threading.Event()
+
+    def produce() -> None:
+        pts = 0
+        while not stop.is_set():
+            pts += 1
+            ring.push(AUDIO, pts, False, b"a")
+
+    def consume() -> None:
+        while not stop.is_set():
+            ring.pop(timeout=0.01)
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5_000):
+            assert 0 <= len(ring) <= 64
+            stats = ring.stats()
+            assert 0 <= stats.units <= 64
+            assert stats.units == stats.pushed_units - stats.consumed_units - stats.overrun_units
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert ring.stats().pushed_units > 0
 
 
 def test_two_producers_and_one_consumer_lose_nothing_when_room_suffices(
@@ -432,6 +526,18 @@ def test_bad_construction_arguments_name_the_argument(ring_impl: ModuleType, kwa
                                                       error: type[Exception], words: str) -> None:
     with pytest.raises(error, match=words):
         ring_impl.PreEventRing(**kwargs)
+
+
+@pytest.mark.parametrize(("capacity_bytes", "max_units"), [
+    (1024, 2**61), (1024, 2**62 + 1), (1024, 2**64 + 7), (1024, 2**100),
+    (2**62, 16), (2**64, 16), (2**100, 16),
+])
+def test_a_ring_too_large_to_allocate_is_refused_with_its_size(
+        ring_impl: ModuleType, capacity_bytes: int, max_units: int) -> None:
+    """Sizes whose byte counts overflow (or cannot be allocated) fail cleanly, never a tiny ring."""
+    with pytest.raises(MemoryError, match=(f"cannot allocate a ring of {capacity_bytes} bytes "
+                                           f"indexing {max_units} access units")):
+        ring_impl.PreEventRing(seconds=1, capacity_bytes=capacity_bytes, max_units=max_units)
 
 
 def test_properties_and_repr(ring_impl: ModuleType) -> None:

@@ -155,6 +155,45 @@ def test_threads_hashing_their_own_data_get_their_own_digests(sha_impl: ModuleTy
     assert results == [hashlib.sha256(blob).hexdigest() for blob in blobs]
 
 
+FRESH_PROCESS_THREADS = """
+import hashlib, importlib, sys, threading
+
+module = importlib.import_module(sys.argv[1])
+barrier = threading.Barrier(16)
+failures = []
+
+
+def work(index):
+    data = bytes((index * 7 + i) & 0xFF for i in range(1 + index * 997))  # 1 B to 15 kB
+    barrier.wait()  # every thread's first update at once, right after the import
+    hasher = module.Sha256()
+    for start in range(0, len(data), 1 + index * 300):
+        hasher.update(data[start:start + 1 + index * 300])
+    if hasher.hexdigest() != hashlib.sha256(data).hexdigest():
+        failures.append(index)
+
+
+threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(module.ACCELERATION, failures)
+sys.exit(1 if failures else 0)
+"""
+
+
+def test_many_threads_hashing_right_after_import_in_a_fresh_process(sha_impl: ModuleType,
+                                                                    tmp_path: Path) -> None:
+    """The block function is chosen safely when the first hashes come from many threads at once
+    (native/sha256.c chooses it once, under pthread_once); each digest is hashlib's."""
+    for _ in range(5):
+        run = subprocess.run([sys.executable, "-c", FRESH_PROCESS_THREADS, sha_impl.__name__],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.stdout.split()[0] in ("sha-ni", "armv8-ce", "portable", "hashlib")
+
+
 def test_public_module_uses_the_native_hasher_when_built() -> None:
     import recorder.sha256
     from recorder import _native
