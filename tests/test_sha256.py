@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import threading
@@ -188,7 +189,10 @@ def test_many_threads_hashing_right_after_import_in_a_fresh_process(sha_impl: Mo
     """The block function is chosen safely when the first hashes come from many threads at once
     (native/sha256.c chooses it once, under pthread_once); each digest is hashlib's."""
     for _ in range(5):
-        run = subprocess.run([sys.executable, "-c", FRESH_PROCESS_THREADS, sha_impl.__name__],
+        # under emulation (benches/arm/run-emulated) this interpreter runs through qemu, which
+        # the script names in BWV_TEST_PYTHON
+        python = os.environ.get("BWV_TEST_PYTHON", "").split() or [sys.executable]
+        run = subprocess.run([*python, "-c", FRESH_PROCESS_THREADS, sha_impl.__name__],
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
         assert run.stdout.split()[0] in ("sha-ni", "armv8-ce", "portable", "hashlib")
