@@ -32,9 +32,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_bmff import write_segments  # noqa: E402  (the test suite's PyAV segment maker)
 
-from recorder.keys import DeviceKey  # noqa: E402
-from recorder.manifest import ManifestWriter, RecordingHeader  # noqa: E402
-from recorder.sealed_segment import SealedSegment  # noqa: E402
+from recorder.integrity.keys import DeviceKey  # noqa: E402
+from recorder.integrity.manifest import ManifestWriter, RecordingHeader  # noqa: E402
+from recorder.integrity.sealed_segment import SealedSegment  # noqa: E402
 from recorder.uploader import Uploader  # noqa: E402
 
 MINUTES = float(os.environ.get("BWV_BENCH_UPLOAD_MINUTES", "30"))

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native pre-event ring (recorder._ring_c): a thin Cython skin over native/ring.c.
+"""Native pre-event ring (recorder.ring._ring_c): a thin Cython skin over native/ring.c.
 
-Same API, rules, errors and bytes as recorder/_ring_py.py. Locking is inside ring.c (a pthread
+Same API, rules, errors and bytes as recorder/ring/_ring_py.py. Locking is inside ring.c (a pthread
 mutex no code ever waits for while holding the GIL); copies of payloads of at least
 GIL_RELEASE_BYTES run with the GIL released, smaller ones cost less than a GIL round trip.
 """
@@ -11,8 +11,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from recorder import errors
-from recorder._ring_py import DEFAULT_MAX_UNITS, _check_construction
-from recorder.access_unit import AccessUnit, RingStats
+from recorder.ring._ring_py import DEFAULT_MAX_UNITS, _check_construction
+from recorder.capture.access_unit import AccessUnit, RingStats
 
 GIL_RELEASE_BYTES = 4096
 

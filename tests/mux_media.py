@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
-from recorder.access_unit import AUDIO, VIDEO
+from recorder.capture.access_unit import AUDIO, VIDEO
 
 
 class Unit(NamedTuple):

@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from recorder import AUDIO, AccessUnit
-from recorder.audio import (
+from recorder.capture.audio import (
     AacEncoder,
     AudioFormat,
     AudioSourceSpecError,
@@ -26,8 +26,9 @@ from recorder.audio import (
     UnsupportedAudioFormatError,
     open_audio_source,
 )
-from recorder.audio import pyaudio_source
-from recorder.audio.pyaudio_source import InputDevice, PyAudioMicrophone, choose_device, open_error
+from recorder.capture.audio import pyaudio_source
+from recorder.capture.audio.pyaudio_source import (InputDevice, PyAudioMicrophone, choose_device,
+                                                   open_error)
 
 RATE = 48_000
 FRAME_US = 1024 * 1_000_000 / RATE
@@ -261,7 +262,7 @@ def test_synthetic_clicks_land_on_their_second_marks_after_decoding() -> None:
 
 
 def test_realtime_synthetic_stamps_on_the_monotonic_clock() -> None:
-    from recorder.clock import monotonic_us
+    from recorder.capture.clock import monotonic_us
 
     before = monotonic_us()
     source = SyntheticMicrophone(blocks=5)

@@ -44,8 +44,8 @@ SECONDS = 2
 
 CAPTURE = """
 import dataclasses, json, sys
-from recorder.audio import AudioFormat, AudioError
-from recorder.audio.pyaudio_source import PyAudioMicrophone, list_input_devices
+from recorder.capture.audio import AudioFormat, AudioError
+from recorder.capture.audio.pyaudio_source import PyAudioMicrophone, list_input_devices
 
 request = json.loads(sys.argv[1])
 result = {"devices": [[d.index, d.name] for d in list_input_devices()]}

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder import bmff
-from recorder.bmff import BoxFormatError
+from recorder.integrity import bmff
+from recorder.integrity.bmff import BoxFormatError
 
 FPS = 30
 SAMPLE_RATE = 48000

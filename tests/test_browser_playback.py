@@ -60,7 +60,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from test_record_e2e import settings
 
     from recorder.board import BoardSettings, ScriptedBoard
-    from recorder.device import record
+    from recorder.cli.record import record
 
     tmp = tmp_path_factory.mktemp("browser")
     with ScriptedBoard(BoardSettings()) as board:

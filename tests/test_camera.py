@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 
 from recorder import VIDEO, AccessUnit
-from recorder.camera.errors import (
+from recorder.capture.camera.errors import (
     NoCameraError,
     UnsupportedResolutionError,
     VideoFileMissingError,
     VideoSourceSpecError,
 )
-from recorder.camera.h264_encoder import H264Encoder
-from recorder.camera.picamera2_source import EncodedFrameForwarder, Picamera2Camera
-from recorder.camera.sources import FileCamera, SyntheticCamera, VideoFormat, open_video_source
-from recorder.camera.test_pattern import TestPattern, read_frame_number
-from recorder.clock import monotonic_us
+from recorder.capture.camera.h264_encoder import H264Encoder
+from recorder.capture.camera.picamera2_source import EncodedFrameForwarder, Picamera2Camera
+from recorder.capture.camera.sources import (FileCamera, SyntheticCamera, VideoFormat,
+                                             open_video_source)
+from recorder.capture.camera.test_pattern import TestPattern, read_frame_number
+from recorder.capture.clock import monotonic_us
 
 SMALL = VideoFormat(width=320, height=240, fps=30, bitrate_bps=400_000, keyframe_interval_s=0.5)
 

@@ -10,8 +10,8 @@ from test_record_e2e import settings, start_recording_after
 from test_station_fixtures import make_store, serve
 
 from recorder.board import BoardEvent, BoardEventKind, BoardSettings, ScriptedBoard
-from recorder.device import Device
-from recorder.keys import DeviceKey
+from recorder.device.assembly import Device
+from recorder.integrity.keys import DeviceKey
 
 
 def record_then_dock(device: Device) -> Path:

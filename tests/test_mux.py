@@ -11,7 +11,7 @@ import pytest
 from conftest import _implementation
 from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
                        interleave, mux_all)
-from recorder.access_unit import AUDIO, VIDEO
+from recorder.capture.access_unit import AUDIO, VIDEO
 
 
 @pytest.fixture(scope="session", params=["native", "pure"])

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from conftest import _implementation
 from mux_media import aac, h264, interleave, mux_all
-from recorder._mux_py import split_annexb
-from recorder.access_unit import AUDIO, VIDEO
+from recorder.storage._mux_py import split_annexb
+from recorder.capture.access_unit import AUDIO, VIDEO
 
 
 @pytest.fixture(scope="session")

@@ -235,8 +235,8 @@ def test_every_camera_module_imports_with_the_base_install_only(base_venv: Path)
     assert not failures, "\n".join(failures)
     # the station's own packages really are absent: the check above is not vacuous
     assert any(failure for failure in results.values())
-    for name in ("recorder.cli", "recorder.verify", "recorder.uploader", "recorder.device",
-                 "recorder.station.commands"):
+    for name in ("recorder.cli", "recorder.integrity.verify", "recorder.uploader",
+                 "recorder.device.assembly", "recorder.cli.station"):
         assert results[name] is None, (name, results[name])
 
 

@@ -16,13 +16,14 @@ import av
 import pytest
 
 from recorder.board import BoardSettings, ScriptedBoard
-from recorder.camera.test_pattern import read_frame_number
-from recorder.device import Device, record
-from recorder.keys import DeviceKey
-from recorder.manifest import MANIFEST_NAME
-from recorder.recording import recover_interrupted
+from recorder.capture.camera.test_pattern import read_frame_number
+from recorder.cli.record import record
+from recorder.device.assembly import Device
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import MANIFEST_NAME
+from recorder.storage.recording import recover_interrupted
 from recorder.settings import Settings
-from recorder.verify import verify_recording
+from recorder.integrity.verify import verify_recording
 
 FPS = 30
 

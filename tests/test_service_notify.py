@@ -13,8 +13,8 @@ import pytest
 from test_record_e2e import settings
 
 from recorder.board import BoardSettings, ScriptedBoard
-from recorder.device import run
-from recorder.service_notify import ServiceNotifier
+from recorder.cli.record import run
+from recorder.device.service_notify import ServiceNotifier
 
 
 @pytest.fixture()

@@ -156,11 +156,11 @@ def test_threads_hashing_their_own_data_get_their_own_digests(sha_impl: ModuleTy
 
 
 def test_public_module_uses_the_native_hasher_when_built() -> None:
-    import recorder.sha256
+    import recorder.integrity.sha256
     from recorder import _native
 
     choice = _native.load("sha256")
-    assert recorder.sha256.Sha256 is choice.module.Sha256
+    assert recorder.integrity.sha256.Sha256 is choice.module.Sha256
     if _native.policy_from_environ() is _native.NativePolicy.REQUIRED:
         assert choice.implementation == "native"
-        assert recorder.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
+        assert recorder.integrity.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")

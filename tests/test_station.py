@@ -18,12 +18,12 @@ from sqlalchemy import delete, select, update
 from test_station_fixtures import (FullBlobStore, ServedStation, make_recording, make_store,
                                    serve)
 
-from recorder import manifest
-from recorder.keys import DeviceKey
+from recorder.integrity import manifest
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue
 from recorder.station.errors import EnrollmentError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.request_signing import sign_request
+from recorder.integrity.request_signing import sign_request
 
 API = "/api/v1"
 

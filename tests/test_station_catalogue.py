@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from test_station_fixtures import (FakeClock, catalogue_url, ingest, make_recording, make_store,
                                    postgres_cluster)
 
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import ConflictError, RequestAuthError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.request_signing import EMPTY_SHA256, parse_headers, sign_request
+from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
+from recorder.station.request_headers import parse_headers
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import update
 from test_station_fixtures import make_recording, make_store, serve
 
-from recorder import cli, keys
-from recorder.keys import DeviceKey
+from recorder import cli
+from recorder.integrity import keys
+from recorder.integrity.keys import DeviceKey
 from recorder.station import catalogue
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing

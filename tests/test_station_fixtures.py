@@ -26,9 +26,9 @@ import sqlalchemy
 import uvicorn
 from test_bmff import write_segments
 
-from recorder.keys import DeviceKey
-from recorder.manifest import EventKind, ManifestWriter, RecordingHeader
-from recorder.sealed_segment import SealedSegment
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
+from recorder.integrity.sealed_segment import SealedSegment
 from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from test_station_fixtures import (FakeClock, catalogue_url, ingest, make_recording, make_store,
                                    postgres_cluster, serve)
 
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import BadRequestError, RecordingGoneError, UnknownRecordingError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.request_signing import EMPTY_SHA256, sign_request
+from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")

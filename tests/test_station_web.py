@@ -18,7 +18,7 @@ from test_station_fixtures import (FakeClock, ServedStation, ingest, make_record
                                    serve)
 
 from recorder import cli
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import BadRequestError, ConflictError
 from recorder.station.evidence_store import EvidenceStore

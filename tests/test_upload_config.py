@@ -1,7 +1,7 @@
 """Uploads configured as a camera is: `bwv upload` (a real subprocess) reading its settings file
 from $BWV_CONFIG, station.cafile trusted for a real TLS station (a self-signed certificate made
 with openssl) and overridden by --cafile, clear errors for a missing CA file and an untrusted
-certificate, a kept directory reported once; and the docked upload of recorder.device using
+certificate, a kept directory reported once; and the docked upload of recorder.device.assembly using
 station.cafile."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from test_station_fixtures import (ServedStation, make_certificate, make_recording, make_store,
                                    serve)
 
-from recorder.device import station_upload
-from recorder.keys import DeviceKey
+from recorder.device.assembly import station_upload
+from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
 

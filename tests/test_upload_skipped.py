@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recorder import cli
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
 from test_station_fixtures import make_recording
 
 

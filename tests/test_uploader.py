@@ -21,8 +21,8 @@ from sqlalchemy import select
 from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_certificate,
                                    make_recording, make_store, serve)
 
-from recorder import manifest
-from recorder.keys import DeviceKey
+from recorder.integrity import manifest
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue
 from recorder.station.evidence_store import EvidenceStore
 from recorder.uploader import (CaFileError, UploadProgress, Uploader, find_sealed_recordings,
