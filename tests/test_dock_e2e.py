@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from test_record_e2e import settings, start_recording_after
-from test_station_fixtures import make_store, serve
+from support.station import make_store, serve
 
 from recorder.board import BoardEvent, BoardEventKind, BoardSettings, ScriptedBoard
 from recorder.device.assembly import Device

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mux_media import aac, h264, interleave
-from test_bmff import SynthRun, SynthTrack, box, full_box, synth_moov, synthetic_files
+from support.media import aac, h264, interleave
+from support.synthetic_bmff import (SynthRun, SynthTrack, box, full_box, synth_moov,
+                                    synthetic_files)
 
 from recorder.storage import _mux_py
 from recorder.integrity import bmff, manifest

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
+from support.media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
                        interleave)
 from recorder.storage import mux
 from recorder.capture.access_unit import AccessUnit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mux_media import Unit, aac, h264, interleave
+from support.media import Unit, aac, h264, interleave
 from recorder.capture.access_unit import AccessUnit
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey

@@ -13,19 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _implementation
-
-
-@pytest.fixture(scope="session", params=["native", "pure"])
-def sha_impl(request: pytest.FixtureRequest) -> ModuleType:
-    """The module of one implementation of the hasher (has ``Sha256``)."""
-    return _implementation("sha256", request.param)
+from support.twins import twin_module
 
 
 @pytest.fixture(params=["accelerated", "portable"])
 def native_sha(request: pytest.FixtureRequest) -> ModuleType:
     """The native hasher, once with the CPU's SHA instructions (if any) and once portable C."""
-    module = _implementation("sha256", "native")
+    if request.config.getoption("--no-native"):
+        pytest.skip("--no-native: native implementation skipped")
+    module = twin_module("sha256", "native")
     module._force_portable(request.param == "portable")
     yield module
     module._force_portable(False)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, select, update
-from test_station_fixtures import (FullBlobStore, ServedStation, make_recording, make_store,
+from support.station import (FullBlobStore, ServedStation, make_recording, make_store,
                                    serve)
 
 from recorder.integrity import manifest

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from test_station_fixtures import (FakeClock, catalogue_url, ingest, make_recording, make_store,
+from support.station import (FakeClock, catalogue_url, ingest, make_recording, make_store,
                                    postgres_cluster)
 
 from recorder.integrity.keys import DeviceKey

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from test_station_fixtures import make_recording, make_store, serve
+from support.station import make_recording, make_store, serve
 
 from recorder import cli
 from recorder.integrity import keys

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from test_station_fixtures import (FakeClock, catalogue_url, ingest, make_recording, make_store,
+from support.station import (FakeClock, catalogue_url, ingest, make_recording, make_store,
                                    postgres_cluster, serve)
 
 from recorder.integrity.keys import DeviceKey

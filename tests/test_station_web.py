@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_station_fixtures import (FakeClock, ServedStation, ingest, make_recording, make_store,
+from support.station import (FakeClock, ServedStation, ingest, make_recording, make_store,
                                    serve)
 
 from recorder import cli

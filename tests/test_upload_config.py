@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_station_fixtures import (ServedStation, make_certificate, make_recording, make_store,
+from support.station import (ServedStation, make_certificate, make_recording, make_store,
                                    serve)
 
 from recorder.device.assembly import station_upload

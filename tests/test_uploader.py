@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_certificate,
+from support.station import (CuttingProxy, FullBlobStore, ServedStation, make_certificate,
                                    make_recording, make_store, serve)
 
 from recorder.integrity import manifest

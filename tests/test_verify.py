@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bmff import WrittenSegment, write_segments
+from support.segments import WrittenSegment, write_segments
 
 from recorder.integrity import bmff, keys, manifest, verify
 from recorder import cli

@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 import sqlalchemy
 import uvicorn
-from test_bmff import write_segments
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
@@ -33,6 +32,7 @@ from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
 from recorder.station.evidence_store import EvidenceStore, Holdings
+from support.segments import write_segments
 
 MONOTONIC_START_US = 7_000_000
 
