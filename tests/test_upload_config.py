@@ -14,26 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.station import (ServedStation, make_certificate, make_recording, make_store,
-                                   serve)
+from support.station import (ServedStation, camera, make_certificate, make_store, serve)
 
 from recorder.device.assembly import station_upload
 from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
 
+__all__ = ["camera"]  # fixtures used by name below
+
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 RID = "20261123T070000Z-cam7"
-
-
-@pytest.fixture()
-def camera(tmp_path: Path) -> tuple[Path, DeviceKey]:
-    data = tmp_path / "camera"
-    key = DeviceKey.load_or_create(data)
-    make_recording(data / "recordings", key)
-    return data, key
 
 
 @pytest.fixture()

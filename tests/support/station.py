@@ -322,3 +322,60 @@ def catalogue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
         admin.dispose()
+
+
+# --- fixtures: import them by name into a test module (and list them in its __all__) ----------
+
+
+@pytest.fixture()
+def camera_key(tmp_path: Path) -> DeviceKey:
+    """A camera's device key, in tmp_path/camera."""
+    return DeviceKey.load_or_create(tmp_path / "camera")
+
+
+@pytest.fixture()
+def camera(tmp_path: Path) -> tuple[Path, DeviceKey]:
+    """A camera's data directory (tmp_path/camera) holding its key and one sealed recording."""
+    data = tmp_path / "camera"
+    key = DeviceKey.load_or_create(data)
+    make_recording(data / "recordings", key)
+    return data, key
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    """The station's clock: an hour after the recordings' default start (07:00)."""
+    return FakeClock("2026-11-23T08:00:00+00:00")
+
+
+@pytest.fixture()
+def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
+    """A station on SQLite in tmp_path/station with cam7 enrolled."""
+    store = make_store(tmp_path / "station")
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    return store
+
+
+@pytest.fixture()
+def station(store: EvidenceStore) -> Iterator[ServedStation]:
+    """``store`` served on loopback for the test's length."""
+    served = serve(store)
+    yield served
+    served.stop()
+
+
+@pytest.fixture()
+def new_store(catalogue_url: str, tmp_path: Path,
+              clock: FakeClock) -> Iterator[Callable[[], EvidenceStore]]:
+    """Opens the station in tmp_path/station on ``catalogue_url`` (each call: a fresh store on
+    the same data, as after a restart); every store made is closed after the test."""
+    made: list[EvidenceStore] = []
+
+    def factory() -> EvidenceStore:
+        store = make_store(tmp_path / "station", clock=clock, db_url=catalogue_url)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.engine.dispose()
