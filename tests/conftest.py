@@ -10,6 +10,7 @@ a missing native module is an error, never a skip. Helpers shared by tests are i
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from types import ModuleType
 
@@ -78,6 +79,15 @@ def both_ring_impls(pytestconfig: pytest.Config) -> tuple[ModuleType, ModuleType
 def both_mux_impls(pytestconfig: pytest.Config) -> tuple[ModuleType, ModuleType]:
     """(native, pure) muxer modules, for differential tests; skipped where native is absent."""
     return _both("mux", pytestconfig)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything collection made (every test module, hypothesis, the station's libraries) goes
+    to the permanent GC generation: a full collection of that heap in the middle of a real-time
+    recording stalls the capture threads for a fifth of a second, which a camera process, with a
+    small heap, never sees; the recorded frames then bunch up and fail the timing checks."""
+    gc.collect()
+    gc.freeze()
 
 
 def _on_raspberry_pi() -> bool:
