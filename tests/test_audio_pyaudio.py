@@ -33,7 +33,7 @@ import pytest
 
 from recorder import AUDIO, AccessUnit
 
-from test_audio import RATE, best_alignment, chirp, decode, to_s16
+from support.audio import RATE, best_alignment, chirp, decode, to_s16
 
 pytest.importorskip("pyaudio", reason="PyAudio is not installed (pip install pyaudio)")
 pytestmark = pytest.mark.skipif(not Path("/usr/share/alsa/alsa.conf").exists(),

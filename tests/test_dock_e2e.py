@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from test_record_e2e import settings, start_recording_after
+from support.recording import settings, start_recording_after
 from support.station import make_store, serve
 
 from recorder.board import BoardEvent, BoardEventKind, BoardSettings, ScriptedBoard

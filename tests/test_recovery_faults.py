@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_record_e2e import manifest_lines, settings
+from support.recording import manifest_lines, settings
 
 from recorder import durability
 from recorder.board import BoardSettings, ScriptedBoard
