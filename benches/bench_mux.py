@@ -17,8 +17,8 @@ import av
 import numpy as np
 import pytest
 
-from recorder.storage._mux_py import NAL_PPS, NAL_SPS, split_annexb
 from recorder.capture.access_unit import AUDIO, VIDEO, AccessUnit
+from recorder.storage._mux_py import NAL_PPS, NAL_SPS, split_annexb
 
 from support.twins import twin_module
 

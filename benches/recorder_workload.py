@@ -27,10 +27,10 @@ import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
 from recorder._native import load
 from recorder.capture.clock import monotonic_us
-from recorder.integrity.keys import DeviceKey
-from recorder.storage.recording import RecordingFactory
 from recorder.device.writer import RecordingWriter
+from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
+from recorder.storage.recording import RecordingFactory
 
 FPS = 30
 VIDEO_BPS = 10_000_000

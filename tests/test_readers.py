@@ -15,11 +15,11 @@ from support.media import aac, h264, interleave
 from support.synthetic_bmff import (SynthRun, SynthTrack, box, full_box, synth_moov,
                                     synthetic_files)
 
-from recorder.storage import _mux_py
 from recorder.integrity import bmff, manifest
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
 from recorder.integrity.sealed_segment import SealedSegment
+from recorder.storage import _mux_py
 
 # --- the BMFF reader's torn mode
 

@@ -18,8 +18,8 @@ from recorder.cli.record import record
 from recorder.device.assembly import Device
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
-from recorder.storage.recording import recover_interrupted
 from recorder.integrity.verify import verify_recording
+from recorder.storage.recording import recover_interrupted
 from support.recording import (FPS, ffprobe, frame_numbers, make_video_file, manifest_lines,
                                settings, start_recording_after)
 

@@ -13,13 +13,13 @@ from support.recording import manifest_lines, settings
 from recorder import durability
 from recorder.board import BoardSettings, ScriptedBoard
 from recorder.capture.camera import SyntheticCamera, VideoFormat
+from recorder.capture.clock import ClockAnchor
 from recorder.cli.record import record
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME, RecordingHeader
-from recorder.storage.recording import FileRecording, recover_interrupted
-from recorder.capture.clock import ClockAnchor
-from recorder.uploader import LocalRecordingError, Uploader, read_sealed
 from recorder.integrity.verify import verify_recording
+from recorder.storage.recording import FileRecording, recover_interrupted
+from recorder.uploader import LocalRecordingError, Uploader, read_sealed
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from support.media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
-                       interleave)
-from recorder.storage import mux
 from recorder.capture.access_unit import AccessUnit
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.sealed_segment import SealedSegment
+from recorder.storage import mux
 from recorder.storage.segment_writer import (PartialSegmentExistsError, SegmentRecoveryError,
                                      SegmentWriteError, SegmentWriter, SegmentWriterStateError,
                                      recover_segment, recover_segments, scan_whole_fragments)
+from support.media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
+                       interleave)
 
 CLOCK = ClockAnchor(datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc), 0)
 

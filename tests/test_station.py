@@ -19,10 +19,10 @@ from support.station import (FullBlobStore, ServedStation, camera_key, make_reco
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import sign_request
 from recorder.station import audit, catalogue
 from recorder.station.errors import EnrollmentError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.integrity.request_signing import sign_request
 
 __all__ = ["camera_key", "station", "store"]  # fixtures used by name below
 

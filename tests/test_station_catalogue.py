@@ -15,10 +15,10 @@ from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest
                              new_store, postgres_cluster)
 
 from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import ConflictError, RequestAuthError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 from recorder.station.request_headers import parse_headers
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing

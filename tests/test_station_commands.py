@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from support.station import make_recording, make_store
 
-from recorder.integrity.keys import DeviceKey
 from recorder.cli import station as commands
+from recorder.integrity.keys import DeviceKey
 
 REPO = Path(__file__).resolve().parents[1]
 STATION_SOURCES = sorted((REPO / "recorder" / "station").glob("*.py"))

@@ -17,10 +17,10 @@ from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest
                              new_store, postgres_cluster, serve)
 
 from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import BadRequestError, RecordingGoneError, UnknownRecordingError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")

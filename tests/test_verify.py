@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.segments import WrittenSegment, write_segments
 
-from recorder.integrity import bmff, keys, manifest, verify
 from recorder import cli
+from recorder.integrity import bmff, keys, manifest, verify
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME, EventKind, ManifestWriter, RecordingHeader
 from recorder.integrity.sealed_segment import SealedSegment
