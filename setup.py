@@ -29,9 +29,9 @@ POLICY = native.policy_from_environ()
 
 # Sources of each native module named in recorder._native.PIECES.
 SOURCES = {
-    "recorder._ring_c": ["native/_ring_c.pyx", "native/ring.c"],
-    "recorder._mux_c": ["native/_mux_c.pyx", "native/mux.c"],
-    "recorder._sha256_c": ["native/_sha256_c.pyx", "native/sha256.c"],
+    "recorder.ring._ring_c": ["native/_ring_c.pyx", "native/ring.c"],
+    "recorder.storage._mux_c": ["native/_mux_c.pyx", "native/mux.c"],
+    "recorder.integrity._sha256_c": ["native/_sha256_c.pyx", "native/sha256.c"],
 }
 
 

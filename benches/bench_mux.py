@@ -17,10 +17,10 @@ import av
 import numpy as np
 import pytest
 
-from recorder._mux_py import NAL_PPS, NAL_SPS, split_annexb
-from recorder.access_unit import AUDIO, VIDEO, AccessUnit
+from recorder.capture.access_unit import AUDIO, VIDEO, AccessUnit
+from recorder.storage._mux_py import NAL_PPS, NAL_SPS, split_annexb
 
-from conftest import implementation
+from support.twins import twin_module
 
 KINDS = ["native", "pure", "pyav"]
 
@@ -113,5 +113,5 @@ def test_mux_1080p30(benchmark: Any, kind: str) -> None:
                            if first[s] & 0x1F in (NAL_SPS, NAL_PPS))
         size = benchmark(_mux_pyav, config, units, headers)
     else:
-        size = benchmark(_mux_ours, implementation("mux", kind), config, units)
+        size = benchmark(_mux_ours, twin_module("mux", kind), config, units)
     assert size > video_bytes

@@ -14,7 +14,7 @@ import pytest
 
 from recorder import AUDIO, VIDEO
 
-from conftest import implementation
+from support.twins import twin_module
 from deque_ring import DequeRing
 
 BATCH = 200  # access units per timed call
@@ -29,7 +29,7 @@ KINDS = ["native", "pure", "deque", "memcpy"]
 
 def make_target(kind: str, arena: int) -> Any:
     if kind in ("native", "pure"):
-        return implementation("ring", kind).PreEventRing(seconds=30, capacity_bytes=arena)
+        return twin_module("ring", kind).PreEventRing(seconds=30, capacity_bytes=arena)
     if kind == "deque":
         return DequeRing(seconds=30)
     return None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import implementation
+from support.twins import twin_module
 
 TOTAL = 8 << 20
 SIZES = {"4KiB": 4 << 10, "16KiB": 16 << 10, "64KiB": 64 << 10, "256KiB": 256 << 10,
@@ -25,7 +25,7 @@ def test_sha256(benchmark: Any, kind: str, size: str) -> None:
     nbytes = SIZES[size]
     buffer = bytes(range(256)) * (nbytes // 256)
     count = TOTAL // nbytes
-    make = implementation("sha256", "native").Sha256 if kind == "native" else hashlib.sha256
+    make = twin_module("sha256", "native").Sha256 if kind == "native" else hashlib.sha256
     benchmark.extra_info.update(piece="sha256", op="hash", size=size, kind=kind, units=count,
                                 bytes=TOTAL)
 

@@ -29,13 +29,11 @@ from typing import Any
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_bmff import write_segments  # noqa: E402  (the test suite's PyAV segment maker)
-
-from recorder.keys import DeviceKey  # noqa: E402
-from recorder.manifest import ManifestWriter, RecordingHeader  # noqa: E402
-from recorder.sealed_segment import SealedSegment  # noqa: E402
-from recorder.uploader import Uploader  # noqa: E402
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import ManifestWriter, RecordingHeader
+from recorder.integrity.sealed_segment import SealedSegment
+from recorder.uploader import Uploader
+from support.segments import write_segments  # the test suite's PyAV segment maker
 
 MINUTES = float(os.environ.get("BWV_BENCH_UPLOAD_MINUTES", "30"))
 SEGMENT_S = 30

@@ -26,11 +26,11 @@ import av
 import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
 from recorder._native import load
-from recorder.clock import monotonic_us
-from recorder.keys import DeviceKey
-from recorder.recording import RecordingFactory
-from recorder.controller import RecordingWriter
+from recorder.capture.clock import monotonic_us
+from recorder.device.writer import RecordingWriter
+from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
+from recorder.storage.recording import RecordingFactory
 
 FPS = 30
 VIDEO_BPS = 10_000_000
@@ -117,7 +117,7 @@ def overhead(seconds: float, directory: Path) -> dict[str, Any]:
 def latency(directory: Path, buffered_s: float = 30.0) -> dict[str, Any]:
     """Start request -> first pre-event fragment fsynced, with ``buffered_s`` in the ring; then
     the time to drain the whole buffer to disk while live units keep arriving in real time."""
-    import recorder.segment_writer as segment_writer
+    import recorder.storage.segment_writer as segment_writer
 
     synced: list[float] = []
     real_sync = segment_writer.os.fdatasync

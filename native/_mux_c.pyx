@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Native fragmented-MP4 muxer (recorder._mux_c): a Cython skin over native/mux.c.
+"""Native fragmented-MP4 muxer (recorder.storage._mux_c): a Cython skin over native/mux.c.
 
-Same API, rules, errors and bytes as recorder/_mux_py.py, which also builds the init segment
+Same API, rules, errors and bytes as recorder/storage/_mux_py.py, which also builds the init segment
 (ftyp + moov, once per segment) and the error messages for both twins. Per access unit this skin
 runs the cut and timestamp rules in C types; mux.c scans the Annex B payload (with the GIL
 released for payloads of GIL_RELEASE_BYTES or more) and notes where its NAL units are, and when the
@@ -14,9 +14,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
 
-from recorder import _mux_py as spec
+from recorder.storage import _mux_py as spec
 from recorder.errors import empty_access_unit_error
-from recorder._mux_py import (AnnexBError, AudioConfigError, MuxClosedError, MuxedFragment,
+from recorder.storage._mux_py import (AnnexBError, AudioConfigError, MuxClosedError, MuxedFragment,
                               MuxError, MuxTimestampError, ParameterSetError)
 
 GIL_RELEASE_BYTES = 4096
@@ -62,7 +62,7 @@ cdef extern from "mux.h" nogil:
 
 
 cdef class FragmentedMp4Muxer:
-    """Turns access units into standalone fragmented-MP4 segments (see recorder/_mux_py.py).
+    """Turns access units into standalone fragmented-MP4 segments (see recorder/storage/_mux_py.py).
 
     ``audio_config``: the AAC AudioSpecificConfig (encoder extradata), or None for video only.
     ``segment_seconds``: a segment is cut at the first keyframe after this long.

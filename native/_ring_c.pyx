@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native pre-event ring (recorder._ring_c): a thin Cython skin over native/ring.c.
+"""Native pre-event ring (recorder.ring._ring_c): a thin Cython skin over native/ring.c.
 
-Same API, rules, errors and bytes as recorder/_ring_py.py. Locking is inside ring.c: every
+Same API, rules, errors and bytes as recorder/ring/_ring_py.py. Locking is inside ring.c: every
 function there takes the ring's pthread mutex itself, and none calls into Python or waits for the
 GIL while holding it. So a thread may wait for the mutex with the GIL held, as small pushes and
 pops, len(), stats() and the properties do: the holder never needs the GIL to finish, and holds
@@ -15,9 +15,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport SIZE_MAX, int64_t, uint8_t, uint64_t
 
 from recorder import errors
-from recorder._ring_py import (DEFAULT_MAX_UNITS, _allocation_error, _check_construction,
-                               _check_timeout)
-from recorder.access_unit import AccessUnit, RingStats
+from recorder.ring._ring_py import (DEFAULT_MAX_UNITS, _allocation_error, _check_construction,
+                                    _check_timeout)
+from recorder.capture.access_unit import AccessUnit, RingStats
 
 GIL_RELEASE_BYTES = 4096
 

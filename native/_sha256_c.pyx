@@ -1,11 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Native SHA-256 (recorder._sha256_c): a Cython skin over native/sha256.c.
+"""Native SHA-256 (recorder.integrity._sha256_c): a Cython skin over native/sha256.c.
 
-Same API and digests as recorder/_sha256_py.py (hashlib). ``update`` releases the GIL for inputs
-of GIL_RELEASE_BYTES or more (hashlib's threshold too), so a writer thread hashing a fragment does
-not hold up capture threads; a mutex, taken without the GIL, keeps concurrent updates of one
-object whole. ``ACCELERATION`` names the block function the CPU allowed: "sha-ni", "armv8-ce" or
-"portable".
+Same API and digests as recorder/integrity/_sha256_py.py (hashlib). ``update`` releases the GIL for
+inputs of GIL_RELEASE_BYTES or more (hashlib's threshold too), so a writer thread hashing a
+fragment does not hold up capture threads; a mutex, taken without the GIL, keeps concurrent updates
+of one object whole. ``ACCELERATION`` names the block function the CPU allowed: "sha-ni",
+"armv8-ce" or "portable".
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer

@@ -1,4 +1,4 @@
-/* Fragmented-MP4 muxer core. The rules, the names and the bytes follow recorder/_mux_py.py. */
+/* Fragmented-MP4 muxer core. The rules, the names and the bytes follow recorder/storage/_mux_py.py. */
 #include "mux.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Fragmented-MP4 muxer core: the hot path of the C twin of recorder/_mux_py.py (read that file for
+/* Fragmented-MP4 muxer core: the hot path of the C twin of recorder/storage/_mux_py.py (read that file for
  * the rules). Annex B scanning and conversion to length-prefixed NAL units, the sample tables of
  * one fragment, and the moof+mdat writer. The state machine (cuts, timestamps) lives in
  * native/_mux_c.pyx; nothing here touches Python, so every function may run without the GIL.

@@ -1,4 +1,4 @@
-/* Pre-event ring buffer core. The rules, and the names, follow recorder/_ring_py.py. */
+/* Pre-event ring buffer core. The rules, and the names, follow recorder/ring/_ring_py.py. */
 #include "ring.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Pre-event ring buffer core: the C twin of recorder/_ring_py.py (read that file for the rules).
+/* Pre-event ring buffer core: the C twin of recorder/ring/_ring_py.py (read that file for the rules).
  *
  * Every function that takes a bwv_ring locks its mutex itself and never touches Python, so the
  * Cython wrapper (native/_ring_c.pyx) may call any of them with the GIL released.

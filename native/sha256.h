@@ -1,4 +1,4 @@
-/* SHA-256 (FIPS 180-4) for the native hasher recorder._sha256_c.
+/* SHA-256 (FIPS 180-4) for the native hasher recorder.integrity._sha256_c.
  *
  * Three block functions, chosen once at run time from what the CPU offers: the x86 SHA extensions
  * (SHA-NI), the ARMv8 cryptography extensions (Raspberry Pi 5; the Pi 4 and Zero 2 lack them),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._native import NativeFallbackWarning, load, policy_from_environ
-from .access_unit import AUDIO, VIDEO, AccessUnit, RingStats
+from .capture.access_unit import AUDIO, VIDEO, AccessUnit, RingStats
 from .errors import (
     AccessUnitTooLargeError,
     EmptyAccessUnitError,
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 policy_from_environ()  # a RECORDER_NATIVE that is not understood stops here, with its message
 
 if TYPE_CHECKING:  # the fully typed pure twin is the type source for both implementations
-    from ._ring_py import PreEventRing
+    from .ring._ring_py import PreEventRing
 
 
 def __getattr__(name: str) -> object:

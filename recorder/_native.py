@@ -73,9 +73,12 @@ class Piece:
 
 #: Every accelerated piece. setup.py builds one extension per native module named here.
 PIECES: dict[str, Piece] = {
-    "ring": Piece("ring", "recorder._ring_c", "recorder._ring_py", "pre-event ring buffer"),
-    "mux": Piece("mux", "recorder._mux_c", "recorder._mux_py", "fragmented-MP4 muxer"),
-    "sha256": Piece("sha256", "recorder._sha256_c", "recorder._sha256_py", "SHA-256 hasher"),
+    "ring": Piece("ring", "recorder.ring._ring_c", "recorder.ring._ring_py",
+                  "pre-event ring buffer"),
+    "mux": Piece("mux", "recorder.storage._mux_c", "recorder.storage._mux_py",
+                 "fragmented-MP4 muxer"),
+    "sha256": Piece("sha256", "recorder.integrity._sha256_c", "recorder.integrity._sha256_py",
+                    "SHA-256 hasher"),
 }
 
 

@@ -23,6 +23,14 @@ from typing import Any
 
 from .errors import RecorderError
 
+DATA_DIR_ENV_VAR = "BWV_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The data directory: $BWV_DATA_DIR, else ~/.local/share/bwv."""
+    value = os.environ.get(DATA_DIR_ENV_VAR, "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".local" / "share" / "bwv"
+
 
 class SettingsError(RecorderError, ValueError):
     """A setting, or the settings file, is not acceptable. The message says how to fix it."""
@@ -195,8 +203,6 @@ class Settings:
         configured = str(self.values["storage.data_dir"])
         if configured:
             return Path(os.path.expanduser(configured))
-        from .keys import default_data_dir
-
         return default_data_dir()
 
 

@@ -3,7 +3,7 @@ deletes a local copy only after the station confirms it holds every segment hash
 the manifest. Resumable: each run first asks the station what it already holds.
 
 A recording still being written (its manifest has no final ``sealed`` line) is never touched.
-Requests are signed with the device key (recorder.station.request_signing).
+Requests are signed with the device key (recorder.integrity.request_signing).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
-from . import manifest
 from .errors import RecorderError
-from .keys import DeviceKey
-from .station.request_signing import EMPTY_SHA256, is_safe_name, sign_request
+from .integrity import manifest
+from .integrity.keys import DeviceKey
+from .integrity.request_signing import EMPTY_SHA256, is_safe_name, sign_request
 
 API = "/api/v1"
 CHUNK_BYTES = 1 << 20

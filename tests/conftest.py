@@ -1,20 +1,23 @@
 """Shared fixtures: every test of an accelerated piece runs against both implementations.
 
-The ``ring_impl`` fixture is parametrised with ids ``native`` and ``pure``. The native case is
-skipped (and listed as skipped) when RECORDER_NATIVE=off, or under auto when the module is not
-built; under RECORDER_NATIVE=required a missing native module is an error, never a skip.
+The ``implementation`` fixture is parametrised with ids ``native`` and ``pure`` (the native case
+carries the ``native`` marker: deselect it with ``-m "not native"`` or skip it with
+``--no-native``); ``ring_impl``, ``mux_impl`` and ``sha_impl`` are the module of that
+implementation of each piece. The native case is skipped (and listed as skipped) when
+RECORDER_NATIVE=off, or under auto when the module is not built; under RECORDER_NATIVE=required
+a missing native module is an error, never a skip. Helpers shared by tests are in support/.
 """
 
 from __future__ import annotations
 
-import importlib
+import gc
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from recorder import _native
+from support.twins import twin_module
 
 # CI and the developers' machines are 2 shared cores: how fast examples are *generated* depends
 # on whatever else runs, so that is not a failure; every property keeps its example count.
@@ -23,31 +26,68 @@ settings.register_profile("shared-machine", suppress_health_check=[HealthCheck.t
 settings.load_profile("shared-machine")
 
 
-def _implementation(piece: str, kind: str) -> ModuleType:
-    spec = _native.PIECES[piece]
-    if kind == "pure":
-        return importlib.import_module(spec.pure_module)
-    policy = _native.policy_from_environ()
-    if policy is _native.NativePolicy.OFF:
-        pytest.skip("RECORDER_NATIVE=off: native implementation deselected")
-    try:
-        return importlib.import_module(spec.native_module)
-    except ImportError as exc:
-        if policy is _native.NativePolicy.REQUIRED:
-            raise
-        pytest.skip(f"native {piece} not built: {exc}")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--no-native", action="store_true", default=False,
+                     help="skip the native implementation of every accelerated piece")
 
 
-@pytest.fixture(scope="session", params=["native", "pure"])
-def ring_impl(request: pytest.FixtureRequest) -> ModuleType:
-    """The module of one implementation of the pre-event ring (has ``PreEventRing``)."""
-    return _implementation("ring", request.param)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "native: runs the native implementation of an "
+                            "accelerated piece (skipped with --no-native)")
+
+
+@pytest.fixture(scope="session", params=[pytest.param("native", marks=pytest.mark.native),
+                                         "pure"])
+def implementation(request: pytest.FixtureRequest) -> str:
+    """"native" or "pure": which implementation of an accelerated piece a test runs against."""
+    if request.param == "native" and request.config.getoption("--no-native"):
+        pytest.skip("--no-native: native implementation skipped")
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def both_ring_impls() -> tuple[ModuleType, ModuleType]:
+def ring_impl(implementation: str) -> ModuleType:
+    """The module of one implementation of the pre-event ring (has ``PreEventRing``)."""
+    return twin_module("ring", implementation)
+
+
+@pytest.fixture(scope="session")
+def mux_impl(implementation: str) -> ModuleType:
+    """The module of one implementation of the muxer (has ``FragmentedMp4Muxer``)."""
+    return twin_module("mux", implementation)
+
+
+@pytest.fixture(scope="session")
+def sha_impl(implementation: str) -> ModuleType:
+    """The module of one implementation of the hasher (has ``Sha256``)."""
+    return twin_module("sha256", implementation)
+
+
+def _both(piece: str, config: pytest.Config) -> tuple[ModuleType, ModuleType]:
+    if config.getoption("--no-native"):
+        pytest.skip("--no-native: a differential test needs the native implementation")
+    return twin_module(piece, "native"), twin_module(piece, "pure")
+
+
+@pytest.fixture(scope="session")
+def both_ring_impls(pytestconfig: pytest.Config) -> tuple[ModuleType, ModuleType]:
     """(native, pure) ring modules, for differential tests; skipped where native is absent."""
-    return _implementation("ring", "native"), _implementation("ring", "pure")
+    return _both("ring", pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def both_mux_impls(pytestconfig: pytest.Config) -> tuple[ModuleType, ModuleType]:
+    """(native, pure) muxer modules, for differential tests; skipped where native is absent."""
+    return _both("mux", pytestconfig)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything collection made (every test module, hypothesis, the station's libraries) goes
+    to the permanent GC generation: a full collection of that heap in the middle of a real-time
+    recording stalls the capture threads for a fifth of a second, which a camera process, with a
+    small heap, never sees; the recorded frames then bunch up and fail the timing checks."""
+    gc.collect()
+    gc.freeze()
 
 
 def _on_raspberry_pi() -> bool:

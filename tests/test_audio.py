@@ -7,13 +7,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import av
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from recorder import AUDIO, AccessUnit
-from recorder.audio import (
+from recorder.capture.audio import (
     AacEncoder,
     AudioFormat,
     AudioSourceSpecError,
@@ -26,48 +24,13 @@ from recorder.audio import (
     UnsupportedAudioFormatError,
     open_audio_source,
 )
-from recorder.audio import pyaudio_source
-from recorder.audio.pyaudio_source import InputDevice, PyAudioMicrophone, choose_device, open_error
+from recorder.capture.audio import pyaudio_source
+from recorder.capture.audio.pyaudio_source import (InputDevice, PyAudioMicrophone, choose_device,
+                                                   open_error)
+from support.audio import RATE, best_alignment, chirp, decode, to_s16
 
-RATE = 48_000
 FRAME_US = 1024 * 1_000_000 / RATE
 
-
-def decode(units: list[AccessUnit], asc: bytes, channels: int = 1) -> npt.NDArray[np.float32]:
-    """Decode raw AAC frames (as a muxer would hand them to a decoder) to float samples."""
-    decoder = av.CodecContext.create("aac", "r")
-    decoder.extradata = asc
-    chunks = []
-    for unit in units:
-        for frame in decoder.decode(av.Packet(unit.payload)):
-            chunks.append(frame.to_ndarray()[:channels])
-    return np.concatenate(chunks, axis=1)
-
-
-def chirp(samples: int, rate: int = RATE) -> npt.NDArray[np.float64]:
-    """A 200 Hz to 4 kHz sweep: not periodic, so there is one right alignment."""
-    t = np.arange(samples) / rate
-    duration = samples / rate
-    return 0.5 * np.sin(2 * np.pi * (200 * t + (4000 - 200) * t * t / (2 * duration)))
-
-
-def to_s16(signal: npt.NDArray[np.float64]) -> bytes:
-    return np.round(signal * 32767).astype("<i2").tobytes()
-
-
-def best_alignment(decoded: npt.NDArray[np.float32],
-                   known: npt.NDArray[np.float64], max_lag: int) -> tuple[int, float]:
-    """(lag, correlation): decoded[lag + k] best matches known[k], |lag| <= max_lag."""
-    best = (0, -1.0)
-    n = len(known) - 2 * max_lag
-    for lag in range(-max_lag, max_lag + 1):
-        start = max_lag + lag
-        a = decoded[start:start + n]
-        b = known[max_lag:max_lag + n]
-        r = float(np.corrcoef(a, b)[0, 1])
-        if r > best[1]:
-            best = (lag, r)
-    return best
 
 
 def capture(source: Any, timeout: float = 30) -> list[AccessUnit]:
@@ -261,7 +224,7 @@ def test_synthetic_clicks_land_on_their_second_marks_after_decoding() -> None:
 
 
 def test_realtime_synthetic_stamps_on_the_monotonic_clock() -> None:
-    from recorder.clock import monotonic_us
+    from recorder.capture.clock import monotonic_us
 
     before = monotonic_us()
     source = SyntheticMicrophone(blocks=5)

@@ -33,7 +33,7 @@ import pytest
 
 from recorder import AUDIO, AccessUnit
 
-from test_audio import RATE, best_alignment, chirp, decode, to_s16
+from support.audio import RATE, best_alignment, chirp, decode, to_s16
 
 pytest.importorskip("pyaudio", reason="PyAudio is not installed (pip install pyaudio)")
 pytestmark = pytest.mark.skipif(not Path("/usr/share/alsa/alsa.conf").exists(),
@@ -44,8 +44,8 @@ SECONDS = 2
 
 CAPTURE = """
 import dataclasses, json, sys
-from recorder.audio import AudioFormat, AudioError
-from recorder.audio.pyaudio_source import PyAudioMicrophone, list_input_devices
+from recorder.capture.audio import AudioFormat, AudioError
+from recorder.capture.audio.pyaudio_source import PyAudioMicrophone, list_input_devices
 
 request = json.loads(sys.argv[1])
 result = {"devices": [[d.index, d.name] for d in list_input_devices()]}

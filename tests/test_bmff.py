@@ -1,100 +1,24 @@
-"""The ISO BMFF reader: real fragmented MP4 from PyAV (checked against ffprobe) and synthetic files.
-
-``write_segments`` is also the source of test recordings for tests/test_verify.py: until the
-project's own muxer lands, PyAV (libx264 + AAC, movflags frag_keyframe+empty_moov+
-default_base_moof) makes real fragmented segments whose ``tfdt`` continue across files.
-"""
+"""The ISO BMFF reader: real fragmented MP4 from PyAV (checked against ffprobe, made by
+``support.segments.write_segments``) and synthetic files."""
 
 from __future__ import annotations
 
 import io
 import json
-import struct
 import subprocess
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder import bmff
-from recorder.bmff import BoxFormatError
-
-FPS = 30
-SAMPLE_RATE = 48000
-# frag_discont makes the mov muxer write each packet's own dts as tfdt instead of restarting
-# every file at 0; avoid_negative_ts=disabled stops it shifting timestamps to start at zero.
-SEGMENT_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+frag_discont",
-                   "avoid_negative_ts": "disabled"}
-
-
-@dataclass(frozen=True)
-class WrittenSegment:
-    """A segment file written by PyAV, with the pts span of the packets in it (microseconds)."""
-
-    path: Path
-    first_pts_us: int
-    last_pts_us: int
-    video_keyframes: int
-
-
-def _encode_recording(seconds: int, b_frames: int, audio: bool) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        video.options = {"g": str(FPS), "bf": str(b_frames), "preset": "ultrafast"}
-        sound = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
-        for number in range(seconds * FPS):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((48, 64, 3), (number * 7) % 256, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = number, Fraction(1, FPS)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        if sound is not None:
-            tone = np.sin(np.arange(1024, dtype=np.float32) / 5).reshape(1, -1)
-            for start in range(0, seconds * SAMPLE_RATE, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
-                chunk.time_base = Fraction(1, SAMPLE_RATE)
-                out.mux(sound.encode(chunk))
-            out.mux(sound.encode(None))
-    return buffer.getvalue()
-
-
-def write_segments(directory: Path, seconds: int = 4, segment_seconds: int = 2,
-                   b_frames: int = 0, audio: bool = True) -> list[WrittenSegment]:
-    """Encode ``seconds`` of test video (and AAC audio) and cut it into fragmented MP4 segments
-    000001.mp4 ... at video keyframes every ``segment_seconds``; one fragment per second (GOP)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with av.open(io.BytesIO(_encode_recording(seconds, b_frames, audio))) as source:
-        streams = list(source.streams)
-        packets = [packet for packet in source.demux() if packet.size]
-        keyframe_times = sorted(packet.pts * packet.time_base for packet in packets
-                                if packet.stream.type == "video" and packet.is_keyframe)
-        cuts = keyframe_times[::segment_seconds] + [Fraction(10**9)]
-        written = []
-        for number in range(len(cuts) - 1):
-            chosen = [packet for packet in packets
-                      if cuts[number] <= packet.pts * packet.time_base < cuts[number + 1]]
-            path = directory / f"{number + 1:06d}.mp4"
-            with av.open(str(path), "w", format="mp4", options=SEGMENT_OPTIONS) as out:
-                mapping = {stream.index: out.add_stream_from_template(stream)
-                           for stream in streams}
-                for packet in chosen:
-                    packet.stream = mapping[packet.stream.index]
-                    out.mux(packet)
-            times = [int(packet.pts * packet.time_base * 1_000_000) for packet in chosen]
-            keyframes = sum(1 for packet in chosen
-                            if packet.stream.type == "video" and packet.is_keyframe)
-            written.append(WrittenSegment(path, min(times), max(times), keyframes))
-    return written
-
+from recorder.integrity import bmff
+from recorder.integrity.bmff import BoxFormatError
+from support.segments import WrittenSegment, write_segments
+from support.synthetic_bmff import (SynthRun, SynthTrack, box, synth_fragment, synth_moov,
+                                    synthetic_files)
 
 def ffprobe_packets(path: Path) -> list[dict[str, Any]]:
     result = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
@@ -177,146 +101,6 @@ def test_sample_bytes_located_by_the_runs_are_ffmpegs_packets(
                 assert data[position:position + size] == packets[(run.track_id - 1, decode)]
                 position += size
                 decode += duration
-
-
-# --- synthetic files: every layout the reader must understand, built box by box
-
-
-def box(kind: bytes, *payload: bytes) -> bytes:
-    body = b"".join(payload)
-    return struct.pack(">I4s", 8 + len(body), kind) + body
-
-
-def full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
-    return box(kind, struct.pack(">I", (version << 24) | flags), *payload)
-
-
-@dataclass(frozen=True)
-class SynthTrack:
-    track_id: int
-    handler: bytes
-    timescale: int
-    trex_duration: int
-
-
-@dataclass(frozen=True)
-class SynthRun:
-    track_id: int
-    decode_time: int
-    durations: tuple[int, ...]
-    sizes: tuple[int, ...]
-    offsets: tuple[int, ...]
-
-
-def synth_moov(tracks: list[SynthTrack]) -> bytes:
-    traks = []
-    for track in tracks:
-        entry = b"avc1" if track.handler == b"vide" else b"mp4a"
-        traks.append(box(
-            b"trak",
-            full_box(b"tkhd", 0, 3, struct.pack(">III", 0, 0, track.track_id), bytes(68)),
-            box(b"mdia",
-                full_box(b"mdhd", 0, 0, struct.pack(">IIII", 0, 0, track.timescale, 0),
-                         bytes(4)),
-                full_box(b"hdlr", 0, 0, bytes(4), track.handler, bytes(13)),
-                box(b"minf", box(b"stbl", full_box(b"stsd", 0, 0, struct.pack(">I", 1),
-                                                    box(entry, bytes(8))))))))
-    trexes = [full_box(b"trex", 0, 0, struct.pack(">IIIII", t.track_id, 1, t.trex_duration,
-                                                  0, 0)) for t in tracks]
-    return box(b"moov", full_box(b"mvhd", 0, 0, bytes(96)), *traks, box(b"mvex", *trexes))
-
-
-def synth_fragment(sequence: int, runs: list[SynthRun], file_offset: int, options: dict[str, Any],
-                   tracks: dict[int, SynthTrack]) -> bytes:
-    payloads = [bytes((run.track_id * 16 + i) % 256 for i in range(sum(run.sizes)))
-                for run in runs]
-
-    def build_moof(data_start: int) -> bytes:
-        trafs, position = [], data_start
-        for run, payload in zip(runs, payloads):
-            flags, fields = 0, b""
-            if options["base"] == "explicit":
-                flags |= bmff.TFHD_BASE_DATA_OFFSET
-                fields += struct.pack(">Q", position)
-            else:
-                flags |= bmff.TFHD_DEFAULT_BASE_IS_MOOF
-            uniform = len(set(run.durations)) <= 1
-            where = options["durations"] if uniform else "trun"
-            if where == "tfhd" and run.durations:
-                flags |= bmff.TFHD_DEFAULT_SAMPLE_DURATION
-                fields += struct.pack(">I", run.durations[0])
-            if where == "trex" and run.durations and \
-                    run.durations[0] != tracks[run.track_id].trex_duration:
-                where = "trun"
-            trun_flags = bmff.TRUN_SAMPLE_SIZE | bmff.TRUN_SAMPLE_COMPOSITION_OFFSET
-            if options["base"] == "moof":
-                trun_flags |= bmff.TRUN_DATA_OFFSET
-            if where == "trun":
-                trun_flags |= bmff.TRUN_SAMPLE_DURATION
-            entries = b""
-            for duration, size, offset in zip(run.durations, run.sizes, run.offsets):
-                if where == "trun":
-                    entries += struct.pack(">I", duration)
-                entries += struct.pack(">I", size)
-                entries += struct.pack(">i" if options["trun_version"] else ">I", offset)
-            data_offset = struct.pack(">i", position - file_offset) \
-                if options["base"] == "moof" else b""
-            tfdt_version = options["tfdt_version"]
-            trafs.append(box(
-                b"traf",
-                full_box(b"tfhd", 0, flags, struct.pack(">I", run.track_id), fields),
-                full_box(b"tfdt", tfdt_version, 0,
-                         struct.pack(">Q" if tfdt_version else ">I", run.decode_time)),
-                full_box(b"trun", options["trun_version"], trun_flags,
-                         struct.pack(">I", len(run.durations)), data_offset, entries)))
-            position += len(payload)
-        return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)), *trafs)
-
-    moof_size = len(build_moof(0))
-    mdat_header = 16 if options["large_mdat"] else 8
-    moof = build_moof(file_offset + moof_size + mdat_header)
-    body = b"".join(payloads)
-    if options["large_mdat"]:
-        mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + len(body)) + body
-    else:
-        mdat = box(b"mdat", body)
-    return moof + mdat
-
-
-@st.composite
-def synthetic_files(draw: st.DrawFn) -> tuple[bytes, list[SynthTrack], list[list[SynthRun]]]:
-    track_count = draw(st.integers(1, 2))
-    tracks = [SynthTrack(i + 1, b"vide" if i == 0 else b"soun",
-                         draw(st.sampled_from([1000, 15360, 48000, 90000])),
-                         draw(st.integers(0, 3000))) for i in range(track_count)]
-    options = {"base": draw(st.sampled_from(["moof", "explicit"])),
-               "durations": draw(st.sampled_from(["trun", "tfhd", "trex"])),
-               "trun_version": draw(st.integers(0, 1)),
-               "tfdt_version": draw(st.integers(0, 1)),
-               "large_mdat": draw(st.booleans())}
-    by_id = {track.track_id: track for track in tracks}
-    data = box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6cmfc") + synth_moov(tracks)
-    decode = {track.track_id: draw(st.integers(0, 2**33 if options["tfdt_version"] else 2**31))
-              for track in tracks}
-    fragments = []
-    for sequence in range(1, draw(st.integers(1, 4)) + 1):
-        runs = []
-        for track in tracks:
-            count = draw(st.integers(1, 6))
-            uniform = draw(st.booleans())
-            first = draw(st.integers(1, 3000))
-            durations = tuple(first if uniform else draw(st.integers(1, 3000))
-                              for _ in range(count))
-            if options["durations"] == "trex" and uniform:
-                durations = (track.trex_duration or first,) * count
-            low = -1000 if options["trun_version"] else 0
-            runs.append(SynthRun(track.track_id, decode[track.track_id], durations,
-                                 tuple(draw(st.integers(0, 40)) for _ in range(count)),
-                                 tuple(draw(st.integers(low, 1000)) for _ in range(count))))
-            decode[track.track_id] += sum(durations)
-        data += synth_fragment(sequence, runs, len(data), options, by_id)
-        fragments.append(runs)
-    return data, tracks, fragments
 
 
 @settings(max_examples=150, deadline=None)

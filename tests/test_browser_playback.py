@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_record_e2e import ffprobe, manifest_lines
+from support.recording import ffprobe, manifest_lines
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian package)")
@@ -57,10 +57,10 @@ def test_a_damaged_segment_does_not(recording: Path, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_record_e2e import settings
+    from support.recording import settings
 
     from recorder.board import BoardSettings, ScriptedBoard
-    from recorder.device import record
+    from recorder.cli.record import record
 
     tmp = tmp_path_factory.mktemp("browser")
     with ScriptedBoard(BoardSettings()) as board:

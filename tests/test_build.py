@@ -45,9 +45,9 @@ def test_without_a_compiler_auto_builds_a_pure_python_install_and_says_so(
     result = build_wheel(source_copy, tmp_path / "wheels", "auto")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert "bwv-recorder: native module recorder._ring_c NOT built" in log
+    assert "bwv-recorder: native module recorder.ring._ring_c NOT built" in log
     files = wheel_files(tmp_path / "wheels")
-    assert "recorder/_ring_py.py" in files and "recorder/board/__init__.py" in files
+    assert "recorder/ring/_ring_py.py" in files and "recorder/board/__init__.py" in files
     assert not [f for f in files if f.endswith((".so", ".pyd", ".c", ".pyx"))]
 
     site = tmp_path / "site"

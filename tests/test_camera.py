@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,17 +10,19 @@ import numpy as np
 import pytest
 
 from recorder import VIDEO, AccessUnit
-from recorder.camera.errors import (
+from recorder.capture.camera.errors import (
     NoCameraError,
     UnsupportedResolutionError,
     VideoFileMissingError,
     VideoSourceSpecError,
 )
-from recorder.camera.h264_encoder import H264Encoder
-from recorder.camera.picamera2_source import EncodedFrameForwarder, Picamera2Camera
-from recorder.camera.sources import FileCamera, SyntheticCamera, VideoFormat, open_video_source
-from recorder.camera.test_pattern import TestPattern, read_frame_number
-from recorder.clock import monotonic_us
+from recorder.capture.camera.h264_encoder import H264Encoder
+from recorder.capture.camera.picamera2_source import EncodedFrameForwarder, Picamera2Camera
+from recorder.capture.camera.sources import (FileCamera, SyntheticCamera, VideoFormat,
+                                             open_video_source)
+from recorder.capture.camera.test_pattern import read_frame_number
+from recorder.capture.clock import monotonic_us
+from support.recording import make_video_file
 
 SMALL = VideoFormat(width=320, height=240, fps=30, bitrate_bps=400_000, keyframe_interval_s=0.5)
 
@@ -73,20 +74,6 @@ def test_realtime_synthetic_frames_are_stamped_on_the_monotonic_clock() -> None:
     assert before <= units[0].pts_us and units[-1].pts_us <= after
     assert all(b.pts_us > a.pts_us for a, b in zip(units, units[1:]))
 
-
-def make_video_file(path: Path, frames: int, fps: int = 25) -> None:
-    pattern = TestPattern(320, 240)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        stream.bit_rate = 2_000_000
-        from datetime import datetime, timezone
-        for n in range(frames):
-            frame = pattern.render(n, datetime.now(timezone.utc))
-            frame.pts = n
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 def test_a_file_source_re_encodes_every_frame_with_the_files_timing(tmp_path: Path) -> None:

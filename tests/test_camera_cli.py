@@ -23,8 +23,8 @@ from typing import IO
 
 import pytest
 
-from recorder.keys import DeviceKey
-from recorder.manifest import MANIFEST_NAME
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import MANIFEST_NAME
 
 BWV = [sys.executable, "-m", "recorder"]  # run from "/": the installed package, not ./recorder
 

@@ -18,7 +18,7 @@ import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
 from recorder.board import (BoardEvent, BoardEventKind, BoardSettings, Condition, Cue,
                             IndicatorStatus, Mode, ScriptedBoard, TerminalBoard)
-from recorder.controller import Controller, State, ring_size
+from recorder.device.controller import Controller, State, ring_size
 
 FRAME = 33_333
 

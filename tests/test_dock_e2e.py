@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from test_record_e2e import settings, start_recording_after
-from test_station_fixtures import make_store, serve
+from support.recording import settings, start_recording_after
+from support.station import make_store, serve
 
 from recorder.board import BoardEvent, BoardEventKind, BoardSettings, ScriptedBoard
-from recorder.device import Device
-from recorder.keys import DeviceKey
+from recorder.device.assembly import Device
+from recorder.integrity.keys import DeviceKey
 
 
 def record_then_dock(device: Device) -> Path:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder import AUDIO, VIDEO, AccessUnit
-from recorder.interleave import PtsInterleaver
+from recorder.storage.interleave import PtsInterleaver
 
 
 def unit(stream: int, pts: int) -> AccessUnit:

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from recorder import keys
-from recorder.keys import DeviceKey, KeyCorruptError, KeyPermissionError, PublicKeyFormatError
+from recorder.integrity import keys
+from recorder.integrity.keys import (DeviceKey, KeyCorruptError, KeyPermissionError,
+                                     PublicKeyFormatError)
 
 
 def test_key_is_created_on_first_use_with_mode_0600_even_under_a_permissive_umask(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder import doctor, keys
-from recorder.keys import DeviceKey
+from recorder.device import doctor
+from recorder.integrity import keys
+from recorder.integrity.keys import DeviceKey
 
 
 def doctor_values(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The manifest: canonical lines, the prev chain, Ed25519 signatures, fsync per line, reopening.
 
 External oracles: `sha256sum` recomputes each `prev`, and `openssl pkeyutl` checks each `sig`
-through exactly the shell recipe documented in recorder/manifest.py.
+through exactly the shell recipe documented in recorder/integrity/manifest.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder import manifest
-from recorder.keys import DeviceKey
-from recorder.manifest import (
+from recorder.integrity import manifest
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import (
     EventKind,
     LineProblemCode,
     ManifestFormatError,
@@ -30,7 +30,7 @@ from recorder.manifest import (
     ManifestWriter,
     RecordingHeader,
 )
-from recorder.sealed_segment import SealedSegment
+from recorder.integrity.sealed_segment import SealedSegment
 
 HEADER = RecordingHeader(recording_id="20261123T070427Z-cam7", device_id="cam7",
                          officer_id="PC 1234", utc_start="2026-11-23T07:04:27.000000Z",

@@ -8,17 +8,10 @@ from types import ModuleType
 
 import pytest
 
-from conftest import _implementation
-from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
-                       interleave, mux_all)
-from recorder.access_unit import AUDIO, VIDEO
+from recorder.capture.access_unit import AUDIO, VIDEO
 from recorder.errors import EmptyAccessUnitError
-
-
-@pytest.fixture(scope="session", params=["native", "pure"])
-def mux_impl(request: pytest.FixtureRequest) -> ModuleType:
-    """The module of one implementation of the muxer (has ``FragmentedMp4Muxer``)."""
-    return _implementation("mux", request.param)
+from support.media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
+                           interleave, mux_all)
 
 
 def _write(tmp_path: Path, segments: list[bytes]) -> list[Path]:

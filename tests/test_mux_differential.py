@@ -14,16 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _implementation
-from mux_media import aac, h264, interleave, mux_all
-from recorder._mux_py import split_annexb
-from recorder.access_unit import AUDIO, VIDEO
-
-
-@pytest.fixture(scope="session")
-def both_mux_impls() -> tuple[ModuleType, ModuleType]:
-    """(native, pure) muxer modules; skipped where native is absent (never under required)."""
-    return _implementation("mux", "native"), _implementation("mux", "pure")
+from recorder.capture.access_unit import AUDIO, VIDEO
+from recorder.storage._mux_py import split_annexb
+from support.media import aac, h264, interleave, mux_all
 
 
 def _parameter_sets(width: int, height: int) -> bytes:

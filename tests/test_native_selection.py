@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -24,9 +25,9 @@ from recorder._native import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _native_built() -> bool:
+def _native_built(piece: str) -> bool:
     try:
-        import recorder._ring_c  # noqa: F401
+        importlib.import_module(_native.PIECES[piece].native_module)
     except ImportError:
         return False
     return True
@@ -61,15 +62,27 @@ def test_setup_py_uses_the_same_parser() -> None:
     assert '"recorder" / "_native.py"' in text and "policy_from_environ()" in text
 
 
-def test_native_is_the_default_when_built() -> None:
-    if not _native_built():
+@pytest.mark.parametrize("piece", sorted(_native.PIECES))
+def test_native_is_the_default_when_built(piece: str) -> None:
+    """With RECORDER_NATIVE unset, a fresh interpreter picks the native twin of every piece."""
+    native_module = _native.PIECES[piece].native_module
+    if not _native_built(piece):
         if _native.policy_from_environ() is NativePolicy.REQUIRED:
-            pytest.fail("RECORDER_NATIVE=required but recorder._ring_c is not built")
-        pytest.skip("native ring not built in this install")
-    result = run_python("import recorder; print(recorder.implementation('ring'), "
-                        "recorder.PreEventRing.__module__)")
+            pytest.fail(f"RECORDER_NATIVE=required but {native_module} is not built")
+        pytest.skip(f"native {piece} not built in this install")
+    result = run_python("import recorder; from recorder._native import load; "
+                        f"choice = load({piece!r}); "
+                        "print(recorder.implementation(choice.piece), choice.module.__name__)")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["native", "recorder._ring_c"]
+    assert result.stdout.split() == ["native", native_module]
+
+
+def test_the_default_ring_class_is_the_native_one_when_built() -> None:
+    if not _native_built("ring"):
+        pytest.skip("native ring not built in this install")
+    result = run_python("import recorder; print(recorder.PreEventRing.__module__)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["recorder.ring._ring_c"]
 
 
 def test_off_selects_pure_python_silently() -> None:
@@ -85,7 +98,7 @@ def test_bad_value_stops_the_import_with_a_clear_message() -> None:
     assert "RECORDER_NATIVE='yes' is not understood" in result.stderr
 
 
-MISSING = Piece("ghost", "recorder._ghost_c", "recorder._ring_py", "test piece")
+MISSING = Piece("ghost", "recorder._ghost_c", "recorder.ring._ring_py", "test piece")
 
 
 def test_auto_falls_back_with_a_warning_naming_cause_and_remedy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,10 +147,11 @@ def test_the_ring_is_loaded_on_first_use_not_by_importing_the_package() -> None:
     # verify, the station and doctor have no use for the ring: importing them must not load it
     # (nor, without a native build, warn about its fallback)
     run = run_python(
-        "import sys, recorder, recorder.verify, recorder.uploader, recorder.station.commands\n"
-        "assert not {'recorder._ring_c', 'recorder._ring_py'} & set(sys.modules), sorted(sys.modules)\n"
+        "import sys, recorder, recorder.integrity.verify, recorder.uploader, recorder.cli.station\n"
+        "assert not {'recorder.ring._ring_c', 'recorder.ring._ring_py'} & set(sys.modules), "
+        "sorted(sys.modules)\n"
         "ring = recorder.PreEventRing(1, 100)\n"
-        "assert {'recorder._ring_c', 'recorder._ring_py'} & set(sys.modules)\n"
+        "assert {'recorder.ring._ring_c', 'recorder.ring._ring_py'} & set(sys.modules)\n"
         "from recorder import PreEventRing\n"
         "assert PreEventRing is type(ring)\n",
         RECORDER_NATIVE="off")

@@ -175,6 +175,73 @@ def test_imports_between_the_package_modules_run_one_way() -> None:
     assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
+
+# The package follows the data path: each layer imports only from itself and earlier layers
+# (docs/architecture.md, "Package layout"). A module belongs to the layer of its longest prefix.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("recorder._native", "recorder.errors", "recorder.durability",
+                    "recorder.settings", "recorder.board")),
+    ("capture", ("recorder.capture",)),
+    ("ring", ("recorder.ring",)),
+    ("integrity", ("recorder.integrity",)),
+    ("storage", ("recorder.storage",)),
+    ("uploader", ("recorder.uploader",)),
+    ("device", ("recorder.device",)),
+    ("station", ("recorder.station",)),
+    ("cli", ("recorder.cli", "recorder.__main__")),
+]
+# The front door: `recorder` re-exports the access unit and the errors and loads PreEventRing
+# lazily; every layer may import it, and it may import anything. The cli, the top, may too.
+UNLAYERED = {"recorder"}
+
+
+def layer_of(name: str) -> int:
+    """The index in LAYERS of module ``name``'s layer (by its longest matching prefix)."""
+    best = (-1, -1)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = (len(prefix), index)
+    assert best[1] >= 0, f"{name} belongs to no layer: add it to LAYERS"
+    return best[1]
+
+
+def backward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every edge of ``graph`` that runs from a layer to a later one, as readable lines."""
+    found = []
+    for name, targets in sorted(graph.items()):
+        if name in UNLAYERED:
+            continue
+        for target in sorted(targets - UNLAYERED):
+            if layer_of(target) > layer_of(name):
+                found.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} "
+                             f"({LAYERS[layer_of(target)][0]})")
+    return found
+
+
+def test_every_module_imports_only_from_its_own_or_earlier_layers() -> None:
+    """capture -> ring -> integrity -> storage -> uploader -> device -> station -> cli, never
+    back: function-level (lazy) imports count, as they are edges of the import graph too."""
+    found = modules()
+    graph = {name: own_imports(name, path, set(found)) for name, path in found.items()}
+    assert {LAYERS[layer_of(name)][0] for name in found if name not in UNLAYERED} == {
+        layer for layer, _ in LAYERS}  # every layer holds a module: the table is not stale
+    assert not backward_imports(graph), "\n".join(backward_imports(graph))
+    # the check itself catches a backward edge
+    assert backward_imports({"recorder.storage.mux": {"recorder.device.controller"}}) == [
+        "recorder.storage.mux (storage) imports recorder.device.controller (device)"]
+
+
+def test_native_twins_live_in_their_layer_package() -> None:
+    """Each native module and its pure twin sit side by side in the package of their layer."""
+    from recorder._native import PIECES
+
+    for piece in PIECES.values():
+        native_package, pure_package = (piece.native_module.rsplit(".", 1)[0],
+                                        piece.pure_module.rsplit(".", 1)[0])
+        assert native_package == pure_package != "recorder", piece
+        assert (REPO / pure_package.replace(".", "/") / "__init__.py").is_file(), piece
+
 # A script run inside the base-only venv: imports every module, reports what failed and why.
 IMPORT_ALL = """
 import importlib, json, sys, warnings
@@ -235,8 +302,8 @@ def test_every_camera_module_imports_with_the_base_install_only(base_venv: Path)
     assert not failures, "\n".join(failures)
     # the station's own packages really are absent: the check above is not vacuous
     assert any(failure for failure in results.values())
-    for name in ("recorder.cli", "recorder.verify", "recorder.uploader", "recorder.device",
-                 "recorder.station.commands"):
+    for name in ("recorder.cli", "recorder.integrity.verify", "recorder.uploader",
+                 "recorder.device.assembly", "recorder.cli.station"):
         assert results[name] is None, (name, results[name])
 
 

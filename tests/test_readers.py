@@ -11,13 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mux_media import aac, h264, interleave
-from test_bmff import SynthRun, SynthTrack, box, full_box, synth_moov, synthetic_files
+from support.media import aac, h264, interleave
+from support.synthetic_bmff import (SynthRun, SynthTrack, box, full_box, synth_moov,
+                                    synthetic_files)
 
-from recorder import _mux_py, bmff, manifest
-from recorder.keys import DeviceKey
-from recorder.manifest import EventKind, ManifestWriter, RecordingHeader
-from recorder.sealed_segment import SealedSegment
+from recorder.integrity import bmff, manifest
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
+from recorder.integrity.sealed_segment import SealedSegment
+from recorder.storage import _mux_py
 
 # --- the BMFF reader's torn mode
 

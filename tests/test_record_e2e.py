@@ -10,55 +10,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import av
 import pytest
 
 from recorder.board import BoardSettings, ScriptedBoard
-from recorder.camera.test_pattern import read_frame_number
-from recorder.device import Device, record
-from recorder.keys import DeviceKey
-from recorder.manifest import MANIFEST_NAME
-from recorder.recording import recover_interrupted
-from recorder.settings import Settings
-from recorder.verify import verify_recording
-
-FPS = 30
-
-
-def settings(tmp_path: Path, **changes: Any) -> Settings:
-    base = {"camera_source": "synthetic", "camera_width": 320, "camera_height": 240,
-            "camera_fps": FPS, "camera_bitrate_bps": 500_000, "camera_keyframe_interval_s": 0.5,
-            "audio_source": "synthetic", "recording_pre_event_s": 1.0,
-            "recording_segment_s": 2.0, "storage_data_dir": str(tmp_path / "data"),
-            "storage_min_free_mb": 1.0}
-    base.update(changes)
-    return Settings.load(None).with_values(**base)
+from recorder.cli.record import record
+from recorder.device.assembly import Device
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import MANIFEST_NAME
+from recorder.integrity.verify import verify_recording
+from recorder.storage.recording import recover_interrupted
+from support.recording import (FPS, ffprobe, frame_numbers, make_video_file, manifest_lines,
+                               settings, start_recording_after)
 
 
-def manifest_lines(recording: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (recording / MANIFEST_NAME).read_text().splitlines()]
-
-
-def frame_numbers(segment: Path) -> list[int | None]:
-    with av.open(str(segment)) as container:
-        return [read_frame_number(frame) for frame in container.decode(video=0)]
-
-
-def ffprobe(segment: Path) -> dict[str, Any]:
-    result = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of",
-                             "json", str(segment)], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
-def start_recording_after(device: Device, buffering_s: float) -> Path:
-    """Start the device's sources, buffer for ``buffering_s``, start a recording; its path."""
-    device.start()
-    time.sleep(buffering_s)
-    path = device.controller.start_recording("test")
-    assert path is not None, device.controller.errors
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +132,6 @@ def test_bwv_record_reports_a_bad_setting_as_a_usage_error(tmp_path: Path) -> No
 
 
 def test_a_file_source_recorded_fast_keeps_every_frame(tmp_path: Path) -> None:
-    from test_camera import make_video_file
 
     clip = tmp_path / "clip.mp4"
     make_video_file(clip, frames=90, fps=30)

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from test_record_e2e import manifest_lines, settings
+from support.recording import manifest_lines, settings
 
 from recorder import durability
 from recorder.board import BoardSettings, ScriptedBoard
-from recorder.camera import SyntheticCamera, VideoFormat
-from recorder.device import record
-from recorder.keys import DeviceKey
-from recorder.manifest import MANIFEST_NAME, RecordingHeader
-from recorder.recording import FileRecording, recover_interrupted
-from recorder.clock import ClockAnchor
+from recorder.capture.camera import SyntheticCamera, VideoFormat
+from recorder.capture.clock import ClockAnchor
+from recorder.cli.record import record
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import MANIFEST_NAME, RecordingHeader
+from recorder.integrity.verify import verify_recording
+from recorder.storage.recording import FileRecording, recover_interrupted
 from recorder.uploader import LocalRecordingError, Uploader, read_sealed
-from recorder.verify import verify_recording
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from mux_media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
-                       interleave)
-from recorder import mux
-from recorder.access_unit import AccessUnit
-from recorder.clock import ClockAnchor
-from recorder.sealed_segment import SealedSegment
-from recorder.segment_writer import (PartialSegmentExistsError, SegmentRecoveryError,
+from recorder.capture.access_unit import AccessUnit
+from recorder.capture.clock import ClockAnchor
+from recorder.integrity.sealed_segment import SealedSegment
+from recorder.storage import mux
+from recorder.storage.segment_writer import (PartialSegmentExistsError, SegmentRecoveryError,
                                      SegmentWriteError, SegmentWriter, SegmentWriterStateError,
                                      recover_segment, recover_segments, scan_whole_fragments)
+from support.media import (Unit, aac, boxes, ffmpeg_decode_errors, ffprobe, frame_pts, h264,
+                       interleave)
 
 CLOCK = ClockAnchor(datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc), 0)
 
@@ -327,7 +327,7 @@ def test_recovery_refuses_to_overwrite_a_sealed_segment(tmp_path: Path) -> None:
 
 def test_directory_sync_failure_after_rename_still_reports_the_sealed_segment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recorder import segment_writer
+    from recorder.storage import segment_writer
 
     config, units = _media(2.0, gop=15)
     sealed: list[SealedSegment] = []

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mux_media import Unit, aac, h264, interleave
-from recorder.access_unit import AccessUnit
-from recorder.clock import ClockAnchor
-from recorder.keys import DeviceKey
-from recorder.manifest import ManifestWriter, RecordingHeader
-from recorder.segment_writer import SegmentWriter, recover_segments
-from recorder.verify import verify_recording
+from recorder.capture.access_unit import AccessUnit
+from recorder.capture.clock import ClockAnchor
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import ManifestWriter, RecordingHeader
+from recorder.integrity.verify import verify_recording
+from recorder.storage.segment_writer import SegmentWriter, recover_segments
+from support.media import Unit, aac, h264, interleave
 
 CLOCK = ClockAnchor(datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc), 0)
 

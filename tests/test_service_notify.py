@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from test_record_e2e import settings
+from support.recording import settings
 
 from recorder.board import BoardSettings, ScriptedBoard
-from recorder.device import run
-from recorder.service_notify import ServiceNotifier
+from recorder.cli.record import run
+from recorder.device.service_notify import ServiceNotifier
 
 
 @pytest.fixture()
@@ -74,7 +74,7 @@ def test_a_camera_that_stops_delivering_frames_stops_the_watchdog(
     stop = threading.Event()
     threading.Timer(2.0, stop.set).start()
     clip = tmp_path / "short.mp4"
-    from test_camera import make_video_file
+    from support.recording import make_video_file
 
     make_video_file(clip, frames=5, fps=25)  # the "camera" runs dry after 0.2 s
     with ScriptedBoard(BoardSettings()) as board:

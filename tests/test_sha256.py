@@ -14,19 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _implementation
-
-
-@pytest.fixture(scope="session", params=["native", "pure"])
-def sha_impl(request: pytest.FixtureRequest) -> ModuleType:
-    """The module of one implementation of the hasher (has ``Sha256``)."""
-    return _implementation("sha256", request.param)
+from support.twins import twin_module
 
 
 @pytest.fixture(params=["accelerated", "portable"])
 def native_sha(request: pytest.FixtureRequest) -> ModuleType:
     """The native hasher, once with the CPU's SHA instructions (if any) and once portable C."""
-    module = _implementation("sha256", "native")
+    if request.config.getoption("--no-native"):
+        pytest.skip("--no-native: native implementation skipped")
+    module = twin_module("sha256", "native")
     module._force_portable(request.param == "portable")
     yield module
     module._force_portable(False)
@@ -199,11 +195,11 @@ def test_many_threads_hashing_right_after_import_in_a_fresh_process(sha_impl: Mo
 
 
 def test_public_module_uses_the_native_hasher_when_built() -> None:
-    import recorder.sha256
+    import recorder.integrity.sha256
     from recorder import _native
 
     choice = _native.load("sha256")
-    assert recorder.sha256.Sha256 is choice.module.Sha256
+    assert recorder.integrity.sha256.Sha256 is choice.module.Sha256
     if _native.policy_from_environ() is _native.NativePolicy.REQUIRED:
         assert choice.implementation == "native"
-        assert recorder.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
+        assert recorder.integrity.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")

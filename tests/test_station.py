@@ -8,43 +8,25 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import delete, select, update
-from test_station_fixtures import (FullBlobStore, ServedStation, make_recording, make_store,
-                                   serve)
+from support.station import (FullBlobStore, ServedStation, camera_key, make_recording, make_store,
+                             serve, station, store)
 
-from recorder import manifest
-from recorder.keys import DeviceKey
+from recorder.integrity import manifest
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import sign_request
 from recorder.station import audit, catalogue
 from recorder.station.errors import EnrollmentError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.request_signing import sign_request
+
+__all__ = ["camera_key", "station", "store"]  # fixtures used by name below
 
 API = "/api/v1"
-
-
-@pytest.fixture()
-def camera_key(tmp_path: Path) -> DeviceKey:
-    return DeviceKey.load_or_create(tmp_path / "camera")
-
-
-@pytest.fixture()
-def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
-    store = make_store(tmp_path / "station")
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    return store
-
-
-@pytest.fixture()
-def station(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve(store)
-    yield served
-    served.stop()
 
 
 @pytest.fixture()

@@ -6,49 +6,26 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from test_station_fixtures import (FakeClock, catalogue_url, ingest, make_recording, make_store,
-                                   postgres_cluster)
+from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest, make_recording,
+                             new_store, postgres_cluster)
 
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import ConflictError, RequestAuthError
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.request_signing import EMPTY_SHA256, parse_headers, sign_request
+from recorder.station.request_headers import parse_headers
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
-__all__ = ["catalogue_url", "postgres_cluster"]  # fixtures used by name below
-
-
-@pytest.fixture()
-def camera_key(tmp_path: Path) -> DeviceKey:
-    return DeviceKey.load_or_create(tmp_path / "camera")
-
-
-@pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock("2026-11-23T08:00:00+00:00")
-
-
-@pytest.fixture()
-def new_store(catalogue_url: str, tmp_path: Path,
-              clock: FakeClock) -> Iterator[Callable[[], EvidenceStore]]:
-    made: list[EvidenceStore] = []
-
-    def factory() -> EvidenceStore:
-        store = make_store(tmp_path / "station", clock=clock, db_url=catalogue_url)
-        made.append(store)
-        return store
-
-    yield factory
-    for store in made:
-        store.engine.dispose()
+__all__ = ["camera_key", "catalogue_url", "clock", "new_store",  # fixtures used by name below
+           "postgres_cluster"]
 
 
 @pytest.fixture()

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from test_station_fixtures import make_recording, make_store, serve
+from support.station import camera, make_store, serve
 
-from recorder import cli, keys
-from recorder.keys import DeviceKey
+from recorder import cli
+from recorder.integrity import keys
+from recorder.integrity.keys import DeviceKey
 from recorder.station import catalogue
+
+__all__ = ["camera"]  # fixtures used by name below
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
@@ -25,14 +28,6 @@ def bwv(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = cli.main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-@pytest.fixture()
-def camera(tmp_path: Path) -> tuple[Path, DeviceKey]:
-    data = tmp_path / "camera"
-    key = DeviceKey.load_or_create(data)
-    make_recording(data / "recordings", key)
-    return data, key
 
 
 def test_enroll_accepts_the_one_line_key_and_audit_verify_passes(

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_station_fixtures import make_recording, make_store
+from support.station import make_recording, make_store
 
-from recorder.keys import DeviceKey
-from recorder.station import commands
+from recorder.cli import station as commands
+from recorder.integrity.keys import DeviceKey
 
 REPO = Path(__file__).resolve().parents[1]
 STATION_SOURCES = sorted((REPO / "recorder" / "station").glob("*.py"))
@@ -183,7 +183,7 @@ def test_read_only_commands_work_on_an_existing_station(tmp_path: Path) -> None:
     key = DeviceKey.load_or_create(tmp_path / "camera")
     store = make_store(station)
     store.enroll("cam7", key.public_key, by="admin")
-    from test_station_fixtures import ingest
+    from support.station import ingest
 
     ingest(store, make_recording(tmp_path / "recordings", key))
     for command in READ_ONLY_COMMANDS:

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import (HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+                                                request_message, sign_request)
 from recorder.station.errors import RequestAuthError
-from recorder.station.request_signing import (HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-                                              parse_headers, request_message, sign_request)
+from recorder.station.request_headers import parse_headers
 
 NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True).filter(
     lambda name: ".." not in name)

@@ -14,27 +14,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_station_fixtures import (FakeClock, ServedStation, ingest, make_recording, make_store,
-                                   serve)
+from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
+                             make_store, serve)
 
 from recorder import cli
-from recorder.keys import DeviceKey
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
 from recorder.station.errors import BadRequestError, ConflictError
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
 from recorder.station.public_requests import export_request, record_request
 
+__all__ = ["camera_key"]  # fixtures used by name below
+
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 EARLY = "2026-11-23T07:00:00.000000Z"
 LATE = "2026-11-23T09:00:00.000000Z"
-
-
-@pytest.fixture()
-def camera_key(tmp_path: Path) -> DeviceKey:
-    return DeviceKey.load_or_create(tmp_path / "camera")
 
 
 @pytest.fixture()

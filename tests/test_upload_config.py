@@ -1,7 +1,7 @@
 """Uploads configured as a camera is: `bwv upload` (a real subprocess) reading its settings file
 from $BWV_CONFIG, station.cafile trusted for a real TLS station (a self-signed certificate made
 with openssl) and overridden by --cafile, clear errors for a missing CA file and an untrusted
-certificate, a kept directory reported once; and the docked upload of recorder.device using
+certificate, a kept directory reported once; and the docked upload of recorder.device.assembly using
 station.cafile."""
 
 from __future__ import annotations
@@ -14,26 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_station_fixtures import (ServedStation, make_certificate, make_recording, make_store,
-                                   serve)
+from support.station import (ServedStation, camera, make_certificate, make_store, serve)
 
-from recorder.device import station_upload
-from recorder.keys import DeviceKey
+from recorder.device.assembly import station_upload
+from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
+
+__all__ = ["camera"]  # fixtures used by name below
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
 RID = "20261123T070000Z-cam7"
-
-
-@pytest.fixture()
-def camera(tmp_path: Path) -> tuple[Path, DeviceKey]:
-    data = tmp_path / "camera"
-    key = DeviceKey.load_or_create(data)
-    make_recording(data / "recordings", key)
-    return data, key
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from recorder import cli
-from recorder.keys import DeviceKey
-from test_station_fixtures import make_recording
+from recorder.integrity.keys import DeviceKey
+from support.station import make_recording
 
 
 def test_a_sealed_manifest_whose_segment_line_does_not_read_is_kept_and_named(

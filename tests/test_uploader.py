@@ -12,43 +12,25 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
-from test_station_fixtures import (CuttingProxy, FullBlobStore, ServedStation, make_certificate,
-                                   make_recording, make_store, serve)
+from support.station import (CuttingProxy, FullBlobStore, ServedStation, camera_key,
+                             make_certificate, make_recording, make_store, serve, station, store)
 
-from recorder import manifest
-from recorder.keys import DeviceKey
+from recorder.integrity import manifest
+from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue
 from recorder.station.evidence_store import EvidenceStore
 from recorder.uploader import (CaFileError, UploadProgress, Uploader, find_sealed_recordings,
                                progress_line, read_sealed)
 
+__all__ = ["camera_key", "station", "store"]  # fixtures used by name below
+
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
-
-
-@pytest.fixture()
-def camera_key(tmp_path: Path) -> DeviceKey:
-    return DeviceKey.load_or_create(tmp_path / "camera")
-
-
-@pytest.fixture()
-def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
-    store = make_store(tmp_path / "station")
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    return store
-
-
-@pytest.fixture()
-def station(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve(store)
-    yield served
-    served.stop()
 
 
 @pytest.fixture()

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bmff import WrittenSegment, write_segments
+from support.segments import WrittenSegment, write_segments
 
-from recorder import bmff, cli, keys, manifest, verify
-from recorder.keys import DeviceKey
-from recorder.manifest import MANIFEST_NAME, EventKind, ManifestWriter, RecordingHeader
-from recorder.sealed_segment import SealedSegment
-from recorder.verify import ProblemCode
+from recorder import cli
+from recorder.integrity import bmff, keys, manifest, verify
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.manifest import MANIFEST_NAME, EventKind, ManifestWriter, RecordingHeader
+from recorder.integrity.sealed_segment import SealedSegment
+from recorder.integrity.verify import ProblemCode
 
 MONOTONIC_START_US = 7_000_000
 
@@ -231,7 +232,7 @@ def test_an_unlisted_file_is_hashed_once_whatever_the_number_of_segments(
 
 
 def test_the_manifests_problem_codes_are_the_manifests_own_members() -> None:
-    from recorder.manifest import LineProblemCode
+    from recorder.integrity.manifest import LineProblemCode
 
     for code in LineProblemCode:
         assert getattr(ProblemCode, code.name) is code

@@ -1,7 +1,7 @@
 """The station's ASGI app (Starlette): the signed device API the camera's uploader speaks, and the
 periodic retention sweep. Serve it with uvicorn (``bwv station serve``).
 
-Device API (every request signed, see recorder.station.request_signing):
+Device API (every request signed, see recorder.integrity.request_signing):
 
 * ``GET /api/v1/recordings/{id}``: what the station holds of a recording (resume from this).
 * ``PUT /api/v1/recordings/{id}/segments/{file}``: one segment's bytes; the declared
@@ -30,11 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..integrity.request_signing import EMPTY_SHA256
 from . import retention
 from .blobs import BlobWriter
 from .errors import HashMismatchError, StationError
 from .evidence_store import EvidenceStore
-from .request_signing import EMPTY_SHA256, parse_headers
+from .request_headers import parse_headers
 
 API = "/api/v1"
 WRITE_BATCH_BYTES = 1 << 20

@@ -1,7 +1,8 @@
 """The station's append-only audit log: one hash-chained entry per ingest, view, export, hold,
 release, deletion and enrollment, saying who did what and when.
 
-Each entry is one canonical JSON line, as in the manifest (recorder.manifest.canonical_bytes):
+Each entry is one canonical JSON line, as in the manifest
+(recorder.integrity.manifest.canonical_bytes):
 ``{"action","actor","at","detail","prev","recording_id","seq"}``, where ``prev`` is the hex SHA-256
 of the previous entry's line plus ``\\n`` (64 zeros for the first). ``bwv station audit`` prints
 the lines, so ``sed -n 3p audit.jsonl | sha256sum`` is line 4's ``prev``.
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from .. import manifest
+from ..integrity import manifest
 from . import catalogue
 from .catalogue import GENESIS_HASH, audit, audit_head
 

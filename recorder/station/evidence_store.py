@@ -18,15 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import keys, manifest, verify
-from ..manifest import EventKind
+from ..integrity import keys, manifest, verify
+from ..integrity.manifest import EventKind
 from . import audit, catalogue
 from .audit import Action
 from .blobs import BlobStore, BlobWriter
 from .catalogue import devices, markers, nonces, officers, recordings, segments
 from .errors import (BadRequestError, ConflictError, EnrollmentError, HashMismatchError,
                      RecordingGoneError, RequestAuthError, UnknownRecordingError)
-from .request_signing import MAX_SKEW_S, SignedRequest, is_safe_name
+from ..integrity.request_signing import MAX_SKEW_S, SignedRequest, is_safe_name
 
 RETENTION_DAYS = 31
 Clock = Callable[[], int]  # microseconds since the Unix epoch

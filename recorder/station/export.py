@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import keys, verify
+from ..integrity import keys, verify
 from . import audit
 from .audit import Action
 from .catalogue import iso

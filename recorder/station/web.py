@@ -21,13 +21,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..integrity.request_signing import is_safe_name
 from . import retention
 from .audit import Action
 from .catalogue import iso
 from .errors import UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
 from .export import export_recording
-from .request_signing import is_safe_name
 
 _STYLE = """<style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2em;max-width:70em}

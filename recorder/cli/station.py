@@ -1,0 +1,427 @@
+"""The ``bwv station`` subcommands: serve, enroll, audit, hold, release, sweep, stats, export,
+request, list.
+
+Only the standard library is imported at module level, so `bwv --help` and `bwv station --help`
+work without the station's dependencies (SQLAlchemy, Starlette, uvicorn): they load when a
+station command runs, and a command run without them says which extra to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from ..station.evidence_store import EvidenceStore
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DATA_ENV_VAR = "BWV_STATION_DATA"
+DB_ENV_VAR = "BWV_STATION_DB"
+DEFAULT_LISTEN = "127.0.0.1:8470"
+# top-level modules of the extras a station command may need, and how to install each
+EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
+                   "psycopg": "postgres"}
+CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
+
+
+class StationUsageError(Exception):
+    """A station command given arguments it cannot use."""
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    value = args.data or os.environ.get(DATA_ENV_VAR)
+    if not value:
+        raise StationUsageError(f"give the station's data directory with --data DIR (or set "
+                                f"${DATA_ENV_VAR})")
+    return Path(value).expanduser()
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceStore:
+    """The EvidenceStore of ``--data`` / ``--db``. With ``create`` (serve, enroll) a new station
+    is made when there is none; otherwise there must already be one there, so that a mistyped
+    ``--data`` is a usage error naming the path rather than a new, empty station."""
+    from ..station.blobs import LocalBlobStore
+    from ..station.catalogue import missing_catalogue, open_catalogue, sqlite_url
+    from ..station.evidence_store import EvidenceStore
+
+    data = _data_dir(args)
+    url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
+    if create:
+        data.mkdir(parents=True, exist_ok=True)
+    elif not data.is_dir():
+        raise StationUsageError(f"no station in {data}: the directory does not exist "
+                                f"({_where_stations_come_from()})")
+    else:
+        problem = missing_catalogue(url)
+        if problem is not None:
+            raise StationUsageError(f"no station in {data}: {problem} "
+                                    f"({_where_stations_come_from()})")
+    return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"),
+                         retention_days=getattr(args, "retention_days", 31))
+
+
+def _where_stations_come_from() -> str:
+    return (f"check --data or ${DATA_ENV_VAR}; only `bwv station serve` and `bwv station enroll` "
+            "create a station")
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return str(getattr(args, "by", None) or f"user:{getpass.getuser()}")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """A public key given on the command line: a file (PEM, DER, one-line, hex), the one-line
+    base64 `bwv doctor` prints, or 64 hex digits."""
+    from ..integrity import keys
+
+    path = Path(text).expanduser()
+    if path.is_file():
+        return keys.load_public_key(path)
+    stripped = text.strip()
+    if len(stripped) == 64:
+        try:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            return Ed25519PublicKey.from_public_bytes(bytes.fromhex(stripped))
+        except ValueError:
+            pass
+    return keys.public_key_from_spki_b64(stripped)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..station.app import create_app
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise StationUsageError(f"--listen {args.listen!r} is not HOST:PORT")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
+    store = open_store(args, create=True)
+    app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
+                     web=args.web)
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"bwv station: serving {_data_dir(args)} on {scheme}://{host}:{port} "
+          f"(catalogue {store.engine.dialect.name})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile, log_level=args.log_level, ws="none")
+    return EXIT_OK
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from ..integrity.keys import PublicKeyFormatError
+    from ..station.errors import EnrollmentError
+
+    try:
+        key = parse_public_key(args.public_key)
+    except PublicKeyFormatError as exc:
+        raise StationUsageError(str(exc)) from None
+    try:
+        fingerprint = open_store(args, create=True).enroll(args.device_id, key, by=_actor(args))
+    except EnrollmentError as exc:
+        print(f"bwv station enroll: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"enrolled {args.device_id}: key sha256 {fingerprint}")
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from ..station import audit
+
+    store = open_store(args)
+    if args.verify:
+        check = audit.verify(store.engine)
+        if check.ok:
+            print(f"audit chain OK: {check.entries} entries, every hash and link holds")
+            return EXIT_OK
+        print(f"audit chain BROKEN: {len(check.problems)} problems in {check.entries} entries",
+              file=sys.stderr)
+        for problem in check.problems[:50]:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    for entry in audit.entries(store.engine, args.recording):
+        print(entry.line)
+    return EXIT_OK
+
+
+def _hold(args: argparse.Namespace) -> int:
+    from ..station import retention
+
+    hold = retention.place_hold(open_store(args), args.recording, args.reason, args.case,
+                                by=_actor(args))
+    print(f"held {hold.recording_id} (hold {hold.id}, case {hold.case_ref}): kept until released")
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from ..station import retention
+
+    count = retention.release_holds(open_store(args), args.recording, by=_actor(args),
+                                    reason=args.reason or "", case_ref=args.case)
+    if count == 0:
+        print(f"bwv station release: {args.recording} has no active hold"
+              + (f" for case {args.case}" if args.case else ""), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"released {count} hold(s) on {args.recording}; the next sweep deletes it if its "
+          "retention has passed")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ..station import retention
+
+    result = retention.sweep(open_store(args), by=_actor(args))
+    print(f"deleted {len(result.deleted)} recordings ({result.bytes_removed} bytes); "
+          f"{len(result.kept_on_hold)} past retention kept on hold")
+    for recording_id in result.deleted:
+        print(f"  deleted {recording_id}")
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ..station import retention
+
+    counts = retention.stats(open_store(args))
+    if args.json:
+        print(json.dumps(counts, sort_keys=True))
+    else:
+        for name, value in counts.items():
+            print(f"{name.replace('_', ' '):<22}{value}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..station.export import export_recording
+
+    result = export_recording(open_store(args), args.recording, args.out, by=_actor(args),
+                              purpose=args.purpose)
+    print(f"wrote {result.path} ({result.files} files, sha256 {result.sha256}); "
+          f"verification {'OK' if result.verified else 'FAILED'}")
+    return EXIT_OK if result.verified else EXIT_FAILED
+
+
+def _utc_us(text: str, option: str) -> int:
+    from ..station.catalogue import parse_utc
+
+    try:
+        return parse_utc(text if text.endswith("Z") or "+" in text else text + "Z")
+    except ValueError:
+        raise StationUsageError(f"{option} {text!r} is not a UTC time such as "
+                                "2026-11-23T07:00:00Z") from None
+
+
+def _request(args: argparse.Namespace) -> int:
+    from ..station.public_requests import export_request, record_request
+
+    store = open_store(args)
+    request = record_request(store, args.ref, args.requester, args.description,
+                             _utc_us(args.start, "--from"), _utc_us(args.end, "--to"),
+                             by=_actor(args), device_id=args.device, officer_id=args.officer)
+    print(f"recorded request {request.reference}: {len(request.matches)} recordings held")
+    for recording_id in request.matches:
+        print(f"  held {recording_id}")
+    if args.export is not None:
+        for result in export_request(store, request.reference, args.export, by=_actor(args)):
+            print(f"  exported {result.path} (verification "
+                  f"{'OK' if result.verified else 'FAILED'})")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ..station.catalogue import iso
+
+    store = open_store(args)
+    for row in store.list_recordings():
+        until = iso(row.retain_until_us)[:10]
+        print(f"{row.recording_id:<40} {row.device_id:<12} {row.status:<10} "
+              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}")
+    return EXIT_OK
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a station dependency that is not installed, or None when the
+    missing module is not one of them."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    what = ("the evidence station" if extra == "station"
+            else "a catalogue on PostgreSQL (--db postgresql+psycopg://...)")
+    return f"{what} needs the {extra} extra ({module} is not installed): pip install " \
+           f"'bwv-recorder[{extra}]'"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen station subcommand; usage errors (a missing extra too) print one line and
+    return 2."""
+    from ..station.errors import StationError
+
+    if args.station_command is None:
+        args.station_parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        result: int = args.station_func(args)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(f"bwv station {args.station_command}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except StationUsageError as exc:
+        print(f"bwv station {args.station_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StationError as exc:
+        print(f"bwv station {args.station_command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return result
+
+
+STATION_DESCRIPTION = """\
+The evidence station: receives uploads from enrolled cameras, verifies every recording
+(the same checks as `bwv verify`, against the enrolled key), keeps it for the retention
+period (31 days after it was recorded) unless it is held as evidence, and records every
+ingest, view, export, hold, release and deletion in a hash-chained audit log.
+
+State lives in --data DIR (or $BWV_STATION_DATA): the SQLite catalogue and the blobs.
+A fleet puts the catalogue on PostgreSQL with --db postgresql+psycopg://USER@HOST/DB.
+
+Only `serve` and `enroll` start a new station (a station begins by being served, or
+by enrolling its first camera). Every other command works on recordings a station
+already holds: given a --data or --db that holds no station, it stops with exit
+status 2 and names the path, so a mistyped path never creates an empty station.
+
+The station needs the station extra: pip install 'bwv-recorder[station]'.
+"""
+
+
+def _store_options(data_help: str) -> argparse.ArgumentParser:
+    """The --data and --db options, as a parent parser."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--data", metavar="DIR", help=data_help)
+    options.add_argument("--db", metavar="URL", help=f"catalogue URL (default ${DB_ENV_VAR}, "
+                         "else SQLite in DIR; e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    return options
+
+
+def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``bwv station ...`` to the `bwv` parser."""
+    station = commands.add_parser(
+        "station", help="run and manage the evidence station (serve, enroll, hold, sweep ...)",
+        description=STATION_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    station.set_defaults(func=run, station_parser=station)
+    common = _store_options(f"the data directory of an existing station (default "
+                            f"${DATA_ENV_VAR}); exit 2 if it holds none")
+    creating = _store_options(f"the station's data directory (default ${DATA_ENV_VAR}); a new "
+                              "station is made there if there is none")
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument("--by", metavar="NAME", help="who does this, for the audit log (default: "
+                     "your login name)")
+    sub = station.add_subparsers(dest="station_command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[creating], help="serve the station (uvicorn)",
+                           description="Serve the station's device API with uvicorn, and sweep "
+                           "retention every --sweep-every seconds. A new station is made in "
+                           "--data when there is none (a station begins by being served). "
+                           "For TLS give "
+                           "--ssl-certfile and --ssl-keyfile (uvicorn's options); cameras then "
+                           "use https:// and, for a private CA or a self-signed certificate, "
+                           "`bwv upload --cafile` or the station.cafile setting.")
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                       help=f"address to listen on (default {DEFAULT_LISTEN})")
+    serve.add_argument("--sweep-every", type=float, default=3600.0, metavar="SECONDS",
+                       help="run the retention sweep this often (default 3600; 0: never)")
+    serve.add_argument("--retention-days", type=int, default=31, metavar="DAYS",
+                       help="delete recordings this many days after they were recorded unless "
+                            "held (default 31)")
+    serve.add_argument("--ssl-certfile", metavar="PEM")
+    serve.add_argument("--ssl-keyfile", metavar="PEM")
+    serve.add_argument("--web", action="store_true",
+                       help="also serve the web pages that list and play recordings; they have "
+                            "no login: put them behind a reverse proxy that authenticates staff "
+                            "and sets X-Remote-User")
+    serve.add_argument("--log-level", default="info",
+                       choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(station_func=_serve)
+
+    enroll = sub.add_parser("enroll", parents=[creating, who], help="allow a camera to upload",
+                            description="Enroll a camera's public key: only enrolled cameras "
+                            "may upload, and their recordings are verified against this key. A "
+                            "new station is made in --data when there is none (enrolling the "
+                            "first camera may come before serving).")
+    enroll.add_argument("--device-id", required=True, metavar="ID")
+    enroll.add_argument("--public-key", required=True, metavar="KEY",
+                        help="a key file (PEM), or the one-line key `bwv doctor` prints on the "
+                             "camera, or 64 hex digits")
+    enroll.set_defaults(station_func=_enroll)
+
+    audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",
+                           description="Print the audit log as JSON lines (each line's prev is "
+                           "the SHA-256 of the line before, as in the manifest), or check the "
+                           "whole chain with --verify (exit 1 when broken).")
+    audit.add_argument("--verify", action="store_true", help="check the chain")
+    audit.add_argument("--recording", metavar="ID", help="only entries about this recording")
+    audit.set_defaults(station_func=_audit)
+
+    hold = sub.add_parser("hold", parents=[common, who], help="keep a recording as evidence",
+                          description="Place an evidence hold: the sweep keeps the recording "
+                          "until every hold on it is released.")
+    hold.add_argument("recording", metavar="RECORDING")
+    hold.add_argument("--reason", required=True)
+    hold.add_argument("--case", required=True, metavar="REF", help="case reference")
+    hold.set_defaults(station_func=_hold)
+
+    release = sub.add_parser("release", parents=[common, who], help="release evidence holds",
+                             description="Release the holds on a recording (only those of "
+                             "--case when given).")
+    release.add_argument("recording", metavar="RECORDING")
+    release.add_argument("--case", metavar="REF")
+    release.add_argument("--reason", default="")
+    release.set_defaults(station_func=_release)
+
+    sweep = sub.add_parser("sweep", parents=[common, who], help="delete what retention allows",
+                           description="Delete recordings whose retention has passed and that "
+                           "are not held: blobs removed, tombstone and audit entry kept.")
+    sweep.set_defaults(station_func=_sweep)
+
+    stats = sub.add_parser("stats", parents=[common], help="recorded, uploaded, deleted, held",
+                           description="Counts like the figures forces publish.")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(station_func=_stats)
+
+    export = sub.add_parser("export", parents=[common, who], help="write an export package",
+                            description="Write a recording's export package (zip): the "
+                            "recording as the camera wrote it, the enrolled key, a verification "
+                            "report, its audit entries and SHA256SUMS. Audited.")
+    export.add_argument("recording", metavar="RECORDING")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
+    export.add_argument("--purpose", required=True, help="why, for the audit log")
+    export.set_defaults(station_func=_export)
+
+    public = sub.add_parser("request", parents=[common, who],
+                            help="record a request from the public; hold matching footage",
+                            description="Record a written request from a member of the public "
+                            "for footage of themselves: every recording overlapping the time "
+                            "window (and device/officer, when given) is held under the "
+                            "request's reference; --export writes their packages.")
+    public.add_argument("--ref", required=True, help="the request's reference")
+    public.add_argument("--requester", required=True, help="who asked")
+    public.add_argument("--from", dest="start", required=True, metavar="UTC")
+    public.add_argument("--to", dest="end", required=True, metavar="UTC")
+    public.add_argument("--device", metavar="ID")
+    public.add_argument("--officer", metavar="ID")
+    public.add_argument("--description", default="", help="place, what happened")
+    public.add_argument("--export", type=Path, metavar="DIR",
+                        help="also write the export packages into DIR")
+    public.set_defaults(station_func=_request)
+
+    listing = sub.add_parser("list", parents=[common], help="list the recordings",
+                             description="One line per recording, tombstones included.")
+    listing.set_defaults(station_func=_list)

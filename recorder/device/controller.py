@@ -1,0 +1,303 @@
+"""The controller: turns board events into recordings, and keeps the public informed.
+
+Threads: the sources' capture threads push into the `PreEventRing` (and never touch the disk); one
+writer thread (`RecordingWriter`, in `writer`) drains the ring into a `Recording` while recording;
+the controller's own thread (`run`, or the caller of `handle`) reacts to board events and checks
+the health of the others. The controller's state is changed only on its own thread, under
+``_lock``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..board import Board, BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
+from ..board import StealthNotAllowedError
+from ..capture.access_unit import AUDIO, AccessUnit
+from .writer import Recording, RecordingWriter, Ring
+
+log = logging.getLogger("recorder.controller")  # the name log lines have always shown
+
+
+class State(enum.Enum):
+    BUFFERING = "buffering"
+    RECORDING = "recording"
+    STOPPING = "stopping"
+    DOCKED = "docked"
+
+
+@dataclass(frozen=True)
+class RingSize:
+    capacity_bytes: int
+    max_units: int
+
+
+def ring_size(pre_event_s: float, video_bitrate_bps: int, audio_bitrate_bps: int, fps: int,
+              audio_frames_per_s: float, keyframe_interval_s: float,
+              writer_slack_s: float = 10.0) -> RingSize:
+    """Arena and index for ``pre_event_s`` of buffer plus one GOP, plus ``writer_slack_s`` of
+    jitter buffer for a slow card while recording, with 50% headroom for bit-rate peaks."""
+    seconds = pre_event_s + 2 * keyframe_interval_s + writer_slack_s
+    capacity = int((video_bitrate_bps + audio_bitrate_bps) / 8 * seconds * 1.5)
+    units = int((fps + audio_frames_per_s) * seconds * 1.5) + 64
+    return RingSize(max(capacity, 1 << 20), max(units, 256))
+
+
+def free_bytes(path: Path) -> int:
+    """Free space for an unprivileged writer on the file system holding ``path``."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+class Controller:
+    """States: buffering -> recording -> stopping -> buffering; docked; error.
+
+    ``open_recording()`` makes a new `Recording`; ``storage()`` returns free bytes. Audio goes
+    into the ring while recording, and while buffering only if ``audio_in_pre_event``.
+
+    Docked (while the dock sense is active, and not recording) the camera uploads with
+    ``upload()``, and the board says so for as long as it stays docked: "uploading", then "done"
+    or "uploaded, N kept" (``kept()`` counts the recordings still on the camera), or "no station
+    configured" when there is no ``upload``. A start asked for in the dock is refused with the
+    refusal cue: a docked camera does not record.
+    """
+
+    def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
+                 min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
+                 audio_in_pre_event: bool = False, stealth_allowed: bool = False,
+                 audio_overflows: Callable[[], int] = lambda: 0,
+                 upload: Callable[[], bool] | None = None,
+                 kept: Callable[[], int] = lambda: 0) -> None:
+        self.ring = ring
+        self.board = board
+        self.open_recording = open_recording
+        self.min_free_bytes = min_free_bytes
+        self.storage = storage
+        self.clock_us = clock_us
+        self.audio_in_pre_event = audio_in_pre_event
+        self.stealth_allowed = stealth_allowed
+        self.audio_overflows = audio_overflows
+        self.upload = upload  # runs on its own thread when docked; True when all went up
+        self.upload_results: list[bool] = []
+        self.kept = kept
+        self.dock_detail = ""  # what the board says while docked
+        self._uploader: threading.Thread | None = None
+        self._audio_overflows_seen = audio_overflows()
+        self.state = State.BUFFERING
+        self.stealth = False
+        self.conditions: set[Condition] = set()
+        self.writer: RecordingWriter | None = None
+        self.recordings: list[Path] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._show()
+
+    # -- what the sources call --------------------------------------------------------------
+
+    def push(self, unit: AccessUnit) -> None:
+        """The sink for every source: audio is gated by the pre-event audio setting."""
+        if unit.stream == AUDIO and not self.audio_in_pre_event and self.state is not State.RECORDING:
+            return
+        self.ring.push(*unit)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def handle(self, event: BoardEvent) -> None:
+        kind = event.kind
+        with self._lock:
+            if kind is BoardEventKind.START:
+                if self.state is State.DOCKED:
+                    self._refuse_in_dock(event.source)
+                else:
+                    self._start(event.source)
+            elif kind is BoardEventKind.STOP:
+                self._stop(f"stopped by {event.source}")
+            elif kind is BoardEventKind.MARKER and self.writer is not None:
+                self.writer.recording.event("marker", source=event.source,
+                                            board_t_us=round(event.t * 1e6))
+                self.board.cue(Cue.MARKER)
+            elif kind is BoardEventKind.STOP_ARMED:
+                self.board.cue(Cue.STOP_ARMED)
+            elif kind is BoardEventKind.STEALTH_TOGGLE:
+                self._toggle_stealth()
+            elif kind is BoardEventKind.DOCKED and self.state is State.BUFFERING:
+                self._dock()
+            elif kind is BoardEventKind.UNDOCKED and self.state is State.DOCKED:
+                log.info("undocked: buffering")
+                self.state = State.BUFFERING  # an upload under way fails and keeps its copies
+                self._show()
+
+    def start_recording(self, reason: str = "request") -> Path | None:
+        with self._lock:
+            return self._start(reason)
+
+    def stop_recording(self, reason: str = "request") -> Path | None:
+        with self._lock:
+            return self._stop(reason)
+
+    def _start(self, source: str) -> Path | None:
+        if self.state is not State.BUFFERING:
+            return None
+        if self.storage() < self.min_free_bytes:
+            log.error("recording refused: storage full (less than %d bytes free)",
+                      self.min_free_bytes)
+            self.conditions.add(Condition.STORAGE_FULL)
+            self.errors.append("storage full: recording refused")
+            self._show()
+            return None
+        recording = self.open_recording()
+        recording.event("trigger", source=source, stealth=self.stealth)
+        self.ring.begin_consume()
+        self.writer = RecordingWriter(self.ring, recording, self.min_free_bytes, self.storage,
+                                      self.clock_us)
+        self.state = State.RECORDING
+        self.writer.start()
+        self.recordings.append(recording.path)
+        log.info("recording started (by %s) into %s", source, recording.path)
+        self._show()
+        self.board.cue(Cue.START)
+        return recording.path
+
+    def _stop(self, reason: str) -> Path | None:
+        writer = self.writer
+        if self.state is not State.RECORDING or writer is None:
+            return None
+        self.state = State.STOPPING
+        writer.request_stop(reason)
+        writer.join()
+        self.ring.end_consume()
+        self.writer = None
+        self.state = State.BUFFERING
+        if writer.error is not None:
+            self.errors.append(f"recording {writer.recording.path.name} failed: {writer.error}")
+            self.conditions.add(Condition.ERROR)
+        if writer.storage_ran_out:
+            self.conditions.add(Condition.STORAGE_FULL)
+        log.info("recording stopped (%s) and sealed: %s", reason, writer.recording.path)
+        self._show()
+        self.board.cue(Cue.STOP)
+        return writer.recording.path
+
+    def _refuse_in_dock(self, source: str) -> None:
+        log.warning("start (by %s) refused: the camera is docked; undock it to record", source)
+        self._show()  # the board took the gesture for a start: tell it the truth
+        self.board.cue(Cue.REFUSED)
+
+    def _dock(self) -> None:
+        """Docked while buffering: upload, or say that there is no station to upload to."""
+        self.state = State.DOCKED
+        if self.upload is None:
+            log.warning("docked, but no station is configured (station.url): nothing is "
+                        "uploaded, and the recordings stay on the camera")
+            self.dock_detail = "no station configured"
+            self._show()
+        elif self._uploader is not None:
+            self.dock_detail = "uploading"  # an upload from an earlier dock is still running
+            self._show()
+        else:
+            log.info("docked: uploading")
+            self._start_upload()
+
+    def _toggle_stealth(self) -> None:
+        wanted = not self.stealth
+        try:
+            self.board.show(self._status(wanted))
+        except StealthNotAllowedError:
+            if self.writer is not None:
+                self.writer.recording.event("stealth", on=wanted, allowed=False)
+            return
+        self.stealth = wanted
+        if self.writer is not None:
+            self.writer.recording.event("stealth", on=wanted, allowed=True)
+
+    def _start_upload(self) -> None:
+        if self.upload is None or self._uploader is not None:
+            return
+        self.dock_detail = "uploading"
+        self._uploader = threading.Thread(target=self._run_upload, name="uploader", daemon=True)
+        self._uploader.start()
+        self._show()
+
+    def _upload_finished(self) -> None:
+        """The uploader thread ended: say how it went, for as long as the camera stays docked."""
+        ok = bool(self.upload_results and self.upload_results[-1])
+        try:
+            kept = self.kept()
+        except OSError as exc:
+            log.warning("could not count the recordings kept on the camera: %s", exc)
+            kept = -1
+        if ok and kept <= 0:
+            self.dock_detail = "done"
+        else:
+            count = "some" if kept < 0 else str(kept)
+            self.dock_detail = f"{'uploaded' if ok else 'upload failed'}, {count} kept"
+        log_level = logging.INFO if ok else logging.WARNING
+        log.log(log_level, "upload finished: %s", self.dock_detail)
+
+    def _run_upload(self) -> None:
+        assert self.upload is not None
+        try:
+            ok = self.upload()
+        except Exception as exc:  # the camera keeps everything; reported, retried at next dock
+            log.exception("upload failed")
+            self.errors.append(f"upload failed: {exc}")
+            ok = False
+        self.upload_results.append(ok)
+
+    def _mode(self) -> Mode:
+        if self.state in (State.RECORDING, State.STOPPING):
+            return Mode.RECORDING
+        if self.state is State.DOCKED:
+            return Mode.UPLOADING if self._uploader is not None else Mode.DOCKED
+        return Mode.BUFFERING
+
+    def _status(self, stealth: bool) -> IndicatorStatus:
+        detail = self.dock_detail if self.state is State.DOCKED else ""
+        return IndicatorStatus(self._mode(), frozenset(self.conditions), stealth, detail)
+
+    def _show(self) -> None:
+        self.board.show(self._status(self.stealth))
+
+    # -- health -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Called periodically: a writer that stopped on its own (storage, error) is wound up."""
+        with self._lock:
+            writer = self.writer
+            overflows = self.audio_overflows()
+            if overflows != self._audio_overflows_seen:
+                if writer is not None:  # lost microphone audio is data loss: into the manifest
+                    writer.recording.event("audio_overflow",
+                                           blocks=overflows - self._audio_overflows_seen)
+                self._audio_overflows_seen = overflows
+            if self._uploader is not None and not self._uploader.is_alive():
+                self._uploader.join()
+                self._uploader = None
+                self._upload_finished()
+                self._show()
+            if writer is not None and writer.done.is_set():
+                self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
+                                                 else f"error: {writer.error}"))
+            if self.state is State.BUFFERING and self.board.docked:
+                self._dock()  # put in the dock while recording: dock now the recording is over
+
+    def run(self, stop: threading.Event, poll_s: float = 0.2,
+            heartbeat: Callable[[], None] = lambda: None) -> None:
+        """React to board events until ``stop`` is set; then stop and seal any recording.
+        ``heartbeat`` is called every ``poll_s`` or sooner (the service watchdog)."""
+        try:
+            while not stop.is_set():
+                event = self.board.get_event(timeout=poll_s)
+                if event is not None:
+                    self.handle(event)
+                self.check()
+                heartbeat()
+        finally:
+            self.stop_recording("recorder shutting down")

@@ -1,0 +1,520 @@
+"""`bwv verify`: checks a recording directory against its signed manifest and reports what holds.
+
+Checks, in the order problems are listed: the manifest's lines (canonical JSON, ``seq``, the
+``prev`` chain, every signature against the header key or a trusted key, a final ``sealed``
+line); then each listed segment (present, size, SHA-256, boxes parse, fragment count); then files
+nobody listed; then timing (decode times continuous across fragments and segments, the segment
+lines' pts monotonic and consistent with the media). The first problem is the one to read first.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, NamedTuple, Union
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..errors import RecorderError
+from . import bmff, keys, manifest
+
+READ_CHUNK = 1 << 20
+
+
+class VerifyUsageError(RecorderError, ValueError):
+    """The path given to verify is not a recording directory or manifest file."""
+
+
+class FileProblemCode(str, enum.Enum):
+    """What can be wrong with a recording's files and timing (the manifest's own lines have
+    `recorder.integrity.manifest.LineProblemCode`)."""
+
+    # the files
+    NO_MANIFEST = "no_manifest"
+    MISSING_FILE = "missing_file"
+    SIZE = "size"
+    SHA256 = "sha256"
+    BOXES = "boxes"
+    FRAGMENTS = "fragments"
+    EXTRA_FILE = "extra_file"
+    # the timing
+    GAP = "gap"
+    PTS = "pts"
+
+
+Code = Union[manifest.LineProblemCode, FileProblemCode]
+
+#: Every code a `Problem` can carry, by name: ``ProblemCode.SEQ`` is
+#: ``manifest.LineProblemCode.SEQ`` itself, ``ProblemCode.SHA256`` is ``FileProblemCode.SHA256``.
+ProblemCode = SimpleNamespace(**manifest.LineProblemCode.__members__,
+                              **FileProblemCode.__members__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that does not hold, and where: a manifest line, a file, or both."""
+
+    code: Code
+    where: str  # "manifest.jsonl line 3", "000002.mp4", "000001.mp4 -> 000002.mp4"
+    message: str
+    line: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackSpan:
+    """One track's decode-time span in a segment, in microseconds of media time."""
+
+    track_id: int
+    handler: str
+    timescale: int
+    samples: int
+    first_decode_us: int
+    end_decode_us: int
+
+
+@dataclass
+class SegmentReport:
+    """What was found for one segment line of the manifest."""
+
+    index: int
+    file: str
+    line: int
+    bytes: int  # as the manifest says
+    recovered: bool = False  # truncated to its last whole fragment after a power cut
+    present: bool = False
+    size_ok: bool | None = None
+    sha256_ok: bool | None = None
+    boxes_ok: bool | None = None
+    fragments: int | None = None
+    tracks: list[TrackSpan] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A step in decode time between two consecutive fragments or segments of one track."""
+
+    before: str  # file (and fragment) the step follows
+    after: str
+    track_id: int
+    handler: str
+    gap_us: int  # positive: time missing; negative: overlap
+    tolerance_us: int
+
+    @property
+    def within_tolerance(self) -> bool:
+        return abs(self.gap_us) <= self.tolerance_us
+
+
+@dataclass
+class VerifyReport:
+    """Everything `bwv verify` found; ``ok`` when there is no problem."""
+
+    path: str
+    manifest: str
+    recording_id: str | None = None
+    device_id: str | None = None
+    officer_id: str | None = None
+    key_fingerprint: str | None = None
+    key_source: str = "none"  # "trusted" (--key) or "header"
+    lines: int = 0
+    sealed: bool = False
+    events: dict[str, int] = field(default_factory=dict)  # event kind -> how many lines
+    segments: list[SegmentReport] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)
+    steps: list[Gap] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_problem(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, enum.Enum):
+                return value.value
+            if isinstance(value, dict):
+                return {key: plain(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [plain(item) for item in value]
+            return value
+
+        data = plain(asdict(self))
+        data["ok"] = self.ok
+        data["first_problem"] = plain(asdict(self.first_problem)) if self.first_problem else None
+        data["gaps"] = [plain(asdict(step)) for step in self.steps if not step.within_tolerance]
+        return dict(sorted(data.items()))
+
+
+def _resolve(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        return path, path / manifest.MANIFEST_NAME
+    if path.is_file():
+        return path.parent, path
+    raise VerifyUsageError(f"{path} does not exist: give a recording directory or its "
+                           f"{manifest.MANIFEST_NAME}")
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
+                     known_sha256: Mapping[str, str] | None = None) -> VerifyReport:
+    """Check the recording at ``path`` (its directory or its manifest.jsonl).
+
+    ``known_sha256`` maps file names to digests the caller computed itself from the same bytes
+    (the station hashes each segment as it arrives and stores it under that digest); those files
+    are not read a second time for hashing.
+    """
+    directory, manifest_path = _resolve(path)
+    report = VerifyReport(str(directory), str(manifest_path))
+    if not manifest_path.is_file():
+        report.problems.append(Problem(
+            FileProblemCode.NO_MANIFEST, manifest_path.name,
+            f"{directory} has no {manifest.MANIFEST_NAME}: without it nothing can be verified"))
+        report.extra_files = sorted(entry.name for entry in directory.iterdir())
+        return report
+
+    check = manifest.check_manifest(manifest_path.read_bytes(), trusted_key=trusted_key)
+    _report_manifest(report, check, manifest_path.name)
+    # every segment line by its file name, valid or not: a damaged line still names its file
+    listed = {line.value("file"): line for line in check.read.of_type(manifest.LineType.SEGMENT)
+              if isinstance(line.value("file"), str)}
+    files = _SegmentFiles(directory, known_sha256 or {}, listed)
+    for segment in check.read.segments():
+        if manifest.is_plain_file_name(segment.file):
+            _check_segment(report, files, segment)
+    _report_unlisted(report, directory, {manifest.MANIFEST_NAME, manifest_path.name} | set(listed),
+                     files.hashes)
+    _check_timing(report, _pts_entries(check.read), files.parsed)
+    return report
+
+
+def _report_manifest(report: VerifyReport, check: manifest.ManifestCheck, name: str) -> None:
+    """The manifest's own findings: its lines, key, header, events and line problems."""
+    report.lines = len(check.stored)
+    report.sealed = check.sealed
+    report.key_source = check.key_source
+    first = check.read.lines[0] if check.read.lines else None
+    if first is not None and first.type == manifest.LineType.HEADER.value:
+        # what the header says, even when it is damaged: the report names the recording
+        report.recording_id = first.value("recording_id")
+        report.device_id = first.value("device_id")
+        report.officer_id = first.value("officer_id")
+    if check.header_key is not None:
+        report.key_fingerprint = keys.fingerprint(check.header_key)
+    for line in check.read.of_type(manifest.LineType.EVENT):
+        kind = line.value("event")
+        if isinstance(kind, str):
+            report.events[kind] = report.events.get(kind, 0) + 1
+    for item in check.problems:
+        report.problems.append(Problem(item.code, f"{name} line {item.line}", item.message,
+                                       line=item.line))
+
+
+@dataclass
+class _SegmentFiles:
+    """The recording's segment files as they are checked: digests computed, structures read."""
+
+    directory: Path
+    known_sha256: Mapping[str, str]
+    listed: dict[str, manifest.Line]
+    hashes: dict[str, str] = field(default_factory=dict)
+    parsed: dict[str, bmff.SegmentFile] = field(default_factory=dict)
+
+    def digest(self, name: str) -> tuple[str, int]:
+        """(SHA-256, size) of a present file, hashed once, or taken from ``known_sha256``."""
+        path = self.directory / name
+        if name in self.known_sha256:
+            digest, size = self.known_sha256[name], path.stat().st_size
+        else:
+            digest, size = _hash_file(path)
+        self.hashes[name] = digest
+        return digest, size
+
+    def listed_with(self, digest: str, besides: str) -> manifest.Line | None:
+        """Another segment line that lists these bytes (``digest``), if any."""
+        return next((line for name, line in self.listed.items()
+                     if name != besides and line.value("sha256") == digest), None)
+
+
+def _check_segment(report: VerifyReport, files: _SegmentFiles,
+                   line: manifest.SegmentLine) -> None:
+    """One listed segment: present, its size and SHA-256, its boxes and fragment count."""
+    number, where = line.number, line.file
+    segment = SegmentReport(line.index, where, number, line.bytes, recovered=line.recovered)
+    report.segments.append(segment)
+    if not (files.directory / where).is_file():
+        report.problems.append(Problem(
+            FileProblemCode.MISSING_FILE, where,
+            f"listed on line {number} but not in the recording directory: it was deleted or "
+            "renamed", line=number, file=where))
+        return
+    segment.present = True
+    digest, size = files.digest(where)
+    segment.size_ok = size == line.bytes
+    if not segment.size_ok:
+        report.problems.append(Problem(
+            FileProblemCode.SIZE, where,
+            f"{size} bytes, but line {number} says {line.bytes}: the file was "
+            f"{'truncated' if size < line.bytes else 'extended'} or replaced",
+            line=number, file=where))
+    segment.sha256_ok = digest == line.sha256
+    if not segment.sha256_ok:
+        twin = files.listed_with(digest, besides=where)
+        because = (f"its bytes are those listed for {twin.value('file')} (line {twin.number}): "
+                   "segment files were swapped or renamed" if twin is not None
+                   else "its bytes were changed after it was sealed")
+        report.problems.append(Problem(
+            FileProblemCode.SHA256, where,
+            f"SHA-256 {digest[:16]}…, but line {number} says {line.sha256[:16]}…: {because}",
+            line=number, file=where))
+    _check_structure(report, files, line, segment)
+
+
+def _check_structure(report: VerifyReport, files: _SegmentFiles, line: manifest.SegmentLine,
+                     segment: SegmentReport) -> None:
+    """A present segment's boxes parse, hold the fragments its line counts; its track spans."""
+    number, where = line.number, line.file
+    try:
+        structure = bmff.read_segment(files.directory / where)
+    except bmff.BoxFormatError as exc:
+        segment.boxes_ok = False
+        report.problems.append(Problem(
+            FileProblemCode.BOXES, where, f"the MP4 boxes do not parse {exc}",
+            line=number, file=where))
+        return
+    segment.boxes_ok = True
+    files.parsed[where] = structure
+    segment.fragments = len(structure.fragments)
+    if segment.fragments != line.fragments:
+        report.problems.append(Problem(
+            FileProblemCode.FRAGMENTS, where,
+            f"holds {segment.fragments} fragments, but line {number} says {line.fragments}",
+            line=number, file=where))
+    for track_id, timing in sorted(structure.timing().items()):
+        segment.tracks.append(TrackSpan(track_id, timing.track.handler, timing.track.timescale,
+                                        timing.samples, timing.to_us(timing.first_decode),
+                                        timing.to_us(timing.end_decode)))
+
+
+def _report_unlisted(report: VerifyReport, directory: Path, known: set[str],
+                     hashes: dict[str, str]) -> None:
+    """Every file or directory the manifest does not list, and whether it copies a segment."""
+    for entry in sorted(directory.iterdir(), key=lambda item: item.name):
+        if entry.name in known:
+            continue
+        report.extra_files.append(entry.name)
+        kind = "directory" if entry.is_dir() else "file"
+        twin = _copy_of(entry, hashes)
+        why = (f"it is a copy of {twin}" if twin is not None
+               else "a foreign or inserted segment, or a leftover of an unfinished recording"
+               if entry.suffix == ".mp4" else "nothing in a recording directory is unlisted")
+        report.problems.append(Problem(
+            FileProblemCode.EXTRA_FILE, entry.name,
+            f"a {kind} the manifest does not list: {why}", file=entry.name))
+
+
+def _copy_of(entry: Path, hashes: dict[str, str]) -> str | None:
+    """The segment whose bytes ``entry`` holds, hashing ``entry`` once (and only when a
+    segment was hashed to compare it with)."""
+    if not hashes or not entry.is_file():
+        return None
+    digest = _hash_file(entry)[0]
+    return next((name for name, known in hashes.items() if known == digest), None)
+
+
+class _PtsEntry(NamedTuple):
+    """What a segment line says about when its segment lies, read even from a damaged line."""
+
+    line: int
+    file: str
+    first_pts_us: int
+    last_pts_us: int
+
+
+def _pts_entries(read: manifest.ManifestLines) -> list[_PtsEntry]:
+    entries = []
+    for line in read.of_type(manifest.LineType.SEGMENT):
+        first, last, name = line.value("first_pts_us"), line.value("last_pts_us"), \
+            line.value("file")
+        if isinstance(first, int) and isinstance(last, int) and isinstance(name, str):
+            entries.append(_PtsEntry(line.number, name, first, last))
+    return entries
+
+
+def _tolerance_us(structure: bmff.SegmentFile, timings: dict[int, bmff.TrackTiming]) -> int:
+    """How far a segment's first/last media time may sit from the pts its manifest line gives.
+
+    The manifest's pts are those of the first and last access unit of *any* stream; media times
+    are per track. They can differ by (a) one sample of each track at each end (the first/last
+    access unit may belong to another stream), (b) the reordering delay of B-frames, which a
+    muxer without edit lists adds to every presentation time (the largest composition offset),
+    and (c) rounding to track ticks (under 1 ms). Beyond that sum the two records disagree.
+    """
+    total = 1000
+    for timing in timings.values():
+        largest_offset = max((abs(offset) for fragment in structure.fragments
+                              for run in fragment.runs if run.track_id == timing.track.track_id
+                              for offset in run.composition_offsets), default=0)
+        total += timing.to_us(timing.max_sample_duration) + timing.to_us(largest_offset)
+    return total
+
+
+def _check_timing(report: VerifyReport, entries: list[_PtsEntry],
+                  parsed: dict[str, bmff.SegmentFile]) -> None:
+    """The segment lines' pts in order, decode times continuous, pts agreeing with the media."""
+    _check_pts_order(report, entries)
+    timings = {name: structure.timing() for name, structure in parsed.items()}
+    _check_decode_steps(report, entries, timings)
+    _check_pts_against_media(report, entries, parsed, timings)
+
+
+def _check_pts_order(report: VerifyReport, entries: list[_PtsEntry]) -> None:
+    """The segment lines' own pts: each segment starts after the previous one ended."""
+    for before, after in zip(entries, entries[1:]):
+        if after.first_pts_us <= before.last_pts_us:
+            report.problems.append(Problem(
+                FileProblemCode.PTS, f"{manifest.MANIFEST_NAME} line {after.line}",
+                f"segment {after.file} starts at pts {after.first_pts_us} µs, not after "
+                f"{before.file} ends ({before.last_pts_us} µs)", line=after.line,
+                file=after.file))
+
+
+def _check_decode_steps(report: VerifyReport, entries: list[_PtsEntry],
+                        timings: dict[str, dict[int, bmff.TrackTiming]]) -> None:
+    """Media decode times: continuous within and across segments, per track."""
+    previous: dict[int, tuple[str, bmff.TrackTiming]] = {}
+    for entry in entries:
+        name = entry.file
+        if name not in timings:
+            previous.clear()  # an unreadable segment in between: compare across it no further
+            continue
+        for track_id, timing in sorted(timings[name].items()):
+            tolerance = timing.to_us(timing.max_sample_duration) + 1000
+            for sequence, ticks in timing.internal_gaps:
+                _step(report, Gap(name, f"{name} fragment {sequence}", track_id,
+                                  timing.track.handler, timing.to_us(ticks), tolerance))
+            if track_id in previous:
+                earlier_name, earlier = previous[track_id]
+                if earlier.track.timescale == timing.track.timescale:
+                    ticks = timing.first_decode - earlier.end_decode
+                    _step(report, Gap(earlier_name, name, track_id, timing.track.handler,
+                                      timing.to_us(ticks),
+                                      earlier.to_us(earlier.max_sample_duration) + 1000))
+            previous[track_id] = (name, timing)
+
+
+def _check_pts_against_media(report: VerifyReport, entries: list[_PtsEntry],
+                             parsed: dict[str, bmff.SegmentFile],
+                             timings: dict[str, dict[int, bmff.TrackTiming]]) -> None:
+    """The manifest's pts against the media, both measured from the first readable segment."""
+    readable = [entry for entry in entries if entry.file in timings and timings[entry.file]]
+    if not readable:
+        return
+    origin_entry = readable[0]
+    media_origin = min(t.to_us(t.first_presentation)
+                       for t in timings[origin_entry.file].values())
+    for entry in readable:
+        segment_timings = timings[entry.file]
+        tolerance = _tolerance_us(parsed[entry.file], segment_timings)
+        media_first = min(t.to_us(t.first_presentation) for t in segment_timings.values())
+        media_last = max(t.to_us(t.last_presentation) for t in segment_timings.values())
+        for label, media, stated in (("first", media_first, entry.first_pts_us),
+                                     ("last", media_last, entry.last_pts_us)):
+            drift = (media - media_origin) - (stated - origin_entry.first_pts_us)
+            if abs(drift) > tolerance:
+                report.problems.append(Problem(
+                    FileProblemCode.PTS, entry.file,
+                    f"the {label} sample lies {drift:+d} µs from where line "
+                    f"{entry.line}'s {label}_pts_us puts it (tolerance {tolerance} µs): the "
+                    "manifest and the media disagree about when it was recorded",
+                    line=entry.line, file=entry.file))
+
+
+def _step(report: VerifyReport, step: Gap) -> None:
+    report.steps.append(step)
+    if not step.within_tolerance:
+        size = f"{step.gap_us} µs ({step.gap_us / 1e6:.3f} s)"
+        what = f"a gap of {size}" if step.gap_us > 0 else f"an overlap of {size}"
+        report.problems.append(Problem(
+            FileProblemCode.GAP, f"{step.before} -> {step.after}",
+            f"{step.handler} track {step.track_id}: {what} in decode time (tolerance "
+            f"{step.tolerance_us} µs): media is missing or out of order",
+            file=step.after.split(" ")[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+_PROBLEMS_SHOWN = 20
+
+
+def render_human(report: VerifyReport) -> str:
+    """The report as a few lines for a person: verdict, first problem, summary, problem list."""
+    out = [f"bwv verify: {'OK' if report.ok else 'FAILED'}  {report.path}"]
+    if report.first_problem is not None:
+        first = report.first_problem
+        out.append(f"first problem: {first.where}: {first.message}")
+    out.append("")
+    if report.recording_id is not None:
+        out.append(f"recording   {report.recording_id}  (device {report.device_id}, officer "
+                   f"{report.officer_id})")
+    if report.key_fingerprint is not None:
+        if report.key_source == "trusted":
+            source = "checked against the trusted key given with --key"
+        else:
+            source = ("checked against the key in the manifest itself; pass --key with the "
+                      "enrolled key to prove which device signed it")
+        out.append(f"key         sha256 {report.key_fingerprint}: {source}")
+    manifest_problems = sum(1 for p in report.problems if p.line is not None and p.file is None)
+    out.append(f"manifest    {report.lines} lines, {'sealed' if report.sealed else 'NOT sealed'}, "
+               f"chain and signatures {'intact' if not manifest_problems else 'BROKEN'}")
+    segments = report.segments
+    present = sum(1 for s in segments if s.present)
+    hashed = sum(1 for s in segments if s.sha256_ok)
+    boxed = sum(1 for s in segments if s.boxes_ok)
+    out.append(f"segments    {len(segments)} listed, {present} present, SHA-256 matches "
+               f"{hashed}/{len(segments)}, boxes parse {boxed}/{len(segments)}, "
+               f"{len(report.extra_files)} unlisted files")
+    recovered = [s.file for s in segments if s.recovered]
+    if recovered:
+        out.append(f"recovered   {', '.join(recovered)}: cut to the last whole fragment after "
+                   "a power cut")
+    if report.events:
+        out.append("events      " + ", ".join(f"{kind} {count}"
+                                              for kind, count in sorted(report.events.items())))
+    gaps = [step for step in report.steps if not step.within_tolerance]
+    largest = max((abs(step.gap_us) for step in report.steps), default=0)
+    out.append(f"timing      {len(gaps)} gaps beyond tolerance; largest step in decode time "
+               f"{largest} µs")
+    if report.problems:
+        out.append("")
+        out.append(f"problems ({len(report.problems)}):")
+        width = min(max(len(p.where) for p in report.problems), 36)
+        for item in report.problems[:_PROBLEMS_SHOWN]:
+            out.append(f"  {item.where:<{width}}  {item.message}")
+        if len(report.problems) > _PROBLEMS_SHOWN:
+            out.append(f"  … and {len(report.problems) - _PROBLEMS_SHOWN} more (all with --json)")
+    return "\n".join(out)
+
+
+def render_json(report: VerifyReport) -> str:
+    """The whole report as one JSON document (sorted keys, two-space indent)."""
+    return json.dumps(report.to_json(), indent=2, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,60 @@
+"""Orders the access units of video and audio by pts before they are muxed.
+
+Capture threads push in arrival order, and arrival lags capture differently per stream (video
+waits for its encoder, audio for a 1024-sample block), so an audio frame captured just after a
+keyframe can arrive before it. Muxed in arrival order, that frame would land in the segment
+before the cut. The interleaver holds each stream's units until the other stream has caught up
+(or has been silent for ``max_wait_us`` of the other's time), then releases the earliest.
+Each stream's own order is never changed; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
+
+
+class PtsInterleaver:
+    """``push`` returns the units now ready, in pts order; ``flush`` returns the rest."""
+
+    def __init__(self, streams: frozenset[int] = frozenset({VIDEO, AUDIO}),
+                 max_wait_us: int = 500_000) -> None:
+        self.streams = streams
+        self.max_wait_us = max_wait_us
+        self._queues: dict[int, deque[AccessUnit]] = {stream: deque() for stream in streams}
+        self._newest_us: int | None = None
+
+    def push(self, unit: AccessUnit) -> list[AccessUnit]:
+        queue = self._queues.get(unit.stream)
+        if queue is None:  # a stream we do not interleave passes straight through
+            return [unit]
+        queue.append(unit)
+        if self._newest_us is None or unit.pts_us > self._newest_us:
+            self._newest_us = unit.pts_us
+        ready = []
+        while True:
+            heads = [q[0] for q in self._queues.values() if q]
+            if not heads:
+                break
+            earliest = min(heads, key=lambda u: (u.pts_us, u.stream))
+            everyone_here = len(heads) == len(self._queues)
+            stale = self._newest_us - earliest.pts_us >= self.max_wait_us
+            if not (everyone_here or stale):
+                break
+            ready.append(self._queues[earliest.stream].popleft())
+        return ready
+
+    def flush(self) -> list[AccessUnit]:
+        rest = self.pending()
+        for queue in self._queues.values():
+            queue.clear()
+        rest.sort(key=lambda u: (u.pts_us, u.stream))
+        return rest
+
+    def pending(self) -> list[AccessUnit]:
+        """The units held now."""
+        return [unit for queue in self._queues.values() for unit in queue]
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())

@@ -1,0 +1,209 @@
+"""One recording on disk: segment files from the `SegmentWriter`, entered one by one in the signed
+manifest as they are sealed, plus events; and the recovery of recordings a power cut interrupted.
+
+A recording directory is ``recordings/<recording id>/`` holding ``000001.mp4``, ... and
+``manifest.jsonl``. `FileRecording` is safe to use from the writer thread (``write``) and the
+controller's thread (``event``, ``seal``) at once: one lock orders every write to the directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
+from ..capture.clock import ClockAnchor, monotonic_us
+from ..integrity.keys import DeviceKey
+from .interleave import PtsInterleaver
+from ..integrity.manifest import (
+    MANIFEST_NAME,
+    EventKind,
+    ManifestIntegrityError,
+    ManifestWriter,
+    RecordingHeader,
+    check_manifest,
+    utc_now,
+)
+from ..integrity.sealed_segment import SealedSegment
+from ..settings import Settings
+from .segment_writer import PARTIAL_SUFFIX, SegmentWriter, recover_segments
+
+log = logging.getLogger("recorder.recording")  # the name log lines have always shown
+
+FRAGMENT_SECONDS = 2.0  # docs/formats.md: one moof+mdat per GOP, at most about 2 s
+
+
+def clock_source() -> str:
+    """Where the wall clock comes from, for the manifest: "ntp" when systemd says it is
+    synchronised, "unsynchronised" when it says it is not, "unknown" without systemd."""
+    try:
+        result = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                                capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    answer = result.stdout.strip()
+    return {"yes": "ntp", "no": "unsynchronised"}.get(answer, "unknown")
+
+
+def manifest_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as the header records them: JSON without floats (seconds become strings)."""
+    return {name: f"{value:g}" if isinstance(value, float) else value
+            for name, value in sorted(settings.values.items())}
+
+
+def new_recording_id(anchor: ClockAnchor) -> str:
+    """Sortable and unique: the UTC start and a random suffix, e.g. 20261123T073441Z-3f9a1c."""
+    return anchor.utc.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+class FileRecording:
+    """A recording being written: ``write`` access units, add ``event``s, then ``seal`` once."""
+
+    def __init__(self, path: Path, key: DeviceKey, header: RecordingHeader, anchor: ClockAnchor,
+                 audio_config: bytes | None, segment_seconds: float,
+                 clock_us: Callable[[], int] = monotonic_us) -> None:
+        self.path = path
+        self._anchor = anchor
+        self._clock_us = clock_us
+        self._lock = threading.Lock()
+        path.mkdir(parents=True)
+        self._manifest = ManifestWriter.create(path, key, header)
+        self._segments = SegmentWriter(path, audio_config=audio_config,
+                                       segment_seconds=segment_seconds,
+                                       fragment_seconds=FRAGMENT_SECONDS,
+                                       on_sealed=self._enter_segment, clock=anchor)
+        self._write_failure: BaseException | None = None
+        streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
+        self._interleaver = PtsInterleaver(streams)
+        self._sealed = False
+
+    def _enter_segment(self, segment: SealedSegment) -> None:
+        self._manifest.append_segment(segment)  # on the writer thread, inside write(): locked
+
+    def write(self, unit: AccessUnit) -> None:
+        with self._lock:
+            try:
+                for ready in self._interleaver.push(unit):
+                    self._segments.write(ready)
+            except Exception as exc:
+                self._write_failure = self._write_failure or exc  # for seal() to enter
+                raise
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append an event line now (``kind``: a `recorder.integrity.manifest.EventKind` value)."""
+        now = self._clock_us()
+        with self._lock:
+            if self._sealed:  # e.g. a marker just after the card filled up and the writer sealed
+                log.warning("%s is sealed: event %s %s not recorded", self.path.name, kind, fields)
+                return
+            self._manifest.append_event(EventKind(kind), self._anchor.iso(now), pts_us=now,
+                                        detail=fields or None)
+
+    def seal(self, reason: str = "stopped") -> None:
+        """Seal the last segment, then the manifest. Idempotent.
+
+        Whatever failed before (a write on the writer thread) or fails now, the segment writer is
+        closed, which seals the whole fragments of an unsealed segment as a recovered one and
+        enters it; the failure is entered as an error event; then the manifest is sealed, and
+        the failure raised. Only if the manifest itself cannot be written does it stay unsealed,
+        for `recover_interrupted` at the next start.
+        """
+        with self._lock:
+            if self._sealed:
+                return
+            self._sealed = True
+            failure = self._write_failure
+            try:
+                for ready in self._interleaver.flush():
+                    self._segments.write(ready)
+            except Exception as exc:
+                failure = failure or exc
+            try:
+                self._segments.close()
+            except Exception as exc:
+                failure = failure or exc
+            try:
+                if failure is not None:
+                    self._manifest.append_event(EventKind.ERROR, utc_now(), detail={
+                        "message": f"writing segments failed: {failure}"})
+                    reason = f"{reason}; writing segments failed"
+                if self._segments.dropped_units:  # audio captured before the first keyframe
+                    log.info("%s: %d access units before the first keyframe were not written",
+                             self.path.name, self._segments.dropped_units)
+                self._manifest.seal(utc_now(), reason)
+            finally:
+                self._manifest.close()
+        if failure is not None:
+            raise failure
+
+
+@dataclass
+class RecordingFactory:
+    """Opens new recordings under ``recordings_dir`` for the controller."""
+
+    recordings_dir: Path
+    key: DeviceKey
+    settings: Settings
+    audio_config: bytes | None
+    officer_id: str = ""
+
+    def open(self) -> FileRecording:
+        anchor = ClockAnchor.now()
+        recording_id = new_recording_id(anchor)
+        header = RecordingHeader(
+            recording_id=recording_id, device_id=self.settings.device_id,
+            officer_id=self.officer_id or str(self.settings["device.officer_id"]),
+            utc_start=anchor.iso(anchor.monotonic_us), monotonic_start_us=anchor.monotonic_us,
+            clock_source=clock_source(), settings=manifest_settings(self.settings))
+        return FileRecording(self.recordings_dir / recording_id, self.key, header, anchor,
+                             self.audio_config, self.settings["recording.segment_s"])
+
+
+def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:
+    """Seal every recording a power cut or crash left open: cut a half-written manifest line,
+    enter every segment the manifest does not list yet (the one cut mid-write, truncated to its
+    last whole fragment, and any sealed and renamed just before the cut) with
+    ``recovered: true``, then seal. Returns the recordings recovered.
+
+    A recording that cannot be recovered (its manifest does not verify, say) is logged and left
+    as it is for an investigator; it never stops the others, or the camera, from starting.
+    """
+    recovered = []
+    for manifest_path in sorted(recordings_dir.glob(f"*/{MANIFEST_NAME}")):
+        try:
+            if _recover_one(manifest_path.parent, key):
+                recovered.append(manifest_path.parent)
+        except Exception:
+            log.exception("could not recover %s: left as it is", manifest_path.parent)
+    return recovered
+
+
+def _recover_one(directory: Path, key: DeviceKey) -> bool:
+    check = check_manifest((directory / MANIFEST_NAME).read_bytes(), trusted_key=key.public_key,
+                           require_sealed=False)
+    if check.sealed or not check.lines:
+        return False
+    header = check.read.header
+    if header is None:
+        raise ManifestIntegrityError(f"{directory / MANIFEST_NAME}: line 1 is not a valid header "
+                                     "line; it cannot be continued")
+    anchor = ClockAnchor(ClockAnchor.parse_utc(header.utc_start), header.monotonic_start_us)
+    listed = {segment.file for segment in check.read.segments()}
+    for orphan in sorted(directory.glob("[0-9]*.mp4")):
+        if orphan.name not in listed:  # sealed and renamed, but its manifest line never made it
+            orphan.rename(orphan.with_name(orphan.name + PARTIAL_SUFFIX))
+    writer = ManifestWriter.reopen(directory, key)
+    try:
+        for segment in recover_segments(directory, clock=anchor):
+            writer.append_segment(segment)
+        writer.seal(utc_now(), "recovered after an interruption")
+    finally:
+        writer.close()
+    log.warning("recovered interrupted recording %s", directory.name)
+    return True
