@@ -1,4 +1,4 @@
-/* Fragmented-MP4 muxer core. The rules, the names and the bytes follow recorder/storage/_mux_py.py. */
+/* Fragmented-MP4 muxer core: the bytes of recorder/storage/_mux_py.py, whose docstring has the rules. */
 #include "mux.h"
 
 #include <stdlib.h>
@@ -38,12 +38,6 @@ void bwv_mux_free(bwv_mux *m)
     run_free(&m->audio);
     free(m->nals);
     memset(m, 0, sizeof *m);
-}
-
-int64_t bwv_mux_ticks(int64_t us, int64_t timescale)
-{
-    int64_t x = us * timescale + 500000;
-    return x >= 0 ? x / 1000000 : -((-x + 999999) / 1000000);
 }
 
 static int reserve(bwv_bytes *b, size_t extra)

@@ -1,7 +1,8 @@
 /* Fragmented-MP4 muxer core: the hot path of the C twin of recorder/storage/_mux_py.py (read that file for
  * the rules). Annex B scanning and conversion to length-prefixed NAL units, the sample tables of
- * one fragment, and the moof+mdat writer. The state machine (cuts, timestamps) lives in
- * native/_mux_c.pyx; nothing here touches Python, so every function may run without the GIL.
+ * one fragment, and the moof+mdat writer. The state machine (cuts, timestamps) is
+ * recorder/storage/_mux_rules.py, shared with the pure twin and compiled into native/_mux_c.pyx;
+ * nothing here touches Python, so every function may run without the GIL.
  */
 #ifndef BWV_MUX_H
 #define BWV_MUX_H
@@ -69,8 +70,5 @@ size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof);
 /* Write the pending fragment (exactly bwv_mux_fragment_size bytes) to out and empty it. */
 void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
                             uint32_t last_video_ticks, uint32_t audio_frame_ticks);
-
-/* (us * timescale + 500000) // 1000000 with Python's floor division. */
-int64_t bwv_mux_ticks(int64_t us, int64_t timescale);
 
 #endif

@@ -1,7 +1,9 @@
 """Pure-Python fragmented-MP4 muxer: the twin of the native muxer (`native/mux.c`), same API and bytes.
 
-This file is also the specification of the muxer's rules; `native/_mux_c.pyx` and `native/mux.c`
-follow it, and the differential tests hold the two to identical bytes for identical input. The
+This docstring is the specification of the muxer's rules. They are written once, as code, in
+`recorder/storage/_mux_rules.py`, which both twins run (the native one compiled into
+`native/_mux_c.pyx`); the twins differ only in how they scan Annex B and write moof + mdat, and the
+differential tests hold them to identical bytes for identical input. The
 init segment (`ftyp` + `moov`, built once per segment from the SPS and the AudioSpecificConfig) is
 built by this module for both twins: it is not on the hot path, and one builder means one place
 to get ISO/IEC 14496-12/-14/-15 right.
@@ -48,8 +50,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from ..capture.access_unit import AUDIO, VIDEO
-from ..errors import RecorderError, empty_access_unit_error
+from ..capture.access_unit import VIDEO
+from ..errors import RecorderError
 from ..integrity.bmff import TIMELINE_UUID
 
 VIDEO_TIMESCALE = 90_000
@@ -407,49 +409,25 @@ def split_annexb(payload: bytes, pts_us: int) -> list[tuple[int, int]]:
     return nals
 
 
-def _ticks(us: int, timescale: int) -> int:
-    return (us * timescale + 500_000) // 1_000_000
+from ._mux_rules import MuxRules  # noqa: E402  (it imports what this module defined above)
 
 
-class FragmentedMp4Muxer:
+class FragmentedMp4Muxer(MuxRules):
     """Turns access units into standalone fragmented-MP4 segments (see the module docstring).
 
     ``audio_config``: the AAC AudioSpecificConfig (encoder extradata), or None for video only.
     ``segment_seconds``: a segment is cut at the first keyframe after this long.
     ``fragment_seconds``: a fragment is split after this long even inside a GOP.
-    """
 
-    __slots__ = (
-        "_audio_config", "_audio_rate", "_audio_frame", "_segment_us", "_fragment_us",
-        "_closed", "_started", "_origin_us", "_sps", "_pps", "_init", "_segment",
-        "_sequence", "_segment_start_us", "_fragment_start_us", "_fragment_is_first",
-        "_v_parts", "_v_bytes", "_v_ticks", "_v_cto", "_v_sizes", "_v_keys",
-        "_a_parts", "_a_bytes", "_a_ticks", "_a_sizes", "_last_v_ticks", "_last_a_ticks",
-        "_last_v_dts_us", "_last_a_pts_us", "_last_v_delta", "_min_pts", "_max_pts",
-        "dropped_units",
-    )
+    The rules (cuts, timestamps, init segments) are `MuxRules`, shared with the native twin;
+    this class keeps the pending fragment's samples and writes its bytes.
+    """
 
     def __init__(self, audio_config: bytes | None = None, *, segment_seconds: float = 30.0,
                  fragment_seconds: float = 2.0) -> None:
-        self._segment_us, self._fragment_us = check_construction(
-            audio_config, segment_seconds, fragment_seconds)
-        self._audio_config = None if audio_config is None else bytes(audio_config)
-        self._audio_rate = 0
-        self._audio_frame = 0
-        if self._audio_config is not None:
-            info = parse_audio_specific_config(self._audio_config)
-            self._audio_rate, self._audio_frame = info.sample_rate, info.frame_samples
-        self._closed = False
-        self._started = False
-        self._origin_us = 0
-        self._sps: list[bytes] = []
-        self._pps: list[bytes] = []
-        self._init = b""
-        self._segment = 0
-        self._sequence = 0
-        self._segment_start_us = 0
-        self._fragment_start_us = 0
-        self._fragment_is_first = True
+        super().__init__(audio_config, segment_seconds=segment_seconds,
+                         fragment_seconds=fragment_seconds)
+        self._nals: list[tuple[int, int]] = []
         self._v_parts: list[bytes | memoryview] = []
         self._v_bytes = 0
         self._v_ticks: list[int] = []
@@ -460,137 +438,38 @@ class FragmentedMp4Muxer:
         self._a_bytes = 0
         self._a_ticks: list[int] = []
         self._a_sizes: list[int] = []
-        self._last_v_ticks = -1
-        self._last_a_ticks = -1
-        self._last_v_dts_us = 0
-        self._last_a_pts_us = 0
-        self._last_v_delta = DEFAULT_VIDEO_TICKS
-        self._min_pts = 0
-        self._max_pts = 0
-        self.dropped_units = 0
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def segment(self) -> int:
-        """1-based number of the segment being written (0 before the first keyframe)."""
-        return self._segment
-
-    def push(self, stream: int, pts_us: int, is_keyframe: bool,
-             payload: bytes | bytearray | memoryview,
-             dts_us: int | None = None) -> MuxedFragment | None:
-        """Add one access unit; return the fragment it completed, if any.
-
-        ``dts_us``: the decode time of a video unit when the encoder reorders frames
-        (B-frames); None means dts = pts. Audio ignores it.
-        """
-        if self._closed:
-            raise closed_error()
-        if stream != VIDEO and stream != AUDIO:
-            raise stream_error(stream)
-        if stream == AUDIO and self._audio_config is None:
-            raise audio_to_video_only_error()
-        # a bytearray could change before the fragment is joined: keep an immutable copy
-        data = payload if isinstance(payload, bytes) else bytes(memoryview(payload))
-        if not data:  # refused as the ring refuses it: no encoder emits an empty access unit
-            raise empty_access_unit_error(stream, pts_us)
-        if stream == VIDEO:
-            return self._push_video(pts_us, bool(is_keyframe), data,
-                                    pts_us if dts_us is None else dts_us)
-        self._push_audio(pts_us, data)
-        return None
-
-    def _push_video(self, pts_us: int, key: bool, payload: bytes,
-                    dts_us: int) -> MuxedFragment | None:
-        nals = split_annexb(payload, pts_us)
-        if pts_us < dts_us:
-            raise pts_before_dts_error(pts_us, dts_us)
-        sps: list[bytes] = []
-        pps: list[bytes] = []
+    def _scan(self, payload: bytes, pts_us: int, key: bool, sps: list[bytes],
+              pps: list[bytes]) -> None:
+        nals = self._nals = split_annexb(payload, pts_us)
         if key:
-            sps = [payload[s:e] for s, e in nals if payload[s] & 0x1F == NAL_SPS]
-            pps = [payload[s:e] for s, e in nals if payload[s] & 0x1F == NAL_PPS]
-        done = None
-        if not self._started:
-            if not key:
-                self.dropped_units += 1
-                return None
-            if not sps or not pps:
-                raise missing_parameter_sets_error(pts_us)
-            self._origin_us = dts_us
-            ticks = 0
-        else:
-            ticks = _ticks(dts_us - self._origin_us, VIDEO_TIMESCALE)
-            if ticks <= self._last_v_ticks:
-                raise timestamp_error(VIDEO, "dts_us", dts_us, self._last_v_dts_us)
-            changed = (sps or self._sps) != self._sps or (pps or self._pps) != self._pps
-            delta = ticks - self._last_v_ticks
-            if key and (changed or dts_us - self._segment_start_us >= self._segment_us):
-                done = self._finish_fragment(delta, True)
-            elif key or dts_us - self._fragment_start_us >= self._fragment_us:
-                done = self._finish_fragment(delta, False)
-            self._last_v_delta = delta
-        if not self._started or (done is not None and done.ends_segment):
-            self._sps = sps or self._sps
-            self._pps = pps or self._pps
-            self._open_segment(dts_us)
-        self._last_v_ticks = ticks
-        self._last_v_dts_us = dts_us
-        if not self._v_ticks:
-            self._fragment_start_us = dts_us
-            self._min_pts = self._max_pts = pts_us
-        elif pts_us < self._min_pts:
-            self._min_pts = pts_us
-        elif pts_us > self._max_pts:
-            self._max_pts = pts_us
+            sps += [payload[s:e] for s, e in nals if payload[s] & 0x1F == NAL_SPS]
+            pps += [payload[s:e] for s, e in nals if payload[s] & 0x1F == NAL_PPS]
+
+    def _video_count(self) -> int:
+        return len(self._v_ticks)
+
+    def _add_video(self, payload: bytes, ticks: int, cto: int, key: bool) -> None:
         size = 0
         parts = self._v_parts
         view = memoryview(payload)
-        for start, end in nals:
+        for start, end in self._nals:
             parts.append((end - start).to_bytes(4, "big"))
             parts.append(view[start:end])
             size += 4 + end - start
         self._v_bytes += size
         self._v_ticks.append(ticks)
-        self._v_cto.append(_ticks(pts_us - self._origin_us, VIDEO_TIMESCALE) - ticks)
+        self._v_cto.append(cto)
         self._v_sizes.append(size)
         self._v_keys.append(key)
-        return done
 
-    def _open_segment(self, dts_us: int) -> None:
-        self._init = init_segment(self._sps, self._pps, self._audio_config, self._origin_us)
-        self._segment += 1
-        self._segment_start_us = dts_us
-        self._fragment_is_first = True
-        self._started = True
-
-    def _push_audio(self, pts_us: int, payload: bytes) -> None:
-        if not self._started or pts_us < self._origin_us:
-            self.dropped_units += 1
-            return
-        ticks = _ticks(pts_us - self._origin_us, self._audio_rate)
-        if ticks <= self._last_a_ticks:
-            raise timestamp_error(AUDIO, "pts_us", pts_us, self._last_a_pts_us)
-        self._last_a_ticks = ticks
-        self._last_a_pts_us = pts_us
+    def _add_audio(self, payload: bytes, ticks: int) -> None:
         self._a_parts.append(payload)
         self._a_bytes += len(payload)
         self._a_ticks.append(ticks)
         self._a_sizes.append(len(payload))
 
-    def close(self) -> MuxedFragment | None:
-        """End the recording: return its last fragment (None if nothing was muxed). Idempotent."""
-        if self._closed:
-            return None
-        self._closed = True
-        if not self._v_ticks:
-            return None
-        return self._finish_fragment(self._last_v_delta, True)
-
-    def _finish_fragment(self, last_video_ticks: int, ends_segment: bool) -> MuxedFragment:
-        self._sequence += 1
+    def _write_fragment(self, head: bytes, sequence: int, last_video_ticks: int) -> bytes:
         v_count, a_count = len(self._v_ticks), len(self._a_ticks)
         v_cto = any(self._v_cto)
         v_trun = 20 + v_count * (16 if v_cto else 12)
@@ -601,38 +480,33 @@ class FragmentedMp4Muxer:
         mdat_size = 8 + self._v_bytes + self._a_bytes
         if mdat_size > MAX_FRAGMENT_BYTES:
             raise fragment_too_large_error(mdat_size)
-        head = [struct.pack(">I4sI4sII", moof_size, b"moof", 16, b"mfhd", 0, self._sequence)]
+        boxes = [struct.pack(">I4sI4sII", moof_size, b"moof", 16, b"mfhd", 0, sequence)]
         ticks = self._v_ticks
         durations = [b - a for a, b in zip(ticks, ticks[1:])]
         durations.append(last_video_ticks)
         flags = [SAMPLE_FLAGS_SYNC if k else SAMPLE_FLAGS_NON_SYNC for k in self._v_keys]
-        head.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_v, b"traf", 16, b"tfhd",
-                                TFHD_DEFAULT_BASE_IS_MOOF, VIDEO_TRACK_ID, 20, b"tfdt",
-                                1 << 24, ticks[0], v_trun, b"trun",
-                                TRUN_VIDEO | TRUN_CTO if v_cto else TRUN_VIDEO, v_count,
-                                moof_size + 8))
+        boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_v, b"traf", 16, b"tfhd",
+                                 TFHD_DEFAULT_BASE_IS_MOOF, VIDEO_TRACK_ID, 20, b"tfdt",
+                                 1 << 24, ticks[0], v_trun, b"trun",
+                                 TRUN_VIDEO | TRUN_CTO if v_cto else TRUN_VIDEO, v_count,
+                                 moof_size + 8))
         if v_cto:
             entries = [x for row in zip(durations, self._v_sizes, flags, self._v_cto) for x in row]
         else:
             entries = [x for row in zip(durations, self._v_sizes, flags) for x in row]
-        head.append(struct.pack(f">{len(entries)}I", *entries))
+        boxes.append(struct.pack(f">{len(entries)}I", *entries))
         if a_count:
             ticks = self._a_ticks
             durations = [b - a for a, b in zip(ticks, ticks[1:])]
             durations.append(self._audio_frame)
-            head.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_a, b"traf", 16, b"tfhd",
-                                    TFHD_DEFAULT_BASE_IS_MOOF, AUDIO_TRACK_ID, 20, b"tfdt",
-                                    1 << 24, ticks[0], a_trun, b"trun", TRUN_AUDIO, a_count,
-                                    moof_size + 8 + self._v_bytes))
+            boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_a, b"traf", 16, b"tfhd",
+                                     TFHD_DEFAULT_BASE_IS_MOOF, AUDIO_TRACK_ID, 20, b"tfdt",
+                                     1 << 24, ticks[0], a_trun, b"trun", TRUN_AUDIO, a_count,
+                                     moof_size + 8 + self._v_bytes))
             entries = [x for row in zip(durations, self._a_sizes) for x in row]
-            head.append(struct.pack(f">{len(entries)}I", *entries))
-        head.append(struct.pack(">I4s", mdat_size, b"mdat"))
-        starts = self._fragment_is_first
-        parts = [self._init, *head] if starts else head
-        data = b"".join(parts + self._v_parts + self._a_parts)
-        fragment = MuxedFragment(self._segment, self._sequence, data, starts, ends_segment,
-                                 self._min_pts, self._max_pts)
-        self._fragment_is_first = False
+            boxes.append(struct.pack(f">{len(entries)}I", *entries))
+        boxes.append(struct.pack(">I4s", mdat_size, b"mdat"))
+        data = b"".join([head, *boxes, *self._v_parts, *self._a_parts])
         self._v_parts = []
         self._v_bytes = 0
         self._v_ticks = []
@@ -643,4 +517,4 @@ class FragmentedMp4Muxer:
         self._a_bytes = 0
         self._a_ticks = []
         self._a_sizes = []
-        return fragment
+        return data
