@@ -84,7 +84,11 @@ def load_time_imports(path: Path) -> set[str]:
                     visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):
-                visit(node.body)
+                # `try: import x / except ImportError:` is an optional import: not a dependency
+                if not any(isinstance(h.type, ast.Name) and h.type.id in ("ImportError",
+                                                                          "ModuleNotFoundError")
+                           for h in node.handlers):
+                    visit(node.body)
                 for handler in node.handlers:
                     visit(handler.body)
                 visit(node.orelse)

@@ -14,6 +14,8 @@ markers below are what makes that compiled version fast; without Cython they do 
 
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
+from . import _mux_format as spec  # the format: errors, constants, init segments
+
 if TYPE_CHECKING:  # mypy reads the markers as they behave in plain Python: they do nothing
     _T = TypeVar("_T")
 
@@ -271,8 +273,3 @@ class MuxRules:
         """``head`` + moof + mdat of the pending samples; empty the pending fragment."""
         raise NotImplementedError
 
-
-# Last, so that either module may be imported first: _mux_py subclasses MuxRules, defined above,
-# and the rules look up what they use from _mux_py (errors, MuxedFragment, init_segment) when they
-# run.
-from . import _mux_py as spec  # noqa: E402
