@@ -50,6 +50,7 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
     from ..station.blobs import LocalBlobStore
     from ..station.catalogue import missing_catalogue, open_catalogue, sqlite_url
     from ..station.evidence_store import EvidenceStore
+    from ..station.identity import StationIdentity
 
     data = _data_dir(args)
     url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
@@ -64,6 +65,7 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
             raise StationUsageError(f"no station in {data}: {problem} "
                                     f"({_where_stations_come_from()})")
     return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"),
+                         StationIdentity.load_or_create(data),
                          retention_days=getattr(args, "retention_days", 31))
 
 

@@ -178,28 +178,30 @@ class DeviceKey:
         return cls(path, key)
 
     @classmethod
-    def find(cls, data_dir: Path) -> DeviceKey | None:
-        """The key in ``data_dir``, or None when none has been created yet."""
-        path = data_dir / KEY_FILE_NAME
+    def find(cls, data_dir: Path, name: str = KEY_FILE_NAME) -> DeviceKey | None:
+        """The key ``name`` in ``data_dir``, or None when none has been created yet."""
+        path = data_dir / name
         if not os.path.lexists(path):
             return None
         return cls.load(path)
 
     @classmethod
-    def load_or_create(cls, data_dir: Path) -> DeviceKey:
-        """Load the key in ``data_dir``, creating it (mode 0600, fsynced) on first use."""
-        existing = cls.find(data_dir)
+    def load_or_create(cls, data_dir: Path, name: str = KEY_FILE_NAME) -> DeviceKey:
+        """Load the key ``name`` in ``data_dir`` (the camera's key unless another name is
+        given: the station keeps its own key the same way), creating it (mode 0600, fsynced,
+        in a 0700 directory when it makes one) on first use."""
+        existing = cls.find(data_dir, name)
         if existing is not None:
             return existing
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = data_dir / KEY_FILE_NAME
+        path = data_dir / name
         private_key = Ed25519PrivateKey.generate()
         pem = private_key.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
         # Written whole to a temporary name, then linked into place: a power cut never leaves a
         # half-written key, and of two processes racing here exactly one key wins.
-        temporary = data_dir / f".{KEY_FILE_NAME}.{os.getpid()}.tmp"
+        temporary = data_dir / f".{name}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.fchmod(fd, 0o600)  # the umask cannot widen 0600, but be explicit about intent

@@ -26,6 +26,7 @@ from .blobs import BlobStore, BlobWriter
 from .catalogue import devices, markers, nonces, officers, recordings, segments
 from .errors import (BadRequestError, ConflictError, EnrollmentError, HashMismatchError,
                      RecordingGoneError, RequestAuthError, UnknownRecordingError)
+from .identity import StationIdentity
 from ..integrity.request_signing import MAX_SKEW_S, SignedRequest, is_safe_name
 
 RETENTION_DAYS = 31
@@ -69,10 +70,11 @@ class EvidenceStore:
     audit head row lock also orders writers from several processes).
     """
 
-    def __init__(self, engine: Engine, blobs: BlobStore, clock: Clock = system_clock,
-                 retention_days: int = RETENTION_DAYS) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStore, identity: StationIdentity,
+                 clock: Clock = system_clock, retention_days: int = RETENTION_DAYS) -> None:
         self.engine = engine
         self.blobs = blobs
+        self.identity = identity  # the station's key and id: receipts and checkpoints
         self.clock = clock
         self.retention_us = retention_days * 86_400 * 1_000_000
         self.write_lock = threading.Lock()

@@ -32,6 +32,7 @@ from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
 from recorder.station.evidence_store import EvidenceStore, Holdings
+from recorder.station.identity import StationIdentity
 from support.segments import write_segments
 
 MONOTONIC_START_US = 7_000_000
@@ -109,9 +110,10 @@ def make_store(data_dir: Path, clock: Callable[[], int] | None = None,
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_catalogue(db_url or sqlite_url(data_dir))
     store_blobs = blobs if blobs is not None else LocalBlobStore(data_dir / "blobs")
+    identity = StationIdentity.load_or_create(data_dir)
     if clock is None:
-        return EvidenceStore(engine, store_blobs)
-    return EvidenceStore(engine, store_blobs, clock=clock)
+        return EvidenceStore(engine, store_blobs, identity)
+    return EvidenceStore(engine, store_blobs, identity, clock=clock)
 
 
 @dataclass
