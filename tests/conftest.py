@@ -11,6 +11,7 @@ a missing native module is an error, never a skip. Helpers shared by tests are i
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -113,8 +114,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """The whole suite (`bash scripts/test`, `pytest` with no paths, `-k`/`-m` allowed) runs on
-    every core: pytest-xdist ``-n auto``, whole files per worker so that a module's fixtures are
-    made once. Named files run in this process (starting workers costs seconds), as does any run
+    every core: pytest-xdist with two workers more than cores, idle workers taking tests from busy
+    ones (``--dist worksteal``; a module's fixtures are then made once per worker that runs it). Named files run in this process (starting workers costs seconds), as does any run
     given ``-n``, ``-p no:xdist``, ``--pdb``/``--trace`` (which xdist refuses) or
     ``--collect-only``, an xdist worker itself, and a run without xdist installed (the aarch64
     tests under emulation).
@@ -127,9 +128,11 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             or config.option.usepdb or config.option.trace or config.option.collectonly):
         return
     if config.option.numprocesses is None:
-        config.option.numprocesses = "auto"
+        # two workers more than cores: a good part of the suite waits on real time (recordings
+        # at camera speed, servers, subprocesses), and idle cores are wasted while it does
+        config.option.numprocesses = (os.cpu_count() or 1) + 2
         if config.option.dist == "no":
-            config.option.dist = "loadfile"
+            config.option.dist = "worksteal"
 
 
 @pytest.fixture

@@ -254,8 +254,11 @@ def _fragment_ends(data: bytes) -> list[int]:
     return [offset + size for kind, offset, size in boxes(data) if kind == "mdat"]
 
 
-def test_power_cut_anywhere_loses_at_most_the_fragment_in_flight(tmp_path: Path) -> None:
-    """Cuts every few bytes (about 4000 of them) and one byte either side of every fragment end."""
+def test_power_cut_anywhere_loses_at_most_the_fragment_in_flight(tmp_path: Path, no_fsync: None) -> None:
+    """Cuts every few bytes (about 4000 of them) and one byte either side of every fragment end.
+
+    The cut is a truncated file this test writes, so fsync plays no part in what is checked
+    (no_fsync); what recovery syncs, and in which order, is test_recovery_faults' subject."""
     sealed, files = _recording_bytes(tmp_path)
     first, second = sealed[0], files[1]
     ends = _fragment_ends(second)
