@@ -138,9 +138,6 @@ class EvidenceStore:
                                    "at this station: run `bwv station enroll --data DIR "
                                    f"--device-id {request.device_id} --public-key KEY` with the "
                                    "key `bwv doctor` prints on the camera")
-        if self.revoked(request.device_id):
-            raise RequestAuthError("revoked", f"device {request.device_id} was revoked at this "
-                                   "station: its requests are refused")
         now = self.clock()
         skew_s = abs(now // 1_000_000 - request.timestamp)
         if skew_s > MAX_SKEW_S:
@@ -150,6 +147,9 @@ class EvidenceStore:
         if not request.verifies(key, method, path):
             raise RequestAuthError("bad_signature", "the request's signature does not verify "
                                    f"against the key enrolled for {request.device_id}")
+        if self.revoked(request.device_id):
+            raise RequestAuthError("revoked", f"device {request.device_id} was revoked at this "
+                                   "station: its requests are refused")
         with self.write_lock, self.engine.begin() as conn:
             conn.execute(delete(nonces).where(
                 nonces.c.timestamp_us < now - 2 * MAX_SKEW_S * 1_000_000))
