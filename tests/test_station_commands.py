@@ -110,6 +110,10 @@ READ_ONLY_COMMANDS = {
     "request": ["--ref", "R", "--requester", "x", "--from", "2026-11-23T06:00:00Z", "--to",
                 "2026-11-23T08:00:00Z"],
     "list": [],
+    "devices": [],
+    "revoke": ["--device-id", "cam7", "--reason", "lost"],
+    "rotate": ["--device-id", "cam7", "--public-key", "0" * 64],
+    "assign": ["--device-id", "cam7", "--officer", "PC 1"],
 }
 
 

@@ -70,11 +70,11 @@ def test_an_export_package_checks_with_sha256sum_and_bwv_verify(
         assert sorted(package.namelist()) == sorted([
             f"{rid(EARLY)}/000001.mp4", f"{rid(EARLY)}/000002.mp4",
             f"{rid(EARLY)}/manifest.jsonl", "device_key.pem", "verification.json",
-            "audit.jsonl", "README.txt", "SHA256SUMS"])
+            "audit.jsonl", "README.txt", "SHA256SUMS", "SHA256SUMS.sig", "station_key.pem"])
         package.extractall(unpacked)
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=unpacked, capture_output=True,
                            text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 7
+    assert check.returncode == 0 and check.stdout.count(": OK") == 8
     assert cli.main(["verify", "--key", str(unpacked / "device_key.pem"),
                      str(unpacked / rid(EARLY))]) == 0
     assert capsys.readouterr().out.startswith("bwv verify: OK")

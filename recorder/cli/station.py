@@ -139,19 +139,48 @@ def _audit(args: argparse.Namespace) -> int:
     from ..station import audit
 
     store = open_store(args)
+    if args.checkpoint:
+        made = audit.checkpoint(store.engine, store.identity, store.clock())
+        assert made is not None
+        print(made.export_line())
+        return EXIT_OK
     if args.verify:
-        check = audit.verify(store.engine)
-        if check.ok:
-            print(f"audit chain OK: {check.entries} entries, every hash and link holds")
-            return EXIT_OK
-        print(f"audit chain BROKEN: {len(check.problems)} problems in {check.entries} entries",
-              file=sys.stderr)
-        for problem in check.problems[:50]:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAILED
+        return _audit_verify(store, args.against)
+    if args.against is not None:
+        raise StationUsageError("--against FILE goes with --verify")
     for entry in audit.entries(store.engine, args.recording):
         print(entry.line)
     return EXIT_OK
+
+
+def _audit_verify(store: EvidenceStore, against: Path | None) -> int:
+    """Check the chain and the signed checkpoints, and those exported to ``against``."""
+    from ..station import audit
+
+    check = audit.verify(store.engine, store.identity)
+    problems = list(check.problems)
+    exported = 0
+    if against is not None:
+        try:
+            lines = against.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StationUsageError(f"--against {against}: cannot read it ({exc})") from None
+        outside = audit.verify_against(store.engine, store.identity, lines)
+        if outside.checkpoints == 0 and not outside.problems:
+            raise StationUsageError(f"--against {against}: it holds no checkpoint (give what "
+                                    "`bwv station audit --checkpoint` printed)")
+        problems.extend(outside.problems)
+        exported = outside.checkpoints
+    if not problems:
+        print(f"audit chain OK: {check.entries} entries, every hash and link holds; "
+              f"{check.checkpoints} signed checkpoints verify"
+              + (f"; {exported} exported checkpoints still on the chain" if against else ""))
+        return EXIT_OK
+    print(f"audit chain BROKEN: {len(problems)} problems in {check.entries} entries",
+          file=sys.stderr)
+    for problem in problems[:50]:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _hold(args: argparse.Namespace) -> int:
@@ -239,12 +268,65 @@ def _request(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from ..station.catalogue import iso
+    from ..station.devices import officer_note
 
     store = open_store(args)
     for row in store.list_recordings():
         until = iso(row.retain_until_us)[:10]
         print(f"{row.recording_id:<40} {row.device_id:<12} {row.status:<10} "
-              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}")
+              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}"
+              f"  officer {officer_note(row)}"
+              + (f"  FLAGGED: {row.device_flag}" if row.device_flag else ""))
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from ..station.catalogue import iso
+    from ..station.devices import list_devices
+
+    for info in list_devices(open_store(args)):
+        revoked = ("-" if info.revoked_us is None
+                   else f"REVOKED {iso(info.revoked_us)[:19]}Z ({info.revoke_reason})")
+        print(f"{info.device_id:<16} key {info.fingerprint[:16]}  enrolled "
+              f"{iso(info.enrolled_us)[:10]}  keys {info.keys_held}  officer "
+              f"{info.officer_id or '-'}  {revoked}")
+    return EXIT_OK
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from ..station.devices import revoke
+
+    since = None if args.since is None else _utc_us(args.since, "--since")
+    flagged = revoke(open_store(args), args.device_id, args.reason, by=_actor(args),
+                     since_us=since)
+    print(f"revoked {args.device_id}: its requests are refused from now on; {flagged} "
+          "recordings made or received since then are flagged")
+    return EXIT_OK
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from ..integrity.keys import PublicKeyFormatError
+    from ..station.devices import rotate
+
+    try:
+        key = parse_public_key(args.public_key)
+    except PublicKeyFormatError as exc:
+        raise StationUsageError(str(exc)) from None
+    fingerprint = rotate(open_store(args), args.device_id, key, by=_actor(args))
+    print(f"rotated {args.device_id} to key sha256 {fingerprint}; the old key is refused from "
+          "now on and kept to verify what it signed")
+    return EXIT_OK
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from ..station.devices import assign
+
+    start = None if args.start is None else _utc_us(args.start, "--from")
+    end = None if args.end is None else _utc_us(args.end, "--to")
+    restamped = assign(open_store(args), args.device_id, args.officer, by=_actor(args),
+                       from_us=start, to_us=end)
+    print(f"assigned {args.device_id} to officer {args.officer}; {restamped} recordings "
+          "stamped again")
     return EXIT_OK
 
 
@@ -367,8 +449,18 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",
                            description="Print the audit log as JSON lines (each line's prev is "
                            "the SHA-256 of the line before, as in the manifest), or check the "
-                           "whole chain with --verify (exit 1 when broken).")
-    audit.add_argument("--verify", action="store_true", help="check the chain")
+                           "whole chain and the station's signed checkpoints with --verify "
+                           "(exit 1 when broken). --checkpoint prints a fresh signed checkpoint "
+                           "to keep elsewhere; --verify --against FILE then proves the log "
+                           "was not rewritten before it.")
+    audit.add_argument("--verify", action="store_true",
+                       help="check the chain and every signed checkpoint (exit 1 when broken)")
+    audit.add_argument("--against", type=Path, metavar="FILE",
+                       help="with --verify: also check that the log still holds the "
+                            "checkpoints in FILE (lines `--checkpoint` printed earlier)")
+    audit.add_argument("--checkpoint", action="store_true",
+                       help="sign the newest entry now and print the checkpoint as one JSON "
+                            "line, to keep off the station (write-once storage, a second party)")
     audit.add_argument("--recording", metavar="ID", help="only entries about this recording")
     audit.set_defaults(station_func=_audit)
 
@@ -427,3 +519,40 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     listing = sub.add_parser("list", parents=[common], help="list the recordings",
                              description="One line per recording, tombstones included.")
     listing.set_defaults(station_func=_list)
+
+    devices = sub.add_parser("devices", parents=[common], help="list the enrolled cameras",
+                             description="One line per enrolled camera: key fingerprint, "
+                             "enrolled, keys held, officer assigned now, revoked.")
+    devices.set_defaults(station_func=_devices)
+
+    revoke = sub.add_parser("revoke", parents=[common, who], help="stop trusting a camera",
+                            description="Revoke a lost, stolen or retired camera: every request "
+                            "signed by it is refused from now on, and the recordings it made or "
+                            "sent since --since (default now) are flagged. Final: a found camera "
+                            "is enrolled again under a new device id.")
+    revoke.add_argument("--device-id", required=True, metavar="ID")
+    revoke.add_argument("--reason", required=True, metavar="TEXT")
+    revoke.add_argument("--since", metavar="UTC", help="when it may have left your hands "
+                        "(default now), e.g. 2026-11-23T07:00:00Z")
+    revoke.set_defaults(station_func=_revoke)
+
+    rotate = sub.add_parser("rotate", parents=[common, who], help="give a camera a new key",
+                            description="Replace a camera's key for future uploads (the old key "
+                            "is refused from now on, and kept to verify what it signed).")
+    rotate.add_argument("--device-id", required=True, metavar="ID")
+    rotate.add_argument("--public-key", required=True, metavar="KEY",
+                        help="the new key: a PEM file, the one-line key `bwv doctor` prints, "
+                             "or 64 hex digits")
+    rotate.set_defaults(station_func=_rotate)
+
+    assignment = sub.add_parser("assign", parents=[common, who],
+                                help="record which officer wears a camera",
+                                description="Record that an officer wears a camera from --from "
+                                "(default now) to --to (default until further notice). Each "
+                                "recording is stamped with this officer beside the one the "
+                                "camera claims; a difference is flagged.")
+    assignment.add_argument("--device-id", required=True, metavar="ID")
+    assignment.add_argument("--officer", required=True, metavar="ID")
+    assignment.add_argument("--from", dest="start", metavar="UTC")
+    assignment.add_argument("--to", dest="end", metavar="UTC")
+    assignment.set_defaults(station_func=_assign)

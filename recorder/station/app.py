@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..integrity.request_signing import EMPTY_SHA256
-from . import retention
+from . import audit, retention
 from .blobs import BlobWriter
 from .errors import HashMismatchError, StationError
 from .evidence_store import EvidenceStore
@@ -144,9 +144,13 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         task = None
         if sweep_interval_s is not None:
             task = asyncio.create_task(sweeper(sweep_interval_s))
+        signing = asyncio.create_task(checkpointer(audit.CHECKPOINT_INTERVAL_US / 1e6))
         try:
             yield
         finally:
+            signing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await signing
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +165,17 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
             except Exception:  # keep sweeping; the next run retries
                 log.exception("retention sweep failed")
             await asyncio.sleep(interval_s)
+
+    async def checkpointer(interval_s: float) -> None:
+        """Sign the newest audit entry every few minutes when the log moved, so the tail of
+        the log is never long without a signed checkpoint (see recorder.station.audit)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await run_in_threadpool(audit.checkpoint, store.engine, store.identity,
+                                        store.clock(), True)
+            except Exception:  # keep trying; the next run retries
+                log.exception("audit checkpoint failed")
 
     routes = [
         Route(f"{API}/health", health, methods=["GET"]),

@@ -6,20 +6,41 @@ Each entry is one canonical JSON line, as in the manifest
 ``{"action","actor","at","detail","prev","recording_id","seq"}``, where ``prev`` is the hex SHA-256
 of the previous entry's line plus ``\\n`` (64 zeros for the first). ``bwv station audit`` prints
 the lines, so ``sed -n 3p audit.jsonl | sha256sum`` is line 4's ``prev``.
+
+A chain alone proves nothing against whoever can write the catalogue: they can remove entries and
+recompute every hash after them. So the station signs **checkpoints** with its key (the seq and
+hash of an entry, the station id and the station's time): every ``CHECKPOINT_EVERY`` entries, at
+the first entry after ``CHECKPOINT_INTERVAL_US`` without one, every few minutes while serving
+when the log moved, and on demand (``bwv station audit --checkpoint``), which prints the
+checkpoint as one line to keep off the station (write-once storage, a second party). ``verify``
+checks every stored checkpoint's signature and that its hash is still on the chain;
+``verify_against`` does the same for checkpoints exported earlier, which catches even an
+operator who holds the station key and re-signed the stored ones.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from ..integrity import manifest
+from ..integrity import keys, manifest
 from . import catalogue
-from .catalogue import GENESIS_HASH, audit, audit_head
+from .catalogue import GENESIS_HASH, audit, audit_checkpoints, audit_head
+from .identity import StationIdentity
+
+CHECKPOINT_FORMAT = "bwv-audit-checkpoint/1"
+CHECKPOINT_EVERY = 100  # entries
+CHECKPOINT_INTERVAL_US = 5 * 60 * 1_000_000
+# the station identity that signs checkpoints for each catalogue engine (EvidenceStore registers
+# it), so that every append, wherever it is called from, can checkpoint without a new argument
+_signers: weakref.WeakKeyDictionary[Engine, StationIdentity] = weakref.WeakKeyDictionary()
 
 
 class Action:
@@ -66,6 +87,9 @@ def append(conn: Connection, at_us: int, actor: str, action: str, recording_id: 
     if changed != 1:
         raise RuntimeError("the audit head moved during an append: another writer raced; the "
                            "transaction is rolled back")
+    signer = _signers.get(conn.engine)
+    if signer is not None and (seq % CHECKPOINT_EVERY == 0 or _checkpoint_due(conn, at_us)):
+        _insert_checkpoint(conn, signer, seq, digest, at_us)
     return AuditEntry(seq, at_us, actor, action, recording_id, body["detail"], line, digest)
 
 
@@ -87,18 +111,24 @@ class AuditCheck:
 
     entries: int = 0
     problems: list[str] = field(default_factory=list)
+    checkpoints: int = 0  # signed checkpoints checked
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify(engine: Engine) -> AuditCheck:
-    """Recompute every entry's hash and link; compare the columns and the head with the lines."""
+def verify(engine: Engine, identity: StationIdentity | None = None) -> AuditCheck:
+    """Recompute every entry's hash and link; compare the columns and the head with the lines.
+    With the station's ``identity``, also check every stored checkpoint: signed by this
+    station, and its hash is the recomputed hash of the entry at its seq."""
     result = AuditCheck()
     previous = GENESIS_HASH
     expected_seq = 1
     with engine.connect() as conn:
+        stored = list(conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id)))
+        wanted = {int(row.seq) for row in stored}
+        on_chain: dict[int, str] = {0: GENESIS_HASH}
         for row in conn.execute(select(audit).order_by(audit.c.seq)):
             result.entries += 1
             where = f"entry {row.seq}"
@@ -125,6 +155,8 @@ def verify(engine: Engine) -> AuditCheck:
                     row.action, row.actor, row.recording_id) or body.get("at") != catalogue.iso(
                     row.at_us):
                 result.problems.append(f"{where}: the columns do not match the hashed line")
+            if row.seq in wanted:
+                on_chain[row.seq] = digest
             previous, expected_seq = digest, row.seq + 1
         head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
     if head is None:
@@ -132,4 +164,155 @@ def verify(engine: Engine) -> AuditCheck:
     elif (head.seq, head.hash) != (expected_seq - 1, previous):
         result.problems.append(f"the head says entry {head.seq} is the newest, but the log ends "
                                f"at entry {expected_seq - 1}: entries were removed from the end")
+    if identity is not None:
+        for row in stored:
+            result.problems.extend(_stored_checkpoint_problems(row, identity, on_chain))
+        result.checkpoints = len(stored)
+    return result
+
+
+# -- signed checkpoints
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement by the station: "entry ``seq`` of my audit log has hash ``hash``"."""
+
+    seq: int
+    hash: str
+    station_id: str
+    at_us: int
+    line: str  # the canonical JSON that is signed
+    signature: bytes
+
+    def export_line(self) -> str:
+        """One line of canonical JSON, the signed body plus ``signature`` (base64): what
+        ``bwv station audit --checkpoint`` prints to keep off the station."""
+        body = json.loads(self.line)
+        body["signature"] = base64.b64encode(self.signature).decode("ascii")
+        return manifest.canonical_bytes(body).decode("utf-8")
+
+
+def sign_checkpoints(engine: Engine, identity: StationIdentity) -> None:
+    """From now on, appends on ``engine`` checkpoint the chain with ``identity``'s key."""
+    _signers[engine] = identity
+
+
+def _checkpoint_due(conn: Connection, at_us: int) -> bool:
+    last = conn.execute(select(audit_checkpoints.c.at_us)
+                        .order_by(audit_checkpoints.c.id.desc()).limit(1)).scalar()
+    return last is None or at_us - int(last) >= CHECKPOINT_INTERVAL_US
+
+
+def _checkpoint_body(seq: int, digest: str, station_id: str, at_us: int) -> dict[str, Any]:
+    return {"format": CHECKPOINT_FORMAT, "seq": seq, "hash": digest, "station_id": station_id,
+            "at": catalogue.iso(at_us)}
+
+
+def _insert_checkpoint(conn: Connection, identity: StationIdentity, seq: int, digest: str,
+                       at_us: int) -> Checkpoint:
+    line = manifest.canonical_bytes(
+        _checkpoint_body(seq, digest, identity.station_id, at_us)).decode("utf-8")
+    signature = identity.sign(line.encode("utf-8"))
+    conn.execute(insert(audit_checkpoints).values(
+        seq=seq, hash=digest, at_us=at_us, line=line,
+        signature=base64.b64encode(signature).decode("ascii")))
+    return Checkpoint(seq, digest, identity.station_id, at_us, line, signature)
+
+
+def checkpoint(engine: Engine, identity: StationIdentity, at_us: int,
+               only_if_moved: bool = False) -> Checkpoint | None:
+    """Sign the newest entry now. With ``only_if_moved`` (the serve loop), None when the
+    newest checkpoint already covers it."""
+    with engine.begin() as conn:
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)
+                            .where(audit_head.c.id == 1).with_for_update()).one()
+        if only_if_moved:
+            last = conn.execute(select(audit_checkpoints.c.seq)
+                                .order_by(audit_checkpoints.c.id.desc()).limit(1)).scalar()
+            if last is not None and int(last) >= int(head.seq):
+                return None
+        return _insert_checkpoint(conn, identity, int(head.seq), str(head.hash), at_us)
+
+
+def _signature_problem(body: Mapping[str, Any], signature: bytes,
+                       identity: StationIdentity) -> str | None:
+    """Why a checkpoint body is not one this station signed, or None."""
+    if body.get("format") != CHECKPOINT_FORMAT:
+        return f"it is not a {CHECKPOINT_FORMAT} checkpoint"
+    if body.get("station_id") != identity.station_id:
+        return (f"it is of station {body.get('station_id')!r}, not this station "
+                f"({identity.station_id})")
+    message = manifest.canonical_bytes(body)
+    if not keys.verify_signature(identity.public_key, signature, message):
+        return "its signature does not verify with this station's key: forged or edited"
+    return None
+
+
+def _chain_problem(seq: Any, digest: Any, on_chain: Mapping[int, str]) -> str | None:
+    """Why entry ``seq`` of the log does not have hash ``digest``, or None."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        return f"its seq {seq!r} is not an entry number"
+    if seq not in on_chain:
+        return (f"the log has no entry {seq} any more: entries were removed and the chain "
+                "recomputed")
+    if on_chain[seq] != digest:
+        return (f"entry {seq} no longer has the hash the station signed ({str(digest)[:16]}…): "
+                "entries were removed, edited or inserted and the chain recomputed")
+    return None
+
+
+def _stored_checkpoint_problems(row: Any, identity: StationIdentity,
+                                on_chain: Mapping[int, str]) -> list[str]:
+    where = f"checkpoint {row.id} (entry {row.seq})"
+    try:
+        body = json.loads(row.line)
+        signature = base64.b64decode(row.signature, validate=True)
+    except (ValueError, binascii.Error):
+        return [f"{where}: not a readable checkpoint"]
+    if not isinstance(body, dict):
+        return [f"{where}: not a readable checkpoint"]
+    if (body.get("seq"), body.get("hash")) != (row.seq, row.hash):
+        return [f"{where}: its columns do not match its signed line"]
+    problems = [_signature_problem(body, signature, identity),
+                _chain_problem(body.get("seq"), body.get("hash"), on_chain)]
+    return [f"{where}: {problem}" for problem in problems if problem is not None]
+
+
+def parse_exported(line: str) -> tuple[dict[str, Any], bytes]:
+    """The signed body and the signature of an exported checkpoint line; ValueError if it is
+    not one."""
+    value = json.loads(line)
+    if not isinstance(value, dict) or not isinstance(value.get("signature"), str):
+        raise ValueError("not a checkpoint line (a JSON object with a signature)")
+    signature = base64.b64decode(value.pop("signature"), validate=True)
+    return value, signature
+
+
+def verify_against(engine: Engine, identity: StationIdentity,
+                   lines: Iterable[str]) -> AuditCheck:
+    """Check checkpoints exported earlier (one per line) against the log as it is now: each
+    must be signed by this station and its entry must still have the hash it had."""
+    exported = []
+    result = AuditCheck()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            exported.append((number, *parse_exported(line)))
+        except (ValueError, binascii.Error) as exc:
+            result.problems.append(f"exported line {number}: not a checkpoint ({exc})")
+    wanted = {body.get("seq") for _, body, _ in exported}
+    on_chain: dict[int, str] = {0: GENESIS_HASH}
+    with engine.connect() as conn:
+        for row in conn.execute(select(audit.c.seq, audit.c.line).order_by(audit.c.seq)):
+            if row.seq in wanted:
+                on_chain[row.seq] = manifest.line_hash(row.line.encode("utf-8") + b"\n")
+    for number, body, signature in exported:
+        result.checkpoints += 1
+        for problem in (_signature_problem(body, signature, identity),
+                        _chain_problem(body.get("seq"), body.get("hash"), on_chain)):
+            if problem is not None:
+                result.problems.append(f"exported line {number} (entry {body.get('seq')}): "
+                                       f"{problem}")
     return result

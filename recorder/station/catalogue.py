@@ -51,6 +51,13 @@ recordings = Table(
     Column("segment_count", Integer, nullable=False, default=0),
     Column("total_bytes", BigInteger, nullable=False, default=0),
     Column("deleted_us", BigInteger),
+    # device lifecycle (recorder.station.devices): the fingerprint of the enrolled key the
+    # recording was verified with, the officer the station had assigned to the camera then
+    # (beside officer_id, what the camera claims), and what a reader must be warned of
+    Column("key_fingerprint", String(64)),
+    Column("station_officer_id", String(128)),
+    Column("officer_check", String(16)),  # "match", "mismatch" or "unassigned"
+    Column("device_flag", Text),  # e.g. made after the device was reported lost (revoked)
 )
 Index("recordings_retention", recordings.c.status, recordings.c.retain_until_us)
 
@@ -139,6 +146,56 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# every key a device has had: the current one (retired_us NULL) and those rotated out, so that
+# recordings verified with an old key still verify and their exports carry that key
+device_keys = Table(
+    "device_keys", metadata,
+    Column("device_id", String(128), ForeignKey("devices.device_id"), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("public_key", String(128), nullable=False),
+    Column("added_us", BigInteger, nullable=False),
+    Column("added_by", String(128), nullable=False),
+    Column("retired_us", BigInteger),
+    Column("retired_by", String(128)),
+)
+
+# a revoked device (lost, stolen, retired): its requests are refused from then on
+device_revocations = Table(
+    "device_revocations", metadata,
+    Column("device_id", String(128), ForeignKey("devices.device_id"), primary_key=True),
+    Column("revoked_us", BigInteger, nullable=False),  # when the station stopped trusting it
+    Column("since_us", BigInteger, nullable=False),  # since when it may have been in other hands
+    Column("revoked_by", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# who wore which camera when, as the station was told (not as the camera claims)
+officer_assignments = Table(
+    "officer_assignments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(128), ForeignKey("devices.device_id"), nullable=False),
+    Column("officer_id", String(128), nullable=False),
+    Column("from_us", BigInteger, nullable=False),
+    Column("to_us", BigInteger),  # NULL: until further notice
+    Column("assigned_by", String(128), nullable=False),
+    Column("assigned_us", BigInteger, nullable=False),
+)
+Index("officer_assignments_device", officer_assignments.c.device_id, officer_assignments.c.from_us)
+
+# signed checkpoints of the audit chain (recorder.station.audit): the station's key signs the
+# seq and hash of an entry, so a chain rewritten without that key, or rewritten before a
+# checkpoint exported off the station, is caught
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("line", Text, nullable=False),  # the canonical JSON that is signed
+    Column("signature", String(128), nullable=False),  # base64 raw Ed25519 signature
+)
+Index("audit_checkpoints_seq", audit_checkpoints.c.seq)
 
 GENESIS_HASH = "0" * 64
 CATALOGUE_FILE = "catalogue.sqlite3"

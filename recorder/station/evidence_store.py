@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..integrity import keys, manifest, verify
 from ..integrity.manifest import EventKind
-from . import audit, catalogue
+from . import audit, catalogue, devices as lifecycle
 from .audit import Action
 from .blobs import BlobStore, BlobWriter
 from .catalogue import devices, markers, nonces, officers, recordings, segments
@@ -78,6 +78,7 @@ class EvidenceStore:
         self.clock = clock
         self.retention_us = retention_days * 86_400 * 1_000_000
         self.write_lock = threading.Lock()
+        audit.sign_checkpoints(engine, identity)  # appends checkpoint the log with this key
 
     # -- devices
 
@@ -101,6 +102,7 @@ class EvidenceStore:
             conn.execute(insert(devices).values(device_id=device_id, public_key=spki,
                                                 fingerprint=fingerprint, enrolled_us=now,
                                                 enrolled_by=by))
+            lifecycle.record_enrolled_key(conn, device_id, spki, fingerprint, now, by)
             audit.append(conn, now, by, Action.ENROLL, None,
                          {"device_id": device_id, "fingerprint": fingerprint})
         return fingerprint
@@ -110,6 +112,23 @@ class EvidenceStore:
             spki = conn.execute(select(devices.c.public_key)
                                 .where(devices.c.device_id == device_id)).scalar()
         return None if spki is None else keys.public_key_from_spki_b64(spki)
+
+    def revoked(self, device_id: str) -> bool:
+        """Whether the device was revoked (lost, stolen, retired): its requests are refused."""
+        with self.engine.connect() as conn:
+            return lifecycle.revocation(conn, device_id) is not None
+
+    def recording_key(self, recording_id: str) -> Ed25519PublicKey:
+        """The enrolled key a recording was verified with (an old one after a rotation)."""
+        row = self.recording(recording_id)
+        key = None
+        if row.key_fingerprint is not None:
+            with self.engine.connect() as conn:
+                key = lifecycle.key_by_fingerprint(conn, row.device_id, row.key_fingerprint)
+        key = key or self.device_key(row.device_id)
+        if key is None:
+            raise UnknownRecordingError(f"the device of recording {recording_id} has no key")
+        return key
 
     def authenticate(self, request: SignedRequest, method: str, path: str) -> str:
         """Check a signed request's device, time, signature and nonce; returns the device id."""
@@ -128,6 +147,9 @@ class EvidenceStore:
         if not request.verifies(key, method, path):
             raise RequestAuthError("bad_signature", "the request's signature does not verify "
                                    f"against the key enrolled for {request.device_id}")
+        if self.revoked(request.device_id):
+            raise RequestAuthError("revoked", f"device {request.device_id} was revoked at this "
+                                   "station: its requests are refused")
         with self.write_lock, self.engine.begin() as conn:
             conn.execute(delete(nonces).where(
                 nonces.c.timestamp_us < now - 2 * MAX_SKEW_S * 1_000_000))
@@ -260,6 +282,9 @@ class EvidenceStore:
         values = _catalogue_values(read, report)
         with self.write_lock, self.engine.begin() as conn:
             row = self._recording_row(conn, recording_id, device_id)
+            values.update(lifecycle.ingest_stamp(conn, device_id, values["officer_id"],
+                                                 values["recorded_us"], now,
+                                                 keys.fingerprint(key)))
             self._catalogue(conn, row, recording_id, device_id, now, dict(
                 values, status=Status.VERIFIED if report.ok else Status.FAILED,
                 manifest_sha256=manifest_sha256, manifest_bytes=len(data), verified_us=now))

@@ -1,7 +1,11 @@
 """Export packages: one recording as a zip a court, a lawyer or a member of the public can check
 without the station. The package holds the recording exactly as the camera wrote it, the enrolled
 device key, a verification report made at export time, the recording's audit entries and a
-``SHA256SUMS`` file; making it is itself an audit entry.
+``SHA256SUMS`` file, signed by the station (``SHA256SUMS.sig``, a raw Ed25519 signature that
+``openssl pkeyutl -verify -rawin`` checks with ``station_key.pem``); making it is itself an
+audit entry. A package for a public request carries only the audit entries about that
+recording and that request (``request_ref``): other cases' holds, and other people's views and
+exports, are not disclosed.
 """
 
 from __future__ import annotations
@@ -27,13 +31,33 @@ made {made} by {by} (purpose: {purpose})
 device_key.pem            the public key enrolled for device {device_id}
                           (sha256 of the raw key: {fingerprint})
 verification.json         `bwv verify --json --key device_key.pem` at export time: {verdict}
-audit.jsonl               the station's audit entries about this recording (hash-chained)
+audit.jsonl               {audit_scope}
 SHA256SUMS                every file's SHA-256: check with `sha256sum -c SHA256SUMS`
+SHA256SUMS.sig            the station's Ed25519 signature over SHA256SUMS (raw, 64 bytes)
+station_key.pem           the public key of station {station_id}
+                          (sha256 of the raw key: {station_fingerprint})
 
-To check independently: `bwv verify --key device_key.pem {recording_id}`, or by hand with
-sha256sum, openssl and jq as bwv-recorder's docs/formats.md describes ("Checking a recording
-by hand").
+To check that the station made this package and nothing in it changed since (OpenSSL 3):
+
+    openssl pkeyutl -verify -pubin -inkey station_key.pem -rawin \\
+        -in SHA256SUMS -sigfile SHA256SUMS.sig
+    sha256sum -c SHA256SUMS
+
+Both keys in here prove nothing by themselves: anyone can make a key. Compare both fingerprints
+out of band, with the force's published records or by asking it: the device key's with the
+key enrolled for {device_id}, the station key's with the station's (the command bwv station
+key prints it). A raw key's fingerprint by hand:
+`openssl pkey -pubin -in station_key.pem -outform DER | tail -c 32 | sha256sum`.
+
+To check the recording independently: `bwv verify --key device_key.pem {recording_id}`, or by
+hand with sha256sum, openssl and jq as bwv-recorder's docs/formats.md describes ("Checking a
+recording by hand").
 """
+SIGNATURE_MEMBER = "SHA256SUMS.sig"
+STATION_KEY_MEMBER = "station_key.pem"
+# the audit actions a public-request package may show: what the camera and the station did
+# with the recording; holds and releases only of the request itself
+_REQUEST_ACTIONS = {Action.INGEST_SEGMENT, Action.INGEST, Action.REFUSED}
 
 
 @dataclass(frozen=True)
@@ -44,12 +68,26 @@ class ExportResult:
     files: int
 
 
+def _request_entry(entry: audit.AuditEntry, request_ref: str) -> bool:
+    """Whether a public-request package for ``request_ref`` may show ``entry``."""
+    if entry.action in (Action.HOLD, Action.RELEASE):
+        return entry.detail.get("case_ref") == request_ref
+    return entry.action in _REQUEST_ACTIONS
+
+
+def _audit_lines(store: EvidenceStore, recording_id: str, request_ref: str | None) -> bytes:
+    chosen = [entry for entry in audit.entries(store.engine, recording_id)
+              if request_ref is None or _request_entry(entry, request_ref)]
+    return "".join(entry.line + "\n" for entry in chosen).encode("utf-8")
+
+
 def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str,
-                     purpose: str) -> ExportResult:
-    """Write the export package of ``recording_id`` to ``out`` (a .zip) and audit it."""
+                     purpose: str, request_ref: str | None = None) -> ExportResult:
+    """Write the export package of ``recording_id`` to ``out`` (a .zip) and audit it. With
+    ``request_ref`` (a public request) its audit entries are only those about this recording
+    and that request."""
     row = store.recording(recording_id)
-    key = store.device_key(row.device_id)
-    assert key is not None
+    key = store.recording_key(recording_id)
     with tempfile.TemporaryDirectory(prefix="bwv-export-") as scratch:
         directory = Path(scratch) / recording_id
         store.materialize(recording_id, directory)
@@ -59,16 +97,23 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
             f"{recording_id}/{path.name}": path for path in sorted(directory.iterdir())}
         members["device_key.pem"] = keys.public_key_pem(key).encode("ascii")
         members["verification.json"] = (verify.render_json(report) + "\n").encode("utf-8")
-        members["audit.jsonl"] = "".join(
-            entry.line + "\n" for entry in audit.entries(store.engine, recording_id)).encode()
+        members["audit.jsonl"] = _audit_lines(store, recording_id, request_ref)
+        members[STATION_KEY_MEMBER] = keys.public_key_pem(store.identity.public_key).encode()
+        scope = ("the station's audit entries about this recording (hash-chained)"
+                 if request_ref is None else "the audit entries about this recording and "
+                 f"request {request_ref} only (others left out: links skip them)")
         members["README.txt"] = PACKAGE_README.format(
             recording_id=recording_id, made=iso(store.clock()), by=by, purpose=purpose,
-            device_id=row.device_id, fingerprint=keys.fingerprint(key),
+            device_id=row.device_id, fingerprint=keys.fingerprint(key), audit_scope=scope,
+            station_id=store.identity.station_id,
+            station_fingerprint=store.identity.fingerprint,
             verdict="OK" if report.ok else f"FAILED: {report.first_problem}").encode("utf-8")
         sums = []
         for name, content in members.items():
             sums.append(f"{_sha256(content)}  {name}\n")
-        members["SHA256SUMS"] = "".join(sums).encode("ascii")
+        checksums = "".join(sums).encode("ascii")
+        members["SHA256SUMS"] = checksums
+        members[SIGNATURE_MEMBER] = store.identity.sign(checksums)
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as package:
             for name, content in members.items():

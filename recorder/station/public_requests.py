@@ -77,5 +77,6 @@ def export_request(store: EvidenceStore, reference: str, out_dir: Path,
             for hold in retention.active_holds(store, row.recording_id)
             if hold.case_ref == reference]
     return [export_recording(store, recording_id, out_dir / f"{reference}-{recording_id}.zip",
-                             by=by, purpose=f"public request {reference}")
+                             by=by, purpose=f"public request {reference}",
+                             request_ref=reference)
             for recording_id in dict.fromkeys(held)]

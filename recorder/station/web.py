@@ -25,6 +25,7 @@ from ..integrity.request_signing import is_safe_name
 from . import retention
 from .audit import Action
 from .catalogue import iso
+from .devices import officer_note
 from .errors import UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
 from .export import export_recording
@@ -63,15 +64,16 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                     else f'<a href="/recordings/{name}">{name}</a>')
             lines.append(
                 f"<tr><td>{link}</td><td>{html.escape(row.device_id)}</td>"
-                f"<td>{html.escape(row.officer_id or '')}</td><td>{_date(row.recorded_us)}</td>"
+                f"<td>{html.escape(officer_note(row))}</td><td>{_date(row.recorded_us)}</td>"
                 f"<td class={row.status}>{row.status}</td><td>{row.segment_count}</td>"
-                f"<td>{_date(row.retain_until_us)[:10]}</td></tr>")
+                f"<td>{_date(row.retain_until_us)[:10]}</td>"
+                f"<td class=failed>{html.escape(row.device_flag or '')}</td></tr>")
         counts = await run_in_threadpool(retention.stats, store)
         summary = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in counts.items()
                             if name != "bytes_stored")
         return _page("bwv station", f"<h1>Recordings</h1><p>{summary}</p><table><tr>"
                      "<th>recording</th><th>device</th><th>officer</th><th>recorded</th>"
-                     "<th>status</th><th>segments</th><th>kept until</th></tr>"
+                     "<th>status</th><th>segments</th><th>kept until</th><th>flag</th></tr>"
                      + "".join(lines) + "</table>")
 
     def _recording_id(request: Request) -> str:
@@ -101,8 +103,10 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                            for p in report.get("problems", []))
         body = (f"<p><a href='/'>all recordings</a></p><h1>{name}</h1>"
                 f"<p>device {html.escape(row.device_id)}, officer "
-                f"{html.escape(row.officer_id or '')}, recorded {_date(row.recorded_us)}, "
+                f"{html.escape(officer_note(row))}, recorded {_date(row.recorded_us)}, "
                 f"kept until {_date(row.retain_until_us)}</p>"
+                + (f"<p class=failed>FLAGGED: {html.escape(row.device_flag)}</p>"
+                   if row.device_flag else "") +
                 f"<p class={row.status}>verification: {html.escape(row.verify_summary or '')}"
                 f"</p><ul>{problems}</ul><h2>Holds</h2><ul>{hold_text}</ul>"
                 f"<p><a href='/recordings/{name}/export'>download the export package</a> "
