@@ -239,6 +239,19 @@ class EvidenceStore:
                          {"file": file, "sha256": sha256, "bytes": size})
         return True
 
+    def device_bytes(self, device_id: str) -> int:
+        """Bytes the station holds for a device's recordings that are not deleted (segments
+        and manifests): what its storage quota counts."""
+        live = (select(recordings.c.recording_id).where(recordings.c.device_id == device_id)
+                .where(recordings.c.status != Status.DELETED))
+        with self.engine.connect() as conn:
+            seg = conn.execute(select(func.coalesce(func.sum(segments.c.bytes), 0))
+                               .where(segments.c.recording_id.in_(live))
+                               .where(segments.c.blob_deleted.is_(False))).scalar()
+            man = conn.execute(select(func.coalesce(func.sum(recordings.c.manifest_bytes), 0))
+                               .where(recordings.c.recording_id.in_(live))).scalar()
+        return int(seg or 0) + int(man or 0)
+
     def ingest_manifest(self, device_id: str, recording_id: str, data: bytes) -> Holdings:
         """Store a recording's manifest and verify the recording as ``bwv verify --key`` with
         the enrolled key would; record the result. Idempotent for the same manifest bytes."""
