@@ -9,7 +9,8 @@ Device API (every request signed, see recorder.integrity.request_signing):
 * ``PUT /api/v1/recordings/{id}/manifest``: the manifest; the station verifies the recording
   and answers with the result and every segment hash it holds.
 
-Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410, 422 or 507.
+Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410, 411, 413,
+415, 422 or 507 (the limits: recorder.station.limits).
 """
 
 from __future__ import annotations
