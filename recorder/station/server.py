@@ -102,7 +102,9 @@ class StationProtocol(H11Protocol):
         self._body_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
             return
-        if self.flow.read_paused:  # we stopped reading, not the client: not its pause
+        waiting_for_us = self.flow.read_paused or (
+            self.cycle is not None and self.cycle.waiting_for_100_continue)
+        if waiting_for_us:  # the station stopped reading, or has not asked for the body yet
             self._arm_body_timer()
             return
         self.transport.close()  # the app sees a disconnect; a partial blob is discarded
