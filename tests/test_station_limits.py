@@ -304,6 +304,43 @@ def test_a_stalled_body_is_cut_after_the_body_timeout(tmp_path: Path, camera_key
         stop_station(station)
 
 
+def test_connections_over_the_limit_are_closed_at_once(tmp_path: Path,
+                                                      camera_key: DeviceKey) -> None:
+    """With --max-connections 20, of 30 idle connections the last 10 are closed at once; the
+    20 kept go at the header timeout, and the station answers again."""
+    station = start_station(tmp_path / "station", camera_key, "--max-connections", "20",
+                            "--max-connections-per-client", "0", "--header-timeout", "2")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(30):
+            connection = socket.socket()
+            connection.bind((ATTACKER, 0))
+            connection.connect(("127.0.0.1", station.port))
+            idle.append(connection)
+        time.sleep(0.5)
+        assert sum(_open(c) for c in idle) == 20
+        time.sleep(2.5)
+        assert sum(_open(c) for c in idle) == 0
+        assert station.health_s() < 1
+    finally:
+        for connection in idle:
+            connection.close()
+        stop_station(station)
+
+
+def test_a_limit_that_makes_no_sense_is_a_usage_error(tmp_path: Path) -> None:
+    for option, value in (("--max-segment-mib", "0"), ("--header-timeout", "-1"),
+                          ("--device-quota-gib", "-5")):
+        result = subprocess.run([*BWV, "station", "serve", "--data", str(tmp_path / "s"),
+                                 option, value], cwd="/", capture_output=True, text=True,
+                                timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"bwv station serve: {option} must be "
+            + ("0 (none) or more" if option == "--device-quota-gib" else "more than 0")]
+    assert not (tmp_path / "s").exists()  # nothing was made
+
+
 # --- finding 7: bodies
 
 
@@ -339,7 +376,10 @@ def test_a_segment_declaring_2_gib_is_refused_before_a_byte_is_stored(
     assert sent < 256 * MIB  # the station did not read the body
     assert served.data_bytes() == 0
     assert not list((served.data / "blobs" / ".partial").iterdir())
-    assert served.rss_mib() - rss_before < 50
+    rss_after = served.rss_mib()
+    print(f"2 GiB declared: {sent // MIB} MiB sent before the close, RSS {rss_before:.0f} -> "
+          f"{rss_after:.0f} MiB")
+    assert rss_after - rss_before < 50
     assert served.health_s() < 1
 
 
