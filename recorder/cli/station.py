@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from ..station.evidence_store import EvidenceStore
+    from ..station.limits import Limits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
@@ -97,24 +98,48 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     return keys.public_key_from_spki_b64(stripped)
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    """The station's limits from the `serve` options (recorder.station.limits)."""
+    from ..station.limits import GIB, MIB, Limits, default_max_connections
+
+    if args.max_connections is None:
+        args.max_connections = default_max_connections()
+    for option in ("max_manifest_mib", "max_segment_mib", "header_timeout", "body_timeout",
+                   "keep_alive", "max_connections"):
+        if getattr(args, option) <= 0:
+            raise StationUsageError(f"--{option.replace('_', '-')} must be more than 0")
+    for option in ("device_quota_gib", "max_connections_per_client"):
+        if getattr(args, option) < 0:
+            raise StationUsageError(f"--{option.replace('_', '-')} must be 0 (none) or more")
+    return Limits(manifest_bytes=int(args.max_manifest_mib * MIB),
+                  segment_bytes=int(args.max_segment_mib * MIB),
+                  device_quota_bytes=int(args.device_quota_gib * GIB),
+                  header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                  keep_alive_s=args.keep_alive, max_connections=args.max_connections,
+                  max_connections_per_client=args.max_connections_per_client)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..station.app import create_app
+    from ..station.server import server_config
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise StationUsageError(f"--listen {args.listen!r} is not HOST:PORT")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
+    limits = _limits(args)
     store = open_store(args, create=True)
     app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
-                     web=args.web)
+                     web=args.web, limits=limits)
     scheme = "https" if args.ssl_certfile else "http"
     print(f"bwv station: serving {_data_dir(args)} on {scheme}://{host}:{port} "
           f"(catalogue {store.engine.dialect.name})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), ssl_certfile=args.ssl_certfile,
-                ssl_keyfile=args.ssl_keyfile, log_level=args.log_level, ws="none")
+    uvicorn.Server(server_config(app, limits, host=host.strip("[]"), port=int(port),
+                                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                                 log_level=args.log_level)).run()
     return EXIT_OK
 
 
@@ -395,6 +420,31 @@ def _store_options(data_help: str) -> argparse.ArgumentParser:
     return options
 
 
+def _add_limit_options(serve: argparse.ArgumentParser) -> None:
+    """The `serve` options of the station's hard limits (docs/station.md, "Limits")."""
+    limits = serve.add_argument_group("limits", "what one client or camera may take; checked "
+                                      "before a body is read")
+    limits.add_argument("--max-manifest-mib", type=float, default=4.0, metavar="MIB",
+                        help="largest manifest accepted (default 4)")
+    limits.add_argument("--max-segment-mib", type=float, default=512.0, metavar="MIB",
+                        help="largest segment accepted (default 512)")
+    limits.add_argument("--device-quota-gib", type=float, default=512.0, metavar="GIB",
+                        help="bytes one camera's recordings may hold here, deleted ones not "
+                             "counted (default 512; 0: no quota)")
+    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="time a client has to send a request's headers (default 10)")
+    limits.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="longest pause while a body arrives (default 30)")
+    limits.add_argument("--keep-alive", type=int, default=5, metavar="SECONDS",
+                        help="idle time before a kept-alive connection is closed (default 5)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="open connections in all (default 1000, fewer when the open-file "
+                             "limit is lower)")
+    limits.add_argument("--max-connections-per-client", type=int, default=64, metavar="N",
+                        help="open connections from one address (default 64; 0: no limit, "
+                             "e.g. behind a reverse proxy that limits them itself)")
+
+
 def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``bwv station ...`` to the `bwv` parser."""
     station = commands.add_parser(
@@ -433,6 +483,7 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                             "and sets X-Remote-User")
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"))
+    _add_limit_options(serve)
     serve.set_defaults(station_func=_serve)
 
     enroll = sub.add_parser("enroll", parents=[creating, who], help="allow a camera to upload",

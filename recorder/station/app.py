@@ -9,7 +9,8 @@ Device API (every request signed, see recorder.integrity.request_signing):
 * ``PUT /api/v1/recordings/{id}/manifest``: the manifest; the station verifies the recording
   and answers with the result and every segment hash it holds.
 
-Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410, 422 or 507.
+Errors answer ``{"error": code, "message": text}`` with 400, 401, 404, 409, 410, 411, 413,
+415, 422 or 507 (the limits: recorder.station.limits).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from . import audit, retention
 from .blobs import BlobWriter
 from .errors import HashMismatchError, StationError
 from .evidence_store import EvidenceStore
+from .limits import Limits, check_ftyp, check_quota, check_received, declared_length
 from .request_headers import parse_headers
 
 API = "/api/v1"
 WRITE_BATCH_BYTES = 1 << 20
 WRITE_BATCHES_AHEAD = 4
+FTYP_CHECK_BYTES = 16
 log = logging.getLogger("recorder.station")
 
 
@@ -48,7 +51,39 @@ def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
         writer.write(chunk)
 
 
-async def _receive(request: Request, writer: BlobWriter) -> None:
+async def _segment_chunks(request: Request, declared: int) -> AsyncIterator[bytes]:
+    """The body's chunks, checked as they arrive: the first bytes must be an ``ftyp`` box
+    (held back until there are enough to tell), and no more than ``declared`` bytes may come."""
+    head: bytes | None = b""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        check_received(received, declared)
+        if head is not None:
+            head += chunk
+            if len(head) < FTYP_CHECK_BYTES and received < declared:
+                continue
+            check_ftyp(head, declared)
+            chunk, head = head, None
+        if chunk:
+            yield chunk
+    if head is not None:
+        check_ftyp(head, declared)  # the body ended before its first box did
+
+
+async def _read_capped(request: Request, cap: int, what: str) -> bytes:
+    """A small body (a manifest) read whole, after its declared length passed ``cap``."""
+    declared = declared_length(request.headers, cap, what)
+    parts: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        check_received(received, declared)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _receive(request: Request, writer: BlobWriter, declared: int) -> None:
     """Stream the body into ``writer``. Hashing and writing run on a thread of their own, a
     batch behind the network (hashlib and file writes release the GIL), so the event loop keeps
     receiving while the previous megabyte is hashed: the checks cost little throughput."""
@@ -58,7 +93,7 @@ async def _receive(request: Request, writer: BlobWriter) -> None:
     size = 0
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bwv-blob") as pool:
         try:
-            async for chunk in request.stream():
+            async for chunk in _segment_chunks(request, declared):
                 batch.append(chunk)
                 size += len(chunk)
                 if size >= WRITE_BATCH_BYTES:
@@ -83,9 +118,15 @@ def _error(exc: StationError) -> JSONResponse:
 
 
 def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
-               web: bool = False) -> Starlette:
+               web: bool = False, limits: Limits | None = None) -> Starlette:
     """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often;
-    with ``web`` it also serves the web pages (recorder.station.web)."""
+    with ``web`` it also serves the web pages (recorder.station.web). ``limits``: the caps on
+    bodies and the device quota (recorder.station.limits; its defaults when None)."""
+    caps = limits if limits is not None else Limits()
+
+    async def check_device_quota(device: str, incoming: int) -> None:
+        held: int = await run_in_threadpool(store.device_bytes, device)
+        check_quota(held, incoming, caps.device_quota_bytes, device)
 
     async def authenticate(request: Request, body_sha256: str | None) -> str:
         signed = parse_headers(dict(request.headers))
@@ -110,21 +151,23 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         recording_id = request.path_params["recording_id"]
         file = request.path_params["file"]
         declared = signed.body_sha256
+        length = declared_length(request.headers, caps.segment_bytes, "segment")
         already = await run_in_threadpool(store.precheck_segment, device, recording_id, file,
                                           declared)
         if already:
             async for _ in request.stream():
                 pass
             return JSONResponse({"stored": False, "already_held": True, "sha256": declared})
+        await check_device_quota(device, length)
         writer = store.blobs.begin(declared)
-        await _receive(request, writer)
+        await _receive(request, writer, length)
         stored = await run_in_threadpool(store.commit_segment, device, recording_id, file,
                                          writer, declared)
         return JSONResponse({"stored": stored, "already_held": not stored, "sha256": declared},
                             status_code=201 if stored else 200)
 
     async def put_manifest(request: Request) -> Response:
-        data = await request.body()
+        data = await _read_capped(request, caps.manifest_bytes, "manifest")
         device = await authenticate(request, hashlib.sha256(data).hexdigest())
         recording_id = request.path_params["recording_id"]
         holdings = await run_in_threadpool(store.ingest_manifest, device, recording_id, data)
@@ -134,7 +177,10 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         assert isinstance(exc, StationError)
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return _error(exc)
+        response = _error(exc)
+        if request.method == "PUT":  # a refused body may be unread: do not wait for the rest
+            response.headers["Connection"] = "close"
+        return response
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -73,3 +73,31 @@ class EnrollmentError(StationError, ValueError):
 
     status = 400
     code = "enrollment"
+
+
+class PayloadTooLargeError(StationError, ValueError):
+    """A body longer than the station accepts (its declared length, or what arrived)."""
+
+    status = 413
+    code = "too_large"
+
+
+class LengthRequiredError(StationError, ValueError):
+    """A PUT without a Content-Length (or chunked): the caps are checked before reading."""
+
+    status = 411
+    code = "length_required"
+
+
+class QuotaExceededError(StationError):
+    """The device already holds its quota of bytes at this station: nothing was stored."""
+
+    status = 507
+    code = "quota"
+
+
+class NotMp4Error(StationError, ValueError):
+    """A segment that does not begin with an ISO BMFF ``ftyp`` box: refused, never stored."""
+
+    status = 415
+    code = "not_mp4"

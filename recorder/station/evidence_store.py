@@ -30,6 +30,7 @@ from .identity import StationIdentity
 from ..integrity.request_signing import MAX_SKEW_S, SignedRequest, is_safe_name
 
 RETENTION_DAYS = 31
+VERIFY_ATTEMPTS = 3  # verifications of one manifest while segments keep arriving beside it
 Clock = Callable[[], int]  # microseconds since the Unix epoch
 
 
@@ -220,9 +221,9 @@ class EvidenceStore:
             raise ConflictError(f"{recording_id}/{file} is already held with SHA-256 "
                                 f"{held[:16]}…, not {sha256[:16]}…: a sealed segment never "
                                 "changes")
-        if held is None and row.status == Status.VERIFIED:
-            raise ConflictError(f"recording {recording_id} is verified and complete; it has no "
-                                f"segment {file}")
+        refusal = None if held is not None else self._segment_refusal(row, file, sha256)
+        if refusal is not None:
+            raise refusal
         return held is not None
 
     def commit_segment(self, device_id: str, recording_id: str, file: str,
@@ -254,12 +255,68 @@ class EvidenceStore:
             if held is not None:
                 raise ConflictError(f"{recording_id}/{file} is already held with another "
                                     "SHA-256")
+            refusal = None if row is None else self._segment_refusal(row, file, sha256)
+            if refusal is not None:
+                self._drop_unreferenced_blob(conn, sha256)
+                raise refusal
+            if row is not None and row.status == Status.FAILED:
+                # the failed verdict was over fewer segments: stale until the manifest comes again
+                conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
+                             .values(status=Status.RECEIVING))
             conn.execute(insert(segments).values(recording_id=recording_id, file=file,
                                                  sha256=sha256, bytes=size, received_us=now,
                                                  blob_deleted=False))
             audit.append(conn, now, f"device:{device_id}", Action.INGEST_SEGMENT, recording_id,
                          {"file": file, "sha256": sha256, "bytes": size})
         return True
+
+    def _segment_refusal(self, row: Any, file: str, sha256: str) -> ConflictError | None:
+        """Why a new segment may not join the recording of ``row`` (read under its row lock, in
+        the segment's commit transaction), or None. A verified recording is complete: a segment
+        racing its manifest must never land beside the verdict. A failed one takes only a
+        segment its stored manifest lists with that SHA-256 (one that was missing)."""
+        if row.status == Status.VERIFIED:
+            return ConflictError(f"recording {row.recording_id} is verified and complete; it "
+                                 f"has no segment {file}: refused, nothing stored")
+        if row.status == Status.FAILED and row.manifest_sha256 is not None:
+            if self._listed_sha256(row.manifest_sha256, file) != sha256:
+                return ConflictError(f"recording {row.recording_id} failed verification and "
+                                     f"its manifest does not list {file} with SHA-256 "
+                                     f"{sha256[:16]}…: refused, nothing stored")
+        return None
+
+    def _listed_sha256(self, manifest_sha256: str, file: str) -> str | None:
+        """The SHA-256 the stored manifest lists for ``file`` (None: not listed)."""
+        with self.blobs.open(manifest_sha256) as stored:
+            read = manifest.read_lines(stored.read())
+        for line in read.of_type(manifest.LineType.SEGMENT):
+            if line.value("file") == file and isinstance(line.value("sha256"), str):
+                return str(line.value("sha256"))
+        return None
+
+    def _drop_unreferenced_blob(self, conn: Connection, sha256: str) -> None:
+        """Remove a refused segment's blob unless a catalogued segment holds the same bytes."""
+        if conn.execute(select(segments.c.file).where(segments.c.sha256 == sha256)
+                        .limit(1)).first() is None:
+            self.blobs.delete(sha256)
+
+    def _held_segments(self, conn: Connection, recording_id: str) -> dict[str, str]:
+        return {r.file: r.sha256 for r in conn.execute(
+            select(segments.c.file, segments.c.sha256)
+            .where(segments.c.recording_id == recording_id))}
+
+    def device_bytes(self, device_id: str) -> int:
+        """Bytes the station holds for a device's recordings that are not deleted (segments
+        and manifests): what its storage quota counts."""
+        live = (select(recordings.c.recording_id).where(recordings.c.device_id == device_id)
+                .where(recordings.c.status != Status.DELETED))
+        with self.engine.connect() as conn:
+            seg = conn.execute(select(func.coalesce(func.sum(segments.c.bytes), 0))
+                               .where(segments.c.recording_id.in_(live))
+                               .where(segments.c.blob_deleted.is_(False))).scalar()
+            man = conn.execute(select(func.coalesce(func.sum(recordings.c.manifest_bytes), 0))
+                               .where(recordings.c.recording_id.in_(live))).scalar()
+        return int(seg or 0) + int(man or 0)
 
     def ingest_manifest(self, device_id: str, recording_id: str, data: bytes) -> Holdings:
         """Store a recording's manifest and verify the recording as ``bwv verify --key`` with
@@ -277,24 +334,54 @@ class EvidenceStore:
             raise ConflictError(f"recording {recording_id} is already verified with another "
                                 "manifest")
         self._store_blob(manifest_sha256, data)
-        report = self._verify(recording_id, key, data)
+        for attempt in range(1, VERIFY_ATTEMPTS + 1):
+            # verify outside the lock, then record the verdict only if the segments it covered
+            # are still exactly those held (a segment PUT may have committed in between); the
+            # last attempt verifies holding the row lock, so it always ends
+            if attempt < VERIFY_ATTEMPTS:
+                report, verified_held = self._verify(recording_id, key, data)
+                with self.write_lock, self.engine.begin() as conn:
+                    done = self._record_verdict(conn, device_id, recording_id, data, read,
+                                                report, verified_held, keys.fingerprint(key))
+            else:
+                with self.write_lock, self.engine.begin() as conn:
+                    self._recording_row(conn, recording_id, device_id)
+                    report, verified_held = self._verify(recording_id, key, data)
+                    done = self._record_verdict(conn, device_id, recording_id, data, read,
+                                                report, verified_held, keys.fingerprint(key))
+            if done:
+                break
+        return self.holdings(recording_id)
+
+    def _record_verdict(self, conn: Connection, device_id: str, recording_id: str, data: bytes,
+                        read: manifest.ManifestLines, report: verify.VerifyReport,
+                        verified_held: dict[str, str], key_fingerprint: str) -> bool:
+        """Catalogue a manifest's verification in ``conn`` (the row locked); False when the held
+        segments changed since it ran (verify again). A verdict the same manifest reached
+        concurrently stands; another manifest for a verified recording is a conflict."""
+        manifest_sha256 = manifest.line_hash(data)
         now = self.clock()
         values = _catalogue_values(read, report)
-        with self.write_lock, self.engine.begin() as conn:
-            row = self._recording_row(conn, recording_id, device_id)
-            values.update(lifecycle.ingest_stamp(conn, device_id, values["officer_id"],
-                                                 values["recorded_us"], now,
-                                                 keys.fingerprint(key)))
-            self._catalogue(conn, row, recording_id, device_id, now, dict(
-                values, status=Status.VERIFIED if report.ok else Status.FAILED,
-                manifest_sha256=manifest_sha256, manifest_bytes=len(data), verified_us=now))
-            if report.ok:
-                _enter_markers(conn, recording_id, read)
-            audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
-                         {"manifest_sha256": manifest_sha256, "verified": report.ok,
-                          "segments": values["segment_count"],
-                          "summary": values["verify_summary"][:500]})
-        return self.holdings(recording_id)
+        row = self._recording_row(conn, recording_id, device_id)
+        if row is not None and row.status == Status.VERIFIED:
+            if row.manifest_sha256 == manifest_sha256:
+                return True
+            raise ConflictError(f"recording {recording_id} is already verified with another "
+                                "manifest")
+        if self._held_segments(conn, recording_id) != verified_held:
+            return False
+        values.update(lifecycle.ingest_stamp(conn, device_id, values["officer_id"],
+                                             values["recorded_us"], now, key_fingerprint))
+        self._catalogue(conn, row, recording_id, device_id, now, dict(
+            values, status=Status.VERIFIED if report.ok else Status.FAILED,
+            manifest_sha256=manifest_sha256, manifest_bytes=len(data), verified_us=now))
+        if report.ok:
+            _enter_markers(conn, recording_id, read)
+        audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
+                     {"manifest_sha256": manifest_sha256, "verified": report.ok,
+                      "segments": values["segment_count"],
+                      "summary": values["verify_summary"][:500]})
+        return True
 
     def _store_blob(self, sha256: str, data: bytes) -> None:
         """Keep ``data`` under its SHA-256 (once: blobs never change)."""
@@ -304,12 +391,11 @@ class EvidenceStore:
             writer.commit()
 
     def _verify(self, recording_id: str, key: Ed25519PublicKey,
-                data: bytes) -> verify.VerifyReport:
-        """Lay the held segments and ``data`` out as a recording directory and verify it."""
+                data: bytes) -> tuple[verify.VerifyReport, dict[str, str]]:
+        """Lay the held segments and ``data`` out as a recording directory and verify it;
+        returns the report and the segments (file: SHA-256) it covered."""
         with self.engine.connect() as conn:
-            held = {r.file: r.sha256 for r in conn.execute(
-                select(segments.c.file, segments.c.sha256)
-                .where(segments.c.recording_id == recording_id))}
+            held = self._held_segments(conn, recording_id)
         with tempfile.TemporaryDirectory(prefix="bwv-verify-") as scratch:
             directory = Path(scratch) / recording_id
             directory.mkdir()
@@ -319,7 +405,7 @@ class EvidenceStore:
             # the blobs are stored under the SHA-256 computed as they arrived: no second pass
             report = verify.verify_recording(directory, trusted_key=key, known_sha256=held)
         report.path = report.manifest = recording_id
-        return report
+        return report, held
 
     def _catalogue(self, conn: Connection, row: Any, recording_id: str, device_id: str,
                    now: int, values: dict[str, Any]) -> None:

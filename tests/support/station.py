@@ -33,6 +33,8 @@ from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
 from recorder.station.evidence_store import EvidenceStore, Holdings
 from recorder.station.identity import StationIdentity
+from recorder.station.limits import Limits
+from recorder.station.server import server_config
 from support.segments import write_segments
 
 MONOTONIC_START_US = 7_000_000
@@ -129,15 +131,17 @@ class ServedStation:
 
 
 def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = None,
-          web: bool = False, tls: tuple[Path, Path] | None = None) -> ServedStation:
-    """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens."""
+          web: bool = False, tls: tuple[Path, Path] | None = None,
+          limits: Limits | None = None) -> ServedStation:
+    """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens.
+    The server is configured as `bwv station serve` configures it (server_config)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(create_app(store, sweep_interval_s, web), log_level="critical",
-                            ws="none", lifespan="on", loop="asyncio",
-                            ssl_certfile=str(tls[0]) if tls else None,
-                            ssl_keyfile=str(tls[1]) if tls else None)
+    limits = limits if limits is not None else Limits.default()
+    config = server_config(create_app(store, sweep_interval_s, web, limits), limits,
+                           log_level="critical", ssl_certfile=str(tls[0]) if tls else None,
+                           ssl_keyfile=str(tls[1]) if tls else None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
