@@ -110,6 +110,7 @@ READ_ONLY_COMMANDS = {
     "request": ["--ref", "R", "--requester", "x", "--from", "2026-11-23T06:00:00Z", "--to",
                 "2026-11-23T08:00:00Z"],
     "list": [],
+    "key": [],
 }
 
 
