@@ -439,3 +439,33 @@ def test_any_member_of_any_type_is_a_receipt_error_or_a_receipt(member: str,
         parse_receipt(json.dumps(obj))
     except ReceiptError:
         pass
+
+
+# --- settings and the docked upload ----------------------------------------------------------
+
+
+def test_a_bad_station_key_is_a_usage_error_of_one_line(camera: Path) -> None:
+    result = bwv_upload(camera, "http://127.0.0.1:9", "--station-key", "MCowBQYDK2VwAyEA")
+    assert result.returncode == 2
+    assert result.stderr.startswith("bwv upload: --station-key / station.public_key: ")
+    assert result.stderr.count("\n") == 1 and "bwv station key" in result.stderr
+
+
+def test_the_docked_upload_deletes_only_with_the_pin_of_its_settings(
+        camera: Path, camera_key: DeviceKey, real_station: ServedStation,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from recorder.device.assembly import station_upload
+    from recorder.settings import Settings
+
+    unpinned = Settings.load(None).with_values(station_url=real_station.url,
+                                               device_device_id="cam7")
+    upload = station_upload(unpinned, camera_key, camera / "recordings")
+    before = snapshot(camera / "recordings")
+    assert upload is not None and upload() is False
+    assert "no station key pinned (station.public_key)" in caplog.text
+    assert snapshot(camera / "recordings") == before
+    pinned = unpinned.with_values(station_public_key=str(real_station.pin))
+    upload = station_upload(pinned, camera_key, camera / "recordings")
+    assert upload is not None and upload() is True
+    assert list((camera / "recordings").iterdir()) == []
+    assert len((camera / "receipts.jsonl").read_text().splitlines()) == 2
