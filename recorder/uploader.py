@@ -231,7 +231,8 @@ class Uploader:
     """
 
     def __init__(self, station_url: str, key: DeviceKey, device_id: str, recordings_dir: Path,
-                 *, pin: StationPin | None, progress: Callable[[UploadProgress], None] | None = None,
+                 *, pin: StationPin | None,
+                 progress: Callable[[UploadProgress], None] | None = None,
                  attempts: int = 3, retry_delay_s: float = 1.0, timeout_s: float = 60.0,
                  chunk_bytes: int = CHUNK_BYTES, cafile: Path | None = None,
                  transport: httpx.BaseTransport | None = None, receipts_log: Path | None = None,
@@ -369,8 +370,12 @@ class Uploader:
         rid = recording.recording_id
         outcome.uploaded.clear()
         outcome.already_held.clear()
-        held, _ = self._receipted("GET", f"{API}/recordings/{rid}", EMPTY_SHA256)
-        held_segments: dict[str, str] = held.get("segments", {})
+        answer, first = self._receipted("GET", f"{API}/recordings/{rid}", EMPTY_SHA256)
+        # what to resume from: the signed word when pinned; otherwise only well-formed JSON
+        held = self._signed_holdings(first, recording) if first is not None else answer
+        held_segments = held.get("segments")
+        if not isinstance(held_segments, dict):
+            held_segments = {}
         position = done_before
 
         def report(file: str, amount: int) -> None:
