@@ -32,6 +32,7 @@ import pytest
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import ManifestWriter, RecordingHeader
 from recorder.integrity.sealed_segment import SealedSegment
+from recorder.station.identity import StationIdentity
 from recorder.uploader import Uploader
 from support.segments import write_segments  # the test suite's PyAV segment maker
 
@@ -147,13 +148,15 @@ def test_upload_throughput(benchmark: Any, recording: tuple[Path, DeviceKey, int
              "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level", "warning"],
             cwd=round_root)  # not the source tree: the installed package, as deployed
         _wait_ready(process, port)
+        identity = StationIdentity.find(data)  # made by enroll
+        assert identity is not None
         state.update(root=round_root, process=process, port=port,
-                     recordings=_fresh_copy(source, round_root))
+                     recordings=_fresh_copy(source, round_root), pin=identity.pin)
         return (), {}
 
     def upload() -> None:
         with Uploader(f"http://127.0.0.1:{state['port']}", key, "cam7", state["recordings"],
-                      chunk_bytes=CHUNK, attempts=1) as up:
+                      pin=state["pin"], chunk_bytes=CHUNK, attempts=1) as up:
             summary = up.upload_all()
         state["process"].terminate()
         state["process"].wait()

@@ -111,6 +111,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("station", "cafile", "", "CA certificate (PEM) to trust for an https station, for "
            "a station with a private CA or a self-signed certificate; `bwv upload --cafile` "
            "overrides it (empty: the system's CAs)"),
+    Option("station", "public_key", "", "the station this camera trusts: the one line "
+           "`bwv station key` prints on the station (bwv-station/1:ID:KEY); a recording is "
+           "deleted here only on a receipt signed by that key; `bwv upload --station-key` "
+           "overrides it (empty: upload, but never delete)"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 TABLES = ("device", "camera", "audio", "recording", "storage", "station", "board")

@@ -3,13 +3,19 @@ deletes a local copy only after the station confirms it holds every segment hash
 the manifest. Resumable: each run first asks the station what it already holds.
 
 A recording still being written (its manifest has no final ``sealed`` line) is never touched.
-Requests are signed with the device key (recorder.integrity.request_signing).
+Requests are signed with the device key for the pinned station's id
+(recorder.integrity.request_signing). The camera believes only answers that carry a receipt
+signed by the station key it pinned (recorder.integrity.receipts) and that answer the request
+just made; it logs that receipt on the card before it deletes anything, so every deletion on the
+camera is traced to a signed receipt. Without a pin it may upload, but it deletes nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
+import json
 import os
 import ssl
 import time
@@ -23,10 +29,16 @@ import httpx
 from .errors import RecorderError
 from .integrity import manifest
 from .integrity.keys import DeviceKey
-from .integrity.request_signing import EMPTY_SHA256, is_safe_name, sign_request
+from .integrity.receipts import Receipt, ReceiptError, verify_receipt
+from .integrity.request_signing import (EMPTY_SHA256, HEADER_NONCE, is_safe_name,
+                                        sign_request)
+from .integrity.station_pin import StationPin
 
 API = "/api/v1"
 CHUNK_BYTES = 1 << 20
+RECEIPTS_LOG = "receipts.jsonl"
+HOW_TO_PIN = ("run `bwv station key --data DIR` on the station and give the line it prints as "
+              "the station.public_key setting or `bwv upload --station-key`")
 
 
 class UploadError(RecorderError):
@@ -42,8 +54,22 @@ class StationNotTrustedError(StationUnreachableError):
     the same way, so the run stops at once (the fix is --cafile or station.cafile)."""
 
 
+class StationImpostorError(StationNotTrustedError):
+    """An answer that does not carry a receipt signed by the pinned station for this request:
+    whoever answered is not the station this camera pinned (or replays it), so the run stops
+    before any more footage is sent, and nothing is deleted."""
+
+
 class CaFileError(UploadError):
     """The CA file given for an https station does not exist or holds no certificate."""
+
+
+class InsecureStationError(UploadError):
+    """A plain http:// station that is not on this machine: refused before connecting."""
+
+
+class NotPinnedError(UploadError):
+    """No station key is pinned: the recording was uploaded but is kept on the camera."""
 
 
 class StationRefusedError(UploadError):
@@ -195,14 +221,27 @@ class Uploader:
     the summary); ``transport`` is for tests (an httpx transport).
     ``attempts`` is how often a recording is retried after a broken connection, re-asking the
     station what it holds each time.
+
+    ``pin`` is the station this camera trusts: its id goes into every signed request, and a
+    local copy is deleted only on a receipt signed by its key (logged first in
+    ``receipts_log``, by default ``receipts.jsonl`` beside the recordings directory). Without a
+    pin the station id is asked of the station, recordings are uploaded, and none is deleted.
+    Plain ``http://`` is refused (InsecureStationError) unless the host is this machine
+    (127.0.0.0/8, ::1, localhost) or ``insecure_http_for_tests`` is set.
     """
 
     def __init__(self, station_url: str, key: DeviceKey, device_id: str, recordings_dir: Path,
-                 *, progress: Callable[[UploadProgress], None] | None = None,
+                 *, pin: StationPin | None,
+                 progress: Callable[[UploadProgress], None] | None = None,
                  attempts: int = 3, retry_delay_s: float = 1.0, timeout_s: float = 60.0,
                  chunk_bytes: int = CHUNK_BYTES, cafile: Path | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, receipts_log: Path | None = None,
+                 insecure_http_for_tests: bool = False) -> None:
+        check_station_url(station_url, insecure_http_for_tests)
         self.station_url = station_url.rstrip("/")
+        self.pin = pin
+        self.receipts_log = receipts_log or recordings_dir.parent / RECEIPTS_LOG
+        self._station_id = pin.station_id if pin is not None else None
         self.key = key
         self.device_id = device_id
         self.recordings_dir = recordings_dir
@@ -228,9 +267,20 @@ class Uploader:
 
     def _request(self, method: str, path: str, body_sha256: str, content: Any = None,
                  length: int | None = None) -> dict[str, Any]:
-        headers = sign_request(self.key, self.device_id, method, path, body_sha256)
+        return self._signed(method, path, body_sha256, content, length)[0]
+
+    def _signed(self, method: str, path: str, body_sha256: str, content: Any = None,
+                length: int | None = None) -> tuple[dict[str, Any], str]:
+        """The station's JSON answer to one signed request, and the request's nonce."""
+        headers = sign_request(self.key, self.device_id, method, path, body_sha256,
+                               station_id=self.station_id())
         if length is not None:
             headers["Content-Length"] = str(length)
+        return self._send(method, path, headers, content), headers[HEADER_NONCE]
+
+    def _send(self, method: str, path: str, headers: dict[str, str],
+              content: Any = None) -> dict[str, Any]:
+        """One request's JSON answer; StationRefusedError for an error answer."""
         try:
             response = self._client.request(method, path, content=content, headers=headers)
         except httpx.TransportError as exc:
@@ -246,13 +296,40 @@ class Uploader:
         except ValueError:
             body = {"error": "not_json", "message": response.text[:200]}
         if response.status_code >= 400:
-            raise StationRefusedError(response.status_code, str(body.get("error")),
-                                      str(body.get("message")))
+            raise StationRefusedError(response.status_code, str(body.get("error"))[:40],
+                                      str(body.get("message"))[:300])
+        if not isinstance(body, dict):
+            raise StationRefusedError(response.status_code, "not_json", "not a JSON object")
         return body
+
+    def station_id(self) -> str:
+        """The pinned station's id; without a pin, what the station says it is (asked once,
+        believed for addressing requests only, never for deleting)."""
+        if self._station_id is None:
+            station_id = self._send("GET", f"{API}/health", {}).get("station_id")
+            if not isinstance(station_id, str) or not is_safe_name(station_id):
+                raise StationRefusedError(200, "no_station_id", "the station does not say its "
+                                          f"id: it is not a bwv station; {HOW_TO_PIN}")
+            self._station_id = station_id
+        return self._station_id
 
     def holdings(self, recording_id: str) -> dict[str, Any]:
         """What the station holds of a recording (GET /api/v1/recordings/ID)."""
         return self._request("GET", f"{API}/recordings/{recording_id}", EMPTY_SHA256)
+
+    def _receipted(self, method: str, path: str, body_sha256: str,
+                   content: Any = None) -> tuple[dict[str, Any], Receipt | None]:
+        """An answer that may lead to a deletion, and its receipt checked against the pin (None
+        without a pin). An answer without a good receipt raises StationImpostorError."""
+        body, nonce = self._signed(method, path, body_sha256, content)
+        if self.pin is None:
+            return body, None
+        try:
+            return body, verify_receipt(self.pin, body.get("receipt"), nonce)
+        except ReceiptError as exc:
+            raise StationImpostorError(
+                f"{self.station_url} is not the pinned station {self.pin.station_id}: {exc}; "
+                "nothing more is sent and nothing is deleted") from None
 
     # -- the run
 
@@ -293,8 +370,12 @@ class Uploader:
         rid = recording.recording_id
         outcome.uploaded.clear()
         outcome.already_held.clear()
-        held = self.holdings(rid)
-        held_segments: dict[str, str] = held.get("segments", {})
+        answer, first = self._receipted("GET", f"{API}/recordings/{rid}", EMPTY_SHA256)
+        # what to resume from: the signed word when pinned; otherwise only well-formed JSON
+        held = self._signed_holdings(first, recording) if first is not None else answer
+        held_segments = held.get("segments")
+        if not isinstance(held_segments, dict):
+            held_segments = {}
         position = done_before
 
         def report(file: str, amount: int) -> None:
@@ -320,26 +401,67 @@ class Uploader:
             outcome.uploaded.append(segment.file)
         if not (held.get("verified") and held.get("manifest_sha256") == recording.manifest_sha256
                 and not outcome.uploaded):
-            self._request("PUT", f"{API}/recordings/{rid}/manifest", recording.manifest_sha256,
-                          content=recording.manifest_bytes)
+            self._receipted("PUT", f"{API}/recordings/{rid}/manifest",
+                            recording.manifest_sha256, content=recording.manifest_bytes)
         report(manifest.MANIFEST_NAME, len(recording.manifest_bytes))
-        confirmed = self.holdings(rid)
-        self._confirm(recording, confirmed)
+        confirmed, receipt = self._receipted("GET", f"{API}/recordings/{rid}", EMPTY_SHA256)
+        if receipt is None:
+            self._confirm(recording, confirmed)  # the station's unsigned word: report it only
+            outcome.verified = True
+            raise NotPinnedError(f"uploaded and verified by the station, but kept here: no "
+                                 f"station key is pinned, so nothing is deleted; {HOW_TO_PIN}")
+        self._confirm(recording, self._signed_holdings(receipt, recording))
         outcome.verified = True
+        self._log_receipt(recording, confirmed["receipt"])
         outcome.kept_files = self._delete_local(recording)
         outcome.deleted = True
+
+    def _signed_holdings(self, receipt: Receipt, recording: LocalRecording) -> dict[str, Any]:
+        """A verified receipt's holdings, as _confirm reads them; NotConfirmedError when it is
+        about another device or recording."""
+        if receipt.device_id != self.device_id or receipt.recording_id != recording.recording_id:
+            raise NotConfirmedError(
+                f"the station's receipt is about {receipt.device_id}/{receipt.recording_id}, not "
+                f"{self.device_id}/{recording.recording_id}; the camera keeps it")
+        return {"verified": receipt.verified, "verify_summary": receipt.verify_summary,
+                "manifest_sha256": receipt.manifest_sha256, "segments": dict(receipt.segments)}
+
+    def _log_receipt(self, recording: LocalRecording, receipt_line: str) -> None:
+        """Append the receipt a deletion rests on to the receipts log (0600, fsynced, its
+        directory fsynced when the log is new) before anything is deleted."""
+        line = json.dumps({"recording_id": recording.recording_id, "receipt": receipt_line},
+                          sort_keys=True, separators=(",", ":")) + "\n"
+        self.receipts_log.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.receipts_log.exists()
+        fd = os.open(self.receipts_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            data = memoryview(line.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            dir_fd = os.open(self.receipts_log.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     @staticmethod
     def _confirm(recording: LocalRecording, held: dict[str, Any]) -> None:
         if not held.get("verified"):
             raise NotConfirmedError(
                 f"the station did not verify recording {recording.recording_id}: "
-                f"{held.get('verify_summary')}; the camera keeps it")
+                f"{str(held.get('verify_summary'))[:300]}; the camera keeps it")
         if held.get("manifest_sha256") != recording.manifest_sha256:
             raise NotConfirmedError(
                 f"the station holds another manifest for {recording.recording_id} "
                 f"({str(held.get('manifest_sha256'))[:16]}…); the camera keeps it")
         station = held.get("segments", {})
+        if not isinstance(station, dict):
+            station = {}
         for segment in recording.segments:
             if station.get(segment.file) != segment.sha256:
                 raise NotConfirmedError(
@@ -379,6 +501,42 @@ class Uploader:
         finally:
             os.close(fd)
         return others
+
+
+LOOPBACK_NAMES = ("localhost", "localhost.")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a host that can only be this machine: 127.0.0.0/8, ::1, localhost."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_station_url(station_url: str, insecure_http_for_tests: bool = False) -> None:
+    """Refuse (InsecureStationError) a station URL that is neither https nor plain http to this
+    machine: on a network, plain http lets anyone on the path read the footage and the camera's
+    requests. Nothing is connected to."""
+    try:
+        url = httpx.URL(station_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InsecureStationError(f"the station URL {station_url[:100]!r} is not a URL: "
+                                   f"{exc}") from None
+    if url.scheme == "https" and url.host:
+        return
+    if url.scheme == "http" and url.host and (is_loopback_host(url.host)
+                                             or insecure_http_for_tests):
+        return
+    if url.scheme == "http" and url.host:
+        raise InsecureStationError(
+            f"refused plain http to {url.host}: footage goes to a station over https "
+            f"(https://{url.host}...); plain http is only for this machine (127.0.0.1, ::1, "
+            "localhost). Nothing was sent")
+    raise InsecureStationError(f"the station URL {station_url[:100]!r} is not an https:// "
+                               "(or loopback http://) URL")
 
 
 def tls_context(cafile: Path) -> ssl.SSLContext:

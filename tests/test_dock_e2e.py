@@ -3,6 +3,7 @@ active; the camera uploads, the station verifies, and only then is the local cop
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_docking_uploads_verifies_and_only_then_deletes(tmp_path: Path) -> None:
     store = make_store(tmp_path / "station")
     station = serve(store)
     try:
-        config = settings(tmp_path, station_url=station.url, device_device_id="cam-e2e")
+        config = settings(tmp_path, station_url=station.url, device_device_id="cam-e2e",
+                          station_public_key=str(station.pin))
         key = DeviceKey.load_or_create(config.data_dir)
         store.enroll("cam-e2e", key.public_key, by="test")
         with ScriptedBoard(BoardSettings()) as board:
@@ -41,6 +43,9 @@ def test_docking_uploads_verifies_and_only_then_deletes(tmp_path: Path) -> None:
         held = store.holdings(path.name)
         assert held.verified, held.verify_summary
         assert not path.exists()  # deleted only after the station verified it
+        # ... and signed a receipt for it, which the camera logged first
+        logged = (tmp_path / "receipts.jsonl").read_text().splitlines()
+        assert [json.loads(line)["recording_id"] for line in logged] == [path.name]
     finally:
         station.stop()
 

@@ -21,7 +21,7 @@ from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
 from recorder.station import audit, catalogue
-from recorder.station.errors import EnrollmentError
+from recorder.station.errors import UNAUTHORISED_MESSAGE, EnrollmentError
 from recorder.station.evidence_store import EvidenceStore
 
 __all__ = ["camera_key", "station", "store"]  # fixtures used by name below
@@ -34,19 +34,31 @@ def recording(tmp_path: Path, camera_key: DeviceKey) -> Path:
     return make_recording(tmp_path / "recordings", camera_key)
 
 
-def signed(key: DeviceKey, method: str, path: str, body: bytes = b"", device: str = "cam7",
-           **kwargs: Any) -> dict[str, str]:
-    return sign_request(key, device, method, path, hashlib.sha256(body).hexdigest(), **kwargs)
+def signed(station: ServedStation, key: DeviceKey, method: str, path: str, body: bytes = b"",
+           device: str = "cam7", **kwargs: Any) -> dict[str, str]:
+    return sign_request(key, device, method, path, hashlib.sha256(body).hexdigest(),
+                        station_id=station.station_id, **kwargs)
 
 
 def put(station: ServedStation, key: DeviceKey, path: str, body: bytes,
         device: str = "cam7") -> httpx.Response:
-    return httpx.put(station.url + path, content=body, headers=signed(key, "PUT", path, body,
+    return httpx.put(station.url + path, content=body, headers=signed(station, key, "PUT", path, body,
                                                                      device))
 
 
 def segment_path(recording: Path, file: str) -> str:
     return f"{API}/recordings/{recording.name}/segments/{file}"
+
+
+def refused(response: httpx.Response, caplog: pytest.LogCaptureFixture, reason: str) -> str:
+    """Assert the uniform 401 answer, and that the station's log names ``reason``; returns the
+    logged line (the answer never says which check failed)."""
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "unauthorised", "message": UNAUTHORISED_MESSAGE}
+    lines = [r.getMessage() for r in caplog.records if r.name == "recorder.station"
+             and f": {reason}: " in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    return lines[-1]
 
 
 def audit_actions(store: EvidenceStore) -> list[str]:
@@ -67,7 +79,7 @@ def upload_all(station: ServedStation, key: DeviceKey, recording: Path) -> httpx
 def test_an_enrolled_device_asks_what_the_station_holds(station: ServedStation,
                                                         camera_key: DeviceKey) -> None:
     path = f"{API}/recordings/20261123T070000Z-cam7"
-    response = httpx.get(station.url + path, headers=signed(camera_key, "GET", path))
+    response = httpx.get(station.url + path, headers=signed(station, camera_key, "GET", path))
     assert response.status_code == 200
     assert response.json()["status"] == "unknown" and response.json()["segments"] == {}
 
@@ -80,59 +92,63 @@ def test_re_enrolling_another_key_under_an_enrolled_id_is_refused(store: Evidenc
     assert audit_actions(store) == ["enroll"]
 
 
-def test_an_unsigned_request_is_refused(station: ServedStation) -> None:
+def test_an_unsigned_request_is_refused(station: ServedStation,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     response = httpx.get(station.url + f"{API}/recordings/x")
-    assert response.status_code == 401 and response.json()["error"] == "unsigned"
-    assert "X-BWV-Device is missing" in response.json()["message"]
+    assert "X-BWV-Device is missing" in refused(response, caplog, "unsigned")
 
 
-def test_an_unenrolled_device_is_refused_and_told_how_to_enroll(
-        station: ServedStation, store: EvidenceStore, recording: Path, tmp_path: Path) -> None:
+def test_an_unenrolled_device_is_refused_and_the_log_says_how_to_enroll(
+        station: ServedStation, store: EvidenceStore, recording: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     stranger = DeviceKey.load_or_create(tmp_path / "stranger")
     segment = recording / "000001.mp4"
     response = put(station, stranger, segment_path(recording, segment.name),
                    segment.read_bytes(), device="cam9")
-    assert response.status_code == 401 and response.json()["error"] == "not_enrolled"
-    assert "bwv station enroll --data DIR --device-id cam9" in response.json()["message"]
+    logged = refused(response, caplog, "not_enrolled")
+    assert "bwv station enroll --data DIR --device-id cam9" in logged
     assert audit_actions(store) == ["enroll"]
     assert not list((tmp_path / "station" / "blobs").glob("??/??/*"))
 
 
 def test_a_request_signed_by_another_key_is_refused(station: ServedStation, recording: Path,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     impostor = DeviceKey.load_or_create(tmp_path / "impostor")
     segment = recording / "000001.mp4"
     response = put(station, impostor, segment_path(recording, segment.name),
                    segment.read_bytes())
-    assert response.status_code == 401 and response.json()["error"] == "bad_signature"
+    refused(response, caplog, "bad_signature")
 
 
-def test_a_signature_over_another_path_is_refused(station: ServedStation,
-                                                  camera_key: DeviceKey) -> None:
-    headers = signed(camera_key, "GET", f"{API}/recordings/a")
+def test_a_signature_over_another_path_is_refused(station: ServedStation, camera_key: DeviceKey,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    headers = signed(station, camera_key, "GET", f"{API}/recordings/a")
     response = httpx.get(station.url + f"{API}/recordings/b", headers=headers)
-    assert response.status_code == 401 and response.json()["error"] == "bad_signature"
+    refused(response, caplog, "bad_signature")
 
 
-def test_a_stale_request_is_refused(station: ServedStation, camera_key: DeviceKey) -> None:
+def test_a_stale_request_is_refused(station: ServedStation, camera_key: DeviceKey,
+                                    caplog: pytest.LogCaptureFixture) -> None:
     path = f"{API}/recordings/a"
-    headers = signed(camera_key, "GET", path, timestamp=int(time.time()) - 301)
+    headers = signed(station, camera_key, "GET", path, timestamp=int(time.time()) - 301)
     response = httpx.get(station.url + path, headers=headers)
-    assert response.status_code == 401 and response.json()["error"] == "stale"
-    fresh = httpx.get(station.url + path, headers=signed(camera_key, "GET", path,
+    refused(response, caplog, "stale")
+    fresh = httpx.get(station.url + path, headers=signed(station, camera_key, "GET", path,
                                                           timestamp=int(time.time()) - 200))
     assert fresh.status_code == 200
 
 
 def test_a_replayed_request_is_refused(station: ServedStation, store: EvidenceStore,
-                                       camera_key: DeviceKey, recording: Path) -> None:
+                                       camera_key: DeviceKey, recording: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
     segment = recording / "000001.mp4"
     path = segment_path(recording, segment.name)
     body = segment.read_bytes()
-    headers = signed(camera_key, "PUT", path, body)
+    headers = signed(station, camera_key, "PUT", path, body)
     assert httpx.put(station.url + path, content=body, headers=headers).status_code == 201
     replay = httpx.put(station.url + path, content=body, headers=headers)
-    assert replay.status_code == 401 and replay.json()["error"] == "replayed"
+    refused(replay, caplog, "replayed")
     assert audit_actions(store) == ["enroll", "ingest_segment"]
 
 
@@ -171,7 +187,8 @@ def test_a_segment_with_a_wrong_hash_is_refused_and_never_stored(
     segment = recording / "000001.mp4"
     path = segment_path(recording, segment.name)
     body = segment.read_bytes()
-    headers = sign_request(camera_key, "cam7", "PUT", path, hashlib.sha256(body).hexdigest())
+    headers = sign_request(camera_key, "cam7", "PUT", path, hashlib.sha256(body).hexdigest(),
+                           station_id=station.station_id)
     damaged = body[:100] + bytes([body[100] ^ 1]) + body[101:]
     response = httpx.put(station.url + path, content=damaged, headers=headers)
     assert response.status_code == 422 and response.json()["error"] == "hash_mismatch"
@@ -234,7 +251,10 @@ def test_a_complete_recording_verifies_when_its_manifest_arrives(
     assert audit_actions(store) == ["enroll", "ingest_segment", "ingest_segment", "ingest"]
     # the same manifest again: the stored result, no second ingest entry
     again = put(station, camera_key, f"{API}/recordings/{recording.name}/manifest", lines)
-    assert again.json() == body and audit_actions(store)[-1] == "ingest"
+    # (each answer carries its own receipt: another nonce, another station time)
+    assert again.json()["receipt"] != body["receipt"]
+    assert dict(again.json(), receipt=None) == dict(body, receipt=None)
+    assert audit_actions(store)[-1] == "ingest"
     assert len(audit_actions(store)) == 4
 
 

@@ -68,22 +68,25 @@ def test_a_nonce_is_accepted_once(store: EvidenceStore, camera_key: DeviceKey,
                                   clock: FakeClock) -> None:
     path = "/api/v1/recordings/x"
     headers = sign_request(camera_key, "cam7", "GET", path, EMPTY_SHA256,
-                           timestamp=clock.now_us // 1_000_000)
+                           timestamp=clock.now_us // 1_000_000,
+                           station_id=store.identity.station_id)
     assert store.authenticate(parse_headers(headers), "GET", path) == "cam7"
-    with pytest.raises(RequestAuthError, match="nonce was used before") as caught:
+    with pytest.raises(RequestAuthError) as caught:
         store.authenticate(parse_headers(headers), "GET", path)
-    assert caught.value.code == "replayed"
+    assert caught.value.reason == "replayed" and "nonce was used before" in caught.value.detail
 
 
 def test_old_nonces_are_forgotten_once_their_requests_would_be_stale(
         store: EvidenceStore, camera_key: DeviceKey, clock: FakeClock) -> None:
     for _ in range(3):
         headers = sign_request(camera_key, "cam7", "GET", "/p", EMPTY_SHA256,
-                               timestamp=clock.now_us // 1_000_000)
+                               timestamp=clock.now_us // 1_000_000,
+                               station_id=store.identity.station_id)
         store.authenticate(parse_headers(headers), "GET", "/p")
     clock.advance_days(1)
     headers = sign_request(camera_key, "cam7", "GET", "/p", EMPTY_SHA256,
-                           timestamp=clock.now_us // 1_000_000)
+                           timestamp=clock.now_us // 1_000_000,
+                           station_id=store.identity.station_id)
     store.authenticate(parse_headers(headers), "GET", "/p")
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(catalogue.nonces)).scalar() == 1

@@ -37,7 +37,13 @@ def test_enroll_accepts_the_one_line_key_and_audit_verify_passes(
     one_line = keys.public_key_spki_b64(camera[1].public_key)
     code, out, _ = bwv("station", "enroll", "--data", station, "--device-id", "cam7",
                        "--public-key", one_line, "--by", "sgt-lee", capsys=capsys)
-    assert code == 0 and out == f"enrolled cam7: key sha256 {camera[1].fingerprint}\n"
+    pin = make_store(tmp_path / "station").identity.pin_line()
+    assert code == 0 and out == (f"enrolled cam7: key sha256 {camera[1].fingerprint}\n"
+                                 "set this station's key on the camera (station.public_key in "
+                                 "its settings, or `bwv upload --station-key`), so that it "
+                                 f"deletes only on this station's signed receipts:\n{pin}\n")
+    code, out, _ = bwv("station", "key", "--data", station, capsys=capsys)
+    assert code == 0 and out == f"{pin}\n"
     code, out, _ = bwv("station", "audit", "--data", station, "--verify", capsys=capsys)
     assert code == 0 and out.startswith("audit chain OK: 1 entries")
     code, out, _ = bwv("station", "audit", "--data", station, capsys=capsys)
@@ -81,7 +87,8 @@ def test_bwv_upload_sends_verifies_and_deletes(tmp_path: Path, camera: tuple[Pat
     served = serve(store)
     try:
         code, out, err = bwv("upload", "--station", served.url, "--data", str(data),
-                             "--device-id", "cam7", capsys=capsys)
+                             "--device-id", "cam7", "--station-key", str(served.pin),
+                             capsys=capsys)
     finally:
         served.stop()
     assert code == 0, err
@@ -98,10 +105,11 @@ def test_bwv_upload_exits_1_and_keeps_the_recording_when_refused(
     served = serve(store)
     try:
         code, _, err = bwv("upload", "--station", served.url, "--data", str(data),
-                           "--device-id", "cam7", "--attempts", "1", capsys=capsys)
+                           "--device-id", "cam7", "--attempts", "1", "--station-key",
+                           str(served.pin), capsys=capsys)
     finally:
         served.stop()
-    assert code == 1 and "kept 20261123T070000Z-cam7: the station refused (401 not_enrolled)" in err
+    assert code == 1 and "kept 20261123T070000Z-cam7: the station refused (401 unauthorised)" in err
     assert len(list((data / "recordings").iterdir())) == 1
 
 
@@ -129,7 +137,7 @@ def test_hold_release_sweep_stats_and_list_from_the_command_line(
     served = serve(store)
     try:
         assert bwv("upload", "--station", served.url, "--data", str(data), "--device-id",
-                   "cam7", capsys=capsys)[0] == 0
+                   "cam7", "--station-key", str(served.pin), capsys=capsys)[0] == 0
     finally:
         served.stop()
     rid = "20261123T070000Z-cam7"
@@ -173,7 +181,7 @@ def test_request_and_export_from_the_command_line(tmp_path: Path, camera: tuple[
     served = serve(store)
     try:
         assert bwv("upload", "--station", served.url, "--data", str(data), "--device-id",
-                   "cam7", capsys=capsys)[0] == 0
+                   "cam7", "--station-key", str(served.pin), capsys=capsys)[0] == 0
     finally:
         served.stop()
     rid = "20261123T070000Z-cam7"

@@ -114,6 +114,7 @@ READ_ONLY_COMMANDS = {
     "revoke": ["--device-id", "cam7", "--reason", "lost"],
     "rotate": ["--device-id", "cam7", "--public-key", "0" * 64],
     "assign": ["--device-id", "cam7", "--officer", "PC 1"],
+    "key": [],
 }
 
 

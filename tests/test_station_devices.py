@@ -43,7 +43,7 @@ def bwv(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd="/", env=environ, timeout=60)
 
 
-def upload(url: str, key: DeviceKey, directory: Path,
+def upload(station: ServedStation, key: DeviceKey, directory: Path,
            device_id: str = "cam7") -> httpx.Response:
     """Send a recording as a camera does: every segment, then the manifest, each request signed
     with ``key``. Returns the first refusal, or the manifest's answer."""
@@ -53,8 +53,9 @@ def upload(url: str, key: DeviceKey, directory: Path,
                   (directory / "manifest.jsonl").read_bytes()))
     answer = None
     for path, body in parts:
-        headers = sign_request(key, device_id, "PUT", path, hashlib.sha256(body).hexdigest())
-        answer = httpx.put(url + path, content=body, headers=headers, timeout=30)
+        headers = sign_request(key, device_id, "PUT", path, hashlib.sha256(body).hexdigest(),
+                               station_id=station.station_id)
+        answer = httpx.put(station.url + path, content=body, headers=headers, timeout=30)
         if answer.status_code >= 400:
             return answer
     assert answer is not None
@@ -91,11 +92,11 @@ def test_a_stolen_key_cannot_upload_after_revoke_and_what_it_sent_before_is_flag
         station: tuple[Path, EvidenceStore, ServedStation]) -> None:
     data, store, served = station
     genuine = make_recording(tmp_path / "camera", camera_key)
-    assert upload(served.url, camera_key, genuine).json()["verified"]
+    assert upload(served, camera_key, genuine).json()["verified"]
 
     stolen = DeviceKey.load(tmp_path / "camera" / "device_key.pem")  # the card's key file
     forged = forgeries(tmp_path / "thief", stolen)
-    early = upload(served.url, stolen, forged[0])  # before anyone noticed: it is accepted ...
+    early = upload(served, stolen, forged[0])  # before anyone noticed: it is accepted ...
     assert early.status_code == 200 and early.json()["verified"]
 
     lost = utc(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30))
@@ -105,7 +106,7 @@ def test_a_stolen_key_cannot_upload_after_revoke_and_what_it_sent_before_is_flag
     assert "2 recordings made or received since then are flagged" in result.stdout
 
     for recording in forged[1:]:  # ... after the revocation, every forgery is refused
-        answer = upload(served.url, stolen, recording)
+        answer = upload(served, stolen, recording)
         assert answer.status_code == 401, answer.text
         assert set(answer.json()) == {"error", "message"}
         assert store.holdings(recording.name).status == "unknown"
@@ -135,7 +136,7 @@ def test_rotate_the_new_key_uploads_the_old_is_refused_and_exports_carry_the_rig
         station: tuple[Path, EvidenceStore, ServedStation]) -> None:
     data, store, served = station
     before = make_recording(tmp_path / "camera", camera_key)
-    assert upload(served.url, camera_key, before).json()["verified"]
+    assert upload(served, camera_key, before).json()["verified"]
 
     new_key = DeviceKey.load_or_create(tmp_path / "camera-new")
     result = bwv("station", "rotate", "--data", str(data), "--device-id", "cam7",
@@ -145,10 +146,10 @@ def test_rotate_the_new_key_uploads_the_old_is_refused_and_exports_carry_the_rig
 
     after = make_recording(tmp_path / "camera-new", new_key,
                            utc_start="2026-11-23T09:00:00.000000Z")
-    assert upload(served.url, new_key, after).json()["verified"]
+    assert upload(served, new_key, after).json()["verified"]
     old_signed = make_recording(tmp_path / "thief", camera_key,
                                 utc_start="2026-11-23T10:00:00.000000Z")
-    refused = upload(served.url, camera_key, old_signed)
+    refused = upload(served, camera_key, old_signed)
     assert refused.status_code == 401
     assert store.holdings(old_signed.name).status == "unknown"
 
@@ -181,8 +182,8 @@ def test_the_stations_officer_is_stamped_beside_the_cameras_and_a_mismatch_is_fl
     honest = make_recording(tmp_path / "camera", camera_key, officer_id="PC 1234")
     claims = make_recording(tmp_path / "camera", camera_key,
                             utc_start="2026-11-24T07:00:00.000000Z", officer_id="PC 1234")
-    assert upload(served.url, camera_key, honest).json()["verified"]
-    assert upload(served.url, camera_key, claims).json()["verified"]  # signed, so verified ...
+    assert upload(served, camera_key, honest).json()["verified"]
+    assert upload(served, camera_key, claims).json()["verified"]  # signed, so verified ...
 
     rows = {row.recording_id: row for row in store.list_recordings()}
     assert (rows[honest.name].station_officer_id, rows[honest.name].officer_check) == (
@@ -217,7 +218,7 @@ def test_the_web_pages_show_the_mismatch_and_the_flag(tmp_path: Path,
 
         devices.assign(store, "cam7", "PC 5678", by="admin", from_us=0)
         recording = make_recording(tmp_path / "camera", camera_key, officer_id="PC 1234")
-        assert upload(served.url, camera_key, recording).json()["verified"]
+        assert upload(served, camera_key, recording).json()["verified"]
         devices.revoke(store, "cam7", "stolen", by="admin", since_us=0)
         index = httpx.get(served.url + "/").text
         page = httpx.get(f"{served.url}/recordings/{recording.name}").text

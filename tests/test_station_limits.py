@@ -29,6 +29,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
+from recorder.station.identity import StationIdentity
 
 __all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
 
@@ -38,10 +39,23 @@ MIB = 1 << 20
 ATTACKER = "127.0.0.2"  # loopback too, but another client address than the camera's
 
 
+_station_dir: list[Path] = []  # where this test's station lives (every one is tmp_path/station)
+
+
+@pytest.fixture(autouse=True)
+def _the_station_dir(tmp_path: Path) -> Iterator[None]:
+    _station_dir.append(tmp_path / "station")
+    yield
+    _station_dir.clear()
+
+
 def signed(key: DeviceKey, method: str, path: str, body_sha256: str,
            device: str = "cam7") -> dict[str, str]:
-    """The one place these tests sign a request (the signing scheme may change)."""
-    return sign_request(key, device, method, path, body_sha256)
+    """The one place these tests sign a request: for the station of this test, by its key."""
+    identity = StationIdentity.find(_station_dir[-1])
+    assert identity is not None, "sign only once the station exists"
+    return sign_request(key, device, method, path, body_sha256,
+                        station_id=identity.station_id)
 
 
 def sha256(data: bytes) -> str:

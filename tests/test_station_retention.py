@@ -197,7 +197,8 @@ def test_serve_sweeps_periodically(store: EvidenceStore, clock: FakeClock, camer
         path = f"/api/v1/recordings/{directory.name}"
         headers = sign_request(camera_key, "cam7", "GET", path,
                                EMPTY_SHA256,
-                               timestamp=clock.now_us // 1_000_000)
+                               timestamp=clock.now_us // 1_000_000,
+                               station_id=served.station_id)
         assert httpx.get(served.url + path, headers=headers).json()["status"] == "deleted"
     finally:
         served.stop()

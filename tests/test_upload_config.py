@@ -18,6 +18,7 @@ from support.station import (ServedStation, camera, make_certificate, make_store
 
 from recorder.device.assembly import station_upload
 from recorder.integrity.keys import DeviceKey
+from recorder.integrity.station_pin import StationPin
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
 
@@ -44,11 +45,14 @@ def tls_station(tmp_path: Path, camera: tuple[Path, DeviceKey],
     served.stop()
 
 
-def write_config(path: Path, url: str, data: Path, cafile: Path | None) -> Path:
+def write_config(path: Path, url: str, data: Path, cafile: Path | None,
+                 pin: StationPin | None = None) -> Path:
     lines = ["[device]", 'device_id = "cam7"', "[storage]", f'data_dir = "{data}"', "[station]",
              f'url = "{url}"']
     if cafile is not None:
         lines.append(f'cafile = "{cafile}"')
+    if pin is not None:
+        lines.append(f'public_key = "{pin}"')
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -68,7 +72,8 @@ def test_bwv_upload_trusts_the_ca_of_the_settings_file_found_by_bwv_config(
         tmp_path: Path, camera: tuple[Path, DeviceKey], certificate: tuple[Path, Path],
         tls_station: ServedStation) -> None:
     data = camera[0]
-    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, certificate[0])
+    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, certificate[0],
+                          tls_station.pin)
     result = bwv_upload(config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (f"uploaded {RID}: 2 segments sent, 0 already held; verified by the "
@@ -79,7 +84,7 @@ def test_bwv_upload_trusts_the_ca_of_the_settings_file_found_by_bwv_config(
 def test_bwv_upload_without_the_ca_says_how_to_give_it(
         tmp_path: Path, camera: tuple[Path, DeviceKey], tls_station: ServedStation) -> None:
     data = camera[0]
-    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, None)
+    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, None, tls_station.pin)
     result = bwv_upload(config)
     assert result.returncode == 1
     assert (f"kept {RID}: the station's certificate is not trusted: give its CA with --cafile or "
@@ -92,7 +97,7 @@ def test_the_cafile_option_overrides_the_setting(
         tmp_path: Path, camera: tuple[Path, DeviceKey], certificate: tuple[Path, Path],
         tls_station: ServedStation) -> None:
     config = write_config(tmp_path / "bwv.toml", tls_station.url, camera[0],
-                          tmp_path / "old-ca.pem")  # does not exist: never read
+                          tmp_path / "old-ca.pem", tls_station.pin)  # never read: overridden
     result = bwv_upload(config, "--cafile", str(certificate[0]))
     assert result.returncode == 0, result.stderr
 
@@ -119,7 +124,8 @@ def test_a_kept_directory_is_reported_once_and_never_called_unsealed(
         tls_station: ServedStation) -> None:
     data = camera[0]
     (data / "recordings" / RID / "notes.txt").write_text("see pocket book p. 12\n")
-    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, certificate[0])
+    config = write_config(tmp_path / "bwv.toml", tls_station.url, data, certificate[0],
+                          tls_station.pin)
     first = bwv_upload(config)
     assert first.returncode == 0, first.stderr
     assert first.stdout == (f"uploaded {RID}: 2 segments sent, 0 already held; verified by the "
@@ -140,7 +146,8 @@ def test_the_docked_upload_trusts_station_cafile(
         tls_station: ServedStation, caplog: pytest.LogCaptureFixture) -> None:
     data, key = camera
     untrusted = Settings.load(None).with_values(station_url=tls_station.url,
-                                                device_device_id="cam7")
+                                                device_device_id="cam7",
+                                                station_public_key=str(tls_station.pin))
     upload = station_upload(untrusted, key, data / "recordings")
     assert upload is not None
     with caplog.at_level(logging.WARNING, logger="recorder.device"):

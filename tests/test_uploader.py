@@ -22,6 +22,7 @@ from support.station import (CuttingProxy, FullBlobStore, ServedStation, camera_
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
+from recorder.integrity.station_pin import StationPin
 from recorder.station import audit, catalogue
 from recorder.station.evidence_store import EvidenceStore
 from recorder.uploader import (CaFileError, UploadProgress, Uploader, find_sealed_recordings,
@@ -49,10 +50,11 @@ def snapshot(root: Path) -> dict[str, str]:
             for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def uploader(url: str, key: DeviceKey, root: Path, **kwargs: object) -> Uploader:
+def uploader(url: str, key: DeviceKey, root: Path, *, pin: StationPin | None,
+             **kwargs: object) -> Uploader:
     options: dict[str, object] = {"attempts": 1, "retry_delay_s": 0.0, "timeout_s": 10.0}
     options.update(kwargs)
-    return Uploader(url, key, "cam7", root, **options)  # type: ignore[arg-type]
+    return Uploader(url, key, "cam7", root, pin=pin, **options)  # type: ignore[arg-type]
 
 
 def assert_station_consistent(store: EvidenceStore) -> None:
@@ -78,7 +80,7 @@ def test_sealed_recordings_go_oldest_first_and_are_deleted_once_verified(
         recordings: Path) -> None:
     before = snapshot(recordings)
     seen: list[UploadProgress] = []
-    with uploader(station.url, camera_key, recordings, progress=seen.append,
+    with uploader(station.url, camera_key, recordings, pin=station.pin, progress=seen.append,
                   chunk_bytes=4096) as up:
         summary = up.upload_all()
     assert summary.ok, summary
@@ -99,7 +101,7 @@ def test_the_progress_total_is_every_segment_and_manifest_byte(
         station: ServedStation, camera_key: DeviceKey, recordings: Path) -> None:
     total = sum(path.stat().st_size for path in recordings.rglob("*") if path.is_file())
     seen: list[UploadProgress] = []
-    with uploader(station.url, camera_key, recordings, progress=seen.append) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin, progress=seen.append) as up:
         assert up.upload_all().ok
     assert seen[-1].bytes_done == seen[-1].bytes_total == total
     assert "100%" in progress_line(seen[-1]) and "recording 2/2" in progress_line(seen[-1])
@@ -110,7 +112,7 @@ def test_an_unsealed_recording_is_never_touched(station: ServedStation, store: E
     root = tmp_path / "recordings"
     open_one = make_recording(root, camera_key, sealed=False)
     before = snapshot(root)
-    with uploader(station.url, camera_key, root) as up:
+    with uploader(station.url, camera_key, root, pin=station.pin) as up:
         summary = up.upload_all()
     assert summary.ok and summary.outcomes == [] and summary.skipped_unsealed == [open_one]
     assert snapshot(root) == before
@@ -140,10 +142,10 @@ def test_a_duplicate_upload_sends_nothing_and_deletes_the_second_copy(
         tmp_path: Path) -> None:
     spare = tmp_path / "spare"
     shutil.copytree(recordings, spare)
-    with uploader(station.url, camera_key, recordings) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin) as up:
         assert up.upload_all().ok
     entries = len(list(audit.entries(store.engine)))
-    with uploader(station.url, camera_key, spare) as up:
+    with uploader(station.url, camera_key, spare, pin=station.pin) as up:
         summary = up.upload_all()
     assert summary.ok and all(o.uploaded == [] and o.deleted for o in summary.outcomes)
     assert all(len(o.already_held) == 2 for o in summary.outcomes)
@@ -161,11 +163,11 @@ def test_uploads_over_tls_trust_the_station_certificate_given(
     try:
         assert served.url.startswith("https://")
         before = snapshot(recordings)
-        with uploader(served.url, camera_key, recordings) as up:
+        with uploader(served.url, camera_key, recordings, pin=served.pin) as up:
             untrusted = up.upload_all()
         assert untrusted.stopped is not None and "CERTIFICATE_VERIFY_FAILED" in untrusted.stopped
         assert snapshot(recordings) == before
-        with uploader(served.url, camera_key, recordings, cafile=cert) as up:
+        with uploader(served.url, camera_key, recordings, pin=served.pin, cafile=cert) as up:
             assert up.upload_all().ok
     finally:
         served.stop()
@@ -183,7 +185,7 @@ def test_a_segment_changed_on_the_camera_is_refused_and_kept(
     data[500] ^= 0xFF
     damaged.write_bytes(bytes(data))
     before = snapshot(recordings / "b-older")
-    with uploader(station.url, camera_key, recordings) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin) as up:
         summary = up.upload_all()
     older, newer = summary.outcomes
     assert older.error is not None and "422 hash_mismatch" in older.error and not older.deleted
@@ -203,7 +205,7 @@ def test_a_recording_the_station_cannot_verify_is_kept(station: ServedStation,
     lines[2] = lines[2].replace(b'"marker"', b'"stealth"')  # an edited, no longer signed line
     manifest_path.write_bytes(b"".join(lines))
     before = snapshot(recordings / "b-older")
-    with uploader(station.url, camera_key, recordings) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin) as up:
         summary = up.upload_all()
     older, newer = summary.outcomes
     assert older.error is not None and "the station did not verify" in older.error
@@ -217,9 +219,9 @@ def test_an_unenrolled_camera_keeps_everything(station: ServedStation, store: Ev
                                                recordings: Path, tmp_path: Path) -> None:
     stranger = DeviceKey.load_or_create(tmp_path / "stranger")
     before = snapshot(recordings)
-    with Uploader(station.url, stranger, "cam9", recordings, attempts=1) as up:
+    with Uploader(station.url, stranger, "cam9", recordings, attempts=1, pin=station.pin) as up:
         summary = up.upload_all()
-    assert not summary.ok and all("401 not_enrolled" in str(o.error) for o in summary.outcomes)
+    assert not summary.ok and all("401 unauthorised" in str(o.error) for o in summary.outcomes)
     assert snapshot(recordings) == before
     assert [e.action for e in audit.entries(store.engine)] == ["enroll"]
 
@@ -233,7 +235,7 @@ def test_a_full_station_disk_keeps_everything_on_the_camera(
     served = serve(store)
     before = snapshot(recordings)
     try:
-        with uploader(served.url, camera_key, recordings) as up:
+        with uploader(served.url, camera_key, recordings, pin=served.pin) as up:
             summary = up.upload_all()
     finally:
         served.stop()
@@ -250,7 +252,8 @@ def test_no_station_stops_the_run_and_deletes_nothing(camera_key: DeviceKey,
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     before = snapshot(recordings)
-    with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, attempts=2) as up:
+    with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, attempts=2,
+                  pin=None) as up:
         summary = up.upload_all()
     assert summary.stopped is not None and "Nothing was deleted" in summary.stopped
     assert len(summary.outcomes) == 1  # it does not go on to the next recording
@@ -269,7 +272,7 @@ def clean_upload_bytes(tmp_path_factory: pytest.TempPathFactory) -> int:
     served = serve(store)
     proxy = CuttingProxy(served.port, None)
     try:
-        with uploader(proxy.url, key, root / "recordings", chunk_bytes=4096) as up:
+        with uploader(proxy.url, key, root / "recordings", pin=store.identity.pin, chunk_bytes=4096) as up:
             assert up.upload_all().ok
     finally:
         proxy.close()
@@ -285,7 +288,7 @@ def test_a_connection_cut_anywhere_loses_nothing_and_the_next_run_resumes(
     proxy = CuttingProxy(station.port, int(clean_upload_bytes * fraction))
     originals = snapshot(recordings)
     try:
-        with uploader(proxy.url, camera_key, recordings, chunk_bytes=4096) as up:
+        with uploader(proxy.url, camera_key, recordings, pin=station.pin, chunk_bytes=4096) as up:
             first = up.upload_all()
         assert proxy.cuts == 1 and not first.ok
         # whatever is gone from the camera is verified at the station
@@ -295,7 +298,7 @@ def test_a_connection_cut_anywhere_loses_nothing_and_the_next_run_resumes(
         for name, digest in snapshot(recordings).items():
             assert originals[name] == digest
         assert_station_consistent(store)
-        with uploader(proxy.url, camera_key, recordings, chunk_bytes=4096) as up:
+        with uploader(proxy.url, camera_key, recordings, pin=station.pin, chunk_bytes=4096) as up:
             second = up.upload_all()
     finally:
         proxy.close()
@@ -337,7 +340,9 @@ def _start_station_process(data: Path, port: int) -> subprocess.Popen[bytes]:
 def test_the_station_killed_mid_upload_and_restarted_loses_nothing(
         tmp_path: Path, camera_key: DeviceKey, recordings: Path) -> None:
     data = tmp_path / "station-process"
-    make_store(data).enroll("cam7", camera_key.public_key, by="admin")
+    seeded = make_store(data)
+    seeded.enroll("cam7", camera_key.public_key, by="admin")
+    pin = seeded.identity.pin
     port = _free_port()
     process = _start_station_process(data, port)
     originals = snapshot(recordings)
@@ -350,13 +355,13 @@ def test_the_station_killed_mid_upload_and_restarted_loses_nothing(
             killed_at.append(state.bytes_done)
 
     try:
-        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, chunk_bytes=2048,
+        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, pin=pin, chunk_bytes=2048,
                       progress=kill_in_second_segment) as up:
             first = up.upload_all()
         assert killed_at and first.stopped is not None
         assert snapshot(recordings) == originals
         process = _start_station_process(data, port)
-        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings) as up:
+        with uploader(f"http://127.0.0.1:{port}", camera_key, recordings, pin=pin) as up:
             second = up.upload_all()
     finally:
         process.kill()
@@ -378,13 +383,13 @@ def test_files_beside_a_recording_keep_its_directory_and_are_reported_once(
         recordings: Path) -> None:
     (recordings / "b-older" / "notes.txt").write_text("handed over to PC 1234\n")
     (recordings / "b-older" / "thumbs").mkdir()
-    with uploader(station.url, camera_key, recordings) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin) as up:
         first = up.upload_all()
     assert first.ok and [o.kept_files for o in first.outcomes] == [["notes.txt", "thumbs"], []]
     assert all(o.verified and o.deleted for o in first.outcomes)
     assert sorted(p.name for p in (recordings / "b-older").iterdir()) == ["notes.txt", "thumbs"]
     assert [p.name for p in recordings.iterdir()] == ["b-older"]
-    with uploader(station.url, camera_key, recordings) as up:
+    with uploader(station.url, camera_key, recordings, pin=station.pin) as up:
         second = up.upload_all()
     assert second.ok and second.outcomes == [] and second.skipped_unsealed == []
     assert (recordings / "b-older" / "notes.txt").is_file()  # still not ours to delete
@@ -403,7 +408,7 @@ def test_an_untrusted_certificate_says_how_to_trust_it_and_is_not_retried(
     before = snapshot(recordings)
     started = time.monotonic()
     try:
-        with uploader(served.url, camera_key, recordings, attempts=3, retry_delay_s=20.0) as up:
+        with uploader(served.url, camera_key, recordings, pin=served.pin, attempts=3, retry_delay_s=20.0) as up:
             summary = up.upload_all()
     finally:
         served.stop()
@@ -419,7 +424,7 @@ def test_a_certificate_for_another_host_is_named_as_such(
     cert, key = make_certificate(tmp_path, "DNS:station.example")
     served = serve(store, tls=(cert, key))
     try:
-        with uploader(served.url, camera_key, recordings, cafile=cert) as up:
+        with uploader(served.url, camera_key, recordings, pin=served.pin, cafile=cert) as up:
             summary = up.upload_all()
     finally:
         served.stop()
@@ -433,8 +438,8 @@ def test_a_missing_or_unusable_ca_file_is_named(camera_key: DeviceKey, recording
                                                tmp_path: Path) -> None:
     missing = tmp_path / "no-such-ca.pem"
     with pytest.raises(CaFileError, match=f"the CA file {missing} .* does not exist"):
-        uploader("https://127.0.0.1:9", camera_key, recordings, cafile=missing)
+        uploader("https://127.0.0.1:9", camera_key, recordings, pin=None, cafile=missing)
     garbage = tmp_path / "not-a-cert.pem"
     garbage.write_text("hello\n")
     with pytest.raises(CaFileError, match=f"the CA file {garbage} .* holds no usable PEM"):
-        uploader("https://127.0.0.1:9", camera_key, recordings, cafile=garbage)
+        uploader("https://127.0.0.1:9", camera_key, recordings, pin=None, cafile=garbage)

@@ -9,12 +9,15 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .. import __version__
 from ..device import doctor
 from . import station as station_commands  # parsers only; the station loads on use
 from .record import LOG_LEVELS, add_record_parsers
+
+if TYPE_CHECKING:
+    from ..integrity.station_pin import StationPin
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -106,6 +109,19 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _station_pin(text: str) -> StationPin | None:
+    """The pin given as the line `bwv station key` prints, or a file holding it; None when
+    empty. Raises PublicKeyFormatError."""
+    from ..integrity.station_pin import parse_pin
+
+    if not text.strip():
+        return None
+    path = Path(text).expanduser()
+    if len(text) < 4096 and path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    return parse_pin(text)
+
+
 def _upload(args: argparse.Namespace) -> int:
     from ..integrity import keys
     from .. import settings, uploader  # imported here: `bwv doctor` need not load httpx
@@ -132,6 +148,11 @@ def _upload(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     recordings_dir = args.recordings or data_dir / "recordings"
     show_bar = sys.stderr.isatty() and not args.quiet
+    try:
+        pin = _station_pin(args.station_key or str(config["station.public_key"]))
+    except keys.PublicKeyFormatError as exc:
+        print(f"bwv upload: --station-key / station.public_key: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     def progress(state: uploader.UploadProgress) -> None:
         print("\r" + uploader.progress_line(state)[:150].ljust(150), end="", file=sys.stderr,
@@ -139,11 +160,15 @@ def _upload(args: argparse.Namespace) -> int:
 
     try:
         up = uploader.Uploader(station_url, key, args.device_id or config.device_id,
-                               recordings_dir, progress=progress if show_bar else None,
-                               attempts=args.attempts, cafile=args.cafile or config.cafile)
-    except uploader.CaFileError as exc:
+                               recordings_dir, pin=pin, progress=progress if show_bar else None,
+                               attempts=args.attempts, cafile=args.cafile or config.cafile,
+                               insecure_http_for_tests=args.insecure_http_for_tests)
+    except (uploader.CaFileError, uploader.InsecureStationError) as exc:
         print(f"bwv upload: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if pin is None and not args.quiet:
+        print(f"bwv upload: no station key pinned: recordings are uploaded but none is deleted "
+              f"here; {uploader.HOW_TO_PIN}", file=sys.stderr)
     with up:
         summary = up.upload_all()
     if show_bar:
@@ -181,10 +206,17 @@ exit status:
   0  every sealed recording is now held and verified by the station (or none to send)
   1  some recording was kept: the station refused it, could not verify it, or was
      unreachable (each is named on stderr, with the reason)
-  2  usage error: no station URL, no device key, bad settings file, missing CA file
+  2  usage error: no station URL, no device key, bad settings file, missing CA file,
+     a bad station key, plain http:// to another machine
+
+A local copy is deleted only on a receipt signed by the pinned station (--station-key or
+station.public_key: the line `bwv station key` prints) that answers this very request;
+each such receipt is appended to receipts.jsonl beside the recordings directory first.
+Without a pinned key recordings are uploaded but kept.
 
 examples:
-  bwv upload --station https://station.example:8470 --data /var/lib/bwv
+  bwv upload --station https://station.example:8470 --data /var/lib/bwv \\
+      --station-key bwv-station/1:station-3f9a…:MCowBQYDK2VwAyEA…
   bwv upload --config /etc/bwv/bwv.toml --cafile /etc/bwv/station-ca.pem
 """
 
@@ -283,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     upload_parser.add_argument("--cafile", metavar="PEM", type=Path,
                                help="CA certificate to trust for an https station (default: "
                                     "station.cafile in the settings, else the system's CAs)")
+    upload_parser.add_argument("--station-key", metavar="PIN", default="",
+                               help="the station to trust: the line `bwv station key` prints "
+                                    "(or a file holding it); default: station.public_key in the "
+                                    "settings; without one nothing is deleted")
+    upload_parser.add_argument("--insecure-http-for-tests", action="store_true",
+                               help="for tests only: allow plain http:// to another machine")
     upload_parser.add_argument("--attempts", type=int, default=3, metavar="N",
                                help="tries per recording after a broken connection (default 3)")
     upload_parser.add_argument("--quiet", action="store_true",

@@ -1,4 +1,4 @@
-"""The ``bwv station`` subcommands: serve, enroll, audit, hold, release, sweep, stats, export,
+"""The ``bwv station`` subcommands: serve, enroll, key, audit, hold, release, sweep, stats, export,
 request, list.
 
 Only the standard library is imported at module level, so `bwv --help` and `bwv station --help`
@@ -151,12 +151,27 @@ def _enroll(args: argparse.Namespace) -> int:
         key = parse_public_key(args.public_key)
     except PublicKeyFormatError as exc:
         raise StationUsageError(str(exc)) from None
+    store = open_store(args, create=True)
     try:
-        fingerprint = open_store(args, create=True).enroll(args.device_id, key, by=_actor(args))
+        fingerprint = store.enroll(args.device_id, key, by=_actor(args))
     except EnrollmentError as exc:
         print(f"bwv station enroll: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"enrolled {args.device_id}: key sha256 {fingerprint}")
+    print("set this station's key on the camera (station.public_key in its settings, or "
+          "`bwv upload --station-key`), so that it deletes only on this station's signed "
+          "receipts:")
+    print(store.identity.pin_line())
+    return EXIT_OK
+
+
+def _key(args: argparse.Namespace) -> int:
+    """Print the line a camera pins: on its own on stdout, so it can be piped or copied."""
+    identity = open_store(args).identity
+    print(identity.pin_line())
+    if not args.quiet:
+        print(f"station {identity.station_id}, key sha256 {identity.fingerprint}: compare it "
+              "with what the camera is given, out of band", file=sys.stderr)
     return EXIT_OK
 
 
@@ -496,6 +511,14 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         help="a key file (PEM), or the one-line key `bwv doctor` prints on the "
                              "camera, or 64 hex digits")
     enroll.set_defaults(station_func=_enroll)
+
+    key = sub.add_parser("key", parents=[common], help="print the line a camera pins",
+                         description="Print, on one line, what a camera needs to trust this "
+                         "station: bwv-station/1:STATION-ID:PUBLIC-KEY. Give it to the camera as "
+                         "the station.public_key setting or `bwv upload --station-key`. The "
+                         "station's key (station_key.pem, 0600) is made on first use.")
+    key.add_argument("--quiet", action="store_true", help="print only the line")
+    key.set_defaults(station_func=_key)
 
     audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",
                            description="Print the audit log as JSON lines (each line's prev is "

@@ -187,11 +187,23 @@ def station_upload(settings: Settings, key: DeviceKey,
     cafile = settings.cafile
     if cafile is not None and not cafile.is_file():
         log.error("station.cafile = %s does not exist: uploads will fail until it does", cafile)
+    pin_text = str(settings["station.public_key"])
 
     def upload() -> bool:
-        from ..uploader import Uploader  # httpx is loaded only by a camera that uploads
+        from ..integrity.keys import PublicKeyFormatError
+        from ..integrity.station_pin import parse_pin
+        from ..uploader import HOW_TO_PIN, Uploader  # httpx is loaded only when uploading
 
-        with Uploader(url, key, settings.device_id, recordings, cafile=cafile) as uploader:
+        try:
+            pin = parse_pin(pin_text) if pin_text.strip() else None
+        except PublicKeyFormatError as exc:
+            log.error("station.public_key: %s: nothing is uploaded until it is fixed", exc)
+            return False
+        if pin is None:
+            log.warning("no station key pinned (station.public_key): recordings are uploaded "
+                        "but none is deleted; %s", HOW_TO_PIN)
+        with Uploader(url, key, settings.device_id, recordings, pin=pin,
+                      cafile=cafile) as uploader:
             summary = uploader.upload_all()
         for outcome in summary.outcomes:
             log.info("upload: %s", outcome)

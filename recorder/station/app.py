@@ -31,11 +31,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
-from ..integrity.request_signing import EMPTY_SHA256
+from ..integrity.receipts import Receipt, sign_receipt
+from ..integrity.request_signing import EMPTY_SHA256, SignedRequest
 from . import audit, retention
 from .blobs import BlobWriter
-from .errors import HashMismatchError, StationError
-from .evidence_store import EvidenceStore
+from .errors import HashMismatchError, RequestAuthError, StationError
+from .evidence_store import EvidenceStore, Holdings
 from .limits import Limits, check_ftyp, check_quota, check_received, declared_length
 from .request_headers import parse_headers
 
@@ -117,6 +118,16 @@ def _error(exc: StationError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status)
 
 
+def receipted(store: EvidenceStore, holdings: Holdings, device_id: str,
+              nonce: str) -> dict[str, Any]:
+    """The holdings answer with its signed receipt (recorder.integrity.receipts): the station's
+    word on what it holds, bound to the request's nonce, which is all a camera deletes on."""
+    receipt = Receipt(store.identity.station_id, holdings.recording_id, device_id,
+                      holdings.manifest_sha256, holdings.segments, holdings.verified,
+                      holdings.status, holdings.verify_summary, store.clock(), nonce)
+    return dict(holdings.to_json(), receipt=sign_receipt(receipt, store.identity.sign))
+
+
 def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
                web: bool = False, limits: Limits | None = None) -> Starlette:
     """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often;
@@ -128,26 +139,28 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         held: int = await run_in_threadpool(store.device_bytes, device)
         check_quota(held, incoming, caps.device_quota_bytes, device)
 
-    async def authenticate(request: Request, body_sha256: str | None) -> str:
+    async def authenticate(request: Request) -> tuple[str, SignedRequest]:
+        """The device and headers of a signed request, checked from the headers alone: no body
+        byte is read before this passes."""
         signed = parse_headers(dict(request.headers))
-        if body_sha256 is not None and signed.body_sha256 != body_sha256:
-            raise HashMismatchError("X-BWV-Content-SHA256 is not the SHA-256 of the body")
         device: str = await run_in_threadpool(store.authenticate, signed, request.method,
-                                              request.url.path)
-        return device
+                                              request.url.path, request.url.query)
+        return device, signed
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True, "version": __version__})
+        return JSONResponse({"ok": True, "version": __version__,
+                             "station_id": store.identity.station_id})
 
     async def get_recording(request: Request) -> Response:
-        device = await authenticate(request, EMPTY_SHA256)
+        device, signed = await authenticate(request)
+        if signed.body_sha256 != EMPTY_SHA256:
+            raise HashMismatchError("X-BWV-Content-SHA256 is not the SHA-256 of the body")
         recording_id = request.path_params["recording_id"]
         holdings = await run_in_threadpool(store.holdings, recording_id, device)
-        return JSONResponse(holdings.to_json())
+        return JSONResponse(receipted(store, holdings, device, signed.nonce))
 
     async def put_segment(request: Request) -> Response:
-        signed = parse_headers(dict(request.headers))
-        device = await authenticate(request, None)
+        device, signed = await authenticate(request)
         recording_id = request.path_params["recording_id"]
         file = request.path_params["file"]
         declared = signed.body_sha256
@@ -167,14 +180,20 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
                             status_code=201 if stored else 200)
 
     async def put_manifest(request: Request) -> Response:
+        device, signed = await authenticate(request)  # before any byte of the body
         data = await _read_capped(request, caps.manifest_bytes, "manifest")
-        device = await authenticate(request, hashlib.sha256(data).hexdigest())
+        if hashlib.sha256(data).hexdigest() != signed.body_sha256:
+            raise HashMismatchError("X-BWV-Content-SHA256 is not the SHA-256 of the body")
         recording_id = request.path_params["recording_id"]
         holdings = await run_in_threadpool(store.ingest_manifest, device, recording_id, data)
-        return JSONResponse(holdings.to_json())
+        return JSONResponse(receipted(store, holdings, device, signed.nonce))
 
     async def station_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StationError)
+        if isinstance(exc, RequestAuthError):  # the reason is for the log, never the answer
+            client = request.client.host if request.client else "?"
+            log.warning("refused %s %s from %s: %s: %s", request.method, request.url.path,
+                        client, exc.reason, exc.detail)
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         response = _error(exc)

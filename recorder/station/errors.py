@@ -12,15 +12,23 @@ class StationError(RecorderError):
     code = "station_error"
 
 
+UNAUTHORISED_MESSAGE = ("the request is not authenticated: it must be signed (bwv-request/2) by a "
+                        "camera enrolled at this station, for this station, recently, once")
+
+
 class RequestAuthError(StationError):
-    """A device request is not signed by an enrolled device, or is stale or replayed."""
+    """A device request is not signed by an enrolled device, is for another station, or is
+    stale or replayed. Every one answers the same 401 body (``UNAUTHORISED_MESSAGE``), so an
+    outsider cannot learn which device ids exist; ``reason`` and ``detail`` say which for the
+    station's log."""
 
     status = 401
     code = "unauthorised"
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(UNAUTHORISED_MESSAGE)
+        self.reason = reason
+        self.detail = detail
 
 
 class BadRequestError(StationError, ValueError):

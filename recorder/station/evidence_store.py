@@ -131,8 +131,15 @@ class EvidenceStore:
             raise UnknownRecordingError(f"the device of recording {recording_id} has no key")
         return key
 
-    def authenticate(self, request: SignedRequest, method: str, path: str) -> str:
-        """Check a signed request's device, time, signature and nonce; returns the device id."""
+    def authenticate(self, request: SignedRequest, method: str, path: str,
+                     query: str = "") -> str:
+        """Check a signed request's station, device, time, signature and nonce; returns the
+        device id. The signature is checked against this station's own id, so a request made
+        for another station never verifies here."""
+        if request.station_id != self.identity.station_id:
+            raise RequestAuthError("wrong_station", f"the request is signed for station "
+                                   f"{request.station_id}, not this one "
+                                   f"({self.identity.station_id})")
         key = self.device_key(request.device_id)
         if key is None:
             raise RequestAuthError("not_enrolled", f"device {request.device_id} is not enrolled "
@@ -145,7 +152,8 @@ class EvidenceStore:
             raise RequestAuthError("stale", f"the request's timestamp is {skew_s} s from the "
                                    f"station's clock (at most {MAX_SKEW_S} s allowed): set the "
                                    "camera's or the station's clock")
-        if not request.verifies(key, method, path):
+        if not request.verifies(key, method, path, station_id=self.identity.station_id,
+                                query=query):
             raise RequestAuthError("bad_signature", "the request's signature does not verify "
                                    f"against the key enrolled for {request.device_id}")
         if self.revoked(request.device_id):

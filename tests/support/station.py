@@ -28,6 +28,7 @@ import uvicorn
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
 from recorder.integrity.sealed_segment import SealedSegment
+from recorder.integrity.station_pin import StationPin
 from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
@@ -124,6 +125,11 @@ class ServedStation:
     port: int
     server: uvicorn.Server
     thread: threading.Thread
+    pin: StationPin  # what a camera pins of this station
+
+    @property
+    def station_id(self) -> str:
+        return self.pin.station_id
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -152,7 +158,8 @@ def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = 
         time.sleep(0.01)
     bound = sock.getsockname()[1]
     scheme = "https" if tls else "http"
-    return ServedStation(f"{scheme}://127.0.0.1:{bound}", bound, server, thread)
+    return ServedStation(f"{scheme}://127.0.0.1:{bound}", bound, server, thread,
+                         store.identity.pin)
 
 
 def make_certificate(directory: Path, subject_alt_name: str = "IP:127.0.0.1") -> tuple[Path, Path]:
