@@ -230,6 +230,8 @@ def _request(args: argparse.Namespace) -> int:
     print(f"recorded request {request.reference}: {len(request.matches)} recordings held")
     for recording_id in request.matches:
         print(f"  held {recording_id}")
+    for recording_id in request.gone:
+        print(f"  gone {recording_id} (deleted on retention before the request)")
     if args.export is not None:
         for result in export_request(store, request.reference, args.export, by=_actor(args)):
             print(f"  exported {result.path} (verification "

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from ..integrity.request_signing import is_safe_name
 from . import retention
 from .audit import Action
-from .catalogue import iso
+from .catalogue import shown
 from .errors import UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
 from .export import export_recording
@@ -32,7 +32,7 @@ from .export import export_recording
 _STYLE = """<style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
-.verified{color:#060}.failed{color:#a00}.deleted{color:#888}video{width:32em;max-width:100%}
+.flag{color:#a60}.verified{color:#060}.failed{color:#a00}.deleted{color:#888}video{width:32em;max-width:100%}
 </style>"""
 
 
@@ -48,7 +48,12 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 def _date(value: int | None) -> str:
-    return "" if value is None else iso(value)[:19].replace("T", " ") + " UTC"
+    return shown(value)
+
+
+def _clock(flag: str | None) -> str:
+    """The camera-clock warning of a recording (camera_clock.ClockFlag), or nothing."""
+    return "" if flag is None else f"<span class=flag>camera clock: {html.escape(flag)}</span>"
 
 
 def web_routes(store: EvidenceStore) -> list[Route]:
@@ -63,9 +68,10 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                     else f'<a href="/recordings/{name}">{name}</a>')
             lines.append(
                 f"<tr><td>{link}</td><td>{html.escape(row.device_id)}</td>"
-                f"<td>{html.escape(row.officer_id or '')}</td><td>{_date(row.recorded_us)}</td>"
+                f"<td>{html.escape(row.officer_id or '')}</td><td>{_date(row.recorded_us)} "
+                f"{_clock(row.clock_flag)}</td>"
                 f"<td class={row.status}>{row.status}</td><td>{row.segment_count}</td>"
-                f"<td>{_date(row.retain_until_us)[:10]}</td></tr>")
+                f"<td>{shown(row.retain_until_us, 10)}</td></tr>")
         counts = await run_in_threadpool(retention.stats, store)
         summary = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in counts.items()
                             if name != "bytes_stored")
@@ -101,7 +107,8 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                            for p in report.get("problems", []))
         body = (f"<p><a href='/'>all recordings</a></p><h1>{name}</h1>"
                 f"<p>device {html.escape(row.device_id)}, officer "
-                f"{html.escape(row.officer_id or '')}, recorded {_date(row.recorded_us)}, "
+                f"{html.escape(row.officer_id or '')}, recorded {_date(row.recorded_us)} "
+                f"{_clock(row.clock_flag)}, received {_date(row.received_us)}, "
                 f"kept until {_date(row.retain_until_us)}</p>"
                 f"<p class={row.status}>verification: {html.escape(row.verify_summary or '')}"
                 f"</p><ul>{problems}</ul><h2>Holds</h2><ul>{hold_text}</ul>"
