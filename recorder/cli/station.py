@@ -240,13 +240,14 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..station.catalogue import iso
+    from ..station.catalogue import shown
 
     store = open_store(args)
     for row in store.list_recordings():
-        until = iso(row.retain_until_us)[:10]
+        until = shown(row.retain_until_us, 10)
+        flag = f"  camera clock: {row.clock_flag}" if row.clock_flag else ""
         print(f"{row.recording_id:<40} {row.device_id:<12} {row.status:<10} "
-              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}")
+              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}{flag}")
     return EXIT_OK
 
 
