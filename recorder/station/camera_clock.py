@@ -29,17 +29,18 @@ class ClockFlag:
 
 def judge(clock_source: str | None, recorded_us: int | None, ended_us: int | None,
           received_us: int, now_us: int, enrolled_us: int | None) -> str | None:
-    """The ClockFlag of a recording, or None when its camera's clock is believable. The
-    implausible times come first: they are facts the station saw, the source is a claim."""
+    """The ClockFlag of a recording, or None when its camera's clock is believable. A camera
+    that says its clock was not set is flagged for that first (it explains any odd date); then
+    the times the station can check against its own: receipt, and the camera's enrolment."""
     if recorded_us is None:
         return ClockFlag.INVALID
+    if clock_source not in SYNCHRONISED_SOURCES:
+        return ClockFlag.UNSYNCHRONISED
     if recorded_us > received_us + ALLOWANCE_US or (
             ended_us is not None and ended_us > now_us + ALLOWANCE_US):
         return ClockFlag.IN_FUTURE
     if enrolled_us is not None and recorded_us < enrolled_us - ALLOWANCE_US:
         return ClockFlag.BEFORE_ENROLMENT
-    if clock_source not in SYNCHRONISED_SOURCES:
-        return ClockFlag.UNSYNCHRONISED
     return None
 
 

@@ -182,7 +182,7 @@ def sweep(store: EvidenceStore, by: str = "station:sweep",
             audit.append(conn, now, by, Action.DELETE, row.recording_id,
                          {"reason": "retention", "retain_until": recording.retain_until_us,
                           "received": recording.received_us,
-                          "recorded": recording.recorded_us,
+                          "recorded_utc": recording.utc_start,  # the camera's claim
                           "clock_flag": recording.clock_flag,
                           "was": recording.status, "segments": len(held_segments),
                           "bytes": removed_bytes, "manifest_sha256": recording.manifest_sha256})
