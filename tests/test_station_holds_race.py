@@ -27,8 +27,9 @@ from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest
                              new_store, postgres_cluster)
 
 from recorder.integrity.keys import DeviceKey
-from recorder.station import retention
+from recorder.station import catalogue, retention
 from recorder.station.evidence_store import EvidenceStore
+from recorder.station.public_requests import record_request
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
@@ -42,11 +43,12 @@ DAY = 86_400 * 1_000_000
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from recorder.station import retention
+from recorder.station import catalogue, retention
 from recorder.station.blobs import LocalBlobStore
 from recorder.station.catalogue import open_catalogue
 from recorder.station.errors import RecordingGoneError
 from recorder.station.evidence_store import EvidenceStore
+from recorder.station.public_requests import record_request
 from recorder.station.identity import StationIdentity
 
 role, url, data, now_us, recording_id, barrier, mode = sys.argv[1:8]
@@ -204,3 +206,21 @@ def test_a_sweep_landing_inside_a_holds_transaction_keeps_the_recording(
     assert "hold" in held and status == "verified" and active == 1
     assert swept == {"deleted": [], "kept_on_hold": [recording_id]}
     assert blocked, "the sweep never waited for the hold's lock: the race was not run"
+
+
+def test_a_public_request_holds_each_match_or_reports_it_gone(
+        due: tuple[EvidenceStore, str], camera_key: DeviceKey, clock: FakeClock,
+        tmp_path: Path) -> None:
+    store, swept_id = due
+    later = make_recording(tmp_path / "recordings", camera_key,
+                           utc_start="2026-12-25T07:30:00.000000Z")
+    clock.now_us = catalogue.parse_utc("2026-12-25T08:00:00.000000Z")
+    ingest(store, later)
+    assert retention.sweep(store).deleted == [swept_id]
+    request = record_request(store, "SAR-7", "J. Public", "stopped in the street",
+                             catalogue.parse_utc("2026-11-01T00:00:00Z"),
+                             catalogue.parse_utc("2026-12-31T00:00:00Z"), by="dpo")
+    # on the old code the deleted one was left out without a word
+    assert (request.matches, request.gone) == ((later.name,), (swept_id,))
+    assert [h.case_ref for h in retention.active_holds(store, later.name)] == ["SAR-7"]
+    assert retention.active_holds(store, swept_id) == []
