@@ -6,6 +6,7 @@ PostgreSQL (fleet): only the URL differs. Times are integer microseconds since t
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, Foreign
                         String, Table, Text, UniqueConstraint, create_engine, event, insert,
                         inspect, make_url, select)
 from sqlalchemy.exc import OperationalError
+
+from ..private_files import FILE_MODE, open_private
 
 metadata = MetaData()
 
@@ -174,6 +177,7 @@ def open_catalogue(url: str) -> Engine:
     """An engine for ``url`` with the schema created (idempotent) and the audit head in place."""
     engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        _private_sqlite_files(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     metadata.create_all(engine)
@@ -182,6 +186,19 @@ def open_catalogue(url: str) -> Engine:
         if conn.execute(select(audit_head.c.id)).first() is None:
             conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
     return engine
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Make the catalogue file 0600 before SQLite opens it: SQLite creates its -wal and -shm
+    files with the database file's mode, so they are 0600 too, whatever the umask."""
+    if database in (None, "", ":memory:") or str(database).startswith("file:"):
+        return
+    path = Path(str(database))
+    os.close(open_private(path, os.O_RDWR))
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, FILE_MODE)  # made by an older version, with the umask's mode
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -7,12 +7,14 @@ device key, a verification report made at export time, the recording's audit ent
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..integrity import keys, verify
+from ..private_files import open_private
 from . import audit
 from .audit import Action
 from .catalogue import iso, shown
@@ -75,7 +77,8 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
             sums.append(f"{_sha256(content)}  {name}\n")
         members["SHA256SUMS"] = "".join(sums).encode("ascii")
         out.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as package:
+        with os.fdopen(open_private(out, os.O_WRONLY | os.O_TRUNC), "wb") as file, \
+                zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as package:
             for name, content in members.items():
                 if isinstance(content, Path):
                     package.write(content, name)
