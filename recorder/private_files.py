@@ -1,6 +1,6 @@
-"""Footage, manifests, keys and the station's catalogue are readable by their owner only: directories
-0700 and files 0600 whatever the umask (a umask of 000, or 022 as most systems have, would
-otherwise leave evidence 0644 in 0755 directories for every local user to read).
+"""Footage, manifests, keys and the station's catalogue are readable by their owner only:
+directories 0700 and files 0600 whatever the umask (a umask of 000, or 022 as most systems have,
+would otherwise leave evidence 0644 in 0755 directories for every local user to read).
 
 The modes are set explicitly (``os.open(..., 0o600)`` then ``fchmod``, ``mkdir(mode=0o700)``
 then ``chmod``): the mode argument alone is masked by the umask, and an existing directory keeps

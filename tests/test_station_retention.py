@@ -1,7 +1,7 @@
 """Retention with an injected clock, on SQLite and on a real PostgreSQL cluster: recordings pass
-31 days after the station received them and go (blobs removed, tombstone, deletion row, audit entry), held
-ones stay, release then sweep removes them, shared blobs outlive one owner, the periodic sweep of
-`serve` runs, and the published counts follow every step."""
+31 days after the station received them and go (blobs removed, tombstone, deletion row, audit
+entry), held ones stay, release then sweep removes them, shared blobs outlive one owner, the
+periodic sweep of `serve` runs, and the published counts follow every step."""
 
 from __future__ import annotations
 

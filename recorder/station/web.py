@@ -32,7 +32,8 @@ from .export import export_recording
 _STYLE = """<style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
-.flag{color:#a60}.verified{color:#060}.failed{color:#a00}.deleted{color:#888}video{width:32em;max-width:100%}
+.flag{color:#a60}
+.verified{color:#060}.failed{color:#a00}.deleted{color:#888}video{width:32em;max-width:100%}
 </style>"""
 
 
