@@ -353,7 +353,8 @@ def test_doctor_prints_an_enroll_command_that_enrolls_the_camera(tmp_path: Path)
     enrolled = subprocess.run([*BWV, *command[1:], "--data", str(station)], env=environment(),
                               cwd="/", capture_output=True, text=True, timeout=120)
     assert enrolled.returncode == 0, enrolled.stderr
-    assert enrolled.stdout.strip() == f"enrolled cam-7.north: key sha256 {key.fingerprint}"
+    assert enrolled.stdout.splitlines()[0] == f"enrolled cam-7.north: key sha256 {key.fingerprint}"
+    assert enrolled.stdout.splitlines()[-1].startswith("bwv-station/1:")  # the pin, for the camera
 
 
 def test_doctor_warns_of_a_device_id_the_station_would_refuse(tmp_path: Path) -> None:

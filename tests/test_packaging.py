@@ -184,7 +184,7 @@ def test_imports_between_the_package_modules_run_one_way() -> None:
 # (docs/architecture.md, "Package layout"). A module belongs to the layer of its longest prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("recorder._native", "recorder.errors", "recorder.durability",
-                    "recorder.settings", "recorder.board")),
+                    "recorder.private_files", "recorder.settings", "recorder.board")),
     ("capture", ("recorder.capture",)),
     ("ring", ("recorder.ring",)),
     ("integrity", ("recorder.integrity",)),

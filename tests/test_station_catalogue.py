@@ -60,7 +60,7 @@ def test_ingest_records_recording_segments_officer_and_markers(
         assert (marker.recording_id, marker.pts_us) == (directory.name, 8_000_000)
         row = conn.execute(select(catalogue.recordings)).one()
     assert row.recorded_us == catalogue.parse_utc("2026-11-23T07:00:00.000000Z")
-    assert row.retain_until_us == row.recorded_us + 31 * 86_400 * 1_000_000
+    assert row.retain_until_us == row.received_us + 31 * 86_400 * 1_000_000  # received later
     assert row.total_bytes == sum(p.stat().st_size for p in directory.glob("*.mp4"))
 
 

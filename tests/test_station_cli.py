@@ -4,6 +4,7 @@ release, sweep, stats and list, and usage errors with exit 2."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -150,7 +151,10 @@ def test_hold_release_sweep_stats_and_list_from_the_command_line(
         "recorded": 1, "uploaded": 1, "auto_deleted": 0, "held": 1, "failed_verification": 0,
         "receiving": 0, "bytes_stored": 0}
     code, out, _ = bwv("station", "list", *base, capsys=capsys)
-    assert rid in out and "verified" in out and "keep until 2026-12-24" in out
+    assert rid in out and "verified" in out
+    # kept 31 days from its receipt (today), not from the camera's 2026-11-23
+    kept = datetime.date.fromisoformat(out.split("keep until ")[1][:10])
+    assert 31 <= (kept - datetime.datetime.now(datetime.timezone.utc).date()).days <= 32
     code, out, _ = bwv("station", "release", rid, *base, "--case", "CR-2026-118", capsys=capsys)
     assert code == 0 and out.startswith(f"released 1 hold(s) on {rid}")
     code, _, err = bwv("station", "release", rid, *base, capsys=capsys)

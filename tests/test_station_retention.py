@@ -1,7 +1,7 @@
 """Retention with an injected clock, on SQLite and on a real PostgreSQL cluster: recordings pass
-31 days after they were recorded and go (blobs removed, tombstone, deletion row, audit entry), held
-ones stay, release then sweep removes them, shared blobs outlive one owner, the periodic sweep of
-`serve` runs, and the published counts follow every step."""
+31 days after the station received them and go (blobs removed, tombstone, deletion row, audit
+entry), held ones stay, release then sweep removes them, shared blobs outlive one owner, the
+periodic sweep of `serve` runs, and the published counts follow every step."""
 
 from __future__ import annotations
 
@@ -51,13 +51,14 @@ def blob_files(tmp_path: Path) -> set[str]:
     return {path.name for path in (tmp_path / "station" / "blobs").glob("??/??/*")}
 
 
-def test_a_recording_goes_31_days_after_it_was_recorded(store: EvidenceStore, clock: FakeClock,
+def test_a_recording_goes_31_days_after_it_was_received(store: EvidenceStore, clock: FakeClock,
                                                         camera_key: DeviceKey,
                                                         tmp_path: Path) -> None:
     directory = record(tmp_path, camera_key)
+    received = clock.now_us  # an hour after it was recorded
     assert ingest(store, directory).verified
     assert len(blob_files(tmp_path)) == 3  # two segments and the manifest
-    clock.now_us = catalogue.parse_utc(RECORDED) + 31 * DAY - 1
+    clock.now_us = received + 31 * DAY - 1
     assert retention.sweep(store).deleted == []
     clock.now_us += 1
     result = retention.sweep(store)
@@ -105,13 +106,15 @@ def test_a_held_recording_stays_until_released_then_goes(store: EvidenceStore, c
     assert audit.verify(store.engine).ok
 
 
-def test_retention_counts_from_recording_not_from_upload(store: EvidenceStore, clock: FakeClock,
-                                                         camera_key: DeviceKey,
-                                                         tmp_path: Path) -> None:
-    clock.advance_days(20)  # docked 20 days after recording
+def test_retention_counts_from_receipt_not_from_recording(store: EvidenceStore, clock: FakeClock,
+                                                          camera_key: DeviceKey,
+                                                          tmp_path: Path) -> None:
+    clock.advance_days(20)  # docked 20 days after recording: still kept 31 days from then
     directory = record(tmp_path, camera_key)
     ingest(store, directory)
     clock.advance_days(11)
+    assert retention.sweep(store).deleted == []
+    clock.advance_days(20)
     assert retention.sweep(store).deleted == [directory.name]
 
 
@@ -123,6 +126,7 @@ def test_a_blob_shared_by_two_recordings_outlives_the_first(store: EvidenceStore
     first = record(tmp_path, camera_key, "2026-11-23T07:00:00.000000Z")
     second = record(tmp_path, camera_key, "2026-12-03T07:00:00.000000Z")
     ingest(store, first)
+    clock.now_us = catalogue.parse_utc("2026-12-03T08:00:00.000000Z")  # docked as recorded
     ingest(store, second)
     shared = set(store.holdings(first.name).segments.values())
     assert shared == set(store.holdings(second.name).segments.values())

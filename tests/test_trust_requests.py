@@ -28,9 +28,9 @@ from support.station import (ServedStation, camera_key, catalogue_url, make_reco
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
-from recorder.integrity.request_signing import (EMPTY_SHA256, HEADER_CONTENT_SHA256,
-                                                HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
-                                                HEADER_STATION, HEADER_TIMESTAMP, sign_request)
+from recorder.integrity.request_signing import (HEADER_CONTENT_SHA256, HEADER_DEVICE,
+                                                HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+                                                HEADER_TIMESTAMP, sign_request)
 from recorder.station import audit
 from recorder.station.errors import UNAUTHORISED_MESSAGE
 from recorder.station.evidence_store import EvidenceStore

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RecorderError
+from ..private_files import make_private_dir
 
 if TYPE_CHECKING:  # the device (and PyAV, numpy) loads only when a command runs
     from ..board import Board
@@ -165,7 +166,7 @@ def _check_fast_audio(source: str) -> None:
 
 def _make_out_dir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path)  # footage: the owner's only, whatever the umask
     except OSError as exc:
         raise UsageError(f"--out {path}: cannot make the directory: "
                          f"{exc.strerror or exc}") from None

@@ -299,6 +299,8 @@ def _request(args: argparse.Namespace) -> int:
     print(f"recorded request {request.reference}: {len(request.matches)} recordings held")
     for recording_id in request.matches:
         print(f"  held {recording_id}")
+    for recording_id in request.gone:
+        print(f"  gone {recording_id} (deleted on retention before the request)")
     if args.export is not None:
         for result in export_request(store, request.reference, args.export, by=_actor(args)):
             print(f"  exported {result.path} (verification "
@@ -307,14 +309,15 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..station.catalogue import iso
-    from ..station.devices import officer_note
+    from ..station.catalogue import shown
+    from ..station.device_records import officer_note
 
     store = open_store(args)
     for row in store.list_recordings():
-        until = iso(row.retain_until_us)[:10]
+        until = shown(row.retain_until_us, 10)
+        flag = f"  camera clock: {row.clock_flag}" if row.clock_flag else ""
         print(f"{row.recording_id:<40} {row.device_id:<12} {row.status:<10} "
-              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}"
+              f"{row.segment_count:>4} seg {row.total_bytes:>12} B  keep until {until}{flag}"
               f"  officer {officer_note(row)}"
               + (f"  FLAGGED: {row.device_flag}" if row.device_flag else ""))
     return EXIT_OK

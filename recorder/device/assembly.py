@@ -21,6 +21,7 @@ from ..capture.audio import AudioFormat, AudioSource, open_audio_source
 from ..capture.camera import VideoFormat, VideoSource, open_video_source
 from ..capture.clock import monotonic_us
 from ..errors import RecorderError
+from ..private_files import make_private_dir
 from ..integrity.keys import DeviceKey
 from ..settings import Settings
 from ..storage.recording import RecordingFactory, recover_interrupted
@@ -118,7 +119,7 @@ class Device:
         as fast as they can, with the controller on media time."""
         data_dir = settings.data_dir
         recordings = recordings_dir or data_dir / "recordings"
-        recordings.mkdir(parents=True, exist_ok=True)
+        make_private_dir(recordings)
         key = DeviceKey.load_or_create(data_dir)
         video = video_source(settings, realtime)
         audio = audio_source(settings, realtime)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import RecorderError
+from ..private_files import make_private_dir
 # the data directory is a setting; re-exported so that keys.default_data_dir works as before
 from ..settings import DATA_DIR_ENV_VAR as DATA_DIR_ENV_VAR, default_data_dir as default_data_dir
 
@@ -189,11 +190,11 @@ class DeviceKey:
     def load_or_create(cls, data_dir: Path, name: str = KEY_FILE_NAME) -> DeviceKey:
         """Load the key ``name`` in ``data_dir`` (the camera's key unless another name is
         given: the station keeps its own key the same way), creating it (mode 0600, fsynced,
-        in a 0700 directory when it makes one) on first use."""
+        in a 0700 directory, made or tightened so whatever the umask) on first use."""
         existing = cls.find(data_dir, name)
         if existing is not None:
             return existing
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(data_dir)
         path = data_dir / name
         private_key = Ed25519PrivateKey.generate()
         pem = private_key.private_bytes(serialization.Encoding.PEM,

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..durability import fsync_directory, write_all
 from ..errors import RecorderError
+from ..private_files import open_private
 from . import keys
 from .keys import DeviceKey
 from .sealed_segment import SealedSegment
@@ -243,7 +244,7 @@ class ManifestWriter:
         body = cls._header_body(header, key)
         canonical_bytes(body)  # a bad setting fails here, before any file exists
         path = directory / MANIFEST_NAME
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = open_private(path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
         writer = cls(path, key, fd, 1, GENESIS_PREV, 0, 0)
         try:
             writer._append(body)
@@ -292,7 +293,7 @@ class ManifestWriter:
             raise ManifestIntegrityError(f"{path} has no complete header line: it cannot be "
                                          "continued; start a new recording")
         complete = len(data) - len(check.partial_tail)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)  # exists: 0600 even if made before
         try:
             if check.partial_tail:
                 os.ftruncate(fd, complete)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from .. import durability
+from ..private_files import make_private_dir, open_private
 from .errors import HashMismatchError, StorageFullError
 
 
@@ -78,7 +79,8 @@ class LocalBlobWriter:
         self._digest = hashlib.sha256()
         self._size = 0
         self._partial = store.root / ".partial" / f"{expected_sha256[:16]}.{secrets.token_hex(8)}"
-        self._file: BinaryIO | None = open(self._partial, "wb")  # noqa: SIM115
+        self._file: BinaryIO | None = os.fdopen(
+            open_private(self._partial, os.O_WRONLY | os.O_EXCL), "wb")
 
     def write(self, chunk: bytes) -> None:
         if self._file is None:
@@ -109,7 +111,7 @@ class LocalBlobWriter:
             self._file.close()
             self._file = None
             final = self._store.path_of(actual)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(final.parent)
             os.replace(self._partial, final)
             self._store.fsync_directory(final.parent)
         except OSError as exc:
@@ -134,7 +136,8 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / ".partial").mkdir(parents=True, exist_ok=True)
+        make_private_dir(root / ".partial")
+        make_private_dir(root)
 
     def path_of(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256

@@ -6,6 +6,7 @@ PostgreSQL (fleet): only the URL differs. Times are integer microseconds since t
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, Foreign
                         String, Table, Text, UniqueConstraint, create_engine, event, insert,
                         inspect, make_url, select)
 from sqlalchemy.exc import OperationalError
+
+from ..private_files import FILE_MODE, open_private
 
 metadata = MetaData()
 
@@ -58,6 +61,9 @@ recordings = Table(
     Column("station_officer_id", String(128)),
     Column("officer_check", String(16)),  # "match", "mismatch" or "unassigned"
     Column("device_flag", Text),  # e.g. made after the device was reported lost (revoked)
+    # the header's clock_source, and why the camera's clock is not believed (ClockFlag), or null
+    Column("clock_source", String(32)),
+    Column("clock_flag", String(32)),
 )
 Index("recordings_retention", recordings.c.status, recordings.c.retain_until_us)
 
@@ -228,13 +234,42 @@ def open_catalogue(url: str) -> Engine:
     """An engine for ``url`` with the schema created (idempotent) and the audit head in place."""
     engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        _private_sqlite_files(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     with engine.begin() as conn:
         if conn.execute(select(audit_head.c.id)).first() is None:
             conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
     return engine
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Make the catalogue file 0600 before SQLite opens it: SQLite creates its -wal and -shm
+    files with the database file's mode, so they are 0600 too, whatever the umask."""
+    if database in (None, "", ":memory:") or str(database).startswith("file:"):
+        return
+    path = Path(str(database))
+    os.close(open_private(path, os.O_RDWR))
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, FILE_MODE)  # made by an older version, with the umask's mode
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a catalogue made by an older version lacks (create_all makes
+    missing tables, not missing columns), so that an existing station opens after an upgrade."""
+    with engine.begin() as conn:
+        found = inspect(conn)
+        for table in metadata.sorted_tables:
+            have = {column["name"] for column in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                         f"{kind}")
 
 
 def missing_catalogue(url: str) -> str | None:
@@ -264,14 +299,48 @@ def to_us(moment: datetime.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# the microsecond times a datetime can hold (years 1 to 9999): every stored time is inside them,
+# so none overflows a BIGINT, and nothing read back from the catalogue can crash a rendering
+MIN_US = to_us(datetime.datetime.min.replace(tzinfo=datetime.timezone.utc))
+MAX_US = to_us(datetime.datetime.max.replace(tzinfo=datetime.timezone.utc))
+INVALID_DATE = "invalid date"
+
+
+def in_range(value: int) -> bool:
+    """Whether ``value`` is a time a datetime (and so every page and command) can show."""
+    return MIN_US <= value <= MAX_US
+
+
+def clamp_us(value: int) -> int:
+    """``value`` brought into [MIN_US, MAX_US]: what the catalogue stores for a computed time
+    (a retention date past year 9999, say)."""
+    return max(MIN_US, min(MAX_US, value))
+
+
 def from_us(value: int) -> datetime.datetime:
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    return epoch + datetime.timedelta(microseconds=value)
+    """The aware datetime of a microsecond time, clamped to years 1..9999: total, so that a
+    camera's absurd clock can never crash a page or a command."""
+    return _EPOCH + datetime.timedelta(microseconds=clamp_us(value))
 
 
 def iso(value: int) -> str:
-    """The manifest's UTC form of a microsecond time, e.g. "2026-11-23T07:04:27.123456Z"."""
+    """The manifest's UTC form of a microsecond time, e.g. "2026-11-23T07:04:27.123456Z";
+    "invalid date" for a time outside years 1..9999."""
+    if not in_range(value):
+        return INVALID_DATE
     return from_us(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def shown(value: int | None, length: int = 19) -> str:
+    """A time for people: "2026-11-23 07:04:27 UTC" (``length`` 10: the day only), "" for
+    none, "invalid date" for one outside years 1..9999."""
+    if value is None:
+        return ""
+    if not in_range(value):
+        return INVALID_DATE
+    text = iso(value)[:length].replace("T", " ")
+    return text if length <= 10 else text + " UTC"
 
 
 def parse_utc(text: str) -> int:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..integrity import keys, manifest, verify
 from ..integrity.manifest import EventKind
-from . import audit, catalogue, devices as lifecycle
+from . import audit, camera_clock, catalogue, device_records as lifecycle
 from .audit import Action
 from .blobs import BlobStore, BlobWriter
 from .catalogue import devices, markers, nonces, officers, recordings, segments
@@ -419,9 +419,12 @@ class EvidenceStore:
                    now: int, values: dict[str, Any]) -> None:
         """Enter or update the recording's row, and its officer."""
         received = now if row is None else row.received_us
-        recorded_us = values["recorded_us"]
-        values["retain_until_us"] = (recorded_us if recorded_us is not None else received) \
-            + self.retention_us
+        enrolled_us = conn.execute(select(devices.c.enrolled_us)
+                                   .where(devices.c.device_id == device_id)).scalar()
+        values["clock_flag"] = camera_clock.judge(values["clock_source"], values["recorded_us"],
+                                                  values["ended_us"], received, now, enrolled_us)
+        values["retain_until_us"] = camera_clock.retain_until(
+            received, values["recorded_us"], values["clock_flag"], self.retention_us)
         if row is None:
             conn.execute(insert(recordings).values(recording_id=recording_id,
                                                    device_id=device_id, received_us=now,
@@ -508,9 +511,10 @@ def _text(value: Any) -> str | None:
 def _utc_us(value: Any) -> int | None:
     """Microseconds of a manifest UTC string; None for anything else."""
     try:
-        return catalogue.parse_utc(value) if isinstance(value, str) else None
-    except ValueError:
+        moment = catalogue.parse_utc(value) if isinstance(value, str) else None
+    except (ValueError, OverflowError):
         return None
+    return moment if moment is not None and catalogue.in_range(moment) else None
 
 
 def _catalogue_values(read: manifest.ManifestLines,
@@ -522,7 +526,8 @@ def _catalogue_values(read: manifest.ManifestLines,
     listed = read.of_type(manifest.LineType.SEGMENT)
     first = report.first_problem
     return dict(officer_id=_text(header.value("officer_id")),
-                utc_start=_text(header.value("utc_start")),
+                utc_start=(_text(header.value("utc_start")) or "")[:40] or None,
+                clock_source=(_text(header.value("clock_source")) or "")[:32] or None,
                 recorded_us=_utc_us(header.value("utc_start")),
                 ended_us=_utc_us(sealed[0].value("utc")) if sealed else None,
                 verify_summary="ok" if first is None else f"{first.where}: {first.message}",

@@ -11,20 +11,24 @@ exports, are not disclosed.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..integrity import keys, verify
+from ..private_files import open_private
 from . import audit
 from .audit import Action
-from .catalogue import iso
+from .catalogue import iso, shown
 from .evidence_store import EvidenceStore
 
 PACKAGE_README = """\
 Evidence export of recording {recording_id}
 made {made} by {by} (purpose: {purpose})
+recorded {recorded} by the camera's clock ({clock_source}); received by the station {received}
+camera clock: {clock_verdict}
 
 {recording_id}/           the recording exactly as the camera wrote it: fragmented MP4
                           segments (each plays on its own) and the signed manifest.jsonl
@@ -107,6 +111,9 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
             device_id=row.device_id, fingerprint=keys.fingerprint(key), audit_scope=scope,
             station_id=store.identity.station_id,
             station_fingerprint=store.identity.fingerprint,
+            recorded=shown(row.recorded_us) or "unknown", received=shown(row.received_us),
+            clock_source=row.clock_source or "source not stated",
+            clock_verdict=_clock_verdict(row.clock_flag),
             verdict="OK" if report.ok else f"FAILED: {report.first_problem}").encode("utf-8")
         sums = []
         for name, content in members.items():
@@ -115,7 +122,8 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
         members["SHA256SUMS"] = checksums
         members[SIGNATURE_MEMBER] = store.identity.sign(checksums)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as package:
+        with os.fdopen(open_private(out, os.O_WRONLY | os.O_TRUNC), "wb") as file, \
+                zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as package:
             for name, content in members.items():
                 if isinstance(content, Path):
                     package.write(content, name)
@@ -125,6 +133,14 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
     store.record_access(by, Action.EXPORT, recording_id,
                         {"purpose": purpose, "package_sha256": digest, "verified": report.ok})
     return ExportResult(out, digest, report.ok, len(members))
+
+
+def _clock_verdict(flag: str | None) -> str:
+    """What the README says of the camera's clock (camera_clock.ClockFlag)."""
+    if flag is None:
+        return "believed (synchronised, and plausible against the station's clock)"
+    return (f"NOT believed ({flag}): the recorded times are the camera's claim only; the "
+            "station's receive time is the reliable bound")
 
 
 def _sha256(content: Path | bytes) -> str:

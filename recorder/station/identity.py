@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..integrity.keys import DeviceKey
 from ..integrity.station_pin import StationPin, format_pin
+from ..private_files import make_private_dir
 
 STATION_KEY_FILE = "station_key.pem"
 STATION_ID_PREFIX = "station-"
@@ -51,7 +52,10 @@ class StationIdentity:
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> StationIdentity:
-        """The identity of the station in ``data_dir``, its key made on first use."""
+        """The identity of the station in ``data_dir``, its key made on first use. Every
+        station opens through here, so it is also where the data directory (key, catalogue,
+        blobs) is made, or tightened, to 0700."""
+        make_private_dir(data_dir)
         return cls(DeviceKey.load_or_create(data_dir, STATION_KEY_FILE))
 
     @classmethod

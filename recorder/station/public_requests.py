@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Connection, Select, insert, or_, select
 
 from . import audit, retention
 from .catalogue import public_requests, recordings
-from .errors import BadRequestError, ConflictError
-from .evidence_store import EvidenceStore, Status
+from .errors import BadRequestError, ConflictError, RecordingGoneError
+from .evidence_store import EvidenceStore
 from .export import ExportResult, export_recording
 
 
@@ -28,6 +29,7 @@ class PublicRequest:
     officer_id: str | None
     description: str
     matches: tuple[str, ...]  # recording ids now held for it
+    gone: tuple[str, ...] = ()  # recordings of the window already deleted on retention
 
 
 def record_request(store: EvidenceStore, reference: str, requester: str, description: str,
@@ -50,24 +52,46 @@ def record_request(store: EvidenceStore, reference: str, requester: str, descrip
         audit.append(conn, now, by, "public_request", None,
                      {"reference": reference, "window": [window_start_us, window_end_us],
                       "device_id": device_id, "officer_id": officer_id})
+        matches, gone = _hold_matches(conn, now, _matching(window_start_us, window_end_us,
+                                                           device_id, officer_id),
+                                      f"public request {reference}: {description}", reference,
+                                      by)
+    return PublicRequest(reference, requester, window_start_us, window_end_us, device_id,
+                         officer_id, description, matches, gone)
+
+
+def _matching(window_start_us: int, window_end_us: int, device_id: str | None,
+              officer_id: str | None) -> Select[Any]:
+    """The recordings (tombstones included) that overlap the window, narrowed by device or
+    officer; in the order of their recording time."""
     query = (select(recordings.c.recording_id)
-             .where(recordings.c.status != Status.DELETED)
              .where(recordings.c.recorded_us <= window_end_us)
              .where(or_(recordings.c.ended_us >= window_start_us,
                         recordings.c.ended_us.is_(None) & (recordings.c.recorded_us
                                                            >= window_start_us)))
-             .order_by(recordings.c.recorded_us))
+             .order_by(recordings.c.recorded_us, recordings.c.recording_id))
     if device_id is not None:
         query = query.where(recordings.c.device_id == device_id)
     if officer_id is not None:
         query = query.where(recordings.c.officer_id == officer_id)
-    with store.engine.connect() as conn:
-        matches = tuple(conn.execute(query).scalars())
-    for recording_id in matches:
-        retention.place_hold(store, recording_id, f"public request {reference}: {description}",
-                             reference, by=by)
-    return PublicRequest(reference, requester, window_start_us, window_end_us, device_id,
-                         officer_id, description, matches)
+    return query
+
+
+def _hold_matches(conn: Connection, now: int, query: Select[Any], reason: str,
+                  reference: str, by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Hold every recording ``query`` finds, each locked as place_hold locks it, inside the
+    request's own transaction: each one is held, or reported gone (deleted on retention before
+    the request, or by a sweep that held its row first); none is silently lost."""
+    held: list[str] = []
+    gone: list[str] = []
+    for recording_id in (str(value) for value in conn.execute(query).scalars().all()):
+        try:  # refused before it writes anything: the transaction goes on
+            retention.hold_locked(conn, now, recording_id, reason, reference, by)
+        except RecordingGoneError:
+            gone.append(recording_id)
+            continue
+        held.append(recording_id)
+    return tuple(held), tuple(gone)
 
 
 def export_request(store: EvidenceStore, reference: str, out_dir: Path,

@@ -5,6 +5,7 @@ published counts: recorded, uploaded, auto-deleted, held.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,34 +28,57 @@ class Hold:
     placed_us: int
 
 
-def _existing(conn: Connection, recording_id: str) -> Any:
-    row = conn.execute(select(recordings)
-                       .where(recordings.c.recording_id == recording_id)).first()
+def _existing(conn: Connection, recording_id: str, lock: bool = False) -> Any:
+    """The recording's row; with ``lock``, locked until the transaction ends (``SELECT ... FOR
+    UPDATE`` on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the only write lock), so that
+    what is checked in it cannot change before the transaction writes."""
+    query = select(recordings).where(recordings.c.recording_id == recording_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise UnknownRecordingError(f"no recording {recording_id} in the catalogue (`bwv station "
                                     "list --data DIR` shows them)")
     return row
 
 
+# A test-only hook (never set from the network, the CLI or the settings): called inside the locked
+# transaction of place_hold and of the sweep, between the check and the write, with the
+# recording id, so that tests/test_station_holds_race.py can land a second process exactly there.
+Pause = Callable[[str], None]
+
+
+def _no_pause(recording_id: str) -> None:
+    del recording_id
+
+
 def place_hold(store: EvidenceStore, recording_id: str, reason: str, case_ref: str,
-               by: str) -> Hold:
-    """Flag a recording as evidence: the sweep keeps it until every hold on it is released."""
+               by: str, pause: Pause = _no_pause) -> Hold:
+    """Flag a recording as evidence: the sweep keeps it until every hold on it is released.
+    The recording's row is locked while the hold is checked and written, so a hold is never
+    reported placed on a recording the sweep is deleting (RecordingGoneError instead)."""
     if not reason.strip() or not case_ref.strip():
         raise BadRequestError("a hold needs a reason and a case reference")
     now = store.clock()
     with store.write_lock, store.engine.begin() as conn:
-        row = _existing(conn, recording_id)
-        if row.status == Status.DELETED:
-            raise RecordingGoneError(f"recording {recording_id} was already deleted on "
-                                     "retention; nothing is left to hold")
-        key = conn.execute(insert(holds).values(
-            recording_id=recording_id, reason=reason, case_ref=case_ref, placed_by=by,
-            placed_us=now)).inserted_primary_key
-        assert key is not None
-        hold_id = int(key[0])
-        audit.append(conn, now, by, Action.HOLD, recording_id,
-                     {"hold": hold_id, "reason": reason, "case_ref": case_ref})
-    return Hold(int(hold_id), recording_id, reason, case_ref, by, now)
+        hold = hold_locked(conn, now, recording_id, reason, case_ref, by, pause)
+    return hold
+
+
+def hold_locked(conn: Connection, now: int, recording_id: str, reason: str, case_ref: str,
+                by: str, pause: Pause = _no_pause) -> Hold:
+    """Place a hold inside the caller's transaction, the recording's row locked first."""
+    row = _existing(conn, recording_id, lock=True)
+    if row.status == Status.DELETED:
+        raise RecordingGoneError(f"recording {recording_id} was already deleted on "
+                                 "retention; nothing is left to hold")
+    pause(recording_id)
+    key = conn.execute(insert(holds).values(
+        recording_id=recording_id, reason=reason, case_ref=case_ref, placed_by=by,
+        placed_us=now)).inserted_primary_key
+    assert key is not None
+    hold_id = int(key[0])
+    audit.append(conn, now, by, Action.HOLD, recording_id,
+                 {"hold": hold_id, "reason": reason, "case_ref": case_ref})
+    return Hold(hold_id, recording_id, reason, case_ref, by, now)
 
 
 def release_holds(store: EvidenceStore, recording_id: str, by: str, reason: str = "",
@@ -63,7 +87,7 @@ def release_holds(store: EvidenceStore, recording_id: str, by: str, reason: str 
     how many. The recording then goes at the next sweep if its retention has passed."""
     now = store.clock()
     with store.write_lock, store.engine.begin() as conn:
-        _existing(conn, recording_id)
+        _existing(conn, recording_id, lock=True)
         query = select(holds.c.id, holds.c.case_ref).where(
             holds.c.recording_id == recording_id).where(holds.c.released_us.is_(None))
         if case_ref is not None:
@@ -103,7 +127,8 @@ def _blob_still_used(conn: Connection, sha256: str, recording_id: str) -> bool:
     return other_segment is not None or other_manifest is not None
 
 
-def sweep(store: EvidenceStore, by: str = "station:sweep") -> SweepResult:
+def sweep(store: EvidenceStore, by: str = "station:sweep",
+          pause: Pause = _no_pause) -> SweepResult:
     """Delete every recording whose retention has passed and that has no active hold.
 
     Per recording, in one transaction: the catalogue marks it deleted (the row stays as a
@@ -125,11 +150,16 @@ def sweep(store: EvidenceStore, by: str = "station:sweep") -> SweepResult:
             continue
         removable: list[str] = []
         with store.write_lock, store.engine.begin() as conn:
-            recording = _existing(conn, row.recording_id)
-            if recording.status == Status.DELETED or conn.execute(
-                    select(holds.c.id).where(holds.c.recording_id == row.recording_id)
-                    .where(holds.c.released_us.is_(None))).first() is not None:
-                continue  # held or deleted since the query above
+            # locked, then checked again: a hold placed since the query above has committed
+            # (this waits for it) or will wait for this transaction and find a tombstone
+            recording = _existing(conn, row.recording_id, lock=True)
+            if recording.status == Status.DELETED or recording.retain_until_us > now:
+                continue
+            if conn.execute(select(holds.c.id).where(holds.c.recording_id == row.recording_id)
+                            .where(holds.c.released_us.is_(None))).first() is not None:
+                result.kept_on_hold.append(row.recording_id)
+                continue
+            pause(row.recording_id)
             held_segments = list(conn.execute(
                 select(segments.c.file, segments.c.sha256, segments.c.bytes)
                 .where(segments.c.recording_id == row.recording_id)
@@ -151,6 +181,9 @@ def sweep(store: EvidenceStore, by: str = "station:sweep") -> SweepResult:
                 blobs_removed=len(removable), bytes_removed=removed_bytes))
             audit.append(conn, now, by, Action.DELETE, row.recording_id,
                          {"reason": "retention", "retain_until": recording.retain_until_us,
+                          "received": recording.received_us,
+                          "recorded_utc": recording.utc_start,  # the camera's claim
+                          "clock_flag": recording.clock_flag,
                           "was": recording.status, "segments": len(held_segments),
                           "bytes": removed_bytes, "manifest_sha256": recording.manifest_sha256})
         for sha in removable:

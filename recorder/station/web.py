@@ -24,8 +24,8 @@ from starlette.routing import Route
 from ..integrity.request_signing import is_safe_name
 from . import retention
 from .audit import Action
-from .catalogue import iso
-from .devices import officer_note
+from .catalogue import shown
+from .device_records import officer_note
 from .errors import UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
 from .export import export_recording
@@ -33,6 +33,7 @@ from .export import export_recording
 _STYLE = """<style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
+.flag{color:#a60}
 .verified{color:#060}.failed{color:#a00}.deleted{color:#888}video{width:32em;max-width:100%}
 </style>"""
 
@@ -49,7 +50,12 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 def _date(value: int | None) -> str:
-    return "" if value is None else iso(value)[:19].replace("T", " ") + " UTC"
+    return shown(value)
+
+
+def _clock(flag: str | None) -> str:
+    """The camera-clock warning of a recording (camera_clock.ClockFlag), or nothing."""
+    return "" if flag is None else f"<span class=flag>camera clock: {html.escape(flag)}</span>"
 
 
 def web_routes(store: EvidenceStore) -> list[Route]:
@@ -64,9 +70,10 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                     else f'<a href="/recordings/{name}">{name}</a>')
             lines.append(
                 f"<tr><td>{link}</td><td>{html.escape(row.device_id)}</td>"
-                f"<td>{html.escape(officer_note(row))}</td><td>{_date(row.recorded_us)}</td>"
+                f"<td>{html.escape(officer_note(row))}</td><td>{_date(row.recorded_us)} "
+                f"{_clock(row.clock_flag)}</td>"
                 f"<td class={row.status}>{row.status}</td><td>{row.segment_count}</td>"
-                f"<td>{_date(row.retain_until_us)[:10]}</td>"
+                f"<td>{shown(row.retain_until_us, 10)}</td>"
                 f"<td class=failed>{html.escape(row.device_flag or '')}</td></tr>")
         counts = await run_in_threadpool(retention.stats, store)
         summary = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in counts.items()
@@ -103,7 +110,8 @@ def web_routes(store: EvidenceStore) -> list[Route]:
                            for p in report.get("problems", []))
         body = (f"<p><a href='/'>all recordings</a></p><h1>{name}</h1>"
                 f"<p>device {html.escape(row.device_id)}, officer "
-                f"{html.escape(officer_note(row))}, recorded {_date(row.recorded_us)}, "
+                f"{html.escape(officer_note(row))}, recorded {_date(row.recorded_us)} "
+                f"{_clock(row.clock_flag)}, received {_date(row.received_us)}, "
                 f"kept until {_date(row.retain_until_us)}</p>"
                 + (f"<p class=failed>FLAGGED: {html.escape(row.device_flag)}</p>"
                    if row.device_flag else "") +

@@ -20,6 +20,7 @@ from typing import Any
 from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 from ..capture.clock import ClockAnchor, monotonic_us
 from ..integrity.keys import DeviceKey
+from ..private_files import make_new_private_dir
 from .interleave import PtsInterleaver
 from ..integrity.manifest import (
     MANIFEST_NAME,
@@ -72,7 +73,7 @@ class FileRecording:
         self._anchor = anchor
         self._clock_us = clock_us
         self._lock = threading.Lock()
-        path.mkdir(parents=True)
+        make_new_private_dir(path)
         self._manifest = ManifestWriter.create(path, key, header)
         self._segments = SegmentWriter(path, audio_config=audio_config,
                                        segment_seconds=segment_seconds,

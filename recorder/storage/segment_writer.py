@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from .. import durability
+from ..private_files import FILE_MODE, open_private
 from ..capture.access_unit import AccessUnit
 from ..capture.clock import ClockAnchor
 from ..errors import RecorderError
@@ -187,8 +188,7 @@ class SegmentWriter:
                                   "directory is written once")
         self._index = index
         self._partial = self.directory / (name + PARTIAL_SUFFIX)
-        self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                           0o644)
+        self._fd = open_private(self._partial, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
         durability.fsync_directory(self.directory)
         self._hasher = Sha256()
         self._bytes = 0
@@ -315,6 +315,7 @@ def recover_segment(partial: Path | str, *, clock: ClockAnchor) -> SealedSegment
             f"both {partial.name} and {final.name} exist in {partial.parent}: keep both and "
             "compare them by hand; recovery will not overwrite a sealed segment")
     with open(partial, "r+b") as file:
+        os.fchmod(file.fileno(), FILE_MODE)  # footage is the owner's only, even if made before
         data = file.read()
         scan = scan_whole_fragments(data)
         if scan.fragments == 0:

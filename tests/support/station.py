@@ -64,9 +64,11 @@ def _segment_template(seconds: int) -> tuple[Path, list[tuple[str, int, int, int
 
 def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
                    utc_start: str = "2026-11-23T07:00:00.000000Z", seconds: int = 4,
-                   sealed: bool = True, officer_id: str = "PC 1234") -> Path:
+                   sealed: bool = True, officer_id: str = "PC 1234",
+                   clock_source: str = "ntp") -> Path:
     """A recording directory ``root/<id>`` with real fragmented MP4 segments (2 s each, made by
-    PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False."""
+    PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False;
+    ``clock_source`` is what its header says of the camera's clock."""
     recording_id = recording_id_for(utc_start, device_id)
     directory = root / recording_id
     template, template_spans = _segment_template(seconds)
@@ -74,7 +76,7 @@ def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
     spans = [(directory / name, first, last, keyframes)
              for name, first, last, keyframes in template_spans]
     header = RecordingHeader(recording_id, device_id, officer_id, utc_start, MONOTONIC_START_US,
-                             "ntp", {"segment_seconds": 2})
+                             clock_source, {"segment_seconds": 2})
     with ManifestWriter.create(directory, key, header) as writer:
         for index, (path, first, last, keyframes) in enumerate(spans, 1):
             data = path.read_bytes()
