@@ -36,6 +36,9 @@ from .integrity.station_pin import StationPin
 
 API = "/api/v1"
 CHUNK_BYTES = 1 << 20
+# an answer holds a receipt (at most 4 MiB) and the holdings beside it: anything longer is not
+# a station's answer, and is not read further (a hostile station must not fill the camera's RAM)
+MAX_ANSWER_BYTES = 16 << 20
 RECEIPTS_LOG = "receipts.jsonl"
 HOW_TO_PIN = ("run `bwv station key --data DIR` on the station and give the line it prints as "
               "the station.public_key setting or `bwv upload --station-key`")
@@ -251,6 +254,8 @@ class Uploader:
         self.chunk_bytes = chunk_bytes
         # an https station is checked against the system's CAs, or only against ``cafile``
         tls = tls_context(cafile) if cafile else True
+        # an answer must be whole within this, however slowly a hostile station drips it
+        self._answer_deadline_s = timeout_s
         self._client = httpx.Client(base_url=self.station_url, timeout=timeout_s, verify=tls,
                                     transport=transport)
 
@@ -282,7 +287,10 @@ class Uploader:
               content: Any = None) -> dict[str, Any]:
         """One request's JSON answer; StationRefusedError for an error answer."""
         try:
-            response = self._client.request(method, path, content=content, headers=headers)
+            # identity: the answer is read as sent, so a compressed one cannot expand past the cap
+            headers = {**headers, "Accept-Encoding": "identity"}
+            with self._client.stream(method, path, content=content, headers=headers) as response:
+                raw = _read_bounded(response, MAX_ANSWER_BYTES, self._answer_deadline_s)
         except httpx.TransportError as exc:
             untrusted = _certificate_error(exc)
             if untrusted is not None:
@@ -291,10 +299,15 @@ class Uploader:
             raise StationUnreachableError(
                 f"{method} {self.station_url}{path} failed: {exc.__class__.__name__}: {exc}. "
                 "Nothing was deleted; the upload resumes on the next dock") from exc
+        if raw is None:
+            raise StationRefusedError(response.status_code, "answer_too_large",
+                                      f"the answer to {method} {path} is longer than "
+                                      f"{MAX_ANSWER_BYTES >> 20} MiB or slower than "
+                                      f"{self._answer_deadline_s:.0f} s: not a station's answer")
         try:
-            body: dict[str, Any] = response.json()
-        except ValueError:
-            body = {"error": "not_json", "message": response.text[:200]}
+            body: dict[str, Any] = json.loads(raw)
+        except (ValueError, RecursionError):
+            body = {"error": "not_json", "message": raw[:200].decode("utf-8", "replace")}
         if response.status_code >= 400:
             raise StationRefusedError(response.status_code, str(body.get("error"))[:40],
                                       str(body.get("message"))[:300])
@@ -537,6 +550,20 @@ def check_station_url(station_url: str, insecure_http_for_tests: bool = False) -
             "localhost). Nothing was sent")
     raise InsecureStationError(f"the station URL {station_url[:100]!r} is not an https:// "
                                "(or loopback http://) URL")
+
+
+def _read_bounded(response: httpx.Response, limit: int, deadline_s: float) -> bytes | None:
+    """The body of ``response``, or None once it passes ``limit`` bytes or ``deadline_s``
+    seconds (reading stops there: the rest is never held)."""
+    deadline = time.monotonic() + deadline_s
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > limit or time.monotonic() > deadline:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def tls_context(cafile: Path) -> ssl.SSLContext:

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -469,3 +470,47 @@ def test_the_docked_upload_deletes_only_with_the_pin_of_its_settings(
     assert upload is not None and upload() is True
     assert list((camera / "recordings").iterdir()) == []
     assert len((camera / "receipts.jsonl").read_text().splitlines()) == 2
+
+
+# --- a station whose answer never ends -------------------------------------------------------
+
+
+class EndlessAnswer(BaseHTTPRequestHandler):
+    """Answers every request with a JSON-looking body that never ends (no Content-Length, the
+    connection closed only by the client): a hostile station trying to fill the camera's RAM."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        filler = b" " * (1 << 16)
+        try:
+            self.wfile.write(b'{"station_id":"')
+            while True:
+                self.wfile.write(filler)
+        except OSError:
+            pass  # the camera hung up: what this test waits for
+
+
+def test_an_answer_that_never_ends_is_cut_off_and_nothing_is_deleted(
+        camera: Path, tmp_path: Path) -> None:
+    pin = make_store(tmp_path / "station").identity.pin
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EndlessAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = snapshot(camera / "recordings")
+    try:
+        started = time.monotonic()
+        result = bwv_upload(camera, f"http://127.0.0.1:{server.server_address[1]}",
+                            "--station-key", str(pin))
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "answer_too_large" in result.stderr and "16 MiB" in result.stderr
+    assert snapshot(camera / "recordings") == before
+    assert elapsed < 30  # stopped reading at the cap, not at the end of an endless answer
