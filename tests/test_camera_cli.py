@@ -354,7 +354,15 @@ def test_doctor_prints_an_enroll_command_that_enrolls_the_camera(tmp_path: Path)
                               cwd="/", capture_output=True, text=True, timeout=120)
     assert enrolled.returncode == 0, enrolled.stderr
     assert enrolled.stdout.splitlines()[0] == f"enrolled cam-7.north: key sha256 {key.fingerprint}"
-    assert enrolled.stdout.splitlines()[-1].startswith("bwv-station/1:")  # the pin, for the camera
+    pin = enrolled.stdout.splitlines()[-1]
+    assert pin.startswith("bwv-station/1:")  # the pin, for the camera
+    assert lines["evidence station"].startswith("no station.url: docking uploads nothing; no "
+                                                "station key pinned: uploads delete nothing")
+    pinned = doctor("--config", str(write_config(tmp_path, device_id="cam-7.north", station={
+        "url": "http://127.0.0.1:8470", "public_key": pin})))
+    station_id = pin.split(":")[1]
+    assert pinned["evidence station"].startswith(f"http://127.0.0.1:8470; pinned {station_id} "
+                                                 "(key sha256 ")
 
 
 def test_doctor_warns_of_a_device_id_the_station_would_refuse(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def report(settings: Settings | None = None) -> list[DoctorLine]:
                                 f"{choice.implementation}: {choice.reason}"))
     lines.append(_device_id_line(settings))
     lines.extend(_device_key_lines(settings))
+    lines.append(_station_line(settings))
     lines.extend(_raspberry_pi_lines(settings.data_dir))
     return lines
 
@@ -98,6 +99,27 @@ def _device_key_lines(settings: Settings) -> list[DoctorLine]:
             DoctorLine("device public key", public_key),
             DoctorLine("device key fingerprint", f"sha256 {key.fingerprint}"),
             DoctorLine("enroll at the station", enroll_command(settings.device_id, public_key))]
+
+
+def _station_line(settings: Settings) -> DoctorLine:
+    """Where docked uploads go and which station the camera trusts to delete on its word."""
+    from ..integrity.keys import PublicKeyFormatError
+    from ..integrity.station_pin import parse_pin
+
+    url = str(settings["station.url"]) or "no station.url: docking uploads nothing"
+    pin_text = str(settings["station.public_key"])
+    if not pin_text:
+        trust = ("no station key pinned: uploads delete nothing here -> set station.public_key "
+                 "to the line `bwv station key --data DIR` prints on the station")
+    else:
+        try:
+            pin = parse_pin(pin_text)
+        except PublicKeyFormatError as exc:
+            trust = f"ERROR: station.public_key: {exc}"
+        else:
+            trust = (f"pinned {pin.station_id} (key sha256 {pin.fingerprint}): compare with "
+                     "what the station prints")
+    return DoctorLine("evidence station", f"{url}; {trust}")
 
 
 def render(lines: list[DoctorLine]) -> str:
