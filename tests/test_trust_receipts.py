@@ -412,6 +412,24 @@ def test_a_signed_receipt_verifies_and_any_edit_breaks_it(station_key: DeviceKey
     assert base64.b64encode(signature).decode() in line
 
 
+def test_a_receipt_in_any_but_the_canonical_form_is_refused(station_key: DeviceKey) -> None:
+    """A genuine receipt with a duplicate member in front (json.loads keeps the last one, so it
+    would still verify), spaces, or a needless escape: refused, so that what the camera keeps
+    is exactly what was signed and openssl checks it as formats.md says."""
+    pin = StationPin("station-0123456789abcdef", station_key.public_key)
+    line = sign_receipt(a_receipt(), station_key.sign)
+    disguised = [
+        '{"verified":false,"status":"failed","manifest_sha256":"' + "c" * 64 + '",' + line[1:],
+        line.replace('","', '", "', 1),
+        line.replace('"cam7"', '"cam\\u0037"', 1),
+    ]
+    for text in disguised:
+        assert json.loads(text)["device_id"] == "cam7"  # the same members, read the usual way
+        with pytest.raises(ReceiptError, match="canonical form"):
+            verify_receipt(pin, text, "ab" * 16)
+    assert verify_receipt(pin, line, "ab" * 16) == a_receipt()
+
+
 @pytest.mark.parametrize("text", [
     None, 42, "", "[]", "{", '{"scheme":"bwv-receipt/1"}', "x" * (MAX_RECEIPT_BYTES + 1),
     "[" * 100_000, '{"a":' * 50_000,

@@ -114,6 +114,11 @@ def parse_receipt(text: object) -> tuple[Receipt, bytes, bytes]:
         raise ReceiptError("the receipt's signature or values cannot be read") from None
     if len(signature) != 64:
         raise ReceiptError("the receipt's sig is not a 64-byte Ed25519 signature")
+    if canonical_bytes(obj) != text.encode("utf-8", "surrogatepass"):
+        # one form only: what the camera keeps is then exactly what was signed plus its sig, and
+        # openssl checks it as formats.md says (duplicate keys, spaces or escapes would not)
+        raise ReceiptError("the receipt is not in canonical form (keys sorted, no spaces, no "
+                           "repeated keys, no needless escapes)")
     return receipt, signature, signed
 
 
