@@ -61,7 +61,10 @@ def rewrite_without(store: EvidenceStore, actions: set[str],
                     resign_with: StationIdentity | None = None) -> int:
     """What a dishonest operator does with write access to the catalogue: drop the entries with
     these actions, renumber and re-hash the rest so every link holds, move the head; with the
-    station's key, also replace the stored checkpoints with fresh ones. Returns entries dropped."""
+    station's key, also replace the stored checkpoints with fresh ones wherever the station
+    would have made one (here: at every entry, the most thorough forger). Returns entries
+    dropped."""
+    kept: list[tuple[int, str, int]] = []  # seq, hash, at_us of the rewritten entries
     with store.engine.begin() as conn:
         rows = list(conn.execute(select(catalogue.audit).order_by(catalogue.audit.c.seq)))
         conn.execute(delete(catalogue.audit))
@@ -78,11 +81,12 @@ def rewrite_without(store: EvidenceStore, actions: set[str],
             conn.execute(insert(catalogue.audit).values(
                 seq=seq, at_us=row.at_us, actor=row.actor, action=row.action,
                 recording_id=row.recording_id, line=line, hash=previous))
+            kept.append((seq, previous, int(row.at_us)))
         conn.execute(update(audit_head).values(seq=seq, hash=previous))
         if resign_with is not None:
             conn.execute(delete(audit_checkpoints))
-    if resign_with is not None:
-        audit.checkpoint(store.engine, resign_with, store.clock())
+            for entry_seq, digest, at_us in kept:
+                audit._insert_checkpoint(conn, resign_with, entry_seq, digest, at_us)
     return dropped
 
 
@@ -128,6 +132,22 @@ def test_an_operator_with_the_station_key_is_caught_by_an_exported_checkpoint(
     assert "exported line 1" in caught.stderr
     assert ("no longer has the hash the station signed" in caught.stderr
             or "the log has no entry" in caught.stderr)
+
+
+def test_removing_the_checkpoints_to_rewrite_the_log_is_caught_without_the_key(
+        tmp_path: Path, camera_key: DeviceKey) -> None:
+    """Someone with the catalogue but not the station key drops entries, recomputes the chain
+    and deletes every checkpoint row so none can disagree: the checkpoints the station always
+    makes (at entry 1, every 100th, after 5 quiet minutes) are missing, and `--verify` says so."""
+    data, store = station_with_history(tmp_path, camera_key)
+    assert rewrite_without(store, {Action.VIEW}) >= 1
+    with store.engine.begin() as conn:
+        conn.execute(delete(audit_checkpoints))
+    assert audit.verify(store.engine).ok  # the bare chain holds again
+    result = bwv("station", "audit", "--data", str(data), "--verify")
+    assert result.returncode == 1, result.stdout
+    assert "have no signed checkpoint where the station always makes one" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_checkpoint_forged_without_the_station_key_is_refused(

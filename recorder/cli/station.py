@@ -29,6 +29,7 @@ DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
                    "psycopg": "postgres"}
+MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
 
@@ -51,23 +52,44 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
     from ..station.blobs import LocalBlobStore
     from ..station.catalogue import missing_catalogue, open_catalogue, sqlite_url
     from ..station.evidence_store import EvidenceStore
-    from ..station.identity import StationIdentity
+    from ..station.identity import STATION_KEY_FILE, StationIdentity
 
     data = _data_dir(args)
     url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
-    if create:
-        data.mkdir(parents=True, exist_ok=True)
-    elif not data.is_dir():
+    if not create and not data.is_dir():
         raise StationUsageError(f"no station in {data}: the directory does not exist "
                                 f"({_where_stations_come_from()})")
-    else:
-        problem = missing_catalogue(url)
-        if problem is not None:
-            raise StationUsageError(f"no station in {data}: {problem} "
-                                    f"({_where_stations_come_from()})")
-    return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"),
-                         StationIdentity.load_or_create(data),
+    problem = missing_catalogue(url) if data.is_dir() else "a new station"
+    if problem is not None and not create:
+        raise StationUsageError(f"no station in {data}: {problem} "
+                                f"({_where_stations_come_from()})")
+    if create:
+        data.mkdir(parents=True, exist_ok=True)
+    identity = StationIdentity.find(data)
+    if identity is None:
+        if problem is None and not getattr(args, "new_key", False):
+            # never silently: a new key is a new station id that every camera must pin again,
+            # and the audit checkpoints signed so far would no longer be this station's
+            raise StationUsageError(
+                f"the station in {data} has lost its key ({STATION_KEY_FILE}): restore it from "
+                "backup. A new key makes a new station that every camera must pin again; to "
+                f"make one all the same: `bwv station key --data {data} --new-key`")
+        identity = StationIdentity.load_or_create(data)
+    return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"), identity,
                          retention_days=getattr(args, "retention_days", 31))
+
+
+def _retention_days(text: str) -> int:
+    """``--retention-days``: whole days, never under the 31 the camera's deletion counts on."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not MIN_RETENTION_DAYS <= days <= 36_500:
+        raise argparse.ArgumentTypeError(
+            f"{days} days: footage is kept at least {MIN_RETENTION_DAYS} days after the station "
+            "verified it (the camera deletes its copy on that), and at most 100 years")
+    return days
 
 
 def _where_stations_come_from() -> str:
@@ -490,9 +512,10 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                        help=f"address to listen on (default {DEFAULT_LISTEN})")
     serve.add_argument("--sweep-every", type=float, default=3600.0, metavar="SECONDS",
                        help="run the retention sweep this often (default 3600; 0: never)")
-    serve.add_argument("--retention-days", type=int, default=31, metavar="DAYS",
-                       help="delete recordings this many days after they were recorded unless "
-                            "held (default 31)")
+    serve.add_argument("--retention-days", type=_retention_days, default=31, metavar="DAYS",
+                       help="delete recordings this many days after the station verified them "
+                            "(or after they were recorded, when the camera's clock is believed "
+                            "and that is later) unless held; at least 31 (default 31)")
     serve.add_argument("--ssl-certfile", metavar="PEM")
     serve.add_argument("--ssl-keyfile", metavar="PEM")
     serve.add_argument("--web", action="store_true",
@@ -519,8 +542,12 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                          description="Print, on one line, what a camera needs to trust this "
                          "station: bwv-station/1:STATION-ID:PUBLIC-KEY. Give it to the camera as "
                          "the station.public_key setting or `bwv upload --station-key`. The "
-                         "station's key (station_key.pem, 0600) is made on first use.")
+                         "station's key (station_key.pem, 0600) is made with the station; "
+                         "if it was lost, --new-key makes another (a new station id).")
     key.add_argument("--quiet", action="store_true", help="print only the line")
+    key.add_argument("--new-key", action="store_true",
+                     help="make a new key when the station's is lost (never replaces one): "
+                          "every camera must then pin the new line")
     key.set_defaults(station_func=_key)
 
     audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",

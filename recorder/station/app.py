@@ -181,6 +181,8 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
 
     async def put_manifest(request: Request) -> Response:
         device, signed = await authenticate(request)  # before any byte of the body
+        await check_device_quota(device, declared_length(request.headers, caps.manifest_bytes,
+                                                         "manifest"))
         data = await _read_capped(request, caps.manifest_bytes, "manifest")
         if hashlib.sha256(data).hexdigest() != signed.body_sha256:
             raise HashMismatchError("X-BWV-Content-SHA256 is not the SHA-256 of the body")

@@ -51,6 +51,7 @@ class Action:
     INGEST = "ingest"  # a manifest arrived and the recording was verified
     REFUSED = "refused"  # an upload from an enrolled device that was refused
     VIEW = "view"
+    VIEW_MEDIA = "view_media"  # footage fetched from the web pages (each request, its range)
     EXPORT = "export"
     HOLD = "hold"
     RELEASE = "release"
@@ -129,8 +130,10 @@ def verify(engine: Engine, identity: StationIdentity | None = None) -> AuditChec
         stored = list(conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id)))
         wanted = {int(row.seq) for row in stored}
         on_chain: dict[int, str] = {0: GENESIS_HASH}
+        coverage = _Coverage(stored)
         for row in conn.execute(select(audit).order_by(audit.c.seq)):
             result.entries += 1
+            coverage.see(int(row.seq), int(row.at_us))
             where = f"entry {row.seq}"
             try:
                 body = manifest.parse_line(row.line.encode("utf-8"))
@@ -168,7 +171,42 @@ def verify(engine: Engine, identity: StationIdentity | None = None) -> AuditChec
         for row in stored:
             result.problems.extend(_stored_checkpoint_problems(row, identity, on_chain))
         result.checkpoints = len(stored)
+        if coverage.missing:
+            shown = ", ".join(str(seq) for seq in coverage.missing[:5])
+            more = f" and {len(coverage.missing) - 5} more" if len(coverage.missing) > 5 else ""
+            result.problems.append(
+                f"entries {shown}{more} have no signed checkpoint where the station always "
+                f"makes one (at entry 1, every {CHECKPOINT_EVERY}th, and at the first entry "
+                f"{CHECKPOINT_INTERVAL_US // 60_000_000} minutes after the last one): "
+                "checkpoints were removed, or the log was rewritten")
     return result
+
+
+class _Coverage:
+    """Where the station must have signed a checkpoint, by the rule ``append`` follows: at
+    entry 1, at every ``CHECKPOINT_EVERY``-th entry, and at any entry made
+    ``CHECKPOINT_INTERVAL_US`` or more after the newest checkpoint before it. Someone who
+    removes checkpoint rows to rewrite the log unseen can then do so only for the newest
+    entries (fewer than ``CHECKPOINT_EVERY``, and only by also rewriting their times): what
+    exported checkpoints (``verify_against``) are for."""
+
+    def __init__(self, stored: list[Any]) -> None:
+        self.marks = sorted((int(row.seq), int(row.at_us)) for row in stored)
+        self.at = {seq for seq, _ in self.marks}
+        self.next = 0
+        self.last_us: int | None = None  # the newest checkpoint time before the entry seen
+        self.missing: list[int] = []
+
+    def see(self, seq: int, at_us: int) -> None:
+        while self.next < len(self.marks) and self.marks[self.next][0] < seq:
+            mark_us = self.marks[self.next][1]
+            self.last_us = mark_us if self.last_us is None else max(self.last_us, mark_us)
+            self.next += 1
+        if seq in self.at:
+            return
+        if (seq == 1 or seq % CHECKPOINT_EVERY == 0 or self.last_us is None
+                or at_us - self.last_us >= CHECKPOINT_INTERVAL_US):
+            self.missing.append(seq)
 
 
 # -- signed checkpoints

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..integrity import keys, manifest, verify
@@ -77,6 +77,9 @@ class EvidenceStore:
         self.blobs = blobs
         self.identity = identity  # the station's key and id: receipts and checkpoints
         self.clock = clock
+        if retention_days < RETENTION_DAYS:
+            raise ValueError(f"retention of {retention_days} days: at least {RETENTION_DAYS}, "
+                             "since cameras delete their copy on the station's receipt")
         self.retention_us = retention_days * 86_400 * 1_000_000
         self.write_lock = threading.Lock()
         audit.sign_checkpoints(engine, identity)  # appends checkpoint the log with this key
@@ -271,6 +274,12 @@ class EvidenceStore:
                 # the failed verdict was over fewer segments: stale until the manifest comes again
                 conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
                              .values(status=Status.RECEIVING))
+            _lock_blob(conn, sha256)
+            if not self.blobs.exists(sha256):
+                # the same bytes, already stored, were freed by the sweep since they arrived:
+                # refuse rather than catalogue a segment without its blob (the camera resends)
+                raise ConflictError(f"{recording_id}/{file} was removed while it was being "
+                                    "stored: send it again")
             conn.execute(insert(segments).values(recording_id=recording_id, file=file,
                                                  sha256=sha256, bytes=size, received_us=now,
                                                  blob_deleted=False))
@@ -303,10 +312,23 @@ class EvidenceStore:
         return None
 
     def _drop_unreferenced_blob(self, conn: Connection, sha256: str) -> None:
-        """Remove a refused segment's blob unless a catalogued segment holds the same bytes."""
-        if conn.execute(select(segments.c.file).where(segments.c.sha256 == sha256)
-                        .limit(1)).first() is None:
+        """Inside ``conn``'s transaction: remove a stored blob that no live recording's manifest
+        and no held segment refers to (a refused segment, a manifest whose ingest failed or that
+        a newer one replaced, what the sweep frees). What a device sends is either catalogued,
+        and counted against its quota, or not kept."""
+        _lock_blob(conn, sha256)
+        used = conn.execute(select(recordings.c.recording_id)
+                            .where(recordings.c.manifest_sha256 == sha256)
+                            .where(recordings.c.status != Status.DELETED).limit(1)).first() or \
+            conn.execute(select(segments.c.file).where(segments.c.sha256 == sha256)
+                         .where(segments.c.blob_deleted.is_(False)).limit(1)).first()
+        if used is None:
             self.blobs.delete(sha256)
+
+    def drop_unreferenced_blob(self, sha256: str) -> None:
+        """``_drop_unreferenced_blob`` in a transaction of its own."""
+        with self.write_lock, self.engine.begin() as conn:
+            self._drop_unreferenced_blob(conn, sha256)
 
     def _held_segments(self, conn: Connection, recording_id: str) -> dict[str, str]:
         return {r.file: r.sha256 for r in conn.execute(
@@ -341,7 +363,20 @@ class EvidenceStore:
                 return self.holdings(recording_id)
             raise ConflictError(f"recording {recording_id} is already verified with another "
                                 "manifest")
+        replaced = row.manifest_sha256 if row is not None else None
         self._store_blob(manifest_sha256, data)
+        try:
+            self._verify_and_record(device_id, recording_id, key, data, read)
+        except BaseException:
+            self.drop_unreferenced_blob(manifest_sha256)  # nothing is left without a row
+            raise
+        if replaced is not None and replaced != manifest_sha256:
+            self.drop_unreferenced_blob(replaced)  # a failed recording's earlier manifest
+        return self.holdings(recording_id)
+
+    def _verify_and_record(self, device_id: str, recording_id: str, key: Ed25519PublicKey,
+                           data: bytes, read: manifest.ManifestLines) -> None:
+        """Verify the recording with ``data`` as its manifest and record the verdict."""
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
             # verify outside the lock, then record the verdict only if the segments it covered
             # are still exactly those held (a segment PUT may have committed in between); the
@@ -359,7 +394,6 @@ class EvidenceStore:
                                                 report, verified_held, keys.fingerprint(key))
             if done:
                 break
-        return self.holdings(recording_id)
 
     def _record_verdict(self, conn: Connection, device_id: str, recording_id: str, data: bytes,
                         read: manifest.ManifestLines, report: verify.VerifyReport,
@@ -423,8 +457,11 @@ class EvidenceStore:
                                    .where(devices.c.device_id == device_id)).scalar()
         values["clock_flag"] = camera_clock.judge(values["clock_source"], values["recorded_us"],
                                                   values["ended_us"], received, now, enrolled_us)
+        # counted from the verdict (now), not the first segment's arrival: the camera deletes
+        # its copy on the receipt given from then on, so the station's copy is then the only
+        # one and must have its whole retention period from that moment
         values["retain_until_us"] = camera_clock.retain_until(
-            received, values["recorded_us"], values["clock_flag"], self.retention_us)
+            max(received, now), values["recorded_us"], values["clock_flag"], self.retention_us)
         if row is None:
             conn.execute(insert(recordings).values(recording_id=recording_id,
                                                    device_id=device_id, received_us=now,
@@ -504,8 +541,26 @@ def _read_arrival(recording_id: str, device_id: str, data: bytes) -> manifest.Ma
     return read
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _lock_blob(conn: Connection, sha256: str) -> None:
+    """Serialise, for one blob, a segment's commit and the removal of unreferenced blobs (two
+    station processes: `serve` and `bwv station sweep`): on PostgreSQL a transaction-scoped
+    advisory lock on the hash; SQLite's BEGIN IMMEDIATE already lets one writer in at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:sha, 0))"),
+                     {"sha": sha256})
+
+
+MAX_CLAIMED_BYTES = 1 << 53  # a segment's size as a manifest claims it, where it is summed
+
+
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """A manifest's text as the catalogue can store it on either database: None unless a
+    string; a lone surrogate or a NUL (which neither UTF-8 nor PostgreSQL text can hold) shown
+    escaped; at most ``limit`` characters (the column's width)."""
+    if not isinstance(value, str):
+        return None
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text if limit is None else text[:limit]
 
 
 def _utc_us(value: Any) -> int | None:
@@ -525,16 +580,19 @@ def _catalogue_values(read: manifest.ManifestLines,
     sealed = read.of_type(manifest.LineType.SEALED)
     listed = read.of_type(manifest.LineType.SEGMENT)
     first = report.first_problem
-    return dict(officer_id=_text(header.value("officer_id")),
-                utc_start=(_text(header.value("utc_start")) or "")[:40] or None,
-                clock_source=(_text(header.value("clock_source")) or "")[:32] or None,
+    claimed = [line.value("bytes") for line in listed]
+    return dict(officer_id=_text(header.value("officer_id"), 128),
+                utc_start=_text(header.value("utc_start"), 40) or None,
+                clock_source=_text(header.value("clock_source"), 32) or None,
                 recorded_us=_utc_us(header.value("utc_start")),
                 ended_us=_utc_us(sealed[0].value("utc")) if sealed else None,
-                verify_summary="ok" if first is None else f"{first.where}: {first.message}",
+                verify_summary=_text("ok" if first is None else f"{first.where}: {first.message}",
+                                     4000),
                 verify_report=json.dumps(report.to_json(), sort_keys=True),
                 segment_count=len(listed),
-                total_bytes=sum(line.value("bytes") for line in listed
-                                if isinstance(line.value("bytes"), int)))
+                total_bytes=min(MAX_CLAIMED_BYTES, sum(
+                    size for size in claimed
+                    if type(size) is int and 0 <= size <= MAX_CLAIMED_BYTES)))
 
 
 def _enter_markers(conn: Connection, recording_id: str, read: manifest.ManifestLines) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, insert, or_, select
 
 from . import audit, retention
-from .catalogue import public_requests, recordings
+from .catalogue import holds, public_requests, recordings
 from .errors import BadRequestError, ConflictError, RecordingGoneError
 from .evidence_store import EvidenceStore
 from .export import ExportResult, export_recording
@@ -45,6 +45,10 @@ def record_request(store: EvidenceStore, reference: str, requester: str, descrip
         if conn.execute(select(public_requests.c.id)
                         .where(public_requests.c.reference == reference)).first() is not None:
             raise ConflictError(f"a request with reference {reference} is already recorded")
+        if conn.execute(select(holds.c.id).where(holds.c.case_ref == reference)).first():
+            # its export would gather that case's recordings and audit entries too
+            raise ConflictError(f"{reference} is already the case reference of holds placed "
+                                "by staff: give the public request a reference of its own")
         conn.execute(insert(public_requests).values(
             reference=reference, requester=requester, received_us=now,
             window_start_us=window_start_us, window_end_us=window_end_us, device_id=device_id,
@@ -97,9 +101,10 @@ def _hold_matches(conn: Connection, now: int, query: Select[Any], reason: str,
 def export_request(store: EvidenceStore, reference: str, out_dir: Path,
                    by: str) -> list[ExportResult]:
     """Export every recording held for the request into ``out_dir`` (one zip each)."""
+    own_reason = f"public request {reference}:"  # the holds record_request placed, only
     held = [hold.recording_id for row in store.list_recordings()
             for hold in retention.active_holds(store, row.recording_id)
-            if hold.case_ref == reference]
+            if hold.case_ref == reference and hold.reason.startswith(own_reason)]
     return [export_recording(store, recording_id, out_dir / f"{reference}-{recording_id}.zip",
                              by=by, purpose=f"public request {reference}",
                              request_ref=reference)

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, and_, exists, func, insert, or_, select, upda
 
 from . import audit
 from .audit import Action
-from .catalogue import deletions, holds, recordings, segments
-from .errors import BadRequestError, RecordingGoneError, UnknownRecordingError
+from .catalogue import deletions, holds, public_requests, recordings, segments
+from .errors import BadRequestError, ConflictError, RecordingGoneError, UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
 
 
@@ -59,6 +59,11 @@ def place_hold(store: EvidenceStore, recording_id: str, reason: str, case_ref: s
         raise BadRequestError("a hold needs a reason and a case reference")
     now = store.clock()
     with store.write_lock, store.engine.begin() as conn:
+        if conn.execute(select(public_requests.c.id)
+                        .where(public_requests.c.reference == case_ref)).first() is not None:
+            # the request's export gathers every hold of its reference: keep the two apart
+            raise ConflictError(f"{case_ref} is the reference of a request from the public: "
+                                "give the case a reference of its own")
         hold = hold_locked(conn, now, recording_id, reason, case_ref, by, pause)
     return hold
 
@@ -186,8 +191,8 @@ def sweep(store: EvidenceStore, by: str = "station:sweep",
                           "clock_flag": recording.clock_flag,
                           "was": recording.status, "segments": len(held_segments),
                           "bytes": removed_bytes, "manifest_sha256": recording.manifest_sha256})
-        for sha in removable:
-            store.blobs.delete(sha)
+        for sha in removable:  # each checked again, locked: a segment may hold it since
+            store.drop_unreferenced_blob(sha)
         result.deleted.append(row.recording_id)
         result.bytes_removed += removed_bytes
     return result

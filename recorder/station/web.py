@@ -123,8 +123,13 @@ def web_routes(store: EvidenceStore) -> list[Route]:
 
     async def media(request: Request) -> Response:
         recording_id = _recording_id(request)
-        sha256 = await run_in_threadpool(store.segment_sha256, recording_id,
-                                          str(request.path_params["file"]))
+        file = str(request.path_params["file"])
+        sha256 = await run_in_threadpool(store.segment_sha256, recording_id, file)
+        # every fetch of footage is an access, audited like a page view (with the byte range, as
+        # a player fetches a segment in parts): none can be pulled without a trace
+        await run_in_threadpool(store.record_access, _actor(request), Action.VIEW_MEDIA,
+                                recording_id, {"file": file,
+                                               "range": request.headers.get("range", "")[:100]})
         local = store.blobs.local_path(sha256)
         if local is not None:
             return FileResponse(local, media_type="video/mp4")
@@ -140,12 +145,17 @@ def web_routes(store: EvidenceStore) -> list[Route]:
         recording_id = _recording_id(request)
         scratch = Path(tempfile.mkdtemp(prefix="bwv-web-export-"))
         out = scratch / f"{recording_id}.zip"
-        await run_in_threadpool(export_recording, store, recording_id, out, _actor(request),
-                                "download from the station's web page")
 
         def cleanup() -> None:
             out.unlink(missing_ok=True)
             scratch.rmdir()
+
+        try:
+            await run_in_threadpool(export_recording, store, recording_id, out,
+                                    _actor(request), "download from the station's web page")
+        except BaseException:
+            cleanup()  # an unknown or deleted recording leaves no directory behind
+            raise
 
         return FileResponse(out, media_type="application/zip", filename=out.name,
                             background=BackgroundTask(cleanup))

@@ -1,0 +1,235 @@
+"""Attacks from a review of the trust work, each reproduced and now harmless: a public request
+whose reference is a detective's case reference, retention counted from the first segment while
+the camera deletes on the later receipt, manifests that escape the quota or give a 500, footage
+fetched from the web pages without an audit entry, a lost station key silently replaced, a
+retention shorter than the camera's deletion counts on, and scratch directories left by failed
+web exports."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+from support.station import (FakeClock, camera_key, catalogue_url, ingest, make_recording,
+                             make_store, postgres_cluster, serve)
+
+from recorder.cli import station as commands
+from recorder.integrity.keys import DeviceKey
+from recorder.integrity.request_signing import sign_request
+from recorder.station import audit, retention
+from recorder.station.audit import Action
+from recorder.station.errors import ConflictError
+from recorder.station.evidence_store import EvidenceStore, Status
+from recorder.station.identity import STATION_KEY_FILE
+from recorder.station.limits import Limits
+from recorder.station.public_requests import export_request, record_request
+
+__all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
+
+DAY_US = 86_400 * 1_000_000
+BWV = [sys.executable, "-m", "recorder"]
+
+
+def bwv(*args: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "RECORDER_NATIVE": "off"}
+    environ.pop(commands.DATA_ENV_VAR, None)
+    environ.pop(commands.DB_ENV_VAR, None)
+    return subprocess.run([*BWV, *args], capture_output=True, text=True, cwd="/", env=environ,
+                          timeout=60)
+
+
+def blob_bytes(data: Path) -> int:
+    return sum(path.stat().st_size for path in (data / "blobs").rglob("*") if path.is_file())
+
+
+def lines(*objects: dict[str, object]) -> bytes:
+    return b"".join(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                    for obj in objects)
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock("2026-11-23T08:00:00+00:00")
+
+
+@pytest.fixture()
+def enrolled(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceStore:
+    store = make_store(tmp_path / "station", clock=clock)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    return store
+
+
+# --- a public request cannot take a case's reference, nor gather its footage -------------------
+
+
+def test_a_public_request_cannot_use_a_case_reference_or_export_that_case(
+        tmp_path: Path, camera_key: DeviceKey, enrolled: EvidenceStore) -> None:
+    early = make_recording(tmp_path / "cam", camera_key, utc_start="2026-11-23T07:00:00.000000Z")
+    late = make_recording(tmp_path / "cam", camera_key, utc_start="2026-11-23T07:10:00.000000Z")
+    assert ingest(enrolled, early).verified and ingest(enrolled, late).verified
+    retention.place_hold(enrolled, late.name, "assault, informant present", "2026-0042",
+                         by="det.smith")
+    window = (enrolled.clock() - 3 * 3_600_000_000, enrolled.clock() - 55 * 60_000_000)
+    with pytest.raises(ConflictError, match="already the case reference"):
+        record_request(enrolled, "2026-0042", "A. Person", "me", *window, by="clerk")
+    request = record_request(enrolled, "SAR-7", "A. Person", "me", *window, by="clerk")
+    assert request.matches == (early.name,)
+    with pytest.raises(ConflictError, match="reference of a request from the public"):
+        retention.place_hold(enrolled, late.name, "another case", "SAR-7", by="det.smith")
+    exported = export_request(enrolled, "SAR-7", tmp_path / "out", by="clerk")
+    assert [result.path.name for result in exported] == [f"SAR-7-{early.name}.zip"]
+
+
+# --- retention counts from the verdict the camera deletes on ----------------------------------
+
+
+def test_a_recording_verified_late_is_kept_31_days_from_its_verification(
+        tmp_path: Path, camera_key: DeviceKey, enrolled: EvidenceStore, clock: FakeClock) -> None:
+    directory = make_recording(tmp_path / "cam", camera_key)
+    segments = sorted(directory.glob("*.mp4"))
+    for path in segments:  # the segments on day 0 ...
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        writer = enrolled.blobs.begin(digest)
+        writer.write(path.read_bytes())
+        enrolled.commit_segment("cam7", directory.name, path.name, writer, digest)
+    clock.advance_days(30)  # ... the manifest, and the receipt the camera deletes on, on day 30
+    held = enrolled.ingest_manifest("cam7", directory.name,
+                                    (directory / "manifest.jsonl").read_bytes())
+    assert held.verified
+    verified_at = clock.now_us
+    clock.advance_days(2)
+    assert retention.sweep(enrolled).deleted == []  # day 32: only 2 days after the receipt
+    clock.now_us = verified_at + 31 * DAY_US - 1
+    assert retention.sweep(enrolled).deleted == []
+    clock.now_us = verified_at + 31 * DAY_US
+    assert retention.sweep(enrolled).deleted == [directory.name]
+
+
+# --- manifests: counted, never orphaned, never a 500 ------------------------------------------
+
+
+def test_manifests_a_device_sends_are_counted_or_not_kept(
+        tmp_path: Path, enrolled: EvidenceStore) -> None:
+    data = tmp_path / "station"
+    before = blob_bytes(data)
+    for attempt in range(6):  # a failed recording's manifest sent again and again, 256 KiB each
+        enrolled.ingest_manifest("cam7", "R3", lines(
+            {"type": "header", "recording_id": "R3", "device_id": "cam7",
+             "pad": f"{attempt}" + "x" * (256 << 10)}))
+    assert enrolled.recording("R3").status == Status.FAILED
+    grown = blob_bytes(data) - before
+    assert grown == enrolled.device_bytes("cam7") < 300 << 10  # only the newest is kept
+
+
+@pytest.mark.parametrize("segment_bytes", [10**30, -10**30, 4 * 2**62])
+def test_a_manifest_claiming_any_size_is_catalogued_not_a_500(
+        tmp_path: Path, enrolled: EvidenceStore, segment_bytes: int) -> None:
+    held = enrolled.ingest_manifest("cam7", "R1", lines(
+        {"type": "header", "recording_id": "R1", "device_id": "cam7"},
+        {"type": "segment", "file": "000001.mp4", "bytes": segment_bytes, "sha256": "a" * 64}))
+    assert not held.verified and held.status == Status.FAILED
+    assert 0 <= enrolled.recording("R1").total_bytes <= 2**53
+
+
+def test_text_no_database_can_hold_is_stored_escaped_on_both(
+        tmp_path: Path, catalogue_url: str, camera_key: DeviceKey) -> None:
+    store = make_store(tmp_path / "station", db_url=catalogue_url)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    body = (b'{"device_id":"cam7","officer_id":"PC \\ud800 \\u0000 1","recording_id":"R2",'
+            b'"type":"header","utc_start":"\\u0000"}\n')
+    held = store.ingest_manifest("cam7", "R2", body)
+    assert held.status == Status.FAILED
+    row = store.recording("R2")
+    assert row.officer_id == "PC \\ud800 \\x00 1"  # shown escaped, the claim still visible
+    assert audit.verify(store.engine, store.identity).ok
+    store.engine.dispose()
+
+
+def test_a_manifest_over_the_quota_is_refused_before_it_is_read(
+        tmp_path: Path, camera_key: DeviceKey) -> None:
+    enrolled = make_store(tmp_path / "station")  # the system clock: requests are signed now
+    enrolled.enroll("cam7", camera_key.public_key, by="admin")
+    served = serve(enrolled, limits=dataclasses.replace(Limits.default(),
+                                                        device_quota_bytes=1000))
+    try:
+        body = lines({"type": "header", "recording_id": "R9", "device_id": "cam7",
+                      "pad": "x" * 2000})
+        path = "/api/v1/recordings/R9/manifest"
+        answer = httpx.put(served.url + path, content=body, headers=sign_request(
+            camera_key, "cam7", "PUT", path, hashlib.sha256(body).hexdigest(),
+            station_id=served.station_id), timeout=30)
+    finally:
+        served.stop()
+    assert answer.status_code == 507 and answer.json()["error"] == "quota"
+    assert enrolled.holdings("R9").status == "unknown"
+
+
+# --- footage fetched from the web pages is audited ---------------------------------------------
+
+
+def test_every_fetch_of_footage_from_the_web_pages_is_audited(
+        tmp_path: Path, camera_key: DeviceKey, enrolled: EvidenceStore) -> None:
+    directory = make_recording(tmp_path / "cam", camera_key)
+    assert ingest(enrolled, directory).verified
+    served = serve(enrolled, web=True)
+    try:
+        url = f"{served.url}/recordings/{directory.name}/media/000001.mp4"
+        whole = httpx.get(url, headers={"X-Remote-User": "mallory"}, timeout=30)
+        part = httpx.get(url, headers={"X-Remote-User": "mallory", "Range": "bytes=100-"},
+                         timeout=30)
+    finally:
+        served.stop()
+    assert whole.status_code == 200 and part.status_code == 206
+    fetches = [entry for entry in audit.entries(enrolled.engine, directory.name)
+               if entry.action == Action.VIEW_MEDIA]
+    assert [(entry.detail["file"], entry.detail["range"]) for entry in fetches] == [
+        ("000001.mp4", ""), ("000001.mp4", "bytes=100-")]
+    assert all("mallory" in entry.actor for entry in fetches)
+
+
+def test_a_failed_web_export_leaves_no_scratch_directory(enrolled: EvidenceStore) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("bwv-web-export-*"))
+    served = serve(enrolled, web=True)
+    try:
+        answers = [httpx.get(f"{served.url}/recordings/NOPE{i}/export", timeout=30)
+                   for i in range(5)]
+    finally:
+        served.stop()
+    assert {answer.status_code for answer in answers} == {404}
+    assert set(Path(tempfile.gettempdir()).glob("bwv-web-export-*")) == before
+
+
+# --- the station's key is never replaced silently ------------------------------------------------
+
+
+def test_a_lost_station_key_is_reported_not_silently_replaced(
+        tmp_path: Path, enrolled: EvidenceStore) -> None:
+    data = tmp_path / "station"
+    pin = bwv("station", "key", "--data", str(data), "--quiet")
+    assert pin.returncode == 0, pin.stderr
+    (data / STATION_KEY_FILE).unlink()
+    for command in (["list"], ["key"], ["audit", "--verify"], ["serve", "--listen",
+                                                               "127.0.0.1:1"]):
+        result = bwv("station", *command, "--data", str(data))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "has lost its key" in result.stderr and "--new-key" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (data / STATION_KEY_FILE).exists()
+    made = bwv("station", "key", "--data", str(data), "--new-key", "--quiet")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("bwv-station/1:") and made.stdout != pin.stdout
+
+
+def test_a_retention_shorter_than_31_days_is_refused(tmp_path: Path) -> None:
+    for days in ("0", "-1", "30", "x"):
+        result = bwv("station", "serve", "--data", str(tmp_path / "s"), "--retention-days", days)
+        assert result.returncode == 2 and "--retention-days" in result.stderr, result.stderr
+        assert not (tmp_path / "s").exists()
