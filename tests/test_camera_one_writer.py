@@ -37,7 +37,8 @@ def assert_refused(result: subprocess.CompletedProcess[str], out: Path, pid: int
 
 
 def manifest_types(recording: Path) -> list[str]:
-    return [json.loads(line)["type"] for line in (recording / MANIFEST_NAME).read_text().splitlines()]
+    lines = (recording / MANIFEST_NAME).read_text().splitlines()
+    return [json.loads(line)["type"] for line in lines]
 
 
 def test_a_second_bwv_record_on_the_same_out_is_refused_and_the_first_verifies(
