@@ -82,17 +82,19 @@ def test_bwv_run_seals_whatever_signals_come(tmp_path: Path,
     assert verify(recording)["ok"] is True
 
 
+@pytest.mark.parametrize("command", [["record", "--fast", "--duration", "30"],
+                                     ["run", "--board", "terminal"]], ids=["record", "run"])
 @pytest.mark.parametrize("delay_s", [0.0, 0.3, 0.8, 1.5])
-def test_signals_while_bwv_record_starts_leave_no_traceback_and_nothing_unsealed(
-        tmp_path: Path, delay_s: float) -> None:
+def test_signals_while_bwv_starts_leave_no_traceback_and_nothing_unsealed(
+        tmp_path: Path, delay_s: float, command: list[str]) -> None:
     """Two SIGINTs at some moment of start-up (importing, loading settings, buffering): it
     stops with a line saying so, or is killed before Python listens; never a traceback, never
     an unsealed recording."""
-    out = tmp_path / "out"
-    process = subprocess.Popen([*BWV, "record", "--config", str(write_config(tmp_path)),
-                                "--fast", "--duration", "30", "--out", str(out)],
-                               env=environment(), cwd="/", stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    out = tmp_path / "out" if command[0] == "record" else tmp_path / "data" / "recordings"
+    where = ["--out", str(out)] if command[0] == "record" else []
+    process = subprocess.Popen([*BWV, *command, "--config", str(write_config(tmp_path)), *where],
+                               env=environment(), cwd="/", stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(delay_s)
     burst(process, (INT, INT))
     _, stderr = process.communicate(timeout=120)
