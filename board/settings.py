@@ -100,7 +100,34 @@ class BoardSettings:
             if key in known and not isinstance(known[key], bool):
                 raise BoardSettingsError(
                     f"board.{key} = {known[key]!r} is not allowed: give true or false")
+        _check_shared_pins(known)
         return cls(**known, extra=extra)
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(BoardSettings) if f.name != "extra")
+
+
+PIN_KEYS = ("button_pin", "red_led_pin", "green_led_pin", "buzzer_pin", "dock_pin", "aux_pins")
+
+
+def _check_shared_pins(given: Mapping[str, Any]) -> None:
+    """Two settings on one pin: blame the key the ``[board]`` table set, not the default it
+    collides with (``button_pin = 27`` is the mistake, not the red LED's default pin 27)."""
+    defaults = {item.name: item.default for item in dataclasses.fields(BoardSettings)}
+    order = [key for key in PIN_KEYS if key not in given]
+    order += [key for key in given if key in PIN_KEYS]  # as the table gives them
+    seen: dict[int, str] = {}
+    for key in order:
+        value = given.get(key, defaults[key])
+        pins = enumerate(value) if key == "aux_pins" else [(None, value)]
+        for index, pin in pins:
+            if isinstance(pin, bool) or not isinstance(pin, int):
+                continue  # a pin that is not a number: __post_init__ says so
+            name = key if index is None else f"{key}[{index}]"
+            if pin in seen:
+                other = seen[pin]
+                default = "" if other.split("[")[0] in given else " (its default)"
+                raise BoardSettingsError(
+                    f"board.{name} = {pin} is already used by board.{other}{default}: "
+                    "every input and output needs its own pin")
+            seen[pin] = name

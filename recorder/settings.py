@@ -16,6 +16,7 @@ import os
 import socket
 import textwrap
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,15 @@ class Settings:
                     known = ", ".join(o.key for o in OPTIONS if o.table == table)
                     raise SettingsError(f"unknown setting {table}.{key}{where}: [{table}] "
                                         f"allows {known}")
-                values[option.name] = option.check(value)
+                try:
+                    values[option.name] = option.check(value)
+                except SettingsError as exc:
+                    raise SettingsError(f"{exc}{_in_file(source)}") from None
+        for check in (_check_station_url, _check_synthetic_tone):
+            try:
+                check(values)
+            except SettingsError as exc:
+                raise SettingsError(f"{exc}{_in_file(source)}") from None
         if values["camera.fps"] * values["camera.keyframe_interval_s"] < 1:
             raise SettingsError(
                 f"camera.keyframe_interval_s = {values['camera.keyframe_interval_s']!r} is shorter "
@@ -176,6 +185,12 @@ class Settings:
             raise SettingsError(f"settings file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib does not catch this itself
+            raise SettingsError(f"settings file {path} is not valid TOML: byte {exc.start} is "
+                                "not UTF-8 text") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise SettingsError(f"settings file {path} cannot be read: "
+                                f"{exc.strerror or exc}") from None
         return cls.from_mapping(document, path)
 
     def with_values(self, **changes: Any) -> Settings:
@@ -190,7 +205,8 @@ class Settings:
                 raise SettingsError(f"unknown setting {table}.{key}")
             document.setdefault(table, {})[key] = value
         document["board"] = dict(self.board)
-        return Settings.from_mapping(document, self.source)
+        # checked as values of their own (a bad change is an option's, not the file's, fault)
+        return dataclasses.replace(Settings.from_mapping(document), source=self.source)
 
     @property
     def device_id(self) -> str:
@@ -313,6 +329,47 @@ def _toml_literal(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
     return repr(value) if isinstance(value, float) else _toml(value)
+
+
+def _in_file(source: Path | None) -> str:
+    """`` (in FILE)`` for a message about a value read from ``source``; empty without one."""
+    return f" (in {source})" if source is not None else ""
+
+
+URL_SCHEMES = ("http", "https")
+
+
+def _check_station_url(values: Mapping[str, Any]) -> None:
+    """``station.url`` is empty or an http(s) URL with a host: anything else would only fail
+    at the first dock, out in the field, with a less helpful message."""
+    url = str(values["station.url"])
+    if not url:
+        return
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        parsed = urllib.parse.urlsplit("")
+    if parsed.scheme not in URL_SCHEMES or not parsed.hostname or any(c.isspace() for c in url):
+        raise SettingsError(f"station.url = {url!r} is not allowed: give an http:// or https:// "
+                            "URL with a host, e.g. https://station.example:8470, or \"\" for "
+                            "no uploads")
+
+
+def _check_synthetic_tone(values: Mapping[str, Any]) -> None:
+    """``audio.source = "synthetic:HZ"``: HZ a tone the sample rate can carry, checked here so
+    that it is a settings error, not a failure of the recording."""
+    spec = str(values["audio.source"])
+    if not spec.startswith("synthetic:"):
+        return
+    half = values["audio.sample_rate"] / 2
+    try:
+        hz = float(spec.split(":", 1)[1])
+    except ValueError:
+        hz = math.nan
+    if not 0 < hz < half:
+        raise SettingsError(f"audio.source = {spec!r} is not allowed: give synthetic:HZ with HZ "
+                            f"above 0 and below half of audio.sample_rate ({half:g})")
 
 
 def _matches(value: str, choice: str) -> bool:

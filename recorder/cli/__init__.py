@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 # syslog priorities (RFC 5424), which journald reads from a "<N>" prefix on each line
 SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
@@ -344,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `bwv ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C outside a recording (`bwv record`/`run` catch their own)
+        print(f"bwv {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return result
 
 

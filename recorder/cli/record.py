@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import tempfile
 import time
 import signal
 import sys
@@ -47,9 +49,13 @@ examples:
   bwv record --source picamera2 --audio pyaudio --pre-event 30 --duration 60 --out /srv/bwv
 
 Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops early: what was recorded is sealed
-and its directory printed.
+and its directory printed. Further signals, of any kind, do not interrupt the sealing.
 
-Exit status: 0 recorded and sealed, 1 the recording failed, 2 usage or settings error.
+One recorder at a time writes to a recordings directory: while `bwv run` or another
+`bwv record` uses it, `bwv record` refuses at once, naming that recorder's pid.
+
+Exit status: 0 recorded and sealed, 1 the recording failed, 2 usage or settings error, or the
+recordings directory is in use by another recorder.
 """
 
 RUN_DESCRIPTION = """\
@@ -58,7 +64,8 @@ and beeper telling the public. On a Raspberry Pi the GPIO board (gpiozero) and t
 used; elsewhere the terminal board (space = the button: double press to start, hold to stop;
 h = hold, a = auxiliary trigger, s = stealth, d = dock) and the synthetic camera, unless the
 settings say otherwise. Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops and seals
-any recording in progress.
+any recording in progress; further signals do not interrupt the sealing. It refuses to start
+(exit 2) while another recorder uses its recordings directory.
 
 It prints where the recordings go, and logs at level info unless `bwv --log-level` says
 otherwise (to stderr; under systemd, with priorities the journal understands).
@@ -130,6 +137,17 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings.with_values(**changes) if changes else settings
 
 
+def _board_settings(settings: Settings) -> Any:
+    """The ``[board]`` table checked, an error in it naming the settings file it came from."""
+    from ..board import BoardSettings, BoardSettingsError
+
+    try:
+        return BoardSettings.from_mapping(settings.board)
+    except BoardSettingsError as exc:
+        where = f" (in {settings.source})" if settings.source is not None else ""
+        raise UsageError(f"{exc}{where}") from None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"1280x720"`` as (1280, 720); raises UsageError for anything else."""
     parts = text.lower().split("x")
@@ -164,29 +182,124 @@ def _check_fast_audio(source: str) -> None:
                          "time): give --audio synthetic or --audio none")
 
 
-def _make_out_dir(path: Path) -> None:
+def _shown(path: Path) -> str:
+    """``path`` for a one-line message: a path of thousands of characters is cut short."""
+    text = str(path)
+    return text if len(text) <= 120 else text[:60] + "..." + text[-40:]
+
+
+def _make_out_dir(path: Path, what: str = "--out") -> list[Path]:
+    """Make ``path`` (0700) and check a file can be made in it; returns the directories made,
+    for `_remove_made` to take away again if the command stops before recording. A path that
+    is a file, cannot be made, or is not writable (read-only file system) is a UsageError."""
+    try:
+        existed = path.exists()
+        if existed and not path.is_dir():
+            raise UsageError(f"{what} {_shown(path)} is not a directory")
+        made = [] if existed else _missing_dirs(path)
+    except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES on a parent
+        raise UsageError(f"{what} {_shown(path)}: cannot make the directory: "
+                         f"{exc.strerror or exc}") from None
     try:
         make_private_dir(path)  # footage: the owner's only, whatever the umask
+        with tempfile.TemporaryFile(dir=path):
+            pass  # what a recording does first: make a file there
     except OSError as exc:
-        raise UsageError(f"--out {path}: cannot make the directory: "
-                         f"{exc.strerror or exc}") from None
+        _remove_made(made)
+        doing = "cannot write there" if existed else "cannot make the directory"
+        raise UsageError(f"{what} {_shown(path)}: {doing}: {exc.strerror or exc}") from None
+    return made
 
 
-def _on_stop_signals(stop: threading.Event, caught: list[str]) -> Handlers:
-    """Make Ctrl-C, SIGTERM and SIGHUP set ``stop`` (a second Ctrl-C interrupts as usual);
-    returns the handlers they had, for `_restore`."""
-
-    def handler(number: int, frame: FrameType | None) -> None:
-        caught.append(signal.Signals(number).name)
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    return {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+def _missing_dirs(path: Path) -> list[Path]:
+    """The directories ``mkdir -p path`` would make, outermost first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
 
 
-def _restore(handlers: Handlers) -> None:
-    for number, previous in handlers.items():
-        signal.signal(number, previous)
+def _remove_made(made: list[Path]) -> None:
+    """Remove directories `_make_out_dir` made (innermost first), if still empty (one that
+    was never made, or holds something, stays as it is)."""
+    for directory in reversed(made):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
+def _data_dir_name(settings: Settings) -> str:
+    """How the data directory was given, for a message: the setting, or the variable."""
+    from ..settings import DATA_DIR_ENV_VAR
+
+    configured = str(settings["storage.data_dir"])
+    if configured:
+        where = f" (in {settings.source})" if settings.source is not None else ""
+        return f"storage.data_dir = {configured!r}{where}:"
+    if os.environ.get(DATA_DIR_ENV_VAR, "").strip():
+        return f"${DATA_DIR_ENV_VAR}:"
+    return "the data directory"
+
+
+def _check_data_dir(settings: Settings, recordings: bool) -> list[Path]:
+    """The data directory (the device key; with ``recordings``, its recordings/) must be a
+    directory this process can write: else a UsageError naming the setting, before anything
+    starts. Returns the directories made."""
+    name = _data_dir_name(settings)
+    made = _make_out_dir(settings.data_dir, name)
+    if recordings:
+        try:
+            made += _make_out_dir(settings.data_dir / "recordings", name + " its recordings/:")
+        except UsageError:
+            _remove_made(made)
+            raise
+    return made
+
+
+class StopSignals:
+    """While in the ``with`` block, Ctrl-C, SIGTERM and SIGHUP, once or many times, in any mix,
+    set ``stop``: the recording is stopped and sealed, and nothing interrupts the sealing.
+
+    The handler runs on the main thread between any two bytecodes, also while that thread
+    holds a lock (inside ``stop.wait()``, say), so it takes no lock: it notes the signal's name
+    and writes a byte to a pipe; a watcher thread reads the pipe and sets ``stop``. Setting the
+    event in the handler could deadlock on the event's own lock, and raising KeyboardInterrupt
+    (Python's default for a second Ctrl-C) would abandon a recording half-sealed.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.caught: list[str] = []  # names, in the order they came
+        self._previous: Handlers = {}
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._watcher = threading.Thread(target=self._watch, name="stop-signals", daemon=True)
+
+    def __enter__(self) -> StopSignals:
+        self._watcher.start()
+        for number in STOP_SIGNALS:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        os.close(self._write)  # the watcher reads the end of the pipe and returns
+        self._watcher.join(timeout=5)
+        os.close(self._read)
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.caught.append(signal.Signals(number).name)
+        try:
+            os.write(self._write, b"s")
+        except OSError:  # the pipe is full of earlier signals: ``stop`` is being set anyway
+            pass
+
+    def _watch(self) -> None:
+        while os.read(self._read, 64):
+            self.stop.set()
 
 
 def _usage(command: str, exc: Exception) -> int:
@@ -195,22 +308,33 @@ def _usage(command: str, exc: Exception) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from ..board import BoardSettings, ScriptedBoard
+    stop = threading.Event()
+    with StopSignals(stop) as signals:  # first: from here on a signal seals, never interrupts
+        return _record_until(args, stop, signals.caught)
+
+
+def _record_until(args: argparse.Namespace, stop: threading.Event, caught: list[str]) -> int:
+    """`bwv record`, with ``stop`` set by a signal (whose name is then in ``caught``)."""
+    from ..board import ScriptedBoard
     from ..device.assembly import DeviceError
+    from ..storage.writer_lock import RecordingsBusyError
 
     try:
         _check_seconds("--duration", args.duration, zero_ok=False)
         _check_seconds("--trigger-after", args.trigger_after, zero_ok=True)
         settings = _settings(args)
-        board_settings = BoardSettings.from_mapping(settings.board)
+        board_settings = _board_settings(settings)
         _check_source_file(settings["camera.source"])
         if args.fast:
             _check_fast_audio(settings["audio.source"])
-        _make_out_dir(args.out)
+        made = _make_out_dir(args.out)
+        try:
+            made += _check_data_dir(settings, recordings=False)
+        except UsageError:
+            _remove_made(made)
+            raise
     except RecorderError as exc:
         return _usage("record", exc)
-    stop, caught = threading.Event(), list[str]()
-    handlers = _on_stop_signals(stop, caught)
     progress: Callable[[str], None] = lambda text: print(f"bwv record: {text}", file=sys.stderr)
     board = ScriptedBoard(board_settings)
     try:
@@ -218,11 +342,12 @@ def _record(args: argparse.Namespace) -> int:
             path = record(settings, board, duration_s=args.duration,
                           trigger_after_s=args.trigger_after, realtime=not args.fast,
                           recordings_dir=args.out, progress=progress, stop=stop)
+    except RecordingsBusyError as exc:
+        _remove_made(made)
+        return _usage("record", exc)
     except (DeviceError, RecorderError, OSError) as exc:
         print(f"bwv record: {exc}", file=sys.stderr)
         return 1
-    finally:
-        _restore(handlers)
     if caught:
         progress(f"stopped early by {caught[0]}: the recording so far is sealed")
     print(path)
@@ -230,12 +355,21 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..board import BoardSettings, GpioBoard, TerminalBoard
+    stop = threading.Event()
+    with StopSignals(stop):  # first: from here on a signal seals, never interrupts
+        return _run_until(args, stop)
+
+
+def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
+    """`bwv run` until ``stop`` is set (by a signal)."""
+    from ..board import GpioBoard, TerminalBoard
     from ..device.assembly import on_raspberry_pi
+    from ..storage.writer_lock import RecordingsBusyError
 
     try:
         settings = _settings(args)
-        board_settings = BoardSettings.from_mapping(settings.board)
+        board_settings = _board_settings(settings)
+        _check_data_dir(settings, recordings=True)
     except RecorderError as exc:
         return _usage("run", exc)
     print(where_recordings_go(settings), file=sys.stderr, flush=True)
@@ -244,18 +378,14 @@ def _run(args: argparse.Namespace) -> int:
         board = GpioBoard(board_settings) if use_gpio else TerminalBoard(board_settings)
     except RecorderError as exc:
         return _usage("run", exc)
-    stop = threading.Event()
-    handlers = _on_stop_signals(stop, [])
     try:
         with board:
             return run(settings, board, stop)
-    except KeyboardInterrupt:
-        return 0
+    except RecordingsBusyError as exc:
+        return _usage("run", exc)
     except RecorderError as exc:
         print(f"bwv run: {exc}", file=sys.stderr)
         return 1
-    finally:
-        _restore(handlers)
 
 
 def where_recordings_go(settings: Any) -> str:

@@ -25,6 +25,7 @@ from ..private_files import make_private_dir
 from ..integrity.keys import DeviceKey
 from ..settings import Settings
 from ..storage.recording import RecordingFactory, recover_interrupted
+from ..storage.writer_lock import WriterLock
 from .controller import Controller, free_bytes, ring_size
 
 log = logging.getLogger("recorder.device")  # the name log lines have always shown
@@ -111,6 +112,7 @@ class Device:
     media_clock: MediaClock
     realtime: bool = True
     closing: threading.Event = field(default_factory=threading.Event)
+    writer_lock: WriterLock | None = None  # held from build() until close()
 
     @classmethod
     def build(cls, settings: Settings, board: Board, *, realtime: bool = True,
@@ -120,6 +122,20 @@ class Device:
         data_dir = settings.data_dir
         recordings = recordings_dir or data_dir / "recordings"
         make_private_dir(recordings)
+        lock = WriterLock.acquire(recordings)  # before recovery: never seal a live recording
+        try:
+            device = cls._assemble(settings, board, realtime, recordings)
+        except BaseException:
+            lock.release()
+            raise
+        device.writer_lock = lock
+        return device
+
+    @classmethod
+    def _assemble(cls, settings: Settings, board: Board, realtime: bool,
+                  recordings: Path) -> Device:
+        """`build` once ``recordings`` is locked for this process."""
+        data_dir = settings.data_dir
         key = DeviceKey.load_or_create(data_dir)
         video = video_source(settings, realtime)
         audio = audio_source(settings, realtime)
@@ -170,10 +186,14 @@ class Device:
     def close(self) -> None:
         """Stop and seal any recording, then stop the sources. Safe to call twice."""
         self.closing.set()
-        self.controller.stop_recording("recorder shutting down")
-        self.video.stop()
-        self.audio.stop()
-        self.ring.close()
+        try:
+            self.controller.stop_recording("recorder shutting down")
+            self.video.stop()
+            self.audio.stop()
+            self.ring.close()
+        finally:
+            if self.writer_lock is not None:  # sealed (or failed for good): the next may start
+                self.writer_lock.release()
 
 
 def station_upload(settings: Settings, key: DeviceKey,

@@ -1,0 +1,104 @@
+"""Signals always seal (issue 13, finding 6): SIGINT, SIGTERM and SIGHUP, once, repeated 1-2 ms
+apart, or mixed, stop `bwv record` and `bwv run` with the recording sealed and verifying, exit
+0 and no traceback. Before, a second SIGINT raised KeyboardInterrupt in the middle of sealing
+and left the recording unsealed; real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from recorder.integrity.manifest import MANIFEST_NAME
+from test_camera_cli import BWV, Bwv, environment, last_manifest_line, verify, write_config
+
+INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+BURSTS = [
+    pytest.param((INT, INT), id="INT-INT"),
+    pytest.param((INT,), id="INT", marks=pytest.mark.slow),
+    pytest.param((TERM,), id="TERM", marks=pytest.mark.slow),
+    pytest.param((HUP,), id="HUP", marks=pytest.mark.slow),
+    pytest.param((INT, TERM), id="INT-TERM", marks=pytest.mark.slow),
+    pytest.param((TERM, INT), id="TERM-INT", marks=pytest.mark.slow),
+    pytest.param((TERM, TERM), id="TERM-TERM", marks=pytest.mark.slow),
+    pytest.param((HUP, INT, TERM), id="HUP-INT-TERM", marks=pytest.mark.slow),
+    pytest.param((INT,) * 6, id="INTx6", marks=pytest.mark.slow),
+]
+
+
+def burst(process: subprocess.Popen[bytes], numbers: tuple[signal.Signals, ...]) -> None:
+    """The signals, 1.5 ms apart: as fast as a user hammering Ctrl-C, or a service manager
+    sending SIGTERM just after a terminal sent SIGHUP."""
+    for number in numbers:
+        process.send_signal(number)
+        time.sleep(0.0015)
+
+
+def assert_clean(bwv: Bwv, code: int) -> None:
+    assert code == 0, bwv.log.text
+    assert "Traceback" not in bwv.log.text and "KeyboardInterrupt" not in bwv.log.text, bwv.log.text
+
+
+@pytest.mark.parametrize("numbers", BURSTS)
+def test_bwv_record_seals_whatever_signals_come(tmp_path: Path,
+                                                numbers: tuple[signal.Signals, ...]) -> None:
+    config = write_config(tmp_path)
+    out = tmp_path / "out"
+    record = Bwv(["record", "--config", str(config), "--duration", "60", "--trigger-after",
+                  "0.5", "--out", str(out)], environment())
+    try:
+        record.log.wait_for("bwv record: recording 60 s into")
+        time.sleep(1.2)  # a segment line in the manifest, another segment being written
+        burst(record.process, numbers)
+    finally:
+        code = record.stop()
+    assert_clean(record, code)
+    assert f"stopped early by {numbers[0].name}: the recording so far is sealed" in record.log.text
+    recording = Path(record.board.text.strip())
+    assert last_manifest_line(recording)["reason"] == "bwv record: stopped early"
+    assert verify(recording)["ok"] is True
+
+
+@pytest.mark.parametrize("numbers", BURSTS)
+def test_bwv_run_seals_whatever_signals_come(tmp_path: Path,
+                                             numbers: tuple[signal.Signals, ...]) -> None:
+    config = write_config(tmp_path)
+    run = Bwv(["run", "--board", "terminal", "--config", str(config)], environment())
+    try:
+        run.board.wait_for("buffering: ok")
+        run.type(b"  ")  # a double press: recording
+        run.board.wait_for("recording: ok")
+        time.sleep(1.2)
+        burst(run.process, numbers)
+    finally:
+        code = run.stop()
+    assert_clean(run, code)
+    [recording] = list((tmp_path / "data" / "recordings").iterdir())
+    assert last_manifest_line(recording)["reason"] == "recorder shutting down"
+    assert verify(recording)["ok"] is True
+
+
+@pytest.mark.parametrize("command", [["record", "--fast", "--duration", "30"],
+                                     ["run", "--board", "terminal"]], ids=["record", "run"])
+@pytest.mark.parametrize("delay_s", [0.0, 0.3, 0.8, 1.5])
+def test_signals_while_bwv_starts_leave_no_traceback_and_nothing_unsealed(
+        tmp_path: Path, delay_s: float, command: list[str]) -> None:
+    """Two SIGINTs at some moment of start-up (importing, loading settings, buffering): it
+    stops with a line saying so, or is killed before Python listens; never a traceback, never
+    an unsealed recording."""
+    out = tmp_path / "out" if command[0] == "record" else tmp_path / "data" / "recordings"
+    where = ["--out", str(out)] if command[0] == "record" else []
+    process = subprocess.Popen([*BWV, *command, "--config", str(write_config(tmp_path)), *where],
+                               env=environment(), cwd="/", stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(delay_s)
+    burst(process, (INT, INT))
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr.decode(), stderr.decode()
+    for recording in (path for path in (out.iterdir() if out.exists() else ()) if path.is_dir()):
+        lines = (recording / MANIFEST_NAME).read_text().splitlines()
+        assert json.loads(lines[-1])["type"] == "sealed", recording
