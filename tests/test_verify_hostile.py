@@ -17,12 +17,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from sqlalchemy import select
 from support.segments import write_segments
+from support.station import (camera_key, catalogue_url, clock, ingest, make_recording, new_store,
+                             postgres_cluster)
 from test_verify import sealed_segments, write_manifest
 
 from recorder.integrity import bmff, manifest
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
+from recorder.integrity.sealed_segment import SealedSegment
+from recorder.station.catalogue import recordings
+from recorder.station.evidence_store import EvidenceStore
+
+# the station's fixtures, used by name below
+__all__ = ["camera_key", "catalogue_url", "clock", "new_store", "postgres_cluster"]
 
 BWV = Path(sys.executable).with_name("bwv")
 TIMEOUT = 30
@@ -264,3 +273,64 @@ def test_an_edited_segment_is_not_parsed_at_all(recording: Path) -> None:
     out = assert_clean(run_verify(recording), 1)
     assert "first problem: 000001.mp4:" in out and "boxes parse 1/2" in out
     assert "trun declares" not in out
+
+
+# --- the station's verifier: the same inputs uploaded (SQLite and a real PostgreSQL)
+
+
+def signed_recording(root: Path, key: DeviceKey, change: Callable[[Path], None]) -> Path:
+    """A sealed recording as the camera uploads it; ``change`` edits its files, then every
+    segment is listed with its (new) size and SHA-256 in a manifest signed with ``key``."""
+    directory = make_recording(root, key)
+    change(directory)
+    (directory / MANIFEST_NAME).unlink()
+    segments = []
+    for index, path in enumerate(sorted(directory.glob("*.mp4")), 1):
+        data = path.read_bytes()
+        segments.append(SealedSegment(
+            index=index, file=path.name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            first_pts_us=7_000_000 + index * 2_000_000, last_pts_us=8_900_000 + index * 2_000_000,
+            utc_start="2026-11-23T07:00:00.000000Z", utc_end="2026-11-23T07:00:02.000000Z",
+            fragments=2, recovered=False))
+    write_manifest(directory, key, segments)
+    return directory
+
+
+@pytest.fixture()
+def station_store(new_store: Callable[[], EvidenceStore], camera_key: DeviceKey) -> EvidenceStore:
+    store = new_store()
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    return store
+
+
+def test_the_station_catalogues_a_lone_surrogate_instead_of_failing(
+        station_store: EvidenceStore, camera_key: DeviceKey, tmp_path: Path) -> None:
+    """A manifest whose officer_id is "\\ud800" made the catalogue insert raise
+    UnicodeEncodeError (HTTP 500 at the station): it is now a failed recording, catalogued."""
+    directory = make_recording(tmp_path / "camera", camera_key)
+    lines = (directory / MANIFEST_NAME).read_bytes().splitlines(keepends=True)
+    lines[0] = lines[0].replace(b'"PC 1234"', b'"\\ud800"')
+    (directory / MANIFEST_NAME).write_bytes(b"".join(lines))
+    holdings = ingest(station_store, directory)
+    assert holdings.status == "failed" and not holdings.verified
+    assert holdings.problems[0]["code"] == "not_canonical"
+    with station_store.engine.connect() as conn:
+        officer = conn.execute(select(recordings.c.officer_id)).scalar()
+    assert officer == "\\ud800"
+
+
+def test_the_station_verifies_a_signed_crafted_segment_quickly(
+        station_store: EvidenceStore, camera_key: DeviceKey, tmp_path: Path) -> None:
+    """The crafted trun segment, signed by an enrolled (compromised) camera and uploaded: the
+    station's verifier refuses it in well under a second of verification."""
+    def craft(directory: Path) -> None:
+        segment = directory / "000001.mp4"
+        segment.write_bytes(crafted_trun_segment(segment))
+
+    directory = signed_recording(tmp_path / "camera", camera_key, craft)
+    start = time.monotonic()
+    holdings = ingest(station_store, directory)
+    assert time.monotonic() - start < 3
+    assert holdings.status == "failed"
+    assert any(problem["code"] == "boxes" and "trun declares 1000000 samples"
+               in problem["message"] for problem in holdings.problems)

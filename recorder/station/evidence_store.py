@@ -505,7 +505,15 @@ def _read_arrival(recording_id: str, device_id: str, data: bytes) -> manifest.Ma
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    """A manifest string for the catalogue; a lone surrogate (a ``\\ud800`` escape in a
+    damaged manifest) is kept as that escape, since no database column can hold it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _utc_us(value: Any) -> int | None:
