@@ -21,6 +21,8 @@ are thus linear in the file's size with a small constant, whatever its count fie
 from __future__ import annotations
 
 import io
+import itertools
+import operator
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -181,6 +183,14 @@ class TrackRun:
     def end_decode_time(self) -> int:
         return self.base_decode_time + sum(self.durations)
 
+    def presentation_span(self) -> tuple[int, int]:
+        """(earliest, latest) presentation time of a run with samples, in ticks: computed
+        in C-level passes without a list, so a run of millions of samples costs no memory."""
+        def times() -> Iterator[int]:
+            decodes = itertools.accumulate(self.durations[:-1], initial=self.base_decode_time)
+            return map(operator.add, decodes, self.composition_offsets)
+        return min(times()), max(times())
+
     def presentation_times(self) -> list[int]:
         """Each sample's presentation time (decode time + composition offset), in ticks."""
         times = []
@@ -246,11 +256,12 @@ class SegmentFile:
                 if run.base_decode_time != previous.end_decode_time:
                     gaps.append((fragment.sequence_number,
                                  run.base_decode_time - previous.end_decode_time))
-            presentations = [time for run in runs for time in run.presentation_times()]
+            spans = [run.presentation_span() for run in runs]
             result[track_id] = TrackTiming(
                 track=track, first_decode=runs[0].base_decode_time,
                 end_decode=runs[-1].end_decode_time,
-                first_presentation=min(presentations), last_presentation=max(presentations),
+                first_presentation=min(first for first, _ in spans),
+                last_presentation=max(last for _, last in spans),
                 max_sample_duration=max(max(run.durations) for run in runs),
                 samples=sum(run.sample_count for run in runs), internal_gaps=tuple(gaps))
         return result
@@ -485,10 +496,13 @@ def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
 
 def _join_runs(layouts: list[_RunLayout]) -> TrackRun:
     first = layouts[0].run
+    if len(layouts) == 1:
+        return first
+    chain = itertools.chain.from_iterable
     return TrackRun(first.track_id, first.base_decode_time,
-                    tuple(d for item in layouts for d in item.run.durations),
-                    tuple(s for item in layouts for s in item.run.sizes),
-                    tuple(c for item in layouts for c in item.run.composition_offsets),
+                    tuple(chain(item.run.durations for item in layouts)),
+                    tuple(chain(item.run.sizes for item in layouts)),
+                    tuple(chain(item.run.composition_offsets for item in layouts)),
                     first.first_sample_flags, first.data_offset)
 
 

@@ -497,9 +497,9 @@ def _tolerance_us(structure: bmff.SegmentFile, timings: dict[int, bmff.TrackTimi
     """
     total = 1000
     for timing in timings.values():
-        largest_offset = max((abs(offset) for fragment in structure.fragments
-                              for run in fragment.runs if run.track_id == timing.track.track_id
-                              for offset in run.composition_offsets), default=0)
+        largest_offset = max((max(map(abs, run.composition_offsets), default=0)
+                              for fragment in structure.fragments for run in fragment.runs
+                              if run.track_id == timing.track.track_id), default=0)
         total += timing.to_us(timing.max_sample_duration) + timing.to_us(largest_offset)
     return total
 
