@@ -101,13 +101,50 @@ def _verify(args: argparse.Namespace) -> int:
     trusted = None
     try:
         if args.key is not None:
+            _regular_key_file(args.key)  # a FIFO or /dev/zero would block or never end
             trusted = keys.load_public_key(args.key)
         report = verify.verify_recording(args.path, trusted_key=trusted)
     except (keys.PublicKeyFormatError, verify.VerifyUsageError) as exc:
-        print(f"bwv verify: {exc}", file=sys.stderr)
+        _say(sys.stderr, f"bwv verify: {verify.printable(str(exc))}")
         return EXIT_USAGE
-    print(verify.render_json(report) if args.json else verify.render_human(report))
+    if args.json and not _encodes(sys.stdout, text := verify.render_json(report)):
+        text = verify.render_json(report, ascii_only=True)  # still JSON on an ASCII stdout
+    _say(sys.stdout, text if args.json else verify.render_human(report))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _regular_key_file(path: Path) -> None:
+    """Raise PublicKeyFormatError unless ``path`` is a regular file (read whole, it must end)."""
+    import stat
+
+    from ..integrity.keys import PublicKeyFormatError
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "the name cannot be encoded"
+        raise PublicKeyFormatError(f"cannot read public key file {path}: {reason}") from None
+    if not stat.S_ISREG(mode):
+        raise PublicKeyFormatError(f"public key file {path} is not a regular file")
+
+
+def _encodes(stream: TextIO, text: str) -> bool:
+    """Whether ``text`` can be written to ``stream`` in its encoding, strictly."""
+    try:
+        text.encode(stream.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _say(stream: TextIO, text: str) -> None:
+    """Print ``text`` whatever the stream's encoding and error handler (PYTHONIOENCODING=
+    ascii:strict included): what it cannot encode is written as backslash escapes, never a
+    UnicodeEncodeError traceback."""
+    if not _encodes(stream, text):
+        encoding = stream.encoding or "utf-8"
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    print(text, file=stream)
 
 
 def _station_pin(text: str) -> StationPin | None:

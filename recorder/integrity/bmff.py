@@ -11,12 +11,18 @@ and why it stopped; recovery (recorder.storage.segment_writer) keeps exactly tho
 
 Every read is bounded by the file's own size: a box may not claim more bytes than remain, and a
 file may not declare more samples than it has bytes, so a crafted size or count field cannot make
-the reader allocate or loop beyond what the file holds.
+the reader allocate or loop beyond what the file holds. Each sample must be paid for by bytes of
+the file (ISO/IEC 14496-12 8.8.8): a ``trun`` with per-sample fields by its own entries, one
+without by its samples' data in the fragment's ``mdat`` (at least one byte each); and no box may
+hold more than `MAX_CHILD_BOXES` boxes, no file more than `MAX_TOP_LEVEL_BOXES`. Time and memory
+are thus linear in the file's size with a small constant, whatever its count fields say.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
+import operator
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -48,6 +54,16 @@ TRUN_SAMPLE_COMPOSITION_OFFSET = 0x000800
 # A fragment holds at most a few seconds: 48 kHz AAC is 47 samples a second, 240 fps video 240.
 # Far above any real run, this bound stops a damaged count from allocating gigabytes.
 MAX_SAMPLES_PER_RUN = 1_000_000
+# Every sample takes at least this many bytes of its file: 4 or more of trun entries (a real
+# muxer writes at least size and duration) and bytes of data (an AAC frame is 6 or more).
+MIN_BYTES_PER_SAMPLE = 8
+# A trun without per-sample fields whose samples have no data is backed by nothing in the file:
+# a few such samples are let through (placeholders), not millions.
+MAX_EMPTY_SAMPLES_PER_RUN = 16
+# A moof holds a traf per track, a moov a trak per track: thousands of boxes in one are damage.
+MAX_CHILD_BOXES = 4096
+# A segment holds two top-level boxes per fragment: 200,000 is hours of 0.1 s fragments.
+MAX_TOP_LEVEL_BOXES = 200_000
 
 
 class BoxFormatError(RecorderError, ValueError):
@@ -167,6 +183,14 @@ class TrackRun:
     def end_decode_time(self) -> int:
         return self.base_decode_time + sum(self.durations)
 
+    def presentation_span(self) -> tuple[int, int]:
+        """(earliest, latest) presentation time of a run with samples, in ticks: computed
+        in C-level passes without a list, so a run of millions of samples costs no memory."""
+        def times() -> Iterator[int]:
+            decodes = itertools.accumulate(self.durations[:-1], initial=self.base_decode_time)
+            return map(operator.add, decodes, self.composition_offsets)
+        return min(times()), max(times())
+
     def presentation_times(self) -> list[int]:
         """Each sample's presentation time (decode time + composition offset), in ticks."""
         times = []
@@ -232,11 +256,12 @@ class SegmentFile:
                 if run.base_decode_time != previous.end_decode_time:
                     gaps.append((fragment.sequence_number,
                                  run.base_decode_time - previous.end_decode_time))
-            presentations = [time for run in runs for time in run.presentation_times()]
+            spans = [run.presentation_span() for run in runs]
             result[track_id] = TrackTiming(
                 track=track, first_decode=runs[0].base_decode_time,
                 end_decode=runs[-1].end_decode_time,
-                first_presentation=min(presentations), last_presentation=max(presentations),
+                first_presentation=min(first for first, _ in spans),
+                last_presentation=max(last for _, last in spans),
                 max_sample_duration=max(max(run.durations) for run in runs),
                 samples=sum(run.sample_count for run in runs), internal_gaps=tuple(gaps))
         return result
@@ -271,7 +296,15 @@ class _Reader:
 
 
 def _children(data: bytes, box: Box, base: int) -> list[Box]:
-    return list(iter_boxes(data, box.payload_offset - base, box.end - base, base))
+    """The boxes inside ``box``; at most `MAX_CHILD_BOXES`, so a box packed with thousands of
+    empty 8-byte boxes cannot make the reader build a list of millions."""
+    children: list[Box] = []
+    for child in iter_boxes(data, box.payload_offset - base, box.end - base, base):
+        if len(children) == MAX_CHILD_BOXES:
+            raise BoxFormatError(child.offset, f"box {box.type!r} holds more than "
+                                               f"{MAX_CHILD_BOXES} boxes: it is damaged")
+        children.append(child)
+    return children
 
 
 def _find(boxes: list[Box], box_type: str) -> Box | None:
@@ -343,17 +376,57 @@ class _RunLayout:
 
 
 class _SampleBudget:
-    """How many more samples the file may declare: no more than it has bytes, so a crafted
-    count cannot make the reader build more entries than the file is long."""
+    """How many more samples the file may declare: one per `MIN_BYTES_PER_SAMPLE` bytes, so a
+    crafted count cannot make the reader build more entries than the file can describe."""
 
     def __init__(self, file_size: int) -> None:
-        self.remaining = file_size
+        self.remaining = file_size // MIN_BYTES_PER_SAMPLE
+        self.mdat_bytes = 0  # data bytes of the fragment being read not yet given to samples
 
     def spend(self, count: int, trun: Box) -> None:
         if count > self.remaining:
             raise BoxFormatError(trun.offset, f"trun declares {count} samples, more than the "
                                               "file has bytes left for: the box is damaged")
         self.remaining -= count
+
+    def spend_data(self, count: int, sample_size: int, trun: Box) -> None:
+        """A run without per-sample fields: nothing in the moof backs its samples, so their
+        data must, in the fragment's mdat, at least one byte each (a count of millions in a
+        few bytes of trun would otherwise cost seconds and gigabytes); a few empty samples
+        (`MAX_EMPTY_SAMPLES_PER_RUN`) are let through."""
+        if sample_size == 0 and count <= MAX_EMPTY_SAMPLES_PER_RUN:
+            return
+        needed = count * max(sample_size, 1)
+        if needed > self.mdat_bytes:
+            raise BoxFormatError(trun.offset, f"trun declares {count} samples of "
+                                              f"{sample_size} bytes without per-sample entries, "
+                                              f"more than the fragment's mdat holds "
+                                              f"({self.mdat_bytes} bytes left): the box is "
+                                              "damaged")
+        self.mdat_bytes -= needed
+
+
+Columns = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def _sample_columns(reader: _Reader, run_flags: int, fields: str, count: int, duration: int,
+                    size: int) -> Columns:
+    """(durations, sizes, composition offsets) of a trun's ``count`` samples: its per-sample
+    ``fields`` (already checked to fit the box) unpacked in one pass, defaults elsewhere."""
+    if not fields:
+        return (duration,) * count, (size,) * count, (0,) * count
+    width = len(fields) * 4
+    start = reader.position
+    reader.position += count * width
+    rows = struct.iter_unpack(">" + fields, reader.data[start:start + count * width])
+    columns = list(zip(*rows)) if count else [() for _ in fields]
+    column = iter(columns)
+    durations = next(column) if run_flags & TRUN_SAMPLE_DURATION else (duration,) * count
+    sizes = next(column) if run_flags & TRUN_SAMPLE_SIZE else (size,) * count
+    if run_flags & TRUN_SAMPLE_FLAGS:
+        next(column)
+    offsets = next(column) if run_flags & TRUN_SAMPLE_COMPOSITION_OFFSET else (0,) * count
+    return tuple(durations), tuple(sizes), tuple(offsets)
 
 
 def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
@@ -410,16 +483,11 @@ def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
         if count * len(fields) * 4 > reader.end - reader.position:
             raise BoxFormatError(trun.offset, f"trun declares {count} samples but holds "
                                               "fewer entries")
-        durations, sizes, offsets = [], [], []
-        for _ in range(count):
-            values = list(reader.take(">" + fields)) if fields else []
-            durations.append(values.pop(0) if run_flags & TRUN_SAMPLE_DURATION else duration)
-            sizes.append(values.pop(0) if run_flags & TRUN_SAMPLE_SIZE else size)
-            if run_flags & TRUN_SAMPLE_FLAGS:
-                values.pop(0)
-            offsets.append(values.pop(0) if run_flags & TRUN_SAMPLE_COMPOSITION_OFFSET else 0)
-        run = TrackRun(track_id, decode_time, tuple(durations), tuple(sizes), tuple(offsets),
-                       first_flags, start)
+        if not fields:
+            budget.spend_data(count, size, trun)
+        durations, sizes, offsets = _sample_columns(reader, run_flags, fields, count,
+                                                    duration, size)
+        run = TrackRun(track_id, decode_time, durations, sizes, offsets, first_flags, start)
         layouts.append(_RunLayout(run, start, sum(sizes)))
         decode_time += sum(durations)
         next_data = start + sum(sizes)
@@ -428,10 +496,13 @@ def _parse_traf(data: bytes, traf: Box, moof: Box, tracks: dict[int, Track],
 
 def _join_runs(layouts: list[_RunLayout]) -> TrackRun:
     first = layouts[0].run
+    if len(layouts) == 1:
+        return first
+    chain = itertools.chain.from_iterable
     return TrackRun(first.track_id, first.base_decode_time,
-                    tuple(d for item in layouts for d in item.run.durations),
-                    tuple(s for item in layouts for s in item.run.sizes),
-                    tuple(c for item in layouts for c in item.run.composition_offsets),
+                    tuple(chain(item.run.durations for item in layouts)),
+                    tuple(chain(item.run.sizes for item in layouts)),
+                    tuple(chain(item.run.composition_offsets for item in layouts)),
                     first.first_sample_flags, first.data_offset)
 
 
@@ -510,6 +581,9 @@ def _top_level(file: BinaryIO, size: int,
     boxes: list[Box] = []
     try:
         for box in iter_file_boxes(file, size):
+            if len(boxes) == MAX_TOP_LEVEL_BOXES:
+                raise BoxFormatError(box.offset, f"more than {MAX_TOP_LEVEL_BOXES} top-level "
+                                                 "boxes: the file is damaged")
             if torn and box.end == size and _declared_size(file, box) == 0:
                 raise BoxFormatError(box.offset, f"box {box.type!r} declares size 0 (to the end "
                                                  "of the file): it cannot be told whole")
@@ -534,6 +608,9 @@ def _read_ftyp(file: BinaryIO, ftyp: Box) -> tuple[str, tuple[str, ...]]:
     reader = _Reader(data, ftyp, ftyp.offset)
     major_raw = data[ftyp.header_size:ftyp.header_size + 4]
     reader.take(">II")  # the ftyp must hold at least its major brand and minor version
+    if (ftyp.size - ftyp.header_size - 8) // 4 > MAX_CHILD_BOXES:
+        raise BoxFormatError(ftyp.offset, f"the ftyp lists more than {MAX_CHILD_BOXES} brands: "
+                                          "it is damaged")
     brands = tuple(_box_type(data[i:i + 4]) for i in range(ftyp.header_size + 8, ftyp.size - 3, 4))
     return _box_type(major_raw), brands
 
@@ -555,7 +632,8 @@ class _Fragments:
         self.file.seek(box.offset)
         return self.file.read(box.size)
 
-    def add(self, box: Box) -> None:
+    def add(self, box: Box, following: Box | None = None) -> None:
+        """Read the next top-level box; ``following`` is the one after it (a moof's mdat)."""
         if box.type == "moov":
             if self.tracks is not None:
                 raise BoxFormatError(box.offset, "a second 'moov' box")
@@ -567,6 +645,8 @@ class _Fragments:
             if self.tracks is None:
                 raise BoxFormatError(box.offset, "a 'moof' before the 'moov'")
             self.close(None, box.offset)
+            self.budget.mdat_bytes = following.size - following.header_size \
+                if following is not None and following.type == "mdat" else 0
             sequence, layouts, runs = _parse_moof(self._read(box), box, self.tracks, self.budget)
             if sequence <= self.last_sequence:
                 raise BoxFormatError(box.offset, f"fragment sequence number {sequence} does not "
@@ -614,8 +694,8 @@ def _read_segment(file: BinaryIO, torn: bool) -> _Parsed:
     major, brands = _read_ftyp(file, top[0])
     fragments = _Fragments(file, size)
     try:
-        for box in top[1:]:
-            fragments.add(box)
+        for box, following in zip(top[1:], [*top[2:], None]):
+            fragments.add(box, following)
         if stopped is None:  # a moof just before a torn box lost its mdat to the tear
             fragments.close(None, size)
     except BoxFormatError as exc:

@@ -55,6 +55,9 @@ FORMAT = "bwv-manifest/1"
 MANIFEST_NAME = "manifest.jsonl"
 GENESIS_PREV = "0" * 64
 MAX_SAFE_INTEGER = 2**53 - 1
+# The recorder nests values three deep (line, settings, a setting's table); a value nested deeper
+# than this is refused before encoding, so no depth of nesting can exhaust the recursion limit.
+MAX_NESTING = 32
 
 JSONValue = Union[str, int, bool, None, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
 
@@ -103,7 +106,9 @@ class EventKind(str, enum.Enum):
 # canonical encoding
 
 
-def _check_value(value: object, where: str, nested: bool) -> None:
+def _check_value(value: object, where: str, nested: bool, depth: int = 0) -> None:
+    if depth > MAX_NESTING:
+        raise ManifestFormatError(f"{where[:60]}…: values nested more than {MAX_NESTING} deep")
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, int):
@@ -121,11 +126,11 @@ def _check_value(value: object, where: str, nested: bool) -> None:
             if nested and key == "sig":
                 raise ManifestFormatError(f"{where}: the key 'sig' is reserved for the line's "
                                           "signature and may not appear in nested objects")
-            _check_value(item, f"{where}.{key}", True)
+            _check_value(item, f"{where}.{key}", True, depth + 1)
         return
     if isinstance(value, (list, tuple)):
         for position, item in enumerate(value):
-            _check_value(item, f"{where}[{position}]", True)
+            _check_value(item, f"{where}[{position}]", True, depth + 1)
         return
     raise ManifestFormatError(f"{where}: {type(value).__name__} cannot be stored in the manifest")
 

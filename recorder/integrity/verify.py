@@ -10,13 +10,16 @@ lines' pts monotonic and consistent with the media). The first problem is the on
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, NamedTuple, Union
+from typing import Any, BinaryIO, NamedTuple, Union
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +40,8 @@ class FileProblemCode(str, enum.Enum):
     # the files
     NO_MANIFEST = "no_manifest"
     MISSING_FILE = "missing_file"
+    NOT_A_FILE = "not_a_file"  # a FIFO, device, directory or socket where a segment should be
+    UNREADABLE = "unreadable"  # present, but reading it failed (permissions, I/O error)
     SIZE = "size"
     SHA256 = "sha256"
     BOXES = "boxes"
@@ -156,22 +161,76 @@ class VerifyReport:
 
 
 def _resolve(path: Path) -> tuple[Path, Path]:
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VerifyUsageError(f"{path} does not exist: give a recording directory or its "
+                               f"{manifest.MANIFEST_NAME}") from None
+    except (OSError, ValueError) as exc:
+        raise VerifyUsageError(f"{path} cannot be used ({_os_reason(exc)}): give a recording "
+                               f"directory or its {manifest.MANIFEST_NAME}") from None
+    if stat.S_ISDIR(mode):
         return path, path / manifest.MANIFEST_NAME
-    if path.is_file():
+    if stat.S_ISREG(mode):
         return path.parent, path
-    raise VerifyUsageError(f"{path} does not exist: give a recording directory or its "
+    raise VerifyUsageError(f"{path} is {_kind(mode)}, not a recording directory or its "
                            f"{manifest.MANIFEST_NAME}")
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
+def _os_reason(exc: BaseException) -> str:
+    """An OSError's reason without the path (which may be thousands of bytes long)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "its name cannot be encoded" if isinstance(exc, ValueError) else str(exc)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, for messages: "a FIFO", "a character device" ..."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class _NotRegular(Exception):
+    """The path names something that is not a regular file (``kind`` says what)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file. Opened without blocking and
+    checked on the open descriptor, so a FIFO swapped in never blocks verify and the bytes
+    hashed are the bytes parsed. Raises _NotRegular, OSError, or ValueError (unencodable)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(_kind(mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _hash_open(file: BinaryIO) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as file:
-        while chunk := file.read(READ_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    file.seek(0)
+    while chunk := file.read(READ_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    with _open_regular(path) as file:
+        return _hash_open(file)
 
 
 def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
@@ -184,14 +243,16 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
     """
     directory, manifest_path = _resolve(path)
     report = VerifyReport(str(directory), str(manifest_path))
-    if not manifest_path.is_file():
+    data, why_not = _read_manifest(manifest_path)
+    if data is None:
         report.problems.append(Problem(
             FileProblemCode.NO_MANIFEST, manifest_path.name,
-            f"{directory} has no {manifest.MANIFEST_NAME}: without it nothing can be verified"))
-        report.extra_files = sorted(entry.name for entry in directory.iterdir())
+            f"{directory} has no readable {manifest.MANIFEST_NAME} ({why_not}): without it "
+            "nothing can be verified"))
+        report.extra_files = sorted(entry.name for entry in _entries(directory))
         return report
 
-    check = manifest.check_manifest(manifest_path.read_bytes(), trusted_key=trusted_key)
+    check = manifest.check_manifest(data, trusted_key=trusted_key)
     _report_manifest(report, check, manifest_path.name)
     # every segment line by its file name, valid or not: a damaged line still names its file
     listed = {line.value("file"): line for line in check.read.of_type(manifest.LineType.SEGMENT)
@@ -204,6 +265,26 @@ def verify_recording(path: Path, trusted_key: Ed25519PublicKey | None = None,
                      files.hashes)
     _check_timing(report, _pts_entries(check.read), files.parsed)
     return report
+
+
+def _read_manifest(path: Path) -> tuple[bytes | None, str]:
+    """The manifest's bytes, or None and why not (absent, a FIFO, unreadable)."""
+    try:
+        with _open_regular(path) as file:
+            return file.read(), ""
+    except _NotRegular as exc:
+        return None, f"it is {exc.kind}"
+    except (OSError, ValueError) as exc:
+        return None, _os_reason(exc)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The directory's entries by name; none when it cannot be listed (then every listed file
+    is reported missing or unreadable on its own)."""
+    try:
+        return sorted(directory.iterdir(), key=lambda item: item.name)
+    except OSError:
+        return []
 
 
 def _report_manifest(report: VerifyReport, check: manifest.ManifestCheck, name: str) -> None:
@@ -238,13 +319,12 @@ class _SegmentFiles:
     hashes: dict[str, str] = field(default_factory=dict)
     parsed: dict[str, bmff.SegmentFile] = field(default_factory=dict)
 
-    def digest(self, name: str) -> tuple[str, int]:
+    def digest(self, name: str, file: BinaryIO) -> tuple[str, int]:
         """(SHA-256, size) of a present file, hashed once, or taken from ``known_sha256``."""
-        path = self.directory / name
         if name in self.known_sha256:
-            digest, size = self.known_sha256[name], path.stat().st_size
+            digest, size = self.known_sha256[name], os.fstat(file.fileno()).st_size
         else:
-            digest, size = _hash_file(path)
+            digest, size = _hash_open(file)
         self.hashes[name] = digest
         return digest, size
 
@@ -260,14 +340,53 @@ def _check_segment(report: VerifyReport, files: _SegmentFiles,
     number, where = line.number, line.file
     segment = SegmentReport(line.index, where, number, line.bytes, recovered=line.recovered)
     report.segments.append(segment)
-    if not (files.directory / where).is_file():
-        report.problems.append(Problem(
-            FileProblemCode.MISSING_FILE, where,
-            f"listed on line {number} but not in the recording directory: it was deleted or "
-            "renamed", line=number, file=where))
+    opened = _open_segment(report, files.directory / where, line)
+    if opened is None:
         return
-    segment.present = True
-    digest, size = files.digest(where)
+    with opened:
+        segment.present = True
+        try:
+            digest, size = files.digest(where, opened)
+        except OSError as exc:
+            report.problems.append(Problem(
+                FileProblemCode.UNREADABLE, where,
+                f"listed on line {number}, but reading it failed ({_os_reason(exc)})",
+                line=number, file=where))
+            return
+        _check_bytes(report, files, line, segment, digest, size)
+        if segment.size_ok and segment.sha256_ok:  # else its boxes are not the signed ones
+            _check_structure(report, files, line, segment, opened)
+
+
+def _open_segment(report: VerifyReport, path: Path,
+                  line: manifest.SegmentLine) -> BinaryIO | None:
+    """The listed segment opened for reading, or None with the reason entered as a problem:
+    missing (also a name no file system can hold), not a regular file, or unreadable."""
+    number, where = line.number, line.file
+    code, why = FileProblemCode.MISSING_FILE, ("not in the recording directory: it was deleted "
+                                               "or renamed")
+    try:
+        return _open_regular(path)
+    except _NotRegular as exc:
+        code, why = FileProblemCode.NOT_A_FILE, (f"it is {exc.kind}, not a regular file: it "
+                                                 "cannot hold the segment's bytes")
+    except ValueError:
+        why = "no file by that name can exist: it cannot be encoded as a file name"
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            why = (f"no file by that name can exist: its {len(os.fsencode(where))} bytes are "
+                   "more than the file system allows in a name")
+        elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            code, why = FileProblemCode.UNREADABLE, f"it cannot be read ({_os_reason(exc)})"
+    report.problems.append(Problem(code, where, f"listed on line {number} but {why}",
+                                   line=number, file=where))
+    return None
+
+
+def _check_bytes(report: VerifyReport, files: _SegmentFiles, line: manifest.SegmentLine,
+                 segment: SegmentReport, digest: str, size: int) -> None:
+    """A present segment's size and SHA-256 against its line."""
+    number, where = line.number, line.file
     segment.size_ok = size == line.bytes
     if not segment.size_ok:
         report.problems.append(Problem(
@@ -285,15 +404,20 @@ def _check_segment(report: VerifyReport, files: _SegmentFiles,
             FileProblemCode.SHA256, where,
             f"SHA-256 {digest[:16]}…, but line {number} says {line.sha256[:16]}…: {because}",
             line=number, file=where))
-    _check_structure(report, files, line, segment)
 
 
 def _check_structure(report: VerifyReport, files: _SegmentFiles, line: manifest.SegmentLine,
-                     segment: SegmentReport) -> None:
-    """A present segment's boxes parse, hold the fragments its line counts; its track spans."""
+                     segment: SegmentReport, opened: BinaryIO) -> None:
+    """A segment whose bytes are the signed ones: its boxes parse and hold the fragments its
+    line counts; its track spans."""
     number, where = line.number, line.file
     try:
-        structure = bmff.read_segment(files.directory / where)
+        structure = bmff.read_segment(opened)
+    except OSError as exc:
+        report.problems.append(Problem(
+            FileProblemCode.UNREADABLE, where, f"reading its boxes failed ({_os_reason(exc)})",
+            line=number, file=where))
+        return
     except bmff.BoxFormatError as exc:
         segment.boxes_ok = False
         report.problems.append(Problem(
@@ -317,7 +441,7 @@ def _check_structure(report: VerifyReport, files: _SegmentFiles, line: manifest.
 def _report_unlisted(report: VerifyReport, directory: Path, known: set[str],
                      hashes: dict[str, str]) -> None:
     """Every file or directory the manifest does not list, and whether it copies a segment."""
-    for entry in sorted(directory.iterdir(), key=lambda item: item.name):
+    for entry in _entries(directory):
         if entry.name in known:
             continue
         report.extra_files.append(entry.name)
@@ -334,9 +458,12 @@ def _report_unlisted(report: VerifyReport, directory: Path, known: set[str],
 def _copy_of(entry: Path, hashes: dict[str, str]) -> str | None:
     """The segment whose bytes ``entry`` holds, hashing ``entry`` once (and only when a
     segment was hashed to compare it with)."""
-    if not hashes or not entry.is_file():
+    if not hashes:
         return None
-    digest = _hash_file(entry)[0]
+    try:
+        digest = _hash_file(entry)[0]
+    except (_NotRegular, OSError, ValueError):
+        return None
     return next((name for name, known in hashes.items() if known == digest), None)
 
 
@@ -370,9 +497,9 @@ def _tolerance_us(structure: bmff.SegmentFile, timings: dict[int, bmff.TrackTimi
     """
     total = 1000
     for timing in timings.values():
-        largest_offset = max((abs(offset) for fragment in structure.fragments
-                              for run in fragment.runs if run.track_id == timing.track.track_id
-                              for offset in run.composition_offsets), default=0)
+        largest_offset = max((max(map(abs, run.composition_offsets), default=0)
+                              for fragment in structure.fragments for run in fragment.runs
+                              if run.track_id == timing.track.track_id), default=0)
         total += timing.to_us(timing.max_sample_duration) + timing.to_us(largest_offset)
     return total
 
@@ -466,6 +593,16 @@ def _step(report: VerifyReport, step: Gap) -> None:
 _PROBLEMS_SHOWN = 20
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped as Python would (``\\n``,
+    ``\\x1b``, ``\\ud800``): a manifest's strings and a directory's file names are the
+    recorder's or an attacker's, and must neither break a line, drive the terminal, nor fail
+    to encode (a lone surrogate, a non-UTF-8 name) on the way out."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 def render_human(report: VerifyReport) -> str:
     """The report as a few lines for a person: verdict, first problem, summary, problem list."""
     out = [f"bwv verify: {'OK' if report.ok else 'FAILED'}  {report.path}"]
@@ -512,9 +649,18 @@ def render_human(report: VerifyReport) -> str:
             out.append(f"  {item.where:<{width}}  {item.message}")
         if len(report.problems) > _PROBLEMS_SHOWN:
             out.append(f"  … and {len(report.problems) - _PROBLEMS_SHOWN} more (all with --json)")
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)
 
 
-def render_json(report: VerifyReport) -> str:
-    """The whole report as one JSON document (sorted keys, two-space indent)."""
-    return json.dumps(report.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
+def render_json(report: VerifyReport, ascii_only: bool = False) -> str:
+    """The whole report as one JSON document (sorted keys, two-space indent). It always encodes
+    as UTF-8: when a string holds a lone surrogate (from a ``\\ud800`` escape in the manifest,
+    or a non-UTF-8 file name) the whole document is written with ASCII escapes instead."""
+    data = report.to_json()
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=ascii_only)
+    if not ascii_only:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True)
+    return text

@@ -559,8 +559,8 @@ def _text(value: Any, limit: int | None = None) -> str | None:
     escaped; at most ``limit`` characters (the column's width)."""
     if not isinstance(value, str):
         return None
-    text = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return text if limit is None else text[:limit]
+    shown = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return shown if limit is None else shown[:limit]
 
 
 def _utc_us(value: Any) -> int | None:
