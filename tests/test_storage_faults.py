@@ -25,7 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from recorder import PreEventRing
+from recorder.board import BoardEvent, BoardEventKind, BoardSettings, Condition, ScriptedBoard
+from recorder.capture.clock import monotonic_us
+from recorder.device.controller import Controller, State
+from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
+from recorder.settings import Settings
+from recorder.storage.recording import RecordingFactory, recover_interrupted
 from test_camera_cli import BWV, Bwv, environment, last_manifest_line, verify, write_config
 
 SHIM_SOURCE = Path(__file__).parent / "support" / "storage_fault.c"
@@ -263,3 +270,30 @@ def test_bwv_run_survives_a_read_only_card_and_records_once_it_is_back(
         assert verify(recording)["ok"] is True
     assert last_manifest_line(both[0])["reason"] == "recovered after an interruption"
     assert last_manifest_line(both[1])["reason"] == "recorder shutting down"
+
+
+def test_markers_and_stealth_on_a_full_card_leave_the_controller_running(
+        tmp_path: Path, tmpfs: Path) -> None:
+    """Finding 4: a manifest line that cannot be written on the controller's thread (a marker,
+    stealth) raised out of `Controller.handle` and ended `bwv run`. Now the fault is shown and
+    reported, and the recording, sealed later by recovery, verifies."""
+    settings = Settings.load(write_config(tmp_path))
+    key = DeviceKey.load_or_create(tmp_path / "data")
+    factory = RecordingFactory(tmpfs, key, settings, None)
+    board = ScriptedBoard(BoardSettings(), run_thread=False)
+    controller = Controller(PreEventRing(1.0, 1 << 20), board, factory.open, min_free_bytes=0,
+                            storage=lambda: 1 << 40, clock_us=monotonic_us)
+    path = controller.start_recording("test")
+    assert path is not None
+    fill(tmpfs, leave=0)
+    for press in range(40):  # the manifest's last page fills after a few lines
+        controller.handle(BoardEvent(BoardEventKind.MARKER, float(press), "button"))
+    controller.handle(BoardEvent(BoardEventKind.STEALTH_TOGGLE, 41.0, "button"))
+    assert any("marker not entered" in error and "storage full (No space left on device)"
+               in error for error in controller.errors), controller.errors
+    assert Condition.STORAGE_FULL in controller.conditions
+    controller.stop_recording("test over")
+    assert controller.state is State.BUFFERING
+    (tmpfs / "filler").unlink()
+    recover_interrupted(tmpfs, key)
+    assert verify(path)["ok"] is True

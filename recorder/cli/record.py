@@ -54,8 +54,9 @@ and its directory printed. Further signals, of any kind, do not interrupt the se
 One recorder at a time writes to a recordings directory: while `bwv run` or another
 `bwv record` uses it, `bwv record` refuses at once, naming that recorder's pid.
 
-Exit status: 0 recorded and sealed, 1 the recording failed, 2 usage or settings error, or the
-recordings directory is in use by another recorder.
+Exit status: 0 recorded and sealed, 1 the recording failed (at once, with one line saying
+why: storage full, storage read-only, storage I/O error, or its directory removed), 2 usage or
+settings error, or the recordings directory is in use by another recorder.
 """
 
 RUN_DESCRIPTION = """\

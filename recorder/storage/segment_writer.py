@@ -43,7 +43,7 @@ class SegmentWriterError(RecorderError):
 
 
 class SegmentWriteError(SegmentWriterError, OSError):
-    """Writing, syncing or renaming a segment failed; whole fragments already written are kept."""
+    """Writing, syncing or renaming a segment failed (the message says what of it is kept)."""
 
 
 class SegmentWriterStateError(SegmentWriterError, RuntimeError):
