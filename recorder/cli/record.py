@@ -54,8 +54,9 @@ and its directory printed. Further signals, of any kind, do not interrupt the se
 One recorder at a time writes to a recordings directory: while `bwv run` or another
 `bwv record` uses it, `bwv record` refuses at once, naming that recorder's pid.
 
-Exit status: 0 recorded and sealed, 1 the recording failed, 2 usage or settings error, or the
-recordings directory is in use by another recorder.
+Exit status: 0 recorded and sealed, 1 the recording failed (at once, with one line saying
+why: storage full, storage read-only, storage I/O error, or its directory removed), 2 usage or
+settings error, or the recordings directory is in use by another recorder.
 """
 
 RUN_DESCRIPTION = """\
@@ -346,7 +347,7 @@ def _record_until(args: argparse.Namespace, stop: threading.Event, caught: list[
         _remove_made(made)
         return _usage("record", exc)
     except (DeviceError, RecorderError, OSError) as exc:
-        print(f"bwv record: {exc}", file=sys.stderr)
+        print(f"bwv record: {_failure(exc, args.out)}", file=sys.stderr)
         return 1
     if caught:
         progress(f"stopped early by {caught[0]}: the recording so far is sealed")
@@ -383,9 +384,20 @@ def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
             return run(settings, board, stop)
     except RecordingsBusyError as exc:
         return _usage("run", exc)
-    except RecorderError as exc:
-        print(f"bwv run: {exc}", file=sys.stderr)
+    except (RecorderError, OSError) as exc:  # OSError: the card failed as the camera started
+        print(f"bwv run: {_failure(exc, settings.data_dir / 'recordings')}", file=sys.stderr)
         return 1
+
+
+def _failure(exc: Exception, recordings: Path) -> str:
+    """One line for a failed command: a bare OSError (the card failed before a recording
+    began) says which storage fault it was and where."""
+    from ..storage.faults import describe
+
+    if isinstance(exc, RecorderError) or not isinstance(exc, OSError):
+        return str(exc)
+    where = Path(exc.filename) if isinstance(exc.filename, str) else recordings
+    return f"cannot start recording: {describe(exc)} at {_shown(where)}"
 
 
 def where_recordings_go(settings: Any) -> str:
@@ -441,9 +453,16 @@ def _wait(device: Device, seconds: float, stop: threading.Event) -> None:
     deadline = device.clock() + round(seconds * 1e6)
     while device.clock() < deadline and not device.video.finished.is_set():
         _check_sources(device)
-        if stop.wait(0.01):
+        if stop.wait(0.01) or _writer_stopped(device):
             return
     _check_sources(device)
+
+
+def _writer_stopped(device: Device) -> bool:
+    """The recording stopped on its own (storage full, a read-only or failing card): waiting
+    out the duration would only hide it."""
+    writer = device.controller.writer
+    return writer is not None and writer.done.is_set()
 
 
 def _check_sources(device: Device) -> None:

@@ -160,7 +160,8 @@ class Device:
             stealth_allowed=board_settings.stealth_allowed,
             audio_overflows=lambda: audio.stats.overflows,
             upload=station_upload(settings, key, recordings),
-            kept=lambda: count_sealed(recordings))
+            kept=lambda: count_sealed(recordings),
+            recover=lambda: recover_interrupted(recordings, key))
         return cls(settings, ring, video, audio, controller, recordings, clock, media_clock,
                    realtime)
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from ..board import Board, BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
 from ..board import StealthNotAllowedError
 from ..capture.access_unit import AUDIO, AccessUnit
+from ..integrity.manifest import ManifestError
+from ..storage.faults import describe, fault_kind
 from .writer import Recording, RecordingWriter, Ring
 
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
@@ -74,7 +76,8 @@ class Controller:
                  audio_in_pre_event: bool = False, stealth_allowed: bool = False,
                  audio_overflows: Callable[[], int] = lambda: 0,
                  upload: Callable[[], bool] | None = None,
-                 kept: Callable[[], int] = lambda: 0) -> None:
+                 kept: Callable[[], int] = lambda: 0,
+                 recover: Callable[[], object] = lambda: None) -> None:
         self.ring = ring
         self.board = board
         self.open_recording = open_recording
@@ -87,6 +90,7 @@ class Controller:
         self.upload = upload  # runs on its own thread when docked; True when all went up
         self.upload_results: list[bool] = []
         self.kept = kept
+        self.recover = recover  # seals recordings a storage fault left open, once it is over
         self.dock_detail = ""  # what the board says while docked
         self._uploader: threading.Thread | None = None
         self._audio_overflows_seen = audio_overflows()
@@ -96,6 +100,7 @@ class Controller:
         self.writer: RecordingWriter | None = None
         self.recordings: list[Path] = []
         self.errors: list[str] = []
+        self._fault_conditions: set[Condition] = set()  # shown until a recording starts again
         self._lock = threading.Lock()
         self._show()
 
@@ -120,8 +125,7 @@ class Controller:
             elif kind is BoardEventKind.STOP:
                 self._stop(f"stopped by {event.source}")
             elif kind is BoardEventKind.MARKER and self.writer is not None:
-                self.writer.recording.event("marker", source=event.source,
-                                            board_t_us=round(event.t * 1e6))
+                self._event("marker", source=event.source, board_t_us=round(event.t * 1e6))
                 self.board.cue(Cue.MARKER)
             elif kind is BoardEventKind.STOP_ARMED:
                 self.board.cue(Cue.STOP_ARMED)
@@ -149,11 +153,26 @@ class Controller:
             log.error("recording refused: storage full (less than %d bytes free)",
                       self.min_free_bytes)
             self.conditions.add(Condition.STORAGE_FULL)
+            self._fault_conditions.add(Condition.STORAGE_FULL)
             self.errors.append("storage full: recording refused")
             self._show()
             return None
-        recording = self.open_recording()
-        recording.event("trigger", source=source, stealth=self.stealth)
+        try:
+            if self._fault_conditions:  # after a fault: seal what it left open, if it can now
+                self.recover()
+            recording = self.open_recording()
+        except OSError as exc:  # the card is read-only, failing or gone: keep buffering
+            self._storage_fault(exc, "no new recording could be made")
+            self.board.cue(Cue.REFUSED)
+            return None
+        try:
+            recording.event("trigger", source=source, stealth=self.stealth)
+        except OSError as exc:  # the manifest has its header: seal what there is, if it can
+            self._storage_fault(exc, f"recording {recording.path} refused")
+            self._seal_quietly(recording, "storage fault at the start")
+            self.board.cue(Cue.REFUSED)
+            return None
+        self._clear_storage_faults()
         self.ring.begin_consume()
         self.writer = RecordingWriter(self.ring, recording, self.min_free_bytes, self.storage,
                                       self.clock_us)
@@ -175,12 +194,10 @@ class Controller:
         self.ring.end_consume()
         self.writer = None
         self.state = State.BUFFERING
-        if writer.error is not None:
-            self.errors.append(f"recording {writer.recording.path.name} failed: {writer.error}")
-            self.conditions.add(Condition.ERROR)
-        if writer.storage_ran_out:
-            self.conditions.add(Condition.STORAGE_FULL)
-        log.info("recording stopped (%s) and sealed: %s", reason, writer.recording.path)
+        self._report_writer(writer)
+        sealed = getattr(writer.recording, "is_sealed", True)
+        log.info("recording stopped (%s) and %s: %s", reason,
+                 "sealed" if sealed else "NOT sealed", writer.recording.path)
         self._show()
         self.board.cue(Cue.STOP)
         return writer.recording.path
@@ -211,11 +228,11 @@ class Controller:
             self.board.show(self._status(wanted))
         except StealthNotAllowedError:
             if self.writer is not None:
-                self.writer.recording.event("stealth", on=wanted, allowed=False)
+                self._event("stealth", on=wanted, allowed=False)
             return
         self.stealth = wanted
         if self.writer is not None:
-            self.writer.recording.event("stealth", on=wanted, allowed=True)
+            self._event("stealth", on=wanted, allowed=True)
 
     def _start_upload(self) -> None:
         if self.upload is None or self._uploader is not None:
@@ -274,8 +291,7 @@ class Controller:
             overflows = self.audio_overflows()
             if overflows != self._audio_overflows_seen:
                 if writer is not None:  # lost microphone audio is data loss: into the manifest
-                    writer.recording.event("audio_overflow",
-                                           blocks=overflows - self._audio_overflows_seen)
+                    self._event("audio_overflow", blocks=overflows - self._audio_overflows_seen)
                 self._audio_overflows_seen = overflows
             if self._uploader is not None and not self._uploader.is_alive():
                 self._uploader.join()
@@ -284,7 +300,7 @@ class Controller:
                 self._show()
             if writer is not None and writer.done.is_set():
                 self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
-                                                 else f"error: {writer.error}"))
+                                                 else f"error: {describe_error(writer.error)}"))
             if self.state is State.BUFFERING and self.board.docked:
                 self._dock()  # put in the dock while recording: dock now the recording is over
 
@@ -295,9 +311,80 @@ class Controller:
         try:
             while not stop.is_set():
                 event = self.board.get_event(timeout=poll_s)
-                if event is not None:
-                    self.handle(event)
-                self.check()
+                try:
+                    if event is not None:
+                        self.handle(event)
+                    self.check()
+                except (OSError, ManifestError) as exc:  # never exit on a storage fault
+                    with self._lock:
+                        self._storage_fault(exc, "storage fault")
                 heartbeat()
         finally:
             self.stop_recording("recorder shutting down")
+
+    # -- storage faults -----------------------------------------------------------------------
+
+    def _event(self, kind: str, **fields: object) -> None:
+        """Enter an event in the recording; a card that fails here (read-only, I/O error) does
+        not end the camera: the fault is shown, and the writer, failing too, seals."""
+        assert self.writer is not None
+        try:
+            self.writer.recording.event(kind, **fields)
+        except (OSError, ManifestError) as exc:  # ManifestError: after an earlier failed line
+            self._storage_fault(exc, f"{kind} not entered in {self.writer.recording.path.name}")
+
+    def _storage_fault(self, exc: Exception, doing: str) -> None:
+        """Say what happened (one line, no traceback) and show it on the board until a
+        recording starts again: storage full as such, any other storage fault as an error."""
+        kind = fault_kind(exc)
+        message = f"{doing}: {describe(exc)}"
+        log.error("%s", message)
+        self.errors.append(message)
+        condition = Condition.STORAGE_FULL if kind == "storage full" else Condition.ERROR
+        self.conditions.add(condition)
+        self._fault_conditions.add(condition)
+        self._show()
+
+    def _clear_storage_faults(self) -> None:
+        """A recording started: the card works again, so its earlier fault stops showing."""
+        self.conditions -= self._fault_conditions
+        self._fault_conditions.clear()
+
+    def _seal_quietly(self, recording: Recording, reason: str) -> None:
+        try:
+            recording.seal(reason)
+        except OSError as exc:
+            log.error("could not seal %s: %s (recovered at the next start)", recording.path,
+                      describe(exc))
+
+    def _report_writer(self, writer: RecordingWriter) -> None:
+        """A recording ended: enter in ``errors`` exactly what stopped it, if not a request."""
+        path = writer.recording.path
+        if writer.error is not None:
+            kind = fault_kind(writer.error)
+            if kind == "recording directory removed" or not path.exists():
+                message = (f"recording {path} stopped: its directory was removed while "
+                           "recording; what was written to it is gone")
+            elif kind is not None:
+                message = f"recording {path} stopped: {describe(writer.error)}; " + (
+                    "sealed with what was written" if getattr(writer.recording, "is_sealed", True)
+                    else "it could not be sealed: the next recorder started on its "
+                    "directory seals it once the card can be written again")
+            else:
+                message = f"recording {path} failed: {writer.error}"
+            log.error("%s", message)
+            self.errors.append(message)
+            condition = Condition.STORAGE_FULL if kind == "storage full" else Condition.ERROR
+            self.conditions.add(condition)
+            if kind is not None:
+                self._fault_conditions.add(condition)
+        elif writer.storage_ran_out:
+            self.errors.append(f"recording {path} stopped: storage full (less than "
+                               f"{self.min_free_bytes} bytes free); sealed")
+            log.error("%s", self.errors[-1])
+            self.conditions.add(Condition.STORAGE_FULL)
+            self._fault_conditions.add(Condition.STORAGE_FULL)
+
+
+def describe_error(exc: BaseException | None) -> str:
+    return describe(exc) if exc is not None else "unknown"

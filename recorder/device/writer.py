@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..capture.access_unit import AccessUnit
+from ..storage.faults import describe, fault_kind
 
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
 
@@ -98,20 +99,20 @@ class RecordingWriter:
                 self.recording.event("stop", reason=self.stop_reason)
         except BaseException as exc:  # reported by the controller, never lost
             self.error = exc
-            log.exception("recording writer failed")
+            _log_failure("recording writer failed", exc)
             try:
-                self.recording.event("error", reason=f"recording writer failed: {exc}")
-            except Exception:
-                log.exception("could not enter the writer's failure in the manifest")
+                self.recording.event("error", reason=f"recording writer failed: {describe(exc)}")
+            except Exception as again:
+                _log_failure("could not enter the writer's failure in the manifest", again)
         finally:
             reason = ("storage full" if self.storage_ran_out
-                      else f"writer failed: {self.error}" if self.error is not None
+                      else f"writer failed: {describe(self.error)}" if self.error is not None
                       else self.stop_reason or "stopped")
             try:
                 self.recording.seal(reason)
             except BaseException as exc:
                 self.error = self.error or exc
-                log.exception("sealing the recording failed")
+                _log_failure("sealing the recording failed", exc)
             self.done.set()
 
     def _check_overrun(self) -> None:
@@ -121,3 +122,12 @@ class RecordingWriter:
             self._overruns_seen = stats.overrun_units
             self.recording.event("overrun", units=lost, total_units=stats.overrun_units,
                                  total_bytes=stats.overrun_bytes)
+
+
+def _log_failure(doing: str, exc: BaseException) -> None:
+    """A storage fault is expected in the field: one line saying which. Anything else is a
+    bug, logged with its traceback for the report."""
+    if fault_kind(exc) is not None:
+        log.error("%s: %s", doing, describe(exc))
+    else:
+        log.exception("%s", doing)

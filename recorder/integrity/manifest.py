@@ -365,7 +365,7 @@ class ManifestWriter:
         if self._failure is not None:
             raise ManifestStateError(
                 f"an earlier write to {self.path} failed ({self._failure}); reopen it with "
-                "ManifestWriter.reopen to cut the partial line and continue")
+                "ManifestWriter.reopen to cut the partial line and continue") from self._failure
         obj = dict(body, seq=self._next_seq, prev=self._prev)
         signature = self._key.sign(canonical_bytes(obj))
         obj["sig"] = base64.b64encode(signature).decode("ascii")

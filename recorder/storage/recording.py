@@ -21,6 +21,7 @@ from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 from ..capture.clock import ClockAnchor, monotonic_us
 from ..integrity.keys import DeviceKey
 from ..private_files import make_new_private_dir
+from .faults import describe
 from .interleave import PtsInterleaver
 from ..integrity.manifest import (
     MANIFEST_NAME,
@@ -74,7 +75,11 @@ class FileRecording:
         self._clock_us = clock_us
         self._lock = threading.Lock()
         make_new_private_dir(path)
-        self._manifest = ManifestWriter.create(path, key, header)
+        try:
+            self._manifest = ManifestWriter.create(path, key, header)
+        except BaseException:
+            _remove_unstarted(path)
+            raise
         self._segments = SegmentWriter(path, audio_config=audio_config,
                                        segment_seconds=segment_seconds,
                                        fragment_seconds=FRAGMENT_SECONDS,
@@ -83,6 +88,11 @@ class FileRecording:
         streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
         self._interleaver = PtsInterleaver(streams)
         self._sealed = False
+
+    @property
+    def is_sealed(self) -> bool:
+        """Whether the manifest's sealed line is written (a read-only card can prevent it)."""
+        return self._manifest.sealed
 
     def _enter_segment(self, segment: SealedSegment) -> None:
         self._manifest.append_segment(segment)  # on the writer thread, inside write(): locked
@@ -125,14 +135,17 @@ class FileRecording:
                     self._segments.write(ready)
             except Exception as exc:
                 failure = failure or exc
+            closing: Exception | None = None  # the unsealed segment could not be sealed
             try:
                 self._segments.close()
             except Exception as exc:
+                closing = exc if failure is not None and exc is not failure else None
                 failure = failure or exc
             try:
                 if failure is not None:
+                    also = f"; sealing the unsealed segment failed: {closing}" if closing else ""
                     self._manifest.append_event(EventKind.ERROR, utc_now(), detail={
-                        "message": f"writing segments failed: {failure}"})
+                        "message": f"writing segments failed: {failure}{also}"})
                     reason = f"{reason}; writing segments failed"
                 if self._segments.dropped_units:  # audio captured before the first keyframe
                     log.info("%s: %d access units before the first keyframe were not written",
@@ -142,6 +155,18 @@ class FileRecording:
                 self._manifest.close()
         if failure is not None:
             raise failure
+
+
+def _remove_unstarted(path: Path) -> None:
+    """Remove a recording directory whose manifest header could not be written (a full or
+    failing card): it holds no footage, and a 0-byte manifest would fail verification forever
+    and be skipped by recovery. What cannot be removed (a read-only card) is logged."""
+    try:
+        (path / MANIFEST_NAME).unlink(missing_ok=True)
+        path.rmdir()
+    except OSError as exc:
+        log.error("could not remove %s, which holds no footage: %s", path,
+                  exc.strerror or exc)
 
 
 @dataclass
@@ -180,6 +205,8 @@ def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:
         try:
             if _recover_one(manifest_path.parent, key):
                 recovered.append(manifest_path.parent)
+        except OSError as exc:  # a read-only or failing card: tried again at the next start
+            log.error("could not recover %s now: %s", manifest_path.parent, describe(exc))
         except Exception:
             log.exception("could not recover %s: left as it is", manifest_path.parent)
     return recovered

@@ -13,6 +13,7 @@ a ``.partial`` file to its last whole fragment, hashes it, renames it and report
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -42,7 +43,7 @@ class SegmentWriterError(RecorderError):
 
 
 class SegmentWriteError(SegmentWriterError, OSError):
-    """Writing, syncing or renaming a segment failed; whole fragments already written are kept."""
+    """Writing, syncing or renaming a segment failed (the message says what of it is kept)."""
 
 
 class SegmentWriterStateError(SegmentWriterError, RuntimeError):
@@ -203,10 +204,8 @@ class SegmentWriter:
                 os.ftruncate(self._fd, self._bytes)
             except OSError:
                 pass
-        raise SegmentWriteError(
-            exc.errno, f"{doing} failed ({exc.strerror or exc}); every whole fragment written "
-            "is kept: close() the writer to seal an unsealed segment as a recovered one"
-        ) from exc
+        raise SegmentWriteError(exc.errno, f"{doing} failed ({exc.strerror or exc}); "
+                                + _what_is_kept(exc)) from exc
 
     def _seal(self) -> None:
         final = self._partial.with_name(segment_file_name(self._index))
@@ -235,6 +234,14 @@ class SegmentWriter:
         self.sealed.append(segment)
         if self._on_sealed is not None:
             self._on_sealed(segment)
+
+
+def _what_is_kept(exc: OSError) -> str:
+    """What is true of the footage after a failed write, for the error's message."""
+    if exc.errno in (errno.ENOENT, errno.ESTALE):
+        return "the recording's directory is gone, and what was written to it with it"
+    return ("the segments sealed before are kept; close() seals the whole fragments of the "
+            "unsealed segment as a recovered one if the card still allows it")
 
 
 # -- recovery ------------------------------------------------------------------------------------
