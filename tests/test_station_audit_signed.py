@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, insert, select, update
-from support.station import FakeClock, camera_key, ingest, make_recording, make_store, serve
+from support.station import bwv, FakeClock, camera_key, ingest, make_recording, make_store, serve
 
-from recorder.cli import station as commands
 from recorder.integrity import keys, manifest
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue
@@ -33,13 +30,6 @@ pytestmark = pytest.mark.usefixtures("no_fsync")
 
 __all__ = ["camera_key"]
 
-
-def bwv(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "RECORDER_NATIVE": "off"}
-    environ.pop(commands.DATA_ENV_VAR, None)
-    environ.pop(commands.DB_ENV_VAR, None)
-    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
-                          text=True, cwd="/", env=environ, timeout=60)
 
 
 def station_with_history(tmp_path: Path, camera_key: DeviceKey) -> tuple[Path, EvidenceStore]:

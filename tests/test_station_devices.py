@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.station import ServedStation, camera_key, make_recording, make_store, serve
+from support.station import bwv, ServedStation, camera_key, make_recording, make_store, serve
 
-from recorder.cli import station as commands
 from recorder.integrity import keys
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
@@ -34,13 +30,6 @@ __all__ = ["camera_key"]
 
 API = "/api/v1/recordings"
 
-
-def bwv(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "RECORDER_NATIVE": "off"}
-    environ.pop(commands.DATA_ENV_VAR, None)
-    environ.pop(commands.DB_ENV_VAR, None)
-    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
-                          text=True, cwd="/", env=environ, timeout=60)
 
 
 def upload(station: ServedStation, key: DeviceKey, directory: Path,

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from support.station import camera_key, ingest, make_recording, make_store
+from support.station import bwv, camera_key, ingest, make_recording, make_store
 
-from recorder.cli import station as commands
 from recorder.integrity.keys import DeviceKey
 from recorder.station import retention
 from recorder.station.audit import Action
@@ -29,13 +26,6 @@ pytestmark = pytest.mark.usefixtures("no_fsync")
 
 __all__ = ["camera_key"]
 
-
-def bwv(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "RECORDER_NATIVE": "off"}
-    environ.pop(commands.DATA_ENV_VAR, None)
-    environ.pop(commands.DB_ENV_VAR, None)
-    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
-                          text=True, cwd="/", env=environ, timeout=60)
 
 
 def unpack(package: Path, into: Path) -> Path:

@@ -10,18 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
-from support.station import (FakeClock, camera_key, catalogue_url, ingest, make_recording,
+from support.station import (FakeClock, bwv, camera_key, catalogue_url, ingest, make_recording,
                              make_store, postgres_cluster, serve)
 
-from recorder.cli import station as commands
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
 from recorder.station import audit, retention
@@ -35,15 +31,7 @@ from recorder.station.public_requests import export_request, record_request
 __all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
 
 DAY_US = 86_400 * 1_000_000
-BWV = [sys.executable, "-m", "recorder"]
 
-
-def bwv(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "RECORDER_NATIVE": "off"}
-    environ.pop(commands.DATA_ENV_VAR, None)
-    environ.pop(commands.DB_ENV_VAR, None)
-    return subprocess.run([*BWV, *args], capture_output=True, text=True, cwd="/", env=environ,
-                          timeout=60)
 
 
 def blob_bytes(data: Path) -> int:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.station import (ServedStation, camera_key, catalogue_url, make_recording,
-                             make_store, postgres_cluster, serve)
+from support.station import (ServedStation, camera_key, catalogue_url, make_recording, make_store,
+                             postgres_cluster, real_station, real_store, serve)
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -41,7 +41,8 @@ from recorder.integrity.station_pin import StationPin
 from recorder.station.evidence_store import EvidenceStore
 from recorder.uploader import Uploader
 
-__all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
+__all__ = ["camera_key", "catalogue_url", "postgres_cluster", "real_station",
+           "real_store"]  # fixtures used by name below
 
 REPO = Path(__file__).resolve().parents[1]
 API = "/api/v1"
@@ -71,21 +72,6 @@ def camera(tmp_path: Path, camera_key: DeviceKey) -> Path:
     return data
 
 
-@pytest.fixture()
-def real_store(catalogue_url: str, tmp_path: Path, camera_key: DeviceKey) -> Iterator[
-        EvidenceStore]:
-    """The real station (system clock) on SQLite and on PostgreSQL, with cam7 enrolled."""
-    store = make_store(tmp_path / "station", db_url=catalogue_url)
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    yield store
-    store.engine.dispose()
-
-
-@pytest.fixture()
-def real_station(real_store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve(real_store)
-    yield served
-    served.stop()
 
 
 # --- the fake station ----------------------------------------------------------------------

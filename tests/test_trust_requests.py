@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.station import (ServedStation, camera_key, catalogue_url, make_recording,
-                             make_store, postgres_cluster, serve)
+from support.station import (ServedStation, camera_key, catalogue_url, make_recording, make_store,
+                             postgres_cluster, real_station, real_store, serve)
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -35,7 +35,8 @@ from recorder.station import audit
 from recorder.station.errors import UNAUTHORISED_MESSAGE
 from recorder.station.evidence_store import EvidenceStore
 
-__all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
+__all__ = ["camera_key", "catalogue_url", "postgres_cluster", "real_station",
+           "real_store"]  # fixtures used by name below
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
@@ -46,20 +47,8 @@ MANIFEST_PATH = f"{API}/recordings/20261123T070000Z-cam7/manifest"
 
 
 @pytest.fixture()
-def real_store(catalogue_url: str, tmp_path: Path, camera_key: DeviceKey) -> Iterator[
-        EvidenceStore]:
-    """A station on the system clock, on SQLite and on PostgreSQL, with cam7 enrolled."""
-    store = make_store(tmp_path / "station", db_url=catalogue_url)
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    yield store
-    store.engine.dispose()
-
-
-@pytest.fixture()
-def station(real_store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve(real_store)
-    yield served
-    served.stop()
+def station(real_station: ServedStation) -> ServedStation:
+    return real_station
 
 
 def signed(station_id: str, key: DeviceKey, method: str = "GET", path: str = GET_PATH,

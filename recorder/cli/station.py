@@ -120,6 +120,16 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     return keys.public_key_from_spki_b64(stripped)
 
 
+def _given_public_key(text: str) -> Ed25519PublicKey:
+    """``--public-key``, or a usage error saying what is wrong with it."""
+    from ..integrity.keys import PublicKeyFormatError
+
+    try:
+        return parse_public_key(text)
+    except PublicKeyFormatError as exc:
+        raise StationUsageError(str(exc)) from None
+
+
 def _limits(args: argparse.Namespace) -> Limits:
     """The station's limits from the `serve` options (recorder.station.limits)."""
     from ..station.limits import GIB, MIB, Limits, default_max_connections
@@ -166,13 +176,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from ..integrity.keys import PublicKeyFormatError
     from ..station.errors import EnrollmentError
 
-    try:
-        key = parse_public_key(args.public_key)
-    except PublicKeyFormatError as exc:
-        raise StationUsageError(str(exc)) from None
+    key = _given_public_key(args.public_key)
     store = open_store(args, create=True)
     try:
         fingerprint = store.enroll(args.device_id, key, by=_actor(args))
@@ -370,13 +376,9 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ..integrity.keys import PublicKeyFormatError
     from ..station.devices import rotate
 
-    try:
-        key = parse_public_key(args.public_key)
-    except PublicKeyFormatError as exc:
-        raise StationUsageError(str(exc)) from None
+    key = _given_public_key(args.public_key)
     fingerprint = rotate(open_store(args), args.device_id, key, by=_actor(args))
     print(f"rotated {args.device_id} to key sha256 {fingerprint}; the old key is refused from "
           "now on and kept to verify what it signed")

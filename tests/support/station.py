@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -394,3 +395,33 @@ def new_store(catalogue_url: str, tmp_path: Path,
     yield factory
     for store in made:
         store.engine.dispose()
+
+
+def bwv(*args: str) -> subprocess.CompletedProcess[str]:
+    """`bwv ARGS` in a subprocess against the installed package (cwd "/", pure Python so that
+    no native-fallback warning adds a line), without the station's environment variables: a
+    command must name its station."""
+    environ = {**os.environ, "RECORDER_NATIVE": "off"}
+    environ.pop("BWV_STATION_DATA", None)
+    environ.pop("BWV_STATION_DB", None)
+    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
+                          text=True, cwd="/", env=environ, timeout=60)
+
+
+@pytest.fixture()
+def real_store(catalogue_url: str, tmp_path: Path, camera_key: DeviceKey) -> Iterator[
+        EvidenceStore]:
+    """A station on the system clock (requests are signed now), on SQLite and on PostgreSQL,
+    with cam7 enrolled."""
+    store = make_store(tmp_path / "station", db_url=catalogue_url)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture()
+def real_station(real_store: EvidenceStore) -> Iterator[ServedStation]:
+    """``real_store`` served on loopback."""
+    served = serve(real_store)
+    yield served
+    served.stop()
