@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "native: runs the native implementation of an "
                             "accelerated piece (skipped with --no-native)")
+    # A suite started in the background by a non-interactive shell (as CI may start it) inherits
+    # Ctrl-C ignored, and so would every `bwv` it starts, until bwv installs its own handlers:
+    # a SIGINT in start-up would then be lost. The signal tests are about what a user at a
+    # terminal gets, so the processes they start get the default disposition back.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", params=[pytest.param("native", marks=pytest.mark.native),
