@@ -26,6 +26,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -254,5 +255,15 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         from .web import web_routes
 
         routes.extend(web_routes(store))
-    handlers: dict[Any, Any] = {StationError: station_error}
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (no such route, a method a route does not take): in the
+        device API the JSON every other error is, so the camera reads them alike."""
+        assert isinstance(exc, HTTPException)
+        if request.url.path != API and not request.url.path.startswith(API + "/"):
+            return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "message": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    handlers: dict[Any, Any] = {StationError: station_error, HTTPException: http_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
