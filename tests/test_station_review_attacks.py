@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.station import (FakeClock, bwv, camera_key, catalogue_url, ingest, make_recording,
-                             make_store, postgres_cluster, serve)
+from support.station import (FakeClock, bwv, camera_key, catalogue_url, clock, ingest,
+                             make_recording, make_store, postgres_cluster, serve, store)
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
@@ -28,7 +28,8 @@ from recorder.station.identity import STATION_KEY_FILE
 from recorder.station.limits import Limits
 from recorder.station.public_requests import export_request, record_request
 
-__all__ = ["camera_key", "catalogue_url", "postgres_cluster"]  # fixtures used by name below
+# fixtures used by name below
+__all__ = ["camera_key", "catalogue_url", "clock", "postgres_cluster", "store"]
 
 DAY_US = 86_400 * 1_000_000
 
@@ -41,11 +42,6 @@ def blob_bytes(data: Path) -> int:
 def lines(*objects: dict[str, object]) -> bytes:
     return b"".join(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
                     for obj in objects)
-
-
-@pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock("2026-11-23T08:00:00+00:00")
 
 
 @pytest.fixture()
@@ -142,9 +138,8 @@ def test_text_no_database_can_hold_is_stored_escaped_on_both(
 
 
 def test_a_manifest_over_the_quota_is_refused_before_it_is_read(
-        tmp_path: Path, camera_key: DeviceKey) -> None:
-    enrolled = make_store(tmp_path / "station")  # the system clock: requests are signed now
-    enrolled.enroll("cam7", camera_key.public_key, by="admin")
+        camera_key: DeviceKey, store: EvidenceStore) -> None:
+    enrolled = store  # the system clock: requests are signed now
     served = serve(enrolled, limits=dataclasses.replace(Limits.default(),
                                                         device_quota_bytes=1000))
     try:
