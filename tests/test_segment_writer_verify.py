@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.capture.access_unit import AccessUnit
+from recorder.capture.access_unit import AUDIO, AccessUnit
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import ManifestWriter, RecordingHeader
@@ -71,3 +71,31 @@ def test_recording_with_a_recovered_segment_verifies(tmp_path: Path) -> None:
     report = verify_recording(directory)
     assert report.ok, report.problems
     assert len(report.segments) == 2
+
+
+@pytest.mark.parametrize("late_us", [300_000, 700_000])
+def test_audio_arriving_late_at_a_cut_still_verifies(tmp_path: Path, late_us: int) -> None:
+    """Audio that reaches the muxer after the video's cut (an AAC encoder starved of CPU, or
+    `--fast` running video ahead) is written into the next segment. The media is whole and the
+    manifest's pts are its video's, as docs/formats.md says; the verifier once measured the
+    segment's first sample over every track and failed such a recording (CI, 2026-12-02)."""
+    directory = tmp_path / "rec"
+    directory.mkdir()
+    manifest = _manifest(directory, tmp_path / "keys")
+    config, audio = aac(3.0)
+    video = h264(160, 120, frames=90, gop=15)
+    arrival = sorted([*video, *audio], key=lambda u: (
+        (u.pts_us if u.dts_us is None else u.dts_us) + (late_us if u.stream == AUDIO else 0),
+        u.stream))
+    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
+                       on_sealed=manifest.append_segment) as writer:
+        for unit in arrival:
+            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
+    manifest.seal(CLOCK.iso(video[-1].pts_us))
+    manifest.close()
+    report = verify_recording(directory)
+    assert report.ok, report.problems
+    second = report.segments[1]
+    first_audio = min(t.first_decode_us for t in second.tracks if t.handler == "soun")
+    first_video = min(t.first_decode_us for t in second.tracks if t.handler == "vide")
+    assert first_video - first_audio >= late_us - 50_000  # the audio really did straddle the cut
