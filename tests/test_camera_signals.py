@@ -57,7 +57,11 @@ def test_bwv_record_seals_whatever_signals_come(tmp_path: Path,
     finally:
         code = record.stop()
     assert_clean(record, code)
-    assert f"stopped early by {numbers[0].name}: the recording so far is sealed" in record.log.text
+    # the first signal handled is named: signals that arrive together (a burst under load) are
+    # handled by Python in signal-number order, so it is one of the burst, not always the first
+    said = [line for line in record.log.text.splitlines() if "stopped early by" in line]
+    assert said in ([f"bwv record: stopped early by {number.name}: the recording so far is "
+                     "sealed"] for number in set(numbers)), record.log.text
     recording = Path(record.board.text.strip())
     assert last_manifest_line(recording)["reason"] == "bwv record: stopped early"
     assert verify(recording)["ok"] is True
