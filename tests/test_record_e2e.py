@@ -19,11 +19,13 @@ from recorder.device.assembly import Device
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
 from recorder.integrity.verify import verify_recording
+from recorder.storage.interleave import MAX_WAIT_US
 from recorder.storage.recording import recover_interrupted
+from support.media import ffmpeg_decode_errors
 from support.recording import (FPS, ffprobe, frame_numbers, make_video_file, manifest_lines,
                                settings, start_recording_after)
 
-
+INTERLEAVER_WAIT_S = MAX_WAIT_US / 1e6
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +80,11 @@ def test_ffprobe_sees_h264_and_aac_in_every_segment_with_audio_in_sync(recording
         offset_s = float(audio["start_time"]) - float(video["start_time"])
         if index == 0:  # no audio in the pre-event buffer (the default): it starts at the trigger
             assert abs(offset_s - (trigger_us - line["first_pts_us"]) / 1e6) < 2 / FPS
-        else:  # later segments: audio and video start together, within a frame (audio never
-            # before the keyframe, give or take the rounding of one 48 kHz tick)
-            assert -1 / 48_000 <= offset_s < 1 / FPS
-        decode = subprocess.run(["ffmpeg", "-v", "error", "-i", str(recording / line["file"]),
-                                 "-f", "null", "-"], capture_output=True, text=True)
-        assert decode.returncode == 0 and decode.stderr == ""
+        else:  # later segments: audio never starts later than a frame after the keyframe; it
+            # starts before it only when it reached the muxer after the cut (an encoder short of
+            # CPU), by no more than the interleaver waits for it (docs/formats.md)
+            assert -INTERLEAVER_WAIT_S - 1 / 48_000 <= offset_s < 1 / FPS
+        assert ffmpeg_decode_errors(recording / line["file"]) == ""
 
 
 def test_segments_concatenate_into_one_playable_stream(recording: Path, tmp_path: Path) -> None:

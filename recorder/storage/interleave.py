@@ -14,12 +14,16 @@ from collections import deque
 
 from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 
+# How far (in the other stream's time) a stream's units wait for a silent one: audio later than
+# this reaches the muxer after the video it was captured with, and lands after a cut made there
+MAX_WAIT_US = 500_000
+
 
 class PtsInterleaver:
     """``push`` returns the units now ready, in pts order; ``flush`` returns the rest."""
 
     def __init__(self, streams: frozenset[int] = frozenset({VIDEO, AUDIO}),
-                 max_wait_us: int = 500_000) -> None:
+                 max_wait_us: int = MAX_WAIT_US) -> None:
         self.streams = streams
         self.max_wait_us = max_wait_us
         self._queues: dict[int, deque[AccessUnit]] = {stream: deque() for stream in streams}
