@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from test_camera_cli import BWV, environment, write_config
+from test_camera_cli import environment, write_config
+from support import warm
+
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -50,8 +52,7 @@ def refused(command: list[str], tmp_path: Path) -> str:
     """Run ``bwv COMMAND``; assert it is refused as a usage error in one line, changing
     nothing under ``tmp_path``; return that line."""
     before = tree(tmp_path)
-    result = subprocess.run([*BWV, *command], env=environment(), cwd="/", capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = warm.run([*command], env=environment(), cwd="/", timeout=120)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"bwv {command[0]}: "), \

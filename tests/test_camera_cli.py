@@ -25,6 +25,8 @@ import pytest
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
+from support import warm
+
 
 BWV = [sys.executable, "-m", "recorder"]  # run from "/": the installed package, not ./recorder
 
@@ -56,8 +58,8 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def verify(recording: Path) -> dict[str, object]:
-    checked = subprocess.run([*BWV, "verify", "--json", str(recording)], env=environment(),
-                             cwd="/", capture_output=True, text=True, timeout=120)
+    checked = warm.run(["verify", "--json", str(recording)], env=environment(),
+                             cwd="/", timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     report: dict[str, object] = json.loads(checked.stdout)
     return report
@@ -206,8 +208,7 @@ def test_journal_format_only_when_stderr_is_the_journal_stream(tmp_path: Path) -
 @pytest.mark.parametrize("args", [["--log-level", "bogus", "doctor"],
                                   ["run", "--log-level", "bogus"]])
 def test_an_unknown_log_level_is_a_usage_error(args: list[str]) -> None:
-    result = subprocess.run([*BWV, *args], env=environment(), cwd="/", capture_output=True,
-                            text=True, timeout=60)
+    result = warm.run([*args], env=environment(), cwd="/", timeout=60)
     assert result.returncode == 2
     assert "argument --log-level: invalid choice: 'bogus'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -274,10 +275,10 @@ def test_a_signal_stops_bwv_record_early_and_seals_what_was_recorded(
 
 def test_bwv_record_fast_with_audio_verifies(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    made = subprocess.run([*BWV, "record", "--fast", "--audio", "synthetic", "--size", "320x240",
+    made = warm.run(["record", "--fast", "--audio", "synthetic", "--size", "320x240",
                            "--pre-event", "2", "--duration", "5", "--out", str(out)],
                           env=environment(BWV_DATA_DIR=str(tmp_path / "data")), cwd="/",
-                          capture_output=True, text=True, timeout=300)
+                          timeout=300)
     assert made.returncode == 0, made.stderr
     recording = Path(made.stdout.strip())
     report = verify(recording)
@@ -309,9 +310,9 @@ def test_bwv_record_fast_with_audio_verifies(tmp_path: Path) -> None:
 def test_bad_record_options_are_usage_errors_in_one_line(tmp_path: Path, options: list[str],
                                                          message: str) -> None:
     out = str(tmp_path / "out")  # a later --out in ``options`` wins
-    result = subprocess.run([*BWV, "record", "--duration", "1", "--out", out, *options],
+    result = warm.run(["record", "--duration", "1", "--out", out, *options],
                             env=environment(BWV_DATA_DIR=str(tmp_path / "data")), cwd="/",
-                            capture_output=True, text=True, timeout=60)
+                            timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("bwv record: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -323,8 +324,8 @@ def test_bad_record_options_are_usage_errors_in_one_line(tmp_path: Path, options
     (["--board", "led"], "argument --board: invalid choice: 'led'"),
 ])
 def test_bad_run_options_are_usage_errors(options: list[str], message: str) -> None:
-    result = subprocess.run([*BWV, "run", *options], env=environment(), cwd="/",
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = warm.run(["run", *options], env=environment(), cwd="/",
+                            timeout=60)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -332,8 +333,8 @@ def test_bad_run_options_are_usage_errors(options: list[str], message: str) -> N
 # -- bwv doctor: the device id and the enroll command ----------------------------------------
 
 def doctor(*args: str, env: dict[str, str] | None = None) -> dict[str, str]:
-    result = subprocess.run([*BWV, "doctor", *args], env=env or environment(), cwd="/",
-                            capture_output=True, text=True, timeout=120)
+    result = warm.run(["doctor", *args], env=env or environment(), cwd="/",
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     lines = {}
     for line in result.stdout.splitlines():
@@ -350,8 +351,8 @@ def test_doctor_prints_an_enroll_command_that_enrolls_the_camera(tmp_path: Path)
     command = shlex.split(lines["enroll at the station"])
     assert command[:3] == ["bwv", "station", "enroll"]
     station = tmp_path / "station"
-    enrolled = subprocess.run([*BWV, *command[1:], "--data", str(station)], env=environment(),
-                              cwd="/", capture_output=True, text=True, timeout=120)
+    enrolled = warm.run([*command[1:], "--data", str(station)], env=environment(),
+                              cwd="/", timeout=120)
     assert enrolled.returncode == 0, enrolled.stderr
     assert enrolled.stdout.splitlines()[0] == f"enrolled cam-7.north: key sha256 {key.fingerprint}"
     pin = enrolled.stdout.splitlines()[-1]
@@ -390,7 +391,7 @@ def test_doctor_without_a_key_prints_no_enroll_command(tmp_path: Path) -> None:
 def test_doctor_with_a_bad_settings_file_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[camera]\nfps = 0\n")
-    result = subprocess.run([*BWV, "doctor", "--config", str(bad)], env=environment(), cwd="/",
-                            capture_output=True, text=True, timeout=60)
+    result = warm.run(["doctor", "--config", str(bad)], env=environment(), cwd="/",
+                            timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("bwv doctor: camera.fps = 0 is not allowed")

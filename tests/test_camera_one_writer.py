@@ -18,14 +18,16 @@ import pytest
 
 from recorder.integrity.manifest import MANIFEST_NAME
 from recorder.storage.writer_lock import LOCK_NAME, RecordingsBusyError, WriterLock
-from test_camera_cli import BWV, Bwv, environment, last_manifest_line, verify, write_config
+from test_camera_cli import Bwv, environment, last_manifest_line, verify, write_config
+from support import warm
+
 
 
 def second_record(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
     """`bwv record --fast` on ``out``: what an officer or a script might start by mistake."""
-    return subprocess.run([*BWV, "record", "--config", str(config), "--fast", "--duration", "2",
+    return warm.run(["record", "--config", str(config), "--fast", "--duration", "2",
                            "--trigger-after", "0", "--out", str(out)],
-                          env=environment(), cwd="/", capture_output=True, text=True, timeout=120)
+                          env=environment(), cwd="/", timeout=120)
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], out: Path, pid: int) -> None:

@@ -9,26 +9,18 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from support.station import ingest, make_store, serve
+from support import warm
 
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
 from recorder.storage.segment_writer import PARTIAL_SUFFIX, recover_segment
-
-BWV = [sys.executable, "-m", "recorder"]  # run from "/": the installed package
-
-
-def with_umask_000() -> None:
-    os.umask(0)
-
 
 @pytest.fixture()
 def umask_000() -> Iterator[None]:
@@ -53,13 +45,12 @@ def loose_modes(root: Path) -> list[str]:
 
 def record(tmp_path: Path) -> Path:
     """A recording by `bwv record --fast` in a real process under umask 000."""
-    made = subprocess.run([*BWV, "record", "--fast", "--audio", "synthetic", "--size",
+    made = warm.run(["record", "--fast", "--audio", "synthetic", "--size",
                            "320x240", "--pre-event", "1", "--duration", "3", "--out",
                            str(tmp_path / "camera" / "recordings")],
                           env=dict(os.environ, BWV_DATA_DIR=str(tmp_path / "camera"),
                                    PYTHONPATH=""),
-                          cwd="/", capture_output=True, text=True, timeout=300,
-                          preexec_fn=with_umask_000)
+                          cwd="/", timeout=300, umask=0)
     assert made.returncode == 0, made.stderr
     return Path(made.stdout.strip())
 
@@ -100,12 +91,11 @@ def test_a_station_keeps_its_data_0700_and_0600_under_umask_000(tmp_path: Path,
         assert loose_modes(station) == []
     finally:
         served.stop()
-    exported = subprocess.run([*BWV, "station", "export", recording.name, "--data",
+    exported = warm.run(["station", "export", recording.name, "--data",
                                str(station), "--out", str(tmp_path / "exports" / "x.zip"),
                                "--purpose", "court", "--by", "insp"],
                               env=dict(os.environ, PYTHONPATH=""), cwd="/",
-                              capture_output=True, text=True, timeout=120,
-                              preexec_fn=with_umask_000)
+                              timeout=120, umask=0)
     assert exported.returncode == 0, exported.stderr
     assert stat.S_IMODE((tmp_path / "exports" / "x.zip").stat().st_mode) == 0o600
     assert loose_modes(station) == []

@@ -8,12 +8,14 @@ import dataclasses
 import re
 import tomllib
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
 from recorder.board import BoardSettings
 from recorder.settings import (BOARD_HELP, OPTIONS, SYSTEM_CONFIG_PATH, TABLES, Settings,
                                SettingsError, default_config_path, example_settings_toml)
+from support import warm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,13 +100,10 @@ def test_the_systemd_unit_reads_the_system_settings_file() -> None:
     assert exec_start[0].split()[1:] == ["run", "--config", str(SYSTEM_CONFIG_PATH)]
 
 
-def _bwv(args: list[str], config: Path, tmp_path: Path) -> "subprocess.CompletedProcess[str]":
+def _bwv(args: list[str], config: Path, tmp_path: Path) -> CompletedProcess[str]:
     import os
-    import subprocess
-    import sys
     environ = {**os.environ, "BWV_CONFIG": str(config), "BWV_DATA_DIR": str(tmp_path / "data")}
-    return subprocess.run([sys.executable, "-m", "recorder", *args], cwd="/", env=environ,
-                          capture_output=True, text=True, timeout=120)
+    return warm.run(args, cwd="/", env=environ, timeout=120)
 
 
 def test_doctor_record_and_run_read_the_default_settings_file(tmp_path: Path) -> None:

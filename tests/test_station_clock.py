@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy import update
 from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest, make_recording,
                              new_store, postgres_cluster, serve)
+from support import warm
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
@@ -47,9 +47,8 @@ def store(new_store: Callable[[], EvidenceStore], camera_key: DeviceKey,
 
 def bwv_list(station: Path, db_url: str) -> subprocess.CompletedProcess[str]:
     """`bwv station list` as an operator runs it: a real process on the installed package."""
-    return subprocess.run([sys.executable, "-m", "recorder", "station", "list", "--data",
-                           str(station), "--db", db_url], capture_output=True, text=True,
-                          cwd="/", timeout=60, env=dict(os.environ, PYTHONPATH=""))
+    return warm.run(["station", "list", "--data",
+                           str(station), "--db", db_url], cwd="/", timeout=60, env=dict(os.environ, PYTHONPATH=""))
 
 
 def test_an_unsynchronised_2020_clock_keeps_footage_31_days_from_receipt(

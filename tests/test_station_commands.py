@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.station import make_recording, make_store
+from support import warm
 
 from recorder.cli import station as commands
 from recorder.integrity.keys import DeviceKey
@@ -44,8 +45,7 @@ def bwv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     environ = {**os.environ, "RECORDER_NATIVE": "off", **(env or {})}
     environ.pop(commands.DATA_ENV_VAR, None)
     environ.pop(commands.DB_ENV_VAR, None)
-    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
-                          text=True, cwd="/", env=environ, timeout=60)
+    return warm.run([*args], cwd="/", env=environ, timeout=60)
 
 
 def suggestions() -> list[tuple[str, str]]:

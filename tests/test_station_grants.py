@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import sqlalchemy
 from sqlalchemy.exc import ProgrammingError
 from support.station import (PG_BIN_DIRS, FakeClock, camera_key, ingest, make_recording,
                              make_store, postgres_cluster)
+from support import warm
 
 from recorder.cli import station as commands
 from recorder.integrity.keys import DeviceKey
@@ -101,9 +101,8 @@ def test_the_application_role_runs_the_station_but_cannot_rewrite_the_audit(
 
     environ = {**os.environ, "RECORDER_NATIVE": "off"}
     environ.pop(commands.DATA_ENV_VAR, None)
-    result = subprocess.run([sys.executable, "-m", "recorder", "station", "audit", "--data",
-                             str(data), "--db", app_url, "--verify"], capture_output=True,
-                            text=True, cwd="/", env=environ, timeout=60)
+    result = warm.run(["station", "audit", "--data",
+                             str(data), "--db", app_url, "--verify"], cwd="/", env=environ, timeout=60)
     assert result.returncode == 0 and "audit chain OK" in result.stdout, result.stderr
 
     app = sqlalchemy.create_engine(app_url)

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from support.station import (camera_key, catalogue_url, make_recording, make_store,
                              postgres_cluster, serve)
+from support import warm
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -345,9 +346,8 @@ def test_connections_over_the_limit_are_closed_at_once(tmp_path: Path,
 def test_a_limit_that_makes_no_sense_is_a_usage_error(tmp_path: Path) -> None:
     for option, value in (("--max-segment-mib", "0"), ("--header-timeout", "-1"),
                           ("--device-quota-gib", "-5")):
-        result = subprocess.run([*BWV, "station", "serve", "--data", str(tmp_path / "s"),
-                                 option, value], cwd="/", capture_output=True, text=True,
-                                timeout=30)
+        result = warm.run(["station", "serve", "--data", str(tmp_path / "s"),
+                                 option, value], cwd="/", timeout=30)
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().splitlines() == [
             f"bwv station serve: {option} must be "
@@ -525,11 +525,11 @@ def test_a_segment_finishing_after_the_manifest_verified_is_refused(
     assert holdings.status == "verified" and "000003.mp4" not in holdings.segments
     assert not race_store.blobs.exists(sha256(extra))
     assert _export_verifies(race_store, recording.name, tmp_path / "export.zip")
-    code = subprocess.run([*BWV, "station", "export", recording.name, "--data",
+    code = warm.run(["station", "export", recording.name, "--data",
                            str(tmp_path / "station"), "--db", str(race_store.engine.url
                                                                   .render_as_string(False)),
                            "--out", str(tmp_path / "cli.zip"), "--purpose", "race"],
-                          cwd="/", capture_output=True, text=True)
+                          cwd="/")
     assert code.returncode == 0 and "verification OK" in code.stdout, code.stderr
 
 

@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.station import (ServedStation, camera_key, catalogue_url, make_recording, make_store,
                              postgres_cluster, real_station, real_store, serve)
+from support import warm
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -57,9 +57,9 @@ def bwv_upload(data: Path, url: str, *args: str) -> subprocess.CompletedProcess[
     """`bwv upload` as a camera runs it: a subprocess of the installed package (cwd="/")."""
     environ = {**os.environ, "RECORDER_NATIVE": "off"}
     environ.pop("BWV_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "recorder", "upload", "--station", url,
+    return warm.run(["upload", "--station", url,
                            "--data", str(data), "--device-id", "cam7", "--attempts", "1",
-                           *args], capture_output=True, text=True, cwd="/", env=environ,
+                           *args], cwd="/", env=environ,
                           timeout=120)
 
 

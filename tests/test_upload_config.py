@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.integrity.station_pin import StationPin
 from recorder.settings import Settings
 from recorder.uploader import CaFileError
+from support import warm
 
 __all__ = ["camera"]  # fixtures used by name below
 
@@ -64,8 +64,7 @@ def bwv_upload(config: Path | None, *args: str) -> subprocess.CompletedProcess[s
     environ.pop("BWV_CONFIG", None)
     if config is not None:
         environ["BWV_CONFIG"] = str(config)
-    return subprocess.run([sys.executable, "-m", "recorder", "upload", "--attempts", "1", *args],
-                          capture_output=True, text=True, cwd="/", env=environ, timeout=120)
+    return warm.run(["upload", "--attempts", "1", *args], cwd="/", env=environ, timeout=120)
 
 
 def test_bwv_upload_trusts_the_ca_of_the_settings_file_found_by_bwv_config(

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from support.segments import write_segments
 from support.station import (camera_key, catalogue_url, clock, ingest, make_recording, new_store,
                              postgres_cluster)
+from support import warm
 from test_verify import sealed_segments, write_manifest
 
 from recorder.integrity import bmff, manifest
@@ -59,8 +60,7 @@ def run_verify(*args: str | Path, encoding: str = "utf-8:strict",
                timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
     """`bwv verify ARGS` as a subprocess with stdout and stderr strict in ``encoding``."""
     env = dict(os.environ, PYTHONIOENCODING=encoding)
-    return subprocess.run([str(BWV), "verify", *map(str, args)], capture_output=True,
-                          env=env, timeout=timeout, check=False)
+    return warm.run(["verify", *map(str, args)], env=env, timeout=timeout, text=False)
 
 
 def assert_clean(result: subprocess.CompletedProcess[bytes], code: int) -> str:

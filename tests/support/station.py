@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ from recorder.station.identity import StationIdentity
 from recorder.station.limits import Limits
 from recorder.station.server import server_config
 from support.segments import write_segments
+from support import warm
 
 MONOTONIC_START_US = 7_000_000
 
@@ -404,8 +404,7 @@ def bwv(*args: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "RECORDER_NATIVE": "off"}
     environ.pop("BWV_STATION_DATA", None)
     environ.pop("BWV_STATION_DB", None)
-    return subprocess.run([sys.executable, "-m", "recorder", *args], capture_output=True,
-                          text=True, cwd="/", env=environ, timeout=60)
+    return warm.run([*args], cwd="/", env=environ, timeout=60)
 
 
 @pytest.fixture()
