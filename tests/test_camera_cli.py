@@ -110,9 +110,7 @@ class Bwv:
 
     def __init__(self, args: list[str], env: dict[str, str],
                  stderr: IO[bytes] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [*BWV, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if stderr is None else stderr, env=env, cwd="/")
+        self.process = warm.spawn(args, env=env, cwd="/", stderr=stderr)
         self.board = self._collect(self.process.stdout)
         self.log = self._collect(self.process.stderr)
 

@@ -15,6 +15,7 @@ import pytest
 
 from recorder.integrity.manifest import MANIFEST_NAME
 from test_camera_cli import BWV, Bwv, environment, last_manifest_line, verify, write_config
+from support import warm
 
 INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
 BURSTS = [
@@ -30,7 +31,7 @@ BURSTS = [
 ]
 
 
-def burst(process: subprocess.Popen[bytes], numbers: tuple[signal.Signals, ...]) -> None:
+def burst(process: warm.Process | subprocess.Popen[bytes], numbers: tuple[signal.Signals, ...]) -> None:
     """The signals, 1.5 ms apart: as fast as a user hammering Ctrl-C, or a service manager
     sending SIGTERM just after a terminal sent SIGHUP."""
     for number in numbers:

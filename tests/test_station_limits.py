@@ -277,7 +277,9 @@ def test_slow_loris_connections_do_not_lock_out_health(tmp_path: Path,
         stop_station(station)
     print(f"slow loris: worst /health {worst * 1000:.0f} ms, RSS {rss_before:.0f} -> "
           f"{rss_after:.0f} MiB")
-    assert worst < 1.0
+    # locked out, /health would not answer within its 5 s; answered at all, it takes
+    # milliseconds, or about a second on a machine loaded by other work
+    assert worst < 2.5
     assert still_open == []  # every slow header was cut, none waits for ever
     assert rss_after - rss_before < 50
 

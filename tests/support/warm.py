@@ -8,8 +8,9 @@ the modules and did nothing else: support/warm_zygote.py), on its own stdin/stdo
 with the environment and working directory given, and its exit status, output and any
 traceback are what a fresh process would give. Only what the interpreter reads at start-up can
 differ, so an environment that changes any of it (PYTHON*, the locale, RECORDER_NATIVE) gets a
-warm process of its own. Tests whose subject is the process's start (signals during start-up,
-an extra missing) use ``subprocess`` directly.
+warm process of its own, and one with LD_PRELOAD a fresh process. ``spawn`` does the same for a
+process a test talks to while it runs (``subprocess.Popen`` with pipes). Tests whose subject is
+the process's start (signals during start-up, an extra missing) use ``subprocess`` directly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import atexit
 import json
 import locale
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,7 +123,8 @@ def run(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | Pa
     False (see the module docstring); under ``umask``, or this process's as a child inherits it."""
     environment = dict(os.environ if env is None else env)
     argv = [sys.executable, "-m", "recorder", *args]
-    connection = _zygote(environment).connect()
+    # an LD_PRELOAD library is loaded at exec, and may read its environment only then
+    connection = None if "LD_PRELOAD" in environment else _zygote(environment).connect()
     if connection is None:  # no warm process here: the plain way
         return subprocess.run(argv, env=environment, cwd=cwd, timeout=timeout, input=input,
                               capture_output=True, text=text,
@@ -160,3 +163,84 @@ def _output(file: IO[bytes]) -> bytes:
     """What the child wrote into ``file``."""
     file.seek(0)
     return file.read()
+
+
+class Process:
+    """A running ``python -m recorder ARGS`` forked from a warm process, used as a
+    ``subprocess.Popen`` with pipes is (``pid``, ``stdin``/``stdout``/``stderr``, ``poll``,
+    ``wait``, ``send_signal``, ``terminate``, ``kill``, ``returncode``). Signals go straight to
+    the child's pid; its exit status comes from the warm process, its parent."""
+
+    def __init__(self, connection: socket.socket, args: Sequence[str], environment: dict[str, str],
+                 cwd: str | Path, stderr: IO[bytes] | None) -> None:
+        self.args = [sys.executable, "-m", "recorder", *args]
+        self.returncode: int | None = None
+        self._connection = connection
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
+        if stderr is None:
+            stderr_read, stderr_write = os.pipe()
+        else:
+            stderr_read, stderr_write = -1, os.dup(stderr.fileno())
+        request = {"args": list(args), "env": environment, "cwd": str(cwd),
+                   "umask": _current_umask()}
+        try:
+            socket.send_fds(connection, [json.dumps(request).encode()],
+                            [stdin_read, stdout_write, stderr_write])
+        finally:
+            for fd in (stdin_read, stdout_write, stderr_write):
+                os.close(fd)
+        started = _receive(connection, None)
+        assert started is not None
+        self.pid = started["pid"]
+        self.stdin: IO[bytes] | None = open(stdin_write, "wb")
+        self.stdout: IO[bytes] | None = open(stdout_read, "rb")
+        self.stderr: IO[bytes] | None = None if stderr_read < 0 else open(stderr_read, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._collect(0.0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None and not self._collect(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def __del__(self) -> None:
+        self._connection.close()  # a test that never waited: the warm process reaps the child
+
+    def _collect(self, timeout: float | None) -> bool:
+        """Take the exit status if it comes within ``timeout``; whether it came."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished = _receive(self._connection, deadline)
+        if finished is None:
+            return False
+        self.returncode = os.waitstatus_to_exitcode(finished["status"])
+        self._connection.close()
+        return True
+
+
+def spawn(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | Path = "/",
+          stderr: IO[bytes] | None = None) -> Process | subprocess.Popen[bytes]:
+    """``python -m recorder ARGS`` running, with pipes to its stdin and stdout and, unless
+    ``stderr`` is given, its stderr: forked from a warm process where there is one."""
+    environment = dict(os.environ if env is None else env)
+    connection = None if "LD_PRELOAD" in environment else _zygote(environment).connect()
+    if connection is None:
+        return subprocess.Popen(
+            [sys.executable, "-m", "recorder", *args], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE if stderr is None else stderr,
+            env=environment, cwd=cwd)
+    return Process(connection, args, environment, cwd, stderr)
