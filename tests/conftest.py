@@ -19,6 +19,7 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 
+from support import warm
 from support.twins import twin_module
 
 # CI and the developers' machines are 2 shared cores: how fast examples are *generated* depends
@@ -42,6 +43,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # terminal gets, so the processes they start get the default disposition back.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not hasattr(config, "workerinput"):  # the controller, before any worker starts
+        warm.session_start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        warm.session_end()
 
 
 @pytest.fixture(scope="session", params=[pytest.param("native", marks=pytest.mark.native),

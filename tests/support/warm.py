@@ -16,15 +16,17 @@ the process's start (signals during start-up, an extra missing) use ``subprocess
 from __future__ import annotations
 
 import atexit
+import fcntl
+import hashlib
 import json
 import locale
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from collections.abc import Sequence
@@ -34,56 +36,90 @@ ZYGOTE = Path(__file__).with_name("warm_zygote.py")
 START_TIMEOUT_S = 60.0
 
 
-def _startup_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """What an interpreter reads at start-up from ``env``: two environments with the same key
-    start the same interpreter."""
-    return tuple(sorted((name, value) for name, value in env.items()
-                        if name.startswith(("PYTHON", "LC_")) or name in (
-                            "LANG", "LANGUAGE", "RECORDER_NATIVE", "OPENBLAS_NUM_THREADS")))
+SESSION_DIR_ENV = "BWV_WARM_DIR"  # set by session_start: the warm processes every worker shares
+OWNER_ENV = "BWV_WARM_OWNER"  # the pid whose end stops them (the pytest controller)
 
 
-class _Zygote:
-    """One warm process, started on first use, stopped when the test process ends."""
+def _startup_key(env: dict[str, str]) -> str:
+    """What an interpreter reads at start-up from ``env``, as a digest: two environments with
+    the same key start the same interpreter. (An empty PYTHONPATH is no PYTHONPATH.)"""
+    read = sorted((name, value) for name, value in env.items()
+                  if (name.startswith(("PYTHON", "LC_")) or name in (
+                      "LANG", "LANGUAGE", "RECORDER_NATIVE", "OPENBLAS_NUM_THREADS"))
+                  and not (name == "PYTHONPATH" and value == ""))
+    return hashlib.sha256(json.dumps(read).encode()).hexdigest()[:16]
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="bwv-warm-")
-        self.path = os.path.join(self._directory.name, "socket")
-        self.process = subprocess.Popen([sys.executable, str(ZYGOTE), self.path], env=env,
-                                        cwd="/", stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        atexit.register(self.stop)
 
-    def connect(self) -> socket.socket | None:
-        """A connection to the warm process, waiting for it to be ready; None if it could not
-        start."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                connection.connect(self.path)
-                return connection
-            except (FileNotFoundError, ConnectionRefusedError):
-                connection.close()
-                time.sleep(0.02)
+def session_start() -> None:
+    """In the pytest controller, before workers start: one warm process per start-up key for
+    the whole session, shared by the workers (each costs a second of CPU to start)."""
+    os.environ[SESSION_DIR_ENV] = tempfile.mkdtemp(prefix="bwv-warm-")
+    os.environ[OWNER_ENV] = str(os.getpid())
+
+
+def session_end() -> None:
+    """In the controller at the end: stop the warm processes and remove their directory."""
+    directory = os.environ.pop(SESSION_DIR_ENV, None)
+    os.environ.pop(OWNER_ENV, None)
+    if directory is None:
+        return
+    for pid_file in Path(directory).glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _session_dir() -> Path:
+    """The shared directory, or one of this process's own outside a session_start."""
+    if SESSION_DIR_ENV not in os.environ:
+        session_start()
+        atexit.register(session_end)
+    return Path(os.environ[SESSION_DIR_ENV])
+
+
+def _connect(path: Path) -> socket.socket | None:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        connection.connect(str(path))
+    except OSError:
+        connection.close()
         return None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._directory.cleanup()
+    return connection
 
 
-_zygotes: dict[tuple[tuple[str, str], ...], _Zygote] = {}
-_lock = threading.Lock()
+_started: list[subprocess.Popen[bytes]] = []
 
 
-def _zygote(env: dict[str, str]) -> _Zygote:
+def _zygote_connection(env: dict[str, str]) -> socket.socket | None:
+    """A connection to the warm process for ``env``, started (under a lock every worker
+    respects) if none runs yet; None if it could not start: then run the plain way."""
+    directory = _session_dir()
     key = _startup_key(env)
-    with _lock:
-        if key not in _zygotes:
-            _zygotes[key] = _Zygote(env)
-        return _zygotes[key]
+    path = directory / f"{key}.socket"
+    connection = _connect(path)
+    if connection is not None:
+        return connection
+    with open(directory / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        connection = _connect(path)
+        if connection is not None or (directory / f"{key}.failed").exists():
+            return connection
+        process = subprocess.Popen(
+            [sys.executable, str(ZYGOTE), str(path), os.environ[OWNER_ENV]], env=env, cwd="/",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        _started.append(process)  # kept: session_end stops it, and only the controller knows when
+        (directory / f"{key}.pid").write_text(str(process.pid))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and process.poll() is None:
+            connection = _connect(path)
+            if connection is not None:
+                return connection
+            time.sleep(0.02)
+        (directory / f"{key}.failed").touch()
+        return None
 
 
 def _decode(data: bytes) -> str:
@@ -124,7 +160,7 @@ def run(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | Pa
     environment = dict(os.environ if env is None else env)
     argv = [sys.executable, "-m", "recorder", *args]
     # an LD_PRELOAD library is loaded at exec, and may read its environment only then
-    connection = None if "LD_PRELOAD" in environment else _zygote(environment).connect()
+    connection = None if "LD_PRELOAD" in environment else _zygote_connection(environment)
     if connection is None:  # no warm process here: the plain way
         return subprocess.run(argv, env=environment, cwd=cwd, timeout=timeout, input=input,
                               capture_output=True, text=text,
@@ -237,7 +273,7 @@ def spawn(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | 
     """``python -m recorder ARGS`` running, with pipes to its stdin and stdout and, unless
     ``stderr`` is given, its stderr: forked from a warm process where there is one."""
     environment = dict(os.environ if env is None else env)
-    connection = None if "LD_PRELOAD" in environment else _zygote(environment).connect()
+    connection = None if "LD_PRELOAD" in environment else _zygote_connection(environment)
     if connection is None:
         return subprocess.Popen(
             [sys.executable, "-m", "recorder", *args], stdin=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """The warm process behind support.warm: it imports what `bwv` imports once, then forks a child
-for each command. Run by support.warm as ``python warm_zygote.py SOCKET``; not a test helper to
-import.
+for each command. Run by support.warm as ``python warm_zygote.py SOCKET OWNER_PID`` (it ends
+when OWNER_PID has); not a test helper to import.
 
 Each connection to SOCKET (AF_UNIX, SOCK_SEQPACKET) carries one request: a JSON message
 ``{"args": [...], "env": {...}, "cwd": "...", "umask": N}`` with three file descriptors attached (the
@@ -97,14 +97,22 @@ def run_child(request: dict[str, object], fds: list[int]) -> NoReturn:
         os._exit(code & 0xFF)
 
 
-def serve(path: str) -> None:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve(path: str, owner: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
     listener.listen(64)
     owners: dict[int, socket.socket] = {}  # child pid -> the connection that asked for it
-    parent = os.getppid()
     while True:
-        readable, _, _ = select.select([listener], [], [], 0.01)
+        # children to reap: look often; none: wake only to see whether the owner has gone
+        readable, _, _ = select.select([listener], [], [], 0.01 if owners else 0.5)
         while owners:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -116,7 +124,7 @@ def serve(path: str) -> None:
                 pass
             connection.close()
         if not readable:
-            if os.getppid() != parent:  # the test process has gone: so do we
+            if not owners and not alive(owner):  # the test session has ended: so do we
                 return
             continue
         connection, _ = listener.accept()
@@ -128,8 +136,8 @@ def serve(path: str) -> None:
         if pid == 0:
             listener.close()
             connection.close()
-            for owner in owners.values():
-                owner.close()
+            for other in owners.values():
+                other.close()
             run_child(json.loads(message), fds)
         for fd in fds:
             os.close(fd)
@@ -146,7 +154,7 @@ def main() -> None:
     # Python thread could hold a lock a child would need
     if threading.active_count() != 1:
         sys.exit("warm_zygote: a thread started while importing; forking would not be safe")
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
 
 
 if __name__ == "__main__":
