@@ -24,6 +24,7 @@ import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
 from recorder.board import BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
 from recorder.device.controller import Controller, State
+from recorder.settings import Settings
 
 FRAME = 33_333  # µs, 30 fps
 
@@ -315,3 +316,67 @@ def test_a_start_on_a_card_still_failing_is_refused_with_the_cue(tmp_path: Path)
     assert controller.start_recording("test") is not None  # the press itself retries
     assert controller.conditions == set()
     controller.stop_recording(timeout=5)
+
+
+# -- 6: the ring follows the configured rates ---------------------------------------------------
+
+def ring_settings(tmp_path: Path, **changes: Any) -> Settings:
+    """Small synthetic-camera settings (no PyAV import: this file stays quick to load)."""
+    base = {"camera_source": "synthetic", "camera_width": 320, "camera_height": 240,
+            "camera_fps": 30, "camera_keyframe_interval_s": 1.0, "audio_source": "synthetic",
+            "storage_data_dir": str(tmp_path / "data")}
+    return Settings.load(None).with_values(**{**base, **changes})
+
+
+def test_the_ring_follows_the_configured_bit_rates_and_pre_event(tmp_path: Path) -> None:
+    """Finding 10 said the ring was sized for the default bit rate whatever the configured
+    one. Each setting moves the capacity in proportion, and the device builds its ring so."""
+    from recorder.device.assembly import ring_size_for
+
+    base = {"camera_bitrate_bps": 2_000_000, "audio_bitrate_bps": 64_000,
+            "recording_pre_event_s": 30.0}
+    chosen = ring_settings(tmp_path, **base)
+
+    def capacity(**changes: Any) -> int:
+        return ring_size_for(chosen.with_values(**changes), True, 1 << 40).capacity_bytes
+
+    video_part = capacity(**base) - capacity(**{**base, "camera_bitrate_bps": 1_000_000})
+    assert capacity(**{**base, "camera_bitrate_bps": 3_000_000}) - capacity(**base) == video_part
+    assert capacity(**{**base, "audio_bitrate_bps": 128_000}) > capacity(**base)
+    longer = capacity(**{**base, "recording_pre_event_s": 60.0})
+    assert longer / capacity(**base) == pytest.approx((60 + 2 + 10) / (30 + 2 + 10), rel=0.01)  # 2 GOPs, 10 s slack
+    needed = (2_000_000 + 64_000) / 8 * 30
+    assert needed < capacity(**base) < 3 * needed
+    without_audio = ring_size_for(chosen, False, 1 << 40)
+    assert without_audio.capacity_bytes < capacity(**base)
+
+
+def test_the_device_builds_its_ring_from_the_settings(tmp_path: Path) -> None:
+    from recorder.board import BoardSettings, ScriptedBoard
+    from recorder.device.assembly import Device, ring_size_for
+
+    chosen = ring_settings(tmp_path, camera_bitrate_bps=3_000_000, audio_source="none",
+                           recording_pre_event_s=5.0)
+    device = Device.build(chosen, ScriptedBoard(BoardSettings(), run_thread=False))
+    try:
+        assert device.ring.capacity_bytes == ring_size_for(chosen, False).capacity_bytes
+    finally:
+        device.close()
+
+
+def test_a_ring_too_large_for_the_memory_is_refused_and_a_large_one_warned_of(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from recorder.device.assembly import RingTooLargeError, ring_size_for
+
+    huge = ring_settings(tmp_path, camera_bitrate_bps=50_000_000, recording_pre_event_s=120.0)
+    with pytest.raises(RingTooLargeError, match=r"needs 1\d\d\d MB for recording.pre_event_s = "
+                       r"120 at camera.bitrate_bps = 50000000: more than half of this "
+                       r"camera's 1024 MB"):
+        ring_size_for(huge, True, 1 << 30)
+    with caplog.at_level(logging.WARNING, logger="recorder.device"):
+        ring_size_for(huge, True, 3 << 30)
+    assert "over a quarter of this camera's 3072 MB" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="recorder.device"):
+        ring_size_for(huge, True, 8 << 30)
+    assert caplog.text == ""
