@@ -261,15 +261,17 @@ def _check_data_dir(settings: Settings, recordings: bool) -> list[Path]:
     return made
 
 
-def _card_fault(path: Path) -> OSError | None:
+def _card_fault(path: Path, data_dir: Path) -> OSError | None:
     """The card fault (read-only, I/O errors, full) that stops a file being made in the
-    existing directory ``path``, if any: `bwv run` then starts all the same, buffering with the
-    fault shown, and records once the card can be written. Anything else (a missing or
-    unwritable path) is left to `_check_data_dir`, a usage error."""
+    existing directory ``path``, if any, on a camera whose ``data_dir`` holds its device key:
+    `bwv run` then starts all the same, buffering with the fault shown, and records once the
+    card can be written. Anything else (a missing or unwritable path, or no key, which a
+    read-only card could never get) is left to `_check_data_dir`, a usage error."""
+    from ..integrity.keys import KEY_FILE_NAME
     from ..storage.faults import is_card_fault
 
     try:
-        if not path.is_dir():
+        if not path.is_dir() or not os.path.lexists(data_dir / KEY_FILE_NAME):
             return None
         with tempfile.TemporaryFile(dir=path):
             pass
@@ -389,7 +391,8 @@ def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         settings = _settings(args)
         board_settings = _board_settings(settings)
-        fault = _card_fault(settings.data_dir) or _card_fault(settings.data_dir / "recordings")
+        data = settings.data_dir
+        fault = _card_fault(data, data) or _card_fault(data / "recordings", data)
         if fault is None:
             _check_data_dir(settings, recordings=True)
     except RecorderError as exc:

@@ -85,6 +85,8 @@ class Controller:
     button.
     """
 
+    stop_wait_s = HANDLE_WAIT_S  # how long a board stop waits for the seal before returning
+
     def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
                  audio_in_pre_event: bool = False, stealth_allowed: bool = False,
@@ -145,7 +147,7 @@ class Controller:
                     self._start(event.source)
             elif kind is BoardEventKind.STOP:
                 writer = self._request_stop(f"stopped by {event.source}")
-                if writer is not None and writer.done.wait(HANDLE_WAIT_S):
+                if writer is not None and writer.done.wait(self.stop_wait_s):
                     self._finish_stop()  # usually done at once; else check() finishes it
             elif kind is BoardEventKind.MARKER and self.writer is not None:
                 self._event("marker", source=event.source, board_t_us=round(event.t * 1e6))
