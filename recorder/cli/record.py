@@ -66,7 +66,9 @@ used; elsewhere the terminal board (space = the button: double press to start, h
 h = hold, a = auxiliary trigger, s = stealth, d = dock) and the synthetic camera, unless the
 settings say otherwise. Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops and seals
 any recording in progress; further signals do not interrupt the sealing. It refuses to start
-(exit 2) while another recorder uses its recordings directory.
+(exit 2) while another recorder uses its recordings directory. A card that is read-only, failing
+or full does not stop it: it buffers, shows the fault, refuses recordings, and retries the card
+every few seconds, recording again once it can be written.
 
 It prints where the recordings go, and logs at level info unless `bwv --log-level` says
 otherwise (to stderr; under systemd, with priorities the journal understands).
@@ -259,6 +261,25 @@ def _check_data_dir(settings: Settings, recordings: bool) -> list[Path]:
     return made
 
 
+def _card_fault(path: Path, data_dir: Path) -> OSError | None:
+    """The card fault (read-only, I/O errors, full) that stops a file being made in the
+    existing directory ``path``, if any, on a camera whose ``data_dir`` holds its device key:
+    `bwv run` then starts all the same, buffering with the fault shown, and records once the
+    card can be written. Anything else (a missing or unwritable path, or no key, which a
+    read-only card could never get) is left to `_check_data_dir`, a usage error."""
+    from ..integrity.keys import KEY_FILE_NAME
+    from ..storage.faults import is_card_fault
+
+    try:
+        if not path.is_dir() or not os.path.lexists(data_dir / KEY_FILE_NAME):
+            return None
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return exc if is_card_fault(exc) else None
+    return None
+
+
 class StopSignals:
     """While in the ``with`` block, Ctrl-C, SIGTERM and SIGHUP, once or many times, in any mix,
     set ``stop``: the recording is stopped and sealed, and nothing interrupts the sealing.
@@ -317,7 +338,7 @@ def _record(args: argparse.Namespace) -> int:
 def _record_until(args: argparse.Namespace, stop: threading.Event, caught: list[str]) -> int:
     """`bwv record`, with ``stop`` set by a signal (whose name is then in ``caught``)."""
     from ..board import ScriptedBoard
-    from ..device.assembly import DeviceError
+    from ..device.assembly import DeviceError, RingTooLargeError
     from ..storage.writer_lock import RecordingsBusyError
 
     try:
@@ -343,7 +364,7 @@ def _record_until(args: argparse.Namespace, stop: threading.Event, caught: list[
             path = record(settings, board, duration_s=args.duration,
                           trigger_after_s=args.trigger_after, realtime=not args.fast,
                           recordings_dir=args.out, progress=progress, stop=stop)
-    except RecordingsBusyError as exc:
+    except (RecordingsBusyError, RingTooLargeError) as exc:
         _remove_made(made)
         return _usage("record", exc)
     except (DeviceError, RecorderError, OSError) as exc:
@@ -364,16 +385,24 @@ def _run(args: argparse.Namespace) -> int:
 def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
     """`bwv run` until ``stop`` is set (by a signal)."""
     from ..board import GpioBoard, TerminalBoard
-    from ..device.assembly import on_raspberry_pi
+    from ..device.assembly import RingTooLargeError, on_raspberry_pi
     from ..storage.writer_lock import RecordingsBusyError
 
     try:
         settings = _settings(args)
         board_settings = _board_settings(settings)
-        _check_data_dir(settings, recordings=True)
+        data = settings.data_dir
+        fault = _card_fault(data, data) or _card_fault(data / "recordings", data)
+        if fault is None:
+            _check_data_dir(settings, recordings=True)
     except RecorderError as exc:
         return _usage("run", exc)
     print(where_recordings_go(settings), file=sys.stderr, flush=True)
+    if fault is not None:
+        from ..storage.faults import describe
+
+        print(f"bwv run: the data directory cannot be written now: {describe(fault)}; "
+              "buffering, recording refused until it can be", file=sys.stderr, flush=True)
     try:
         use_gpio = args.board == "gpio" or (args.board == "auto" and on_raspberry_pi())
         board = GpioBoard(board_settings) if use_gpio else TerminalBoard(board_settings)
@@ -382,7 +411,7 @@ def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         with board:
             return run(settings, board, stop)
-    except RecordingsBusyError as exc:
+    except (RecordingsBusyError, RingTooLargeError) as exc:
         return _usage("run", exc)
     except (RecorderError, OSError) as exc:  # OSError: the card failed as the camera started
         print(f"bwv run: {_failure(exc, settings.data_dir / 'recordings')}", file=sys.stderr)

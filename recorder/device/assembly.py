@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from ..errors import RecorderError
 from ..private_files import make_private_dir
 from ..integrity.keys import DeviceKey
 from ..settings import Settings
-from ..storage.recording import RecordingFactory, recover_interrupted
+from ..storage.faults import describe, is_card_fault
+from ..storage.recording import FileRecording, RecordingFactory, recover_interrupted
 from ..storage.writer_lock import WriterLock
-from .controller import Controller, free_bytes, ring_size
+from .controller import Controller, RingSize, free_bytes, ring_size
 
 log = logging.getLogger("recorder.device")  # the name log lines have always shown
 
@@ -35,6 +37,47 @@ AAC_FRAME_SAMPLES = 1024
 
 class DeviceError(RecorderError):
     """The device could not be assembled (a source, the storage, the key)."""
+
+
+class RingTooLargeError(DeviceError):
+    """The settings ask for a pre-event buffer the camera's memory cannot hold."""
+
+
+RING_MEMORY_LIMIT = 0.5  # of physical memory: more is refused (the rest needs room too)
+RING_MEMORY_WARNING = 0.25  # of physical memory: more is allowed, with a warning
+
+
+def physical_memory() -> int:
+    """Bytes of RAM, or 0 when the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def ring_size_for(settings: Settings, has_audio: bool, memory_bytes: int | None = None
+                  ) -> RingSize:
+    """The pre-event ring for the configured rates (``camera.bitrate_bps``, ``audio.bitrate_bps``
+    when there is audio, ``camera.fps``) and ``recording.pre_event_s``. The settings allow up to
+    50 Mbit/s and 120 s, over 1 GB: a ring above half the camera's memory is refused with a
+    message naming the settings to lower, one above a quarter is logged as a warning."""
+    audio_rate = settings["audio.sample_rate"] / AAC_FRAME_SAMPLES if has_audio else 0.0
+    size = ring_size(settings["recording.pre_event_s"], settings["camera.bitrate_bps"],
+                     settings["audio.bitrate_bps"] if has_audio else 0, settings["camera.fps"],
+                     audio_rate, settings["camera.keyframe_interval_s"])
+    memory = physical_memory() if memory_bytes is None else memory_bytes
+    if memory <= 0:
+        return size
+    needed_mb, memory_mb = size.capacity_bytes >> 20, memory >> 20
+    what = (f"the pre-event buffer needs {needed_mb} MB for recording.pre_event_s = "
+            f"{settings['recording.pre_event_s']:g} at camera.bitrate_bps = "
+            f"{settings['camera.bitrate_bps']}")
+    if size.capacity_bytes > memory * RING_MEMORY_LIMIT:
+        raise RingTooLargeError(f"{what}: more than half of this camera's {memory_mb} MB of "
+                                "memory; lower one of them")
+    if size.capacity_bytes > memory * RING_MEMORY_WARNING:
+        log.warning("%s: over a quarter of this camera's %d MB of memory", what, memory_mb)
+    return size
 
 
 def on_raspberry_pi() -> bool:
@@ -118,42 +161,57 @@ class Device:
     def build(cls, settings: Settings, board: Board, *, realtime: bool = True,
               recordings_dir: Path | None = None) -> Device:
         """Everything a camera needs; ``realtime=False`` lets file and synthetic sources run
-        as fast as they can, with the controller on media time."""
+        as fast as they can, with the controller on media time.
+
+        A card that is read-only, failing or full as the camera starts does not stop it: the
+        device buffers with the fault shown, without the lock and without recovery (it never
+        touches a recordings directory it has not locked), and takes both once the controller's
+        retry finds the card usable (`probe_storage`)."""
         data_dir = settings.data_dir
         recordings = recordings_dir or data_dir / "recordings"
-        make_private_dir(recordings)
-        lock = WriterLock.acquire(recordings)  # before recovery: never seal a live recording
+        lock: WriterLock | None = None
+        fault: OSError | None = None
         try:
-            device = cls._assemble(settings, board, realtime, recordings)
+            make_private_dir(recordings)
+            lock = WriterLock.acquire(recordings)  # before recovery: never seal a live recording
+        except OSError as exc:
+            if not is_card_fault(exc):
+                raise
+            fault = exc
+        try:
+            device = cls._assemble(settings, board, realtime, recordings, locked=lock is not None)
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         device.writer_lock = lock
+        if fault is not None:
+            log.error("the recordings directory %s cannot be used: %s", recordings,
+                      describe(fault))
+            device.controller.storage_unusable(fault)
         return device
 
     @classmethod
     def _assemble(cls, settings: Settings, board: Board, realtime: bool,
-                  recordings: Path) -> Device:
-        """`build` once ``recordings`` is locked for this process."""
+                  recordings: Path, locked: bool = True) -> Device:
+        """`build` once ``recordings`` is locked for this process (or, not ``locked``, once its
+        card was found unusable: then nothing in it is touched)."""
         data_dir = settings.data_dir
         key = DeviceKey.load_or_create(data_dir)
         video = video_source(settings, realtime)
         audio = audio_source(settings, realtime)
-        audio_rate = settings["audio.sample_rate"] / AAC_FRAME_SAMPLES if audio.has_audio else 0.0
-        size = ring_size(settings["recording.pre_event_s"], settings["camera.bitrate_bps"],
-                         settings["audio.bitrate_bps"] if audio.has_audio else 0,
-                         settings["camera.fps"],
-                         audio_rate, settings["camera.keyframe_interval_s"])
+        size = ring_size_for(settings, audio.has_audio)
         ring = PreEventRing(settings["recording.pre_event_s"], size.capacity_bytes, size.max_units)
         board_settings = BoardSettings.from_mapping(settings.board)
         media_clock = MediaClock()
         clock: Callable[[], int] = monotonic_us if realtime else media_clock
-        for path in recover_interrupted(recordings, key):
+        for path in recover_interrupted(recordings, key) if locked else ():
             log.warning("sealed %s, which a power cut or crash had left open", path)
         factory = RecordingFactory(recordings, key, settings,
                                    audio.audio_specific_config if audio.has_audio else None)
+        opener = _Opener(factory)
         controller = Controller(
-            ring, board, factory.open,
+            ring, board, opener.open,
             min_free_bytes=int(settings["storage.min_free_mb"] * 1024 * 1024),
             storage=lambda: free_bytes(recordings), clock_us=clock,
             audio_in_pre_event=settings["audio.in_pre_event"],
@@ -162,8 +220,28 @@ class Device:
             upload=station_upload(settings, key, recordings),
             kept=lambda: count_sealed(recordings),
             recover=lambda: recover_interrupted(recordings, key))
-        return cls(settings, ring, video, audio, controller, recordings, clock, media_clock,
-                   realtime)
+        device = cls(settings, ring, video, audio, controller, recordings, clock, media_clock,
+                     realtime)
+        opener.device = device
+        controller.probe = device.probe_storage
+        return device
+
+    def probe_storage(self) -> None:
+        """Raise (OSError, or RecordingsBusyError) unless a recording could be made now: the
+        recordings directory is there, locked by this process, and takes a file, written and
+        synced. The controller calls it to retry a card that failed."""
+        make_private_dir(self.recordings_dir)
+        if self.writer_lock is None:  # the card was unusable at start: lock it now
+            self.writer_lock = WriterLock.acquire(self.recordings_dir)
+            log.info("recordings directory %s locked: the card can be written", self.recordings_dir)
+        probe = self.recordings_dir / PROBE_NAME
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"bwv storage probe\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink()
 
     def start(self) -> None:
         self.video.start(self._sink)
@@ -195,6 +273,23 @@ class Device:
         finally:
             if self.writer_lock is not None:  # sealed (or failed for good): the next may start
                 self.writer_lock.release()
+
+
+PROBE_NAME = ".bwv-probe"
+
+
+class _Opener:
+    """Opens recordings for the controller, never in a directory this process has not locked
+    (after a start on an unusable card, the lock is taken by `Device.probe_storage`)."""
+
+    def __init__(self, factory: RecordingFactory) -> None:
+        self.factory = factory
+        self.device: Device | None = None
+
+    def open(self) -> FileRecording:
+        if self.device is not None and self.device.writer_lock is None:
+            self.device.probe_storage()
+        return self.factory.open()
 
 
 def station_upload(settings: Settings, key: DeviceKey,

@@ -13,6 +13,7 @@ import enum
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,14 @@ from pathlib import Path
 from ..board import Board, BoardEvent, BoardEventKind, Condition, Cue, IndicatorStatus, Mode
 from ..board import StealthNotAllowedError
 from ..capture.access_unit import AUDIO, AccessUnit
+from ..errors import RecorderError
 from ..integrity.manifest import ManifestError
 from ..storage.faults import describe, fault_kind
 from .writer import Recording, RecordingWriter, Ring
 
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
+
+HANDLE_WAIT_S = 0.5  # a board stop waits this long for the seal, then check() finishes it
 
 
 class State(enum.Enum):
@@ -69,7 +73,19 @@ class Controller:
     or "uploaded, N kept" (``kept()`` counts the recordings still on the camera), or "no station
     configured" when there is no ``upload``. A start asked for in the dock is refused with the
     refusal cue: a docked camera does not record.
+
+    A stop asked for by the board is asynchronous: the state is STOPPING (the board still shows
+    recording) while the writer drains what was captured up to the stop instant and seals, and
+    the controller's thread goes on serving the board and the watchdog meanwhile; ``check()``
+    winds the recording up once the writer is done. ``stop_recording()`` waits for it.
+
+    After a storage fault (read-only, failing or full card), ``check()`` retries every
+    ``retry_s`` while buffering: ``probe()`` (which raises while the card cannot be written)
+    and then ``recover()``; once it passes, the fault stops showing, before anyone presses the
+    button.
     """
+
+    stop_wait_s = HANDLE_WAIT_S  # how long a board stop waits for the seal before returning
 
     def __init__(self, ring: Ring, board: Board, open_recording: Callable[[], Recording], *,
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
@@ -77,7 +93,9 @@ class Controller:
                  audio_overflows: Callable[[], int] = lambda: 0,
                  upload: Callable[[], bool] | None = None,
                  kept: Callable[[], int] = lambda: 0,
-                 recover: Callable[[], object] = lambda: None) -> None:
+                 recover: Callable[[], object] = lambda: None,
+                 probe: Callable[[], object] = lambda: None, retry_s: float = 3.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ring = ring
         self.board = board
         self.open_recording = open_recording
@@ -91,6 +109,10 @@ class Controller:
         self.upload_results: list[bool] = []
         self.kept = kept
         self.recover = recover  # seals recordings a storage fault left open, once it is over
+        self.probe = probe  # raises (OSError, RecorderError) while the card cannot be written
+        self.retry_s = retry_s
+        self.monotonic = monotonic
+        self._next_retry = 0.0
         self.dock_detail = ""  # what the board says while docked
         self._uploader: threading.Thread | None = None
         self._audio_overflows_seen = audio_overflows()
@@ -108,8 +130,9 @@ class Controller:
 
     def push(self, unit: AccessUnit) -> None:
         """The sink for every source: audio is gated by the pre-event audio setting."""
-        if unit.stream == AUDIO and not self.audio_in_pre_event and self.state is not State.RECORDING:
-            return
+        if (unit.stream == AUDIO and not self.audio_in_pre_event
+                and self.state is not State.RECORDING and self.state is not State.STOPPING):
+            return  # while stopping, audio up to the stop instant is still on its way
         self.ring.push(*unit)
 
     # -- events -------------------------------------------------------------------------------
@@ -123,7 +146,9 @@ class Controller:
                 else:
                     self._start(event.source)
             elif kind is BoardEventKind.STOP:
-                self._stop(f"stopped by {event.source}")
+                writer = self._request_stop(f"stopped by {event.source}")
+                if writer is not None and writer.done.wait(self.stop_wait_s):
+                    self._finish_stop()  # usually done at once; else check() finishes it
             elif kind is BoardEventKind.MARKER and self.writer is not None:
                 self._event("marker", source=event.source, board_t_us=round(event.t * 1e6))
                 self.board.cue(Cue.MARKER)
@@ -142,11 +167,27 @@ class Controller:
         with self._lock:
             return self._start(reason)
 
-    def stop_recording(self, reason: str = "request") -> Path | None:
+    def stop_recording(self, reason: str = "request",
+                       timeout: float | None = None) -> Path | None:
+        """Stop (or finish a stop under way) and wait up to ``timeout`` for the seal; the
+        recording's path, or None when none was being recorded. Waits outside the lock."""
         with self._lock:
-            return self._stop(reason)
+            self._request_stop(reason)
+            writer = self.writer
+        if writer is None:
+            return None
+        writer.done.wait(timeout)
+        with self._lock:
+            if self.writer is writer and writer.done.is_set():
+                self._finish_stop()
+        return writer.recording.path
 
     def _start(self, source: str) -> Path | None:
+        if self.state is State.STOPPING:
+            log.warning("start (by %s) refused: the last recording is still being sealed",
+                        source)
+            self.board.cue(Cue.REFUSED)
+            return None
         if self.state is not State.BUFFERING:
             return None
         if self.storage() < self.min_free_bytes:
@@ -159,9 +200,10 @@ class Controller:
             return None
         try:
             if self._fault_conditions:  # after a fault: seal what it left open, if it can now
+                self.probe()
                 self.recover()
             recording = self.open_recording()
-        except OSError as exc:  # the card is read-only, failing or gone: keep buffering
+        except (OSError, RecorderError) as exc:  # read-only, failing, gone, or locked: buffer
             self._storage_fault(exc, "no new recording could be made")
             self.board.cue(Cue.REFUSED)
             return None
@@ -184,23 +226,32 @@ class Controller:
         self.board.cue(Cue.START)
         return recording.path
 
-    def _stop(self, reason: str) -> Path | None:
+    def _request_stop(self, reason: str) -> RecordingWriter | None:
+        """Ask the writer to stop at this instant, without waiting: STOPPING until it has
+        written what was captured before now and sealed (`_finish_stop`). The stop cue goes out
+        now, for the wearer; the board shows recording until the seal."""
         writer = self.writer
         if self.state is not State.RECORDING or writer is None:
             return None
         self.state = State.STOPPING
         writer.request_stop(reason)
+        log.info("stopping (%s): sealing %s", reason, writer.recording.path.name)
+        self.board.cue(Cue.STOP)
+        return writer
+
+    def _finish_stop(self) -> None:
+        """The writer is done (sealed, or failed for good): back to buffering."""
+        writer = self.writer
+        assert writer is not None and writer.done.is_set()
         writer.join()
         self.ring.end_consume()
         self.writer = None
         self.state = State.BUFFERING
         self._report_writer(writer)
         sealed = getattr(writer.recording, "is_sealed", True)
-        log.info("recording stopped (%s) and %s: %s", reason,
+        log.info("recording stopped (%s) and %s: %s", writer.stop_reason or "writer stopped",
                  "sealed" if sealed else "NOT sealed", writer.recording.path)
         self._show()
-        self.board.cue(Cue.STOP)
-        return writer.recording.path
 
     def _refuse_in_dock(self, source: str) -> None:
         log.warning("start (by %s) refused: the camera is docked; undock it to record", source)
@@ -299,8 +350,13 @@ class Controller:
                 self._upload_finished()
                 self._show()
             if writer is not None and writer.done.is_set():
-                self._stop("writer stopped: " + ("storage full" if writer.storage_ran_out
-                                                 else f"error: {describe_error(writer.error)}"))
+                if self.state is State.RECORDING:  # it stopped on its own: say why
+                    self._request_stop("writer stopped: " + (
+                        "storage full" if writer.storage_ran_out
+                        else f"error: {describe_error(writer.error)}"))
+                self._finish_stop()
+            if self.state is State.BUFFERING and self._fault_conditions:
+                self._retry_storage()
             if self.state is State.BUFFERING and self.board.docked:
                 self._dock()  # put in the dock while recording: dock now the recording is over
 
@@ -343,6 +399,32 @@ class Controller:
         condition = Condition.STORAGE_FULL if kind == "storage full" else Condition.ERROR
         self.conditions.add(condition)
         self._fault_conditions.add(condition)
+        self._show()
+
+    def storage_unusable(self, exc: Exception) -> None:
+        """The card could not be used as the camera started: buffer, show the fault, and retry
+        (see `check`)."""
+        with self._lock:
+            self._storage_fault(exc, "storage not usable at start; buffering, and retrying "
+                                f"every {self.retry_s:g} s")
+
+    def _retry_storage(self) -> None:
+        """Every ``retry_s`` while a storage fault shows: is the card usable again? (free
+        space, then ``probe``, then ``recover``). If so, the fault stops showing."""
+        now = self.monotonic()
+        if now < self._next_retry:
+            return
+        self._next_retry = now + self.retry_s
+        if self.storage() < self.min_free_bytes:
+            return
+        try:
+            self.probe()
+            self.recover()
+        except (OSError, RecorderError) as exc:
+            log.debug("storage still not usable: %s", describe(exc))
+            return
+        log.info("storage usable again: the fault no longer shows")
+        self._clear_storage_faults()
         self._show()
 
     def _clear_storage_faults(self) -> None:

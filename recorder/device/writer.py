@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..capture.access_unit import AccessUnit
+from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 from ..storage.faults import describe, fault_kind
 
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
@@ -39,17 +40,29 @@ class Ring(Protocol):
     def close(self) -> None: ...
 
 
+QUIET_MIN_S = 0.3  # after a stop, nothing new for this long (or 2.5 frame gaps): nothing is coming
+AUDIO_GRACE_S = 1.0  # after the video reached the stop: how long the audio may still lag behind
+STOP_GRACE_S = 5.0  # a stop never waits longer than this for the sources to reach its instant
+
 
 class RecordingWriter:
     """The writer thread: drains the ring into one recording until asked to stop.
 
-    Stops after the first unit stamped at or after the stop request (everything captured before
-    the request is written), when the ring is closed and empty, or when storage runs out (the
-    recording is then sealed cleanly). Overruns counted by the ring become manifest events.
+    A stop is decided by pts, not by a pause in what arrives: the writer goes on until every
+    stream it has written (video, and audio if any) has delivered a unit stamped at or after the
+    stop instant, so everything captured before the stop is written, including frames still in
+    an encoder when the stop came (a frame at 2 fps arrives up to 0.5 s late; AAC frames lag the
+    video by the encoder's delay). That wait is bounded: it ends when the sources go quiet (no
+    unit for 2.5 times the longest gap between units seen, at least ``QUIET_MIN_S``), when the
+    audio lags more than ``AUDIO_GRACE_S`` behind video that reached the stop, after
+    ``STOP_GRACE_S`` in all, or when the ring is closed and empty. Storage running out stops it
+    too (the recording is then sealed cleanly). Overruns counted by the ring become manifest
+    events.
     """
 
     def __init__(self, ring: Ring, recording: Recording, min_free_bytes: int,
-                 storage: Callable[[], int], clock_us: Callable[[], int]) -> None:
+                 storage: Callable[[], int], clock_us: Callable[[], int],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ring = ring
         self.recording = recording
         self.min_free_bytes = min_free_bytes
@@ -61,6 +74,12 @@ class RecordingWriter:
         self.units = 0
         self.storage_ran_out = False
         self._overruns_seen = ring.stats().overrun_units
+        self._monotonic = monotonic
+        self._last_pts: dict[int, int] = {}  # per stream, the newest pts written
+        self._longest_gap_us = 0  # between two units of one stream, to judge "quiet"
+        self._last_arrival = monotonic()
+        self._stop_requested_at = 0.0  # monotonic seconds
+        self._video_reached_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self.done = threading.Event()
 
@@ -70,6 +89,7 @@ class RecordingWriter:
     def request_stop(self, reason: str = "stopped") -> None:
         if self.stop_at_us is None:
             self.stop_reason = reason
+            self._stop_requested_at = self._monotonic()
             self.stop_at_us = self.clock_us()
 
     def join(self, timeout: float | None = None) -> None:
@@ -78,10 +98,11 @@ class RecordingWriter:
     def _run(self) -> None:
         try:
             while True:
-                unit = self.ring.pop(timeout=0.1)
+                unit = self.ring.pop(timeout=0.05)
                 if unit is not None:
                     self.recording.write(unit)
                     self.units += 1
+                    self._note(unit)
                     if self.units % 64 == 0:
                         self._check_overrun()
                         if self.storage() < self.min_free_bytes:
@@ -89,10 +110,7 @@ class RecordingWriter:
                             self.recording.event("error", reason="storage full: recording "
                                                  "stopped and sealed")
                             break
-                stop = self.stop_at_us
-                if stop is not None and (unit is None or unit.pts_us >= stop):
-                    break
-                if unit is None and getattr(self.ring, "closed", False):
+                if self._finished(unit):
                     break
             self._check_overrun()
             if self.stop_at_us is not None:
@@ -114,6 +132,44 @@ class RecordingWriter:
                 self.error = self.error or exc
                 _log_failure("sealing the recording failed", exc)
             self.done.set()
+
+    def _note(self, unit: AccessUnit) -> None:
+        """Remember what was written: each stream's newest pts and its longest gap."""
+        previous = self._last_pts.get(unit.stream)
+        if previous is not None:
+            gap = min(unit.pts_us - previous, round(STOP_GRACE_S * 1e6))
+            self._longest_gap_us = max(self._longest_gap_us, gap)
+        self._last_pts[unit.stream] = unit.pts_us
+        self._last_arrival = self._monotonic()
+
+    def _reached(self, stream: int, stop: int) -> bool:
+        return self._last_pts.get(stream, stop - 1) >= stop
+
+    def _finished(self, unit: AccessUnit | None) -> bool:
+        """Whether the recording is complete (see the class's docstring for the rule)."""
+        closed = unit is None and bool(getattr(self.ring, "closed", False))
+        stop = self.stop_at_us
+        if stop is None or closed:
+            return closed
+        now = self._monotonic()
+        video = self._reached(VIDEO, stop)
+        if video and self._video_reached_at is None:
+            self._video_reached_at = now
+        if video and (AUDIO not in self._last_pts or self._reached(AUDIO, stop)):
+            return True
+        if self._video_reached_at is not None and now - self._video_reached_at >= AUDIO_GRACE_S:
+            log.warning("the audio did not reach the stop within %g s of the video: the "
+                        "recording's audio ends %d ms early", AUDIO_GRACE_S,
+                        (stop - self._last_pts[AUDIO]) // 1000)
+            return True
+        quiet_s = min(STOP_GRACE_S, max(QUIET_MIN_S, 2.5 * self._longest_gap_us / 1e6))
+        if unit is None and now - max(self._last_arrival, self._stop_requested_at) >= quiet_s:
+            return True  # the sources stopped (a file ran out): nothing more is coming
+        if now - self._stop_requested_at >= STOP_GRACE_S:
+            log.warning("the sources did not reach the stop instant within %g s: stopped "
+                        "with what had arrived", STOP_GRACE_S)
+            return True
+        return False
 
     def _check_overrun(self) -> None:
         stats = self.ring.stats()

@@ -100,6 +100,7 @@ class EventKind(str, enum.Enum):
     ERROR = "error"  # detail: {"message": str}
     AUDIO_OVERFLOW = "audio_overflow"  # detail: {"blocks": n}; the microphone lost samples
     MANIFEST_REPAIRED = "manifest_repaired"  # detail: {"dropped_bytes": n, "dropped_sha256": hex}
+    DROPPED = "dropped"  # detail: {"stream", "units", "first_pts_us", "last_pts_us", "reason"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ def fault_kind(exc: BaseException | None) -> str | None:
     return KINDS.get(error.errno or 0, "storage error")
 
 
+CARD_FAULTS = frozenset({"storage full", "storage read-only", "storage I/O error"})
+
+
+def is_card_fault(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the card failing (full, read-only, I/O errors): what a camera lives
+    through, buffering and retrying, rather than a setup mistake (a wrong path, permissions)."""
+    return fault_kind(exc) in CARD_FAULTS
+
+
 def describe(exc: BaseException) -> str:
     """One line: the kind of fault and the system's words, e.g. "storage read-only (Read-only
     file system)"; for anything else, the exception's own message."""

@@ -88,6 +88,7 @@ class FileRecording:
         streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
         self._interleaver = PtsInterleaver(streams)
         self._sealed = False
+        self._dropped: dict[int, list[int]] = {}  # stream -> [units, first pts, last pts]
 
     @property
     def is_sealed(self) -> bool:
@@ -101,10 +102,36 @@ class FileRecording:
         with self._lock:
             try:
                 for ready in self._interleaver.push(unit):
-                    self._segments.write(ready)
+                    self._write_one(ready)
             except Exception as exc:
                 self._write_failure = self._write_failure or exc  # for seal() to enter
                 raise
+
+    def _write_one(self, unit: AccessUnit) -> None:
+        """Write ``unit``; one the muxer drops (before the first keyframe) is noted, and the
+        drops are entered in the manifest as soon as a unit is written after them."""
+        before = self._segments.dropped_units
+        self._segments.write(unit)
+        if self._segments.dropped_units != before:
+            span = self._dropped.setdefault(unit.stream, [0, unit.pts_us, unit.pts_us])
+            span[0] += 1
+            span[1], span[2] = min(span[1], unit.pts_us), max(span[2], unit.pts_us)
+        elif self._dropped:
+            self._enter_dropped()
+
+    def _enter_dropped(self) -> None:
+        """A ``dropped`` event per stream: what the recording lacks, and over which span
+        (docs/formats.md). Logged too, as before."""
+        dropped, self._dropped = self._dropped, {}
+        for stream, (units, first, last) in sorted(dropped.items()):
+            name = "video" if stream == VIDEO else "audio"
+            log.info("%s: %d %s access units before the first keyframe were not written",
+                     self.path.name, units, name)
+            self._manifest.append_event(EventKind.DROPPED, self._anchor.iso(first),
+                                        pts_us=first, detail={
+                                            "stream": name, "units": units,
+                                            "first_pts_us": first, "last_pts_us": last,
+                                            "reason": "before the first keyframe"})
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append an event line now (``kind``: a `recorder.integrity.manifest.EventKind` value)."""
@@ -132,7 +159,7 @@ class FileRecording:
             failure = self._write_failure
             try:
                 for ready in self._interleaver.flush():
-                    self._segments.write(ready)
+                    self._write_one(ready)
             except Exception as exc:
                 failure = failure or exc
             closing: Exception | None = None  # the unsealed segment could not be sealed
@@ -147,9 +174,8 @@ class FileRecording:
                     self._manifest.append_event(EventKind.ERROR, utc_now(), detail={
                         "message": f"writing segments failed: {failure}{also}"})
                     reason = f"{reason}; writing segments failed"
-                if self._segments.dropped_units:  # audio captured before the first keyframe
-                    log.info("%s: %d access units before the first keyframe were not written",
-                             self.path.name, self._segments.dropped_units)
+                if self._dropped:  # no keyframe ever came: all that arrived was dropped
+                    self._enter_dropped()
                 self._manifest.seal(utc_now(), reason)
             finally:
                 self._manifest.close()
