@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support import warm
+from support import session
 from support.twins import twin_module
 
 # CI and the developers' machines are 2 shared cores: how fast examples are *generated* depends
@@ -44,12 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if not hasattr(config, "workerinput"):  # the controller, before any worker starts
-        warm.session_start()
+        session.start()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
-        warm.session_end()
+        session.end()
 
 
 @pytest.fixture(scope="session", params=[pytest.param("native", marks=pytest.mark.native),

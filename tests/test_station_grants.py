@@ -40,7 +40,7 @@ _numbers = itertools.count(1)
 def database(postgres_cluster: tuple[Path, int]) -> Iterator[tuple[str, str, Path, int, str]]:
     """A database owned by bwv_owner, and the URLs of the owner and of bwv_app."""
     root, port = postgres_cluster
-    name = f"bwv_grants_{next(_numbers)}"
+    name = f"bwv_grants_{os.getpid()}_{next(_numbers)}"  # workers share the cluster
     admin = sqlalchemy.create_engine(
         f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}",
         isolation_level="AUTOCOMMIT")

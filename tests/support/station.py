@@ -37,7 +37,7 @@ from recorder.station.identity import StationIdentity
 from recorder.station.limits import Limits
 from recorder.station.server import server_config
 from support.segments import write_segments
-from support import warm
+from support import session, warm
 
 MONOTONIC_START_US = 7_000_000
 
@@ -285,13 +285,8 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[tuple[Path, int]]:
-    """A PostgreSQL cluster of our own (initdb + pg_ctl) on a unix socket in a temp directory,
-    stopped and removed at the end of the session. Skipped when PostgreSQL is not installed."""
-    if not PG_BIN_DIRS:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin): apt-get "
-                    "install postgresql to run the catalogue tests on PostgreSQL")
+def _start_cluster() -> dict[str, Any]:
+    """initdb and start a cluster on a unix socket in a new temp directory (no TCP)."""
     binaries = Path(PG_BIN_DIRS[-1])
     root = Path(tempfile.mkdtemp(prefix="bwv-pg-"))
     if os.geteuid() == 0:
@@ -307,12 +302,25 @@ def postgres_cluster() -> Iterator[tuple[Path, int]]:
                                  str(root / "server.log"), "-o",
                                  f"-k {root} -p {port} -c listen_addresses='' -c fsync=off",
                                  "start"]), check=True, capture_output=True)
-    try:
-        yield root, port
-    finally:
-        subprocess.run(_as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m",
-                                     "immediate", "-w", "stop"]), capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    return {"root": str(root), "port": port}
+
+
+def _stop_cluster(cluster: dict[str, Any]) -> list[list[str]]:
+    data = Path(cluster["root"]) / "data"
+    return [_as_postgres([str(Path(PG_BIN_DIRS[-1]) / "pg_ctl"), "-D", str(data), "-m",
+                          "immediate", "-w", "stop"]), ["rm", "-rf", cluster["root"]]]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> tuple[Path, int]:
+    """A PostgreSQL cluster of our own (initdb + pg_ctl) on a unix socket in a temp directory,
+    one for the whole test session (every worker shares it: databases get names of their
+    own), stopped and removed at its end. Skipped when PostgreSQL is not installed."""
+    if not PG_BIN_DIRS:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin): apt-get "
+                    "install postgresql to run the catalogue tests on PostgreSQL")
+    cluster = session.shared("postgres", _start_cluster, _stop_cluster)
+    return Path(cluster["root"]), int(cluster["port"])
 
 
 _databases = itertools.count(1)
@@ -325,7 +333,7 @@ def catalogue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         yield f"sqlite:///{tmp_path / 'catalogue.sqlite3'}"
         return
     root, port = request.getfixturevalue("postgres_cluster")
-    name = f"bwv_test_{next(_databases)}"
+    name = f"bwv_test_{os.getpid()}_{next(_databases)}"  # workers share the cluster
     admin = sqlalchemy.create_engine(
         f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}",
         isolation_level="AUTOCOMMIT")

@@ -15,13 +15,10 @@ the process's start (signals during start-up, an extra missing) use ``subprocess
 
 from __future__ import annotations
 
-import atexit
-import fcntl
 import hashlib
 import json
 import locale
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,12 +29,10 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import IO, Any, Literal, overload
 
+from support import session
+
 ZYGOTE = Path(__file__).with_name("warm_zygote.py")
 START_TIMEOUT_S = 60.0
-
-
-SESSION_DIR_ENV = "BWV_WARM_DIR"  # set by session_start: the warm processes every worker shares
-OWNER_ENV = "BWV_WARM_OWNER"  # the pid whose end stops them (the pytest controller)
 
 
 def _startup_key(env: dict[str, str]) -> str:
@@ -48,35 +43,6 @@ def _startup_key(env: dict[str, str]) -> str:
                       "LANG", "LANGUAGE", "RECORDER_NATIVE", "OPENBLAS_NUM_THREADS"))
                   and not (name == "PYTHONPATH" and value == ""))
     return hashlib.sha256(json.dumps(read).encode()).hexdigest()[:16]
-
-
-def session_start() -> None:
-    """In the pytest controller, before workers start: one warm process per start-up key for
-    the whole session, shared by the workers (each costs a second of CPU to start)."""
-    os.environ[SESSION_DIR_ENV] = tempfile.mkdtemp(prefix="bwv-warm-")
-    os.environ[OWNER_ENV] = str(os.getpid())
-
-
-def session_end() -> None:
-    """In the controller at the end: stop the warm processes and remove their directory."""
-    directory = os.environ.pop(SESSION_DIR_ENV, None)
-    os.environ.pop(OWNER_ENV, None)
-    if directory is None:
-        return
-    for pid_file in Path(directory).glob("*.pid"):
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except (ValueError, ProcessLookupError):
-            pass
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def _session_dir() -> Path:
-    """The shared directory, or one of this process's own outside a session_start."""
-    if SESSION_DIR_ENV not in os.environ:
-        session_start()
-        atexit.register(session_end)
-    return Path(os.environ[SESSION_DIR_ENV])
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -95,22 +61,21 @@ _started: list[subprocess.Popen[bytes]] = []
 def _zygote_connection(env: dict[str, str]) -> socket.socket | None:
     """A connection to the warm process for ``env``, started (under a lock every worker
     respects) if none runs yet; None if it could not start: then run the plain way."""
-    directory = _session_dir()
+    directory = session.directory()
     key = _startup_key(env)
     path = directory / f"{key}.socket"
     connection = _connect(path)
     if connection is not None:
         return connection
-    with open(directory / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with session.locked(key):
         connection = _connect(path)
         if connection is not None or (directory / f"{key}.failed").exists():
             return connection
         process = subprocess.Popen(
-            [sys.executable, str(ZYGOTE), str(path), os.environ[OWNER_ENV]], env=env, cwd="/",
+            [sys.executable, str(ZYGOTE), str(path), str(session.owner())], env=env, cwd="/",
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
-        _started.append(process)  # kept: session_end stops it, and only the controller knows when
+        _started.append(process)  # kept: session.end stops it (the controller knows when)
         (directory / f"{key}.pid").write_text(str(process.pid))
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
