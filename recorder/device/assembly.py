@@ -200,7 +200,12 @@ class Device:
         key = DeviceKey.load_or_create(data_dir)
         video = video_source(settings, realtime)
         audio = audio_source(settings, realtime)
-        size = ring_size_for(settings, audio.has_audio)
+        try:
+            size = ring_size_for(settings, audio.has_audio)
+        except BaseException:  # settings the memory cannot hold: release the microphone
+            video.stop()
+            audio.close()
+            raise
         ring = PreEventRing(settings["recording.pre_event_s"], size.capacity_bytes, size.max_units)
         board_settings = BoardSettings.from_mapping(settings.board)
         media_clock = MediaClock()
