@@ -9,8 +9,11 @@ arrives, gives the origin that the video's timestamps share. Reading the clock i
 - a block that arrives *earlier* than its counted time by more than the tolerance proves the count
   is ahead (the device's clock runs fast): re-anchor at once;
 - a block that arrives *later* by more than the tolerance may just be a late thread; only when
-  every block of a whole window is that late (samples were lost, or the device's clock runs
-  slow) is the count behind: re-anchor then.
+  every block of a whole window is that late, and about equally late (samples were lost, or
+  the device's clock runs slow) is the count behind: re-anchor then. A thread that was held up
+  (a CPU busy elsewhere for longer than the window) reads the blocks the device kept meanwhile
+  one after another, each less late than the one before: that is catching up, not lost time,
+  and moving the count forward there would put a gap in audio that was all captured.
 
 Each re-anchor is counted (``resyncs``); pts never go backwards, so after a re-anchor to an
 earlier time the next pts is one microsecond after the last.
@@ -68,13 +71,21 @@ class SampleClock:
             drift = arrived_us - pts
             self._late.append(drift)
             if drift < -self.tolerance_us or (
-                    len(self._late) == self._late.maxlen and min(self._late) > self.tolerance_us):
+                    len(self._late) == self._late.maxlen and min(self._late) > self.tolerance_us
+                    and not self._catching_up()):
                 pts = self._reanchor(arrived_us)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
         self.samples += frames
         return pts
+
+    def _catching_up(self) -> bool:
+        """Whether the window's blocks came faster than real time, the lateness falling by more
+        than the tolerance from its first block to its last: a held-up thread reading what the
+        device kept (lost samples or a slow clock keep every block about equally late)."""
+        assert self.tolerance_us is not None
+        return self._late[-1] < self._late[0] - self.tolerance_us
 
     def skip(self, frames: int) -> None:
         """``frames`` samples were lost at a known point: keep counting across the gap."""
