@@ -208,6 +208,23 @@ def test_lost_microphone_audio_becomes_a_manifest_event(tmp_path: Path) -> None:
     assert [f for k, f in recordings[0].events if k == "audio_overflow"] == [{"blocks": 3}]
 
 
+def test_a_jump_of_the_audio_timeline_becomes_a_manifest_event(tmp_path: Path) -> None:
+    """Re-anchored audio pts leave a step in the audio's decode time, which bwv verify accepts
+    only where the recording declares it (an audio_resync event)."""
+    resyncs = [5]  # before the recording: not this recording's
+    controller, recordings, _, clock = make(tmp_path)
+    controller.audio_resyncs = lambda: resyncs[0]
+    controller._audio_resyncs_seen = 5
+    feed(controller, clock, range(0, 30))
+    controller.start_recording()
+    controller.check()
+    resyncs[0] = 7
+    controller.check()
+    controller.check()  # counted once
+    controller.stop_recording()
+    assert [f for k, f in recordings[0].events if k == "audio_resync"] == [{"count": 2}]
+
+
 def test_docked_camera_does_not_record(tmp_path: Path) -> None:
     controller, recordings, _, clock = make(tmp_path)
     controller.handle(BoardEvent(BoardEventKind.DOCKED, 0.0))

@@ -11,8 +11,8 @@ import pytest
 from recorder.capture.access_unit import AUDIO, AccessUnit
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey
-from recorder.integrity.manifest import ManifestWriter, RecordingHeader
-from recorder.integrity.verify import verify_recording
+from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
+from recorder.integrity.verify import render_human, verify_recording
 from recorder.storage.segment_writer import SegmentWriter, recover_segments
 from support.media import Unit, aac, h264, interleave
 
@@ -99,3 +99,35 @@ def test_audio_arriving_late_at_a_cut_still_verifies(tmp_path: Path, late_us: in
     first_audio = min(t.first_decode_us for t in second.tracks if t.handler == "soun")
     first_video = min(t.first_decode_us for t in second.tracks if t.handler == "vide")
     assert first_video - first_audio >= late_us - 50_000  # the audio really did straddle the cut
+
+
+@pytest.mark.parametrize("declared", [None, EventKind.AUDIO_RESYNC, EventKind.AUDIO_OVERFLOW])
+def test_an_audio_gap_is_accepted_only_where_the_recording_declares_audio_lost(
+        tmp_path: Path, declared: EventKind | None) -> None:
+    """The microphone lost 100 ms at a segment cut (an overrun, or its timeline re-anchored):
+    the audio's decode time steps forward there. Declared in the manifest, that is a fact of
+    the recording, listed among the gaps and not a problem; undeclared, it is media missing."""
+    directory = tmp_path / "rec"
+    directory.mkdir()
+    manifest = _manifest(directory, tmp_path / "keys")
+    config, audio = aac(3.0)
+    video = h264(160, 120, frames=90, gop=15)
+    cut_us = video[0].pts_us + 1_000_000  # the keyframe that opens segment 2
+    jumped = [u._replace(pts_us=u.pts_us + 100_000) if u.pts_us >= cut_us else u for u in audio]
+    if declared is not None:
+        manifest.append_event(declared, CLOCK.iso(cut_us), cut_us, {"count": 1})
+    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
+                       on_sealed=manifest.append_segment) as writer:
+        for unit in interleave(video, tuple(jumped)):
+            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
+    manifest.seal(CLOCK.iso(video[-1].pts_us))
+    manifest.close()
+    report = verify_recording(directory)
+    [gap] = [step for step in report.steps if not step.within_tolerance]
+    assert (gap.handler, gap.before, gap.after) == ("soun", "000001.mp4", "000002.mp4")
+    assert 95_000 <= gap.gap_us <= 105_000
+    if declared is None:
+        assert [p.code.value for p in report.problems] == ["gap"], report.problems
+    else:
+        assert report.ok, report.problems
+        assert "audio lost  1 of those gaps" in render_human(report)

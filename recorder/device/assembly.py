@@ -222,6 +222,7 @@ class Device:
             audio_in_pre_event=settings["audio.in_pre_event"],
             stealth_allowed=board_settings.stealth_allowed,
             audio_overflows=lambda: audio.stats.overflows,
+            audio_resyncs=lambda: audio.stats.resyncs,
             upload=station_upload(settings, key, recordings),
             kept=lambda: count_sealed(recordings),
             recover=lambda: recover_interrupted(recordings, key))

@@ -91,6 +91,7 @@ class Controller:
                  min_free_bytes: int, storage: Callable[[], int], clock_us: Callable[[], int],
                  audio_in_pre_event: bool = False, stealth_allowed: bool = False,
                  audio_overflows: Callable[[], int] = lambda: 0,
+                 audio_resyncs: Callable[[], int] = lambda: 0,
                  upload: Callable[[], bool] | None = None,
                  kept: Callable[[], int] = lambda: 0,
                  recover: Callable[[], object] = lambda: None,
@@ -116,6 +117,8 @@ class Controller:
         self.dock_detail = ""  # what the board says while docked
         self._uploader: threading.Thread | None = None
         self._audio_overflows_seen = audio_overflows()
+        self.audio_resyncs = audio_resyncs
+        self._audio_resyncs_seen = audio_resyncs()
         self.state = State.BUFFERING
         self.stealth = False
         self.conditions: set[Condition] = set()
@@ -344,6 +347,11 @@ class Controller:
                 if writer is not None:  # lost microphone audio is data loss: into the manifest
                     self._event("audio_overflow", blocks=overflows - self._audio_overflows_seen)
                 self._audio_overflows_seen = overflows
+            resyncs = self.audio_resyncs()
+            if resyncs != self._audio_resyncs_seen:
+                if writer is not None:  # the audio timeline jumped: a gap bwv verify will see
+                    self._event("audio_resync", count=resyncs - self._audio_resyncs_seen)
+                self._audio_resyncs_seen = resyncs
             if self._uploader is not None and not self._uploader.is_alive():
                 self._uploader.join()
                 self._uploader = None

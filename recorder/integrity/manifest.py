@@ -99,6 +99,7 @@ class EventKind(str, enum.Enum):
     OVERRUN = "overrun"  # detail: {"access_units": n, "bytes": n}; the writer fell behind
     ERROR = "error"  # detail: {"message": str}
     AUDIO_OVERFLOW = "audio_overflow"  # detail: {"blocks": n}; the microphone lost samples
+    AUDIO_RESYNC = "audio_resync"  # detail: {"count": n}; audio pts re-anchored to the clock
     MANIFEST_REPAIRED = "manifest_repaired"  # detail: {"dropped_bytes": n, "dropped_sha256": hex}
     DROPPED = "dropped"  # detail: {"stream", "units", "first_pts_us", "last_pts_us", "reason"}
 

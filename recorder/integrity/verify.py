@@ -586,9 +586,21 @@ def _stated_tracks(timings: dict[int, bmff.TrackTiming]) -> list[bmff.TrackTimin
     return video or list(timings.values())
 
 
+AUDIO_LOSS_EVENTS = ("audio_overflow", "audio_resync")
+
+
+def declared_audio_loss(step: Gap, report: VerifyReport) -> bool:
+    """Whether ``step`` is audio time missing that the recording itself declares: the
+    microphone lost samples (an ``audio_overflow`` event) or its timeline was re-anchored to
+    the clock (``audio_resync``). The audio around it is whole and signed like the rest; the
+    step is listed among the gaps, and is no problem."""
+    return (step.handler == "soun" and step.gap_us > 0
+            and any(report.events.get(kind, 0) for kind in AUDIO_LOSS_EVENTS))
+
+
 def _step(report: VerifyReport, step: Gap) -> None:
     report.steps.append(step)
-    if not step.within_tolerance:
+    if not step.within_tolerance and not declared_audio_loss(step, report):
         size = f"{step.gap_us} µs ({step.gap_us / 1e6:.3f} s)"
         what = f"a gap of {size}" if step.gap_us > 0 else f"an overlap of {size}"
         report.problems.append(Problem(
@@ -652,6 +664,10 @@ def render_human(report: VerifyReport) -> str:
     largest = max((abs(step.gap_us) for step in report.steps), default=0)
     out.append(f"timing      {len(gaps)} gaps beyond tolerance; largest step in decode time "
                f"{largest} µs")
+    declared = [step for step in gaps if declared_audio_loss(step, report)]
+    if declared:
+        out.append(f"audio lost  {len(declared)} of those gaps, {sum(s.gap_us for s in declared)}"
+                   " µs in all, as the manifest's audio events declare")
     if report.problems:
         out.append("")
         out.append(f"problems ({len(report.problems)}):")
