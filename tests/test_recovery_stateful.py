@@ -181,7 +181,9 @@ class Recovery(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(["marker", "stealth", "audio_overflow"]))
     def add_event(self, kind: str) -> None:
         assert self.recording is not None
-        detail = {"stealth": {"on": True}, "audio_overflow": {"blocks": 2}}.get(kind, {})
+        details: dict[str, dict[str, object]] = {"stealth": {"on": True},
+                                                 "audio_overflow": {"blocks": 2}}
+        detail = details.get(kind, {})
         self.recording.event(kind, **detail)
         self.line_last = True
 
@@ -298,7 +300,7 @@ class Recovery(RuleBasedStateMachine):
             assert data.startswith(kept_partial), f"{final.name} lost fsynced bytes"
             assert scan_whole_fragments(data).fragments >= kept_fragments
             listed = [line for line in self.segment_lines(path) if line["file"] == final.name]
-            assert listed and listed[0]["fragments"] >= kept_fragments
+            assert listed and int(str(listed[0]["fragments"])) >= kept_fragments
         self.finished[path.name] = tree(path)
 
     @invariant()
@@ -373,9 +375,9 @@ def append(path: Path, data: bytes) -> None:
         file.write(data)
 
 
-COMMON = {"stateful_step_count": 20, "deadline": None,
-          "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much]}
-Recovery.TestCase.settings = settings(max_examples=30, **COMMON)  # type: ignore[arg-type]
+COMMON = settings(stateful_step_count=20, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+Recovery.TestCase.settings = settings(COMMON, max_examples=30)
 test_recovery_after_a_power_cut = Recovery.TestCase
 
 
@@ -383,8 +385,7 @@ class LongRecovery(Recovery):
     """The same machine for a longer search: ``BWV_FUZZ_EXAMPLES`` examples."""
 
 
-LongRecovery.TestCase.settings = settings(max_examples=max(EXAMPLES, 1),  # type: ignore[arg-type]
-                                          **COMMON)
+LongRecovery.TestCase.settings = settings(COMMON, max_examples=max(EXAMPLES, 1))
 test_recovery_after_a_power_cut_long = pytest.mark.slow(pytest.mark.skipif(
     not EXAMPLES, reason="the long search runs when BWV_FUZZ_EXAMPLES is set")(
         LongRecovery.TestCase))
