@@ -21,6 +21,7 @@ tests/test_recovery_stateful.py`` runs a longer search (300 examples: about 40 s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ EXAMPLES = int(os.environ.get("BWV_FUZZ_EXAMPLES", "0") or 0)
 # A tmpfs when there is one: the cuts are made by hand, so fsync's waits would only cost time.
 SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 SEGMENT_S = st.sampled_from([0.5, 1.0, 2.0])
-CUTS = ("clean", "torn_fragment", "zero_tail", "torn_line", "tear_last_line", "unentered_segment")
+CUTS = ("clean", "torn_fragment", "zero_tail", "torn_line", "tear_last_line", "unentered_segment",
+        "torn_header")
 
 
 @functools.cache
@@ -99,6 +101,18 @@ class ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(self.format(record))
+
+
+@contextlib.contextmanager
+def capture_errors() -> Iterator[ErrorLog]:
+    """The error records the recorder's loggers emit inside the block."""
+    errors = ErrorLog()
+    logger = logging.getLogger("recorder")
+    logger.addHandler(errors)
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(errors)
 
 
 class Recovery(RuleBasedStateMachine):
@@ -214,6 +228,10 @@ class Recovery(RuleBasedStateMachine):
         kept_fragments = scan_whole_fragments(kept_partial).fragments
         torn = getattr(self, "_cut_" + how)(path, partial, where)
         event(f"cut: {how}, torn: {torn}, whole fragments kept: {min(kept_fragments, 3)}")
+        if torn == "header":
+            self.check_removed(path)
+            self.open_recording(segment_s, with_audio)
+            return
         if torn == "line":  # the last line was the write in flight: it never counted
             kept_lines = complete_lines(manifest.read_bytes())
         sealed = tree(path, "[0-9]*.mp4")  # with or without their manifest line
@@ -264,6 +282,14 @@ class Recovery(RuleBasedStateMachine):
         os.truncate(path / MANIFEST_NAME, start + int(where * (len(data) - start)))
         return "line"
 
+    def _cut_torn_header(self, path: Path, partial: Path | None, where: float) -> str:
+        """The header line itself was the write in flight: nothing else was written yet."""
+        data = (path / MANIFEST_NAME).read_bytes()
+        if data.count(b"\n") != 1 or partial is not None or list(path.glob("[0-9]*.mp4")):
+            return "nothing torn"
+        os.truncate(path / MANIFEST_NAME, int(where * len(data)))
+        return "header"
+
     def _cut_unentered_segment(self, path: Path, partial: Path | None, where: float) -> str:
         """A segment sealed and renamed, its manifest line never written (or torn)."""
         if (partial is None or self.line_last
@@ -276,17 +302,19 @@ class Recovery(RuleBasedStateMachine):
 
     # -- recovery and its invariants -------------------------------------------------------------
 
+    def check_removed(self, path: Path) -> None:
+        """A recording cut while its header was written holds no footage: recovery removes it
+        (before, it skipped it, and it failed verification forever)."""
+        with capture_errors() as errors:
+            assert recover_interrupted(self.recordings, device_key()) == []
+        assert errors.records == [] and not path.exists()
+
     def recover_and_check(self, path: Path, kept_lines: bytes, partial: Path | None,
                           kept_partial: bytes, kept_fragments: int) -> None:
-        errors = ErrorLog()
-        logger = logging.getLogger("recorder")
-        logger.addHandler(errors)
-        try:
+        with capture_errors() as errors:
             recovered = recover_interrupted(self.recordings, device_key())
             after = tree(path)
             assert recover_interrupted(self.recordings, device_key()) == []
-        finally:
-            logger.removeHandler(errors)
         assert errors.records == [], errors.records
         assert recovered == [path]
         assert tree(path) == after, "a second recovery changed the recording"
@@ -389,3 +417,36 @@ LongRecovery.TestCase.settings = settings(COMMON, max_examples=max(EXAMPLES, 1))
 test_recovery_after_a_power_cut_long = pytest.mark.slow(pytest.mark.skipif(
     not EXAMPLES, reason="the long search runs when BWV_FUZZ_EXAMPLES is set")(
         LongRecovery.TestCase))
+
+
+@pytest.mark.parametrize("kept", [0.0, 0.01, 0.5, 0.999])
+def test_a_recording_cut_while_its_header_was_written_is_removed(tmp_path: Path,
+                                                                 kept: float) -> None:
+    """Its manifest has no complete line and it holds nothing else: no restart could continue
+    it, and it failed `bwv verify` forever. A sealed recording beside it is not touched."""
+    machine = Recovery()
+    try:
+        machine.open_recording(1.0, False)
+        machine.write_fragments(2)
+        machine.seal_and_start_another(1.0, False)
+        assert machine.recording is not None
+        path = machine.recording.path
+        abandon(machine.recording)
+        machine.recording = None
+        assert machine._cut_torn_header(path, None, kept) == "header"
+        machine.check_removed(path)
+        machine.sealed_recordings_are_never_touched()
+    finally:
+        machine.teardown()
+
+
+def test_a_headerless_directory_holding_other_files_is_left_for_an_investigator(
+        tmp_path: Path) -> None:
+    recording = tmp_path / "recordings" / "r1"
+    recording.mkdir(parents=True)
+    (recording / MANIFEST_NAME).write_bytes(b'{"type":"hea')
+    (recording / "000001.mp4").write_bytes(b"not made by the recorder")
+    with capture_errors() as errors:
+        assert recover_interrupted(tmp_path / "recordings", device_key()) == []
+    assert sorted(p.name for p in recording.iterdir()) == ["000001.mp4", MANIFEST_NAME]
+    assert len(errors.records) == 1 and "left as it is" in errors.records[0]
