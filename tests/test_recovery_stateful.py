@@ -57,6 +57,7 @@ START_US = 1_000_000  # the media's first pts, and the monotonic start of every 
 EXAMPLES = int(os.environ.get("BWV_FUZZ_EXAMPLES", "0") or 0)
 # A tmpfs when there is one: the cuts are made by hand, so fsync's waits would only cost time.
 SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+KEEP_FINISHED = 2  # sealed recordings kept in the directory while the next ones are written
 SEGMENT_S = st.sampled_from([0.5, 1.0, 2.0])
 CUTS = ("clean", "torn_fragment", "zero_tail", "torn_line", "tear_last_line", "unentered_segment",
         "torn_header")
@@ -170,27 +171,35 @@ class Recovery(RuleBasedStateMachine):
     @rule()
     def cut_segment(self) -> None:
         """Until the segment being written is sealed and entered."""
-        sealed = len(self.sealed_segments())
-        self.write_until(lambda: len(self.sealed_segments()) > sealed)
+        sealed = self.written()[2]
+        self.write_until(lambda: self.written()[2] > sealed)
 
     def write_until(self, done: Callable[[], bool], fragments: list[int] | None = None) -> None:
         """Write units in order until ``done()`` or the media runs out; keep track of whether
         the last write to the card was a fragment or a manifest line, and count fragments."""
         assert self.recording is not None
         while self.cursor < len(units()) and not done():
-            before = (self.partial_state(), len(self.sealed_segments()))
+            before = self.written()
             unit = units()[self.cursor]
             self.cursor += 1
             if unit.stream == 1 and not self.with_audio:
                 continue
             self.recording.write(unit)
-            after = (self.partial_state(), len(self.sealed_segments()))
-            if after[0] is not None and after[0] != before[0]:
+            after = self.written()
+            if after[0] and after != before:
                 self.line_last = False  # a fragment of the unsealed segment came last
-            elif after[0] is None and after[1] > before[1]:
+            elif not after[0] and after[2] > before[2]:
                 self.line_last = True  # a segment's line came last
             if fragments is not None and after != before:
                 fragments[0] += 1
+
+    def written(self) -> tuple[bool, int, int]:
+        """(a segment is open, its bytes, segments sealed): the segment writer's own count, as
+        asking the file system after every unit would cost most of the test's time."""
+        assert self.recording is not None
+        writer = self.recording._segments  # noqa: SLF001
+        is_open = writer._fd >= 0  # noqa: SLF001
+        return is_open, writer._bytes if is_open else 0, len(writer.sealed)  # noqa: SLF001
 
     @rule(kind=st.sampled_from(["marker", "stealth", "audio_overflow"]))
     def add_event(self, kind: str) -> None:
@@ -206,18 +215,21 @@ class Recovery(RuleBasedStateMachine):
         assert self.recording is not None
         self.recording.seal("stopped")
         self.check_verifies(self.recording.path)
-        self.finished[self.recording.path.name] = tree(self.recording.path)
+        self.finish(self.recording.path)
         self.open_recording(segment_s, with_audio)
 
     # -- the power cut ---------------------------------------------------------------------------
 
     @rule(how=st.sampled_from(CUTS), where=st.floats(0.0, 1.0, exclude_max=True),
-          segment_s=SEGMENT_S, with_audio=st.booleans())
-    def power_cut_and_start_another(self, how: str, where: float, segment_s: float,
-                                    with_audio: bool) -> None:
-        """Cut the power ``how``, at ``where`` (0-1) of the write in flight; recover; check;
-        then the next recording starts in the same directory."""
+          fragments_first=st.integers(0, 3), segment_s=SEGMENT_S, with_audio=st.booleans())
+    def power_cut_and_start_another(self, how: str, where: float, fragments_first: int,
+                                    segment_s: float, with_audio: bool) -> None:
+        """Write ``fragments_first`` more fragments (most cuts then find some to keep); cut the
+        power ``how``, at ``where`` (0-1) of the write in flight; recover; check; then the next
+        recording starts in the same directory."""
         assert self.recording is not None
+        if fragments_first and self.cursor < len(units()):
+            self.write_fragments(fragments_first)
         path = self.recording.path
         abandon(self.recording)
         self.recording = None
@@ -329,7 +341,16 @@ class Recovery(RuleBasedStateMachine):
             assert scan_whole_fragments(data).fragments >= kept_fragments
             listed = [line for line in self.segment_lines(path) if line["file"] == final.name]
             assert listed and int(str(listed[0]["fragments"])) >= kept_fragments
+        self.finish(path)
+
+    def finish(self, path: Path) -> None:
+        """Keep ``path`` beside the next recordings, to be checked as never touched; the two
+        latest are enough, and older ones move out (each recovery reads every manifest)."""
         self.finished[path.name] = tree(path)
+        while len(self.finished) > KEEP_FINISHED:
+            oldest = min(self.finished)
+            del self.finished[oldest]
+            shutil.rmtree(self.recordings / oldest)
 
     @invariant()
     def sealed_recordings_are_never_touched(self) -> None:
@@ -356,15 +377,6 @@ class Recovery(RuleBasedStateMachine):
         import json
         lines = [json.loads(line) for line in (path / MANIFEST_NAME).read_bytes().splitlines()]
         return [line for line in lines if line["type"] == "segment"]
-
-    def sealed_segments(self) -> list[Path]:
-        assert self.recording is not None
-        return sorted(self.recording.path.glob("[0-9]*.mp4"))
-
-    def partial_state(self) -> tuple[str, int] | None:
-        assert self.recording is not None
-        partial = self.partial_path(self.recording.path)
-        return None if partial is None else (partial.name, partial.stat().st_size)
 
     @staticmethod
     def partial_path(path: Path) -> Path | None:
