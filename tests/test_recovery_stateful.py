@@ -21,6 +21,7 @@ tests/test_recovery_stateful.py`` runs a longer search (300 examples: about 40 s
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -79,7 +80,10 @@ def audio_config() -> bytes:
 
 @functools.cache
 def device_key() -> DeviceKey:
-    return DeviceKey.load_or_create(Path(tempfile.mkdtemp(prefix="bwv-stateful-key-")))
+    """One key for the module's recordings, in a directory removed when the process ends."""
+    directory = tempfile.mkdtemp(prefix="bwv-stateful-key-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return DeviceKey.load_or_create(Path(directory))
 
 
 def tree(directory: Path, pattern: str = "*") -> dict[str, str]:
