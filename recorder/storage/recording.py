@@ -19,6 +19,7 @@ from typing import Any
 
 from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 from ..capture.clock import ClockAnchor, monotonic_us
+from ..durability import fsync_directory
 from ..integrity.keys import DeviceKey
 from ..private_files import make_new_private_dir
 from .faults import describe
@@ -195,6 +196,23 @@ def _remove_unstarted(path: Path) -> None:
                   exc.strerror or exc)
 
 
+def _remove_headerless(directory: Path, size: int) -> None:
+    """A power cut while the manifest's header was written leaves a manifest with no complete
+    line, which no restart can continue and verification fails forever. The header is fsynced
+    before any segment is opened, so such a directory holds no footage: remove it. Anything else
+    in it (which the recorder never makes) is left for an investigator."""
+    others = sorted(path.name for path in directory.iterdir() if path.name != MANIFEST_NAME)
+    if others:
+        log.error("%s: its manifest has no complete header line, yet it holds %s: left as it is",
+                  directory, ", ".join(others[:5]))
+        return
+    log.warning("removing %s: a power cut came while its manifest header was written (%d bytes "
+                "of it were); it holds no footage", directory, size)
+    (directory / MANIFEST_NAME).unlink()
+    directory.rmdir()
+    fsync_directory(directory.parent)
+
+
 @dataclass
 class RecordingFactory:
     """Opens new recordings under ``recordings_dir`` for the controller."""
@@ -239,9 +257,12 @@ def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:
 
 
 def _recover_one(directory: Path, key: DeviceKey) -> bool:
-    check = check_manifest((directory / MANIFEST_NAME).read_bytes(), trusted_key=key.public_key,
-                           require_sealed=False)
-    if check.sealed or not check.lines:
+    data = (directory / MANIFEST_NAME).read_bytes()
+    check = check_manifest(data, trusted_key=key.public_key, require_sealed=False)
+    if check.sealed:
+        return False
+    if not check.lines:
+        _remove_headerless(directory, len(data))
         return False
     header = check.read.header
     if header is None:

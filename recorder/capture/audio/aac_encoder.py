@@ -64,6 +64,10 @@ class AacEncoder:
         self._samples_in = 0  # samples handed to the encoder (whole frames), its pts in samples
         self._received = 0  # samples received through encode()
         self._anchors: list[tuple[int, int]] = []  # (sample index, pts_us of that sample)
+        #: One tick of the audio track's timescale (the sample rate), rounded up: frames closer
+        #: than this share a tick, and the muxer refuses the second.
+        self._min_step_us = -(-1_000_000 // sample_rate)
+        self._last_pts_us: int | None = None
         self._flushed = False
 
     def encode(self, pcm: bytes, pts_us: int) -> list[AccessUnit]:
@@ -123,7 +127,13 @@ class AacEncoder:
         units = []
         for packet in packets:
             assert packet.pts is not None, "the AAC encoder returned a packet without a timestamp"
-            units.append(AccessUnit(AUDIO, self._pts_at(packet.pts), True, bytes(packet)))
+            pts_us = self._pts_at(packet.pts)
+            if self._last_pts_us is not None:
+                # A clock re-anchored to an earlier time (a starved capture thread catching up)
+                # stamps its block one microsecond after the last: keep frames a tick apart.
+                pts_us = max(pts_us, self._last_pts_us + self._min_step_us)
+            self._last_pts_us = pts_us
+            units.append(AccessUnit(AUDIO, pts_us, True, bytes(packet)))
             while len(self._anchors) > 1 and self._anchors[1][0] <= packet.pts:
                 del self._anchors[0]  # no later packet starts before this anchor
         return units
