@@ -525,3 +525,38 @@ def test_pop_while_buffering_is_refused_without_waiting(ring_impl: ModuleType) -
         ring.pop()
     with pytest.raises(RingStateError, match="already consuming"):
         ring.begin_consume() or ring.begin_consume()
+
+
+@bounded
+def test_pop_timeouts_of_every_type_at_their_limits(ring_impl: ModuleType) -> None:
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 10)
+    ring.begin_consume()
+    with pytest.raises(TypeError, match="timeout must be None or a number, not bool"):
+        ring.pop(timeout=True)
+    with pytest.raises(ValueError, match="timeout must be None or a number >= 0, not -1000"):
+        ring.pop(timeout=-10**400)  # an int beyond any float, below zero
+    ring.push(AUDIO, 0, False, b"a")
+    ring.push(AUDIO, 1, False, b"b")
+    assert ring.pop(timeout=10**400) == (AUDIO, 0, False, b"a")  # beyond any float: forever
+    assert ring.pop(timeout=0) == (AUDIO, 1, False, b"b")
+
+
+@bounded
+def test_a_one_second_pop_waits_for_the_push(ring_impl: ModuleType) -> None:
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 10)
+    ring.begin_consume()
+    timer = threading.Timer(0.05, ring.push, (AUDIO, 3, False, b"c"))
+    timer.start()
+    assert ring.pop(timeout=1) == (AUDIO, 3, False, b"c")
+    timer.join(LIMIT_S)
+
+
+@bounded
+def test_repr_counts_the_units_held_after_eviction_and_pop(ring_impl: ModuleType) -> None:
+    ring = ring_impl.PreEventRing(seconds=100, capacity_bytes=1 << 10, max_units=3)
+    for n in range(5):
+        ring.push(AUDIO, n, False, b"x")
+    assert repr(ring) == "<PreEventRing buffering seconds=100 capacity_bytes=1024 units=3>"
+    ring.begin_consume()
+    ring.pop(timeout=0)
+    assert repr(ring) == "<PreEventRing consuming seconds=100 capacity_bytes=1024 units=2>"
