@@ -241,3 +241,26 @@ def test_payload_views_are_copied_when_pushed(mux_impl: ModuleType) -> None:
     assert last is not None
     assert body(last, init=True) == reference(1, [(0, 0, k0_nals, True)], 3000,
                                               [(0, b"\x21\x10snd")])
+
+
+def test_the_default_cuts_are_two_second_fragments_and_thirty_second_segments(
+        mux_impl: ModuleType) -> None:
+    muxer = mux_impl.FragmentedMp4Muxer(None)
+    k0, _ = keyframe(1)
+    muxer.push(VIDEO, ORIGIN, True, k0)
+    assert muxer.push(VIDEO, ORIGIN + 1_990_000, False, delta(2)[0]) is None
+    split = muxer.push(VIDEO, ORIGIN + 2_000_000, False, delta(3)[0])  # a long GOP is split
+    assert split is not None and (split.sequence, split.ends_segment) == (1, False)
+    kept = muxer.push(VIDEO, ORIGIN + 29_990_000, True, keyframe(4)[0])
+    assert kept is not None and (kept.segment, kept.ends_segment) == (1, False)
+    cut = muxer.push(VIDEO, ORIGIN + 30_000_000, True, keyframe(5)[0])
+    assert cut is not None and (cut.segment, cut.ends_segment) == (1, True)
+    last = muxer.close()
+    assert last is not None and (last.segment, last.starts_segment) == (2, True)
+
+
+def test_a_payload_that_is_not_annex_b_is_refused_with_its_time(mux_impl: ModuleType) -> None:
+    muxer = mux_impl.FragmentedMp4Muxer(None)
+    with pytest.raises(_mux_py.AnnexBError, match=r"video access unit at pts_us=1234567 is not "
+                                                  r"H.264 Annex B: no start code"):
+        muxer.push(VIDEO, 1_234_567, True, b"\x65\x01\x02")
