@@ -804,3 +804,136 @@ def test_a_torn_first_box_is_the_reason_given() -> None:
     assert whole.stopped.reason.startswith("box 'ftyp' declares 24 bytes but only 10 remain")
     empty = bmff.read_whole_fragments(b"")
     assert empty.stopped is not None and "does not start with an 'ftyp'" in empty.stopped.reason
+
+
+def test_header_bounds_count_from_the_box_not_the_buffer() -> None:
+    data = bytes(3) + struct.pack(">I4s", 8, b"free")
+    with pytest.raises(BoxFormatError) as caught:
+        bmff.parse_box_header(data, 3, 10)  # 7 bytes left, 3 bytes into the buffer
+    assert caught.value.reason == ("7 bytes left where a box header (8 bytes) is needed: the "
+                                   "file is truncated or has trailing garbage")
+    data = bytes(9) + struct.pack(">I4sQ", 1, b"mdat", 16)
+    with pytest.raises(BoxFormatError) as caught:
+        bmff.parse_box_header(data, 9, 24)  # 15 bytes left, 9 into the buffer
+    assert caught.value.reason == "box 'mdat' has a 64-bit size that is cut off"
+    assert caught.value.offset == 9
+
+
+@pytest.mark.parametrize(("header", "declared", "left"), [
+    (struct.pack(">I4s", 0x8000_0000, b"free"), 0x8000_0000, 8),
+    (struct.pack(">I4sQ", 1, b"free", 2**63 + 1), 2**63 + 1, 16)])
+def test_box_sizes_are_unsigned(header: bytes, declared: int, left: int) -> None:
+    with pytest.raises(BoxFormatError) as caught:
+        bmff.parse_box_header(header, 0, len(header))
+    assert caught.value.reason == (f"box 'free' declares {declared} bytes but only {left} remain: "
+                                   "the file is truncated or the box size was changed")
+
+
+def test_iter_boxes_offsets_default_to_the_buffer() -> None:
+    assert list(bmff.iter_boxes(box(b"aaaa") + box(b"bbbb", b"x"))) == [
+        Box("aaaa", 0, 8, 8), Box("bbbb", 8, 9, 8)]
+
+
+def test_to_us_is_an_int_rounded_half_up() -> None:
+    track = bmff.Track(1, "vide", 90_000, "avc1", 0, 0, 0)
+    timing = bmff.TrackTiming(track, 0, 0, 0, 0, 0, 0, ())
+    assert timing.to_us(5) == 56 and type(timing.to_us(5)) is int  # 55.56 us
+
+
+def test_every_field_is_read_unsigned_where_the_format_says_so() -> None:
+    big_video, big_audio = 0x8000_0001, 0x8000_0002
+    head = FTYP + moov(trak(big_video, b"\xa9vid", 0x8000_0000, tkhd_version=1, mdhd_version=1),
+                       trak(big_audio, b"soun", 0x9000_0000, entries=0x8000_0001),
+                       box(b"mvex", trex(big_video, 0x9000_0000, 0, 0xF000_0000),
+                           trex(big_audio, 1, 1, 1)))
+    flags = bmff.TFHD_DEFAULT_BASE_IS_MOOF | bmff.TFHD_DEFAULT_SAMPLE_DURATION
+
+    def trafs(offset: int) -> list[bytes]:
+        first = trun(OFFSET | bmff.TRUN_FIRST_SAMPLE_FLAGS | SAMPLE_FLAGS, 1,
+                     struct.pack(">iI", offset, 0xA000_0000), entries("II", (0x9000_0001, 4)))
+        return [traf(big_video, first, trun(bmff.TRUN_SAMPLE_SIZE, 1, entries("I", (3,))),
+                     tfhd_flags=flags, tfhd_fields=struct.pack(">I", 0x9000_0002),
+                     decode=2**63 + 5)]
+    data = head + fragment(0x8000_0000, trafs, 7)
+    parsed = read(data)
+    assert parsed.tracks == {
+        big_video: bmff.Track(big_video, "\xa9vid", 0x8000_0000, "avc1", 0x9000_0000, 0,
+                              0xF000_0000),
+        big_audio: bmff.Track(big_audio, "soun", 0x9000_0000, "avc1", 1, 1, 1)}
+    (frag,) = parsed.fragments
+    assert frag.sequence_number == 0x8000_0000
+    assert frag.runs == (TrackRun(big_video, 2**63 + 5, (0x9000_0001, 0x9000_0002), (4, 3),
+                                  (0, 0), 0xA000_0000, len(data) - 7),)
+    huge = moof(1, traf(VIDEO, trun(SAMPLE_FLAGS, 0x8000_0000)))
+    assert refusal(HEAD + huge + mdat(1)).reason == (
+        "trun declares 2147483648 samples, more than 1000000: the box is damaged")
+
+
+def test_a_trun_data_offset_is_signed() -> None:
+    """With an explicit base after the data, a negative offset points back into the mdat."""
+    def build(base: int) -> bytes:
+        return moof(1, traf(VIDEO, trun(OFFSET | SAMPLE_FLAGS, 1, at(-6), entries("II", (1, 6))),
+                            tfhd_flags=bmff.TFHD_BASE_DATA_OFFSET,
+                            tfhd_fields=struct.pack(">Q", base)))
+    size = len(build(0))
+    data_start = len(HEAD) + size + 8
+    parsed = read(HEAD + build(data_start + 6) + mdat(6))
+    assert parsed.fragments[0].runs[0].data_offset == data_start
+
+
+def test_timing_skips_a_track_without_samples_whatever_its_place() -> None:
+    def audio_only(offset: int) -> list[bytes]:
+        return [traf(AUDIO, trun(OFFSET, 1, at(offset)), decode=1024)]
+    data = HEAD + simple_fragment(1, (2,), 0) + fragment(2, audio_only, 6)
+    data += simple_fragment(3, (2,), 3500)
+    timing = read(data).timing()
+    assert timing[VIDEO].internal_gaps == ((3, 500),)  # video's fragments are 1 and 3
+    assert (timing[AUDIO].first_decode, timing[AUDIO].samples) == (1024, 1)
+    audio_first = HEAD + fragment(1, audio_only, 6)
+    assert set(read(audio_first).timing()) == {AUDIO}  # the video track, first, has none
+
+
+def test_a_trun_with_durations_but_no_sizes_uses_the_default_size() -> None:
+    def trafs(offset: int) -> list[bytes]:
+        return [traf(AUDIO, trun(OFFSET | bmff.TRUN_SAMPLE_DURATION, 2, at(offset),
+                                 entries("I", (1000,), (1048,))))]
+    (run,) = read(HEAD + fragment(1, trafs, 12)).fragments[0].runs
+    assert (run.durations, run.sizes, run.composition_offsets) == ((1000, 1048), (6, 6), (0, 0))
+
+
+def test_joined_runs_keep_the_first_runs_first_sample_flags() -> None:
+    def trafs(offset: int) -> list[bytes]:
+        return [traf(AUDIO, trun(OFFSET | bmff.TRUN_FIRST_SAMPLE_FLAGS, 1,
+                                 struct.pack(">iI", offset, 0x0200_0000)), trun(0, 1))]
+    (run,) = read(HEAD + fragment(1, trafs, 12)).fragments[0].runs
+    assert (run.first_sample_flags, run.sizes) == (0x0200_0000, (6, 6))
+
+
+def test_4096_brands_and_a_partial_one_are_not_too_many() -> None:
+    ftyp = box(b"ftyp", b"mp42", bytes(4), b"abcd" * 4096 + b"xyz")
+    assert len(read(ftyp + MOOV).compatible_brands) == 4096
+
+
+def test_a_box_between_a_moof_and_its_mdat_is_skipped() -> None:
+    def build(offset: int) -> bytes:
+        return moof(1, traf(VIDEO, trun(SAMPLE_FLAGS | OFFSET, 1, at(offset),
+                                        entries("II", (3000, 5)))))
+    size = len(build(0))
+    data = HEAD + build(size + 16 + 8) + box(b"free", bytes(8)) + mdat(5)
+    (frag,) = read(data).fragments
+    assert frag.mdat.offset == len(HEAD) + size + 16
+
+
+def test_moov_messages_in_full() -> None:
+    assert _moov_fault(trak(VIDEO, b"vide", 90_000)).reason == (
+        "moov has no 'mvex' box: this is not a fragmented MP4")
+    assert _moov_fault(MVEX).reason == "moov declares no tracks"
+
+
+def test_a_tfhd_default_size_is_unsigned() -> None:
+    flags = bmff.TFHD_DEFAULT_BASE_IS_MOOF | bmff.TFHD_DEFAULT_SAMPLE_SIZE
+    trafs = [traf(AUDIO, trun(OFFSET, 1, at(0)), tfhd_flags=flags,
+                  tfhd_fields=struct.pack(">I", 0x8000_0000))]
+    fault = refusal(HEAD + moof(1, *trafs) + mdat(1))
+    assert fault.reason.startswith("trun declares 1 samples of 2147483648 bytes without "
+                                   "per-sample entries")
