@@ -253,7 +253,7 @@ def test_units_left_at_end_consume_are_trimmed_to_a_keyframe_and_age_again(
     ring = ring_impl.PreEventRing(seconds=10, capacity_bytes=1 << 16)
     ring.begin_consume()
     pushed = push_video(ring, range(25), gop=10)
-    assert ring.pop() == pushed[0]
+    assert ring.pop(timeout=10) == pushed[0]
     ring.end_consume()
     assert take_all(ring) == pushed[10:]
 
@@ -264,11 +264,11 @@ def test_pop_waits_for_a_producer_thread(ring_impl: ModuleType) -> None:
     timer = threading.Timer(0.05, ring.push, (VIDEO, 0, True, b"late"))
     timer.start()
     started = time.monotonic()
-    unit = ring.pop(timeout=60)
-    timer.join()
+    unit = ring.pop(timeout=10)
+    timer.join(10)
     assert unit == AccessUnit(VIDEO, 0, True, b"late")
-    # woken by the push, not by the timeout running out (a lost notify would take 60 s)
-    assert time.monotonic() - started < 30
+    # woken by the push, not by the timeout running out (a lost notify would take 10 s)
+    assert time.monotonic() - started < 5
 
 
 def test_pop_returns_none_after_its_timeout(ring_impl: ModuleType) -> None:
@@ -369,7 +369,8 @@ def test_len_and_stats_stay_consistent_while_threads_push_and_pop(ring_impl: Mod
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
+            thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
     assert ring.stats().pushed_units > 0
 
 
@@ -393,7 +394,8 @@ def test_two_producers_and_one_consumer_lose_nothing_when_room_suffices(
         assert unit is not None, "consumer starved"
         got.append(unit)
     for thread in producers:
-        thread.join()
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in producers)
     assert [u for u in got if u.stream == VIDEO] == video
     assert [u for u in got if u.stream == AUDIO] == audio
     assert ring.stats().overrun_units == 0
