@@ -728,3 +728,24 @@ def test_reopen_failing_to_cut_the_tail_raises_that_error_and_closes_the_file(
     with pytest.raises(OSError) as raised:
         ManifestWriter.reopen(tmp_path, key)
     assert raised.value.errno == errno.EIO and open_fds() == before
+
+
+@pytest.mark.parametrize("error, reason", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (OSError("the card went away"), "the card went away")])
+def test_a_failed_append_keeps_the_errno_and_says_why(
+        tmp_path: Path, key: DeviceKey, monkeypatch: pytest.MonkeyPatch, error: OSError,
+        reason: str) -> None:
+    writer = ManifestWriter.create(tmp_path, key, HEADER)
+
+    def failing(fd: int, data: Any) -> int:
+        raise error
+
+    monkeypatch.setattr(manifest.os, "write", failing)
+    with pytest.raises(manifest.ManifestWriteError) as raised:
+        writer.append_segment(segment(1))
+    writer.close()
+    assert raised.value.errno == error.errno
+    assert raised.value.strerror == (
+        f"appending line 2 to {tmp_path / 'manifest.jsonl'} failed ({reason}); its complete "
+        "lines are intact: reopen it with ManifestWriter.reopen to continue")

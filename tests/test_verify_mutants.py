@@ -366,6 +366,9 @@ def test_a_copy_is_recognised_only_against_hashed_segments(tmp_path: Path) -> No
     assert verify._copy_of(tmp_path / "x", {"a": "0" * 64, "b": digest}) == "b"
     assert verify._copy_of(tmp_path / "absent", {"b": digest}) is None
     assert verify._hash_file(tmp_path / "x") == (digest, 3)
+    big = os.urandom(verify.READ_CHUNK + 1)  # read in two chunks
+    (tmp_path / "big").write_bytes(big)
+    assert verify._hash_file(tmp_path / "big") == (hashlib.sha256(big).hexdigest(), len(big))
 
 
 # --- timing
@@ -450,8 +453,15 @@ def test_an_overlap_is_named_as_such() -> None:
     report = verify.VerifyReport("r", "r/manifest.jsonl")
     verify._step(report, verify.Gap("a.mp4", "b.mp4 fragment 3", 1, "vide", -5000, 4999))
     verify._step(report, verify.Gap("a.mp4", "b.mp4", 1, "vide", 4999, 4999))
-    assert len(report.steps) == 2
-    assert found(report) == [(P.GAP, "a.mp4 -> b.mp4 fragment 3", None, "b.mp4")]
+    verify._step(report, verify.Gap("a.mp4", "b\tc.mp4 fragment 2", 2, "soun", 1, 0))
+    verify._step(report, verify.Gap("a.mp4", "d.mp4", 1, "vide", 10**9, 0))
+    assert len(report.steps) == 4
+    assert found(report) == [(P.GAP, "a.mp4 -> b.mp4 fragment 3", None, "b.mp4"),
+                             (P.GAP, "a.mp4 -> b\tc.mp4 fragment 2", None, "b\tc.mp4"),
+                             (P.GAP, "a.mp4 -> d.mp4", None, "d.mp4")]
+    assert report.problems[1].message.startswith("soun track 2: a gap of 1 µs (0.000 s) in")
+    assert report.problems[2].message.startswith("vide track 1: a gap of 1000000000 µs "
+                                                 "(1000.000 s) in")
     assert report.problems[0].message == (
         "vide track 1: an overlap of -5000 µs (-0.005 s) in decode time (tolerance 4999 µs): "
         "media is missing or out of order")
@@ -641,3 +651,17 @@ def test_the_human_report_says_broken_only_for_the_manifests_own_problems() -> N
     report.problems.append(verify.Problem(manifest.LineProblemCode.SEQ, "l", "m", line=2))
     assert "manifest    3 lines, NOT sealed, chain and signatures BROKEN" in \
         verify.render_human(report).splitlines()
+
+
+def test_twenty_problems_are_all_shown_and_twenty_one_are_not() -> None:
+    report = verify.VerifyReport("r", "r/manifest.jsonl")
+    report.problems += [verify.Problem(P.EXTRA_FILE, f"f{n}", "m") for n in range(20)]
+    out = verify.render_human(report).splitlines()
+    assert out[-21:] == ["problems (20):", *[f"  f{n:<2}  m" for n in range(20)]]
+    report.problems.append(verify.Problem(P.EXTRA_FILE, "g", "m"))
+    assert verify.render_human(report).splitlines()[-1] == "  … and 1 more (all with --json)"
+
+
+def test_not_regular_says_what_the_file_is() -> None:
+    error = verify._NotRegular("a socket")
+    assert (str(error), error.kind) == ("a socket", "a socket")
