@@ -9,6 +9,7 @@ problems `verify_recording` lists: code, where, line and file. The recording is 
 from __future__ import annotations
 
 import functools
+import errno
 import hashlib
 import json
 import os
@@ -665,3 +666,66 @@ def test_twenty_problems_are_all_shown_and_twenty_one_are_not() -> None:
 def test_not_regular_says_what_the_file_is() -> None:
     error = verify._NotRegular("a socket")
     assert (str(error), error.kind) == ("a socket", "a socket")
+
+
+def test_the_tolerance_adds_each_tracks_longest_sample_and_largest_reordering() -> None:
+    def run(track_id: int, offsets: tuple[int, ...]) -> SimpleNamespace:
+        return SimpleNamespace(track_id=track_id, composition_offsets=offsets)
+
+    def timing(track_id: int, longest: int) -> SimpleNamespace:
+        return SimpleNamespace(track=SimpleNamespace(track_id=track_id),
+                               max_sample_duration=longest, to_us=lambda ticks: ticks * 10)
+
+    structure = SimpleNamespace(fragments=[
+        SimpleNamespace(runs=[run(1, (0, -300, 600)), run(2, ())]),
+        SimpleNamespace(runs=[run(1, (200,)), run(2, (5,))])])
+    timings = {1: timing(1, 40), 2: timing(2, 20), 3: timing(3, 7)}  # track 3 has no runs
+    # 1 ms, then per track (longest sample + largest |offset|) in µs
+    assert verify._tolerance_us(structure, timings) == \
+        1000 + (400 + 6000) + (200 + 50) + (70 + 0)
+
+
+def test_reading_a_segment_failing_is_unreadable_not_changed(recording: Path) -> None:
+    # /proc/self/mem is a regular file whose first page cannot be read: EIO, for real
+    (recording / NAMES[1]).unlink()
+    (recording / NAMES[1]).symlink_to("/proc/self/mem")
+    report = verify.verify_recording(recording)
+    assert found(report) == [(P.UNREADABLE, NAMES[1], 4, NAMES[1])]
+    assert report.problems[0].message == \
+        "listed on line 4, but reading it failed (Input/output error)"
+    assert report.segments[1].present is True and report.segments[1].size_ok is None
+
+
+def test_reading_the_boxes_failing_is_unreadable(recording: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(file: Any) -> Any:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(verify.bmff, "read_segment", failing)
+    report = verify.verify_recording(recording)
+    assert found(report) == [(P.UNREADABLE, name, line, name)
+                             for name, line in zip(NAMES, (2, 4, 5))]
+    assert report.problems[0].message == "reading its boxes failed (Input/output error)"
+    assert [s.boxes_ok for s in report.segments] == [None, None, None]
+
+
+def test_bytes_of_a_segment_listed_twice_are_not_called_a_swap(
+        recording: Path, key: DeviceKey, entries: list[SealedSegment]) -> None:
+    (recording / "manifest.jsonl").unlink()
+    other = replace(entries[0], sha256=entries[1].sha256)
+    write_manifest(recording, key, [other, entries[0]])
+    report = verify.verify_recording(recording)
+    shas = [p for p in report.problems if p.code is P.SHA256]
+    assert [(p.line, p.message.split(": ", 1)[1]) for p in shas] == \
+        [(2, "its bytes were changed after it was sealed")]
+
+
+def test_an_empty_manifest_or_a_headless_one_names_no_recording(recording: Path) -> None:
+    (recording / "manifest.jsonl").write_bytes(b"")
+    report = verify.verify_recording(recording)
+    assert report.problems[0].code is manifest.LineProblemCode.EMPTY
+    assert report.recording_id is None and report.lines == 0
+    (recording / "manifest.jsonl").write_bytes(
+        b'{"device_id":"x","officer_id":"y","recording_id":"z","type":"event"}\n')
+    report = verify.verify_recording(recording)
+    assert (report.recording_id, report.device_id, report.officer_id) == (None, None, None)
