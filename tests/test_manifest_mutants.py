@@ -507,6 +507,9 @@ def test_line_one_must_be_the_header(key: DeviceKey, bodies: Bodies) -> None:
 def test_a_second_header_is_refused(key: DeviceKey, bodies: Bodies) -> None:
     data = forge(key, bodies[:2] + [bodies[0]] + bodies[2:])
     assert found(data) == [(3, C.STRUCTURE)]
+    check = manifest.check_manifest(forge(key, bodies[:1] + bodies))
+    assert [(p.line, p.code, p.message) for p in check.problems] == \
+        [(2, C.STRUCTURE, "a second header line: only line 1 may be a header")]
 
 
 def test_nothing_may_follow_the_sealed_line(key: DeviceKey, bodies: Bodies) -> None:
@@ -516,7 +519,7 @@ def test_nothing_may_follow_the_sealed_line(key: DeviceKey, bodies: Bodies) -> N
     assert check.problems[0].message.startswith("a line after the sealed line (line 6)")
 
 
-@pytest.mark.parametrize("name", ["../000001.mp4", "sub/000001.mp4", "..\\000001.mp4",
+@pytest.mark.parametrize("name", ["../000001.mp4", "sub/000001.mp4", "sub\\000001.mp4",
                                   "000001\0.mp4", ".000001.mp4", "manifest.jsonl", ""])
 def test_a_segment_file_name_outside_the_directory_is_refused(
         key: DeviceKey, bodies: Bodies, name: str) -> None:
@@ -536,7 +539,7 @@ def test_plain_names_are_plain() -> None:
     (4, {"index": 3}), (2, {"index": 0}),  # a gap, a wrong start
     (2, {"bytes": -1}), (2, {"fragments": -1}), (2, {"last_pts_us": 999_999}),
     (2, {"sha256": "A" * 64}), (2, {"sha256": "a" * 63}), (2, {"sha256": "a" * 65}),
-    (2, {"sha256": "g" * 64}),
+    (2, {"sha256": "g" * 64}), (2, {"sha256": "X" * 64}),
 ])
 def test_impossible_segment_entries_are_refused(key: DeviceKey, bodies: Bodies, line: int,
                                                 changes: dict[str, Any]) -> None:
@@ -749,3 +752,44 @@ def test_a_failed_append_keeps_the_errno_and_says_why(
     assert raised.value.strerror == (
         f"appending line 2 to {tmp_path / 'manifest.jsonl'} failed ({reason}); its complete "
         "lines are intact: reopen it with ManifestWriter.reopen to continue")
+
+
+def test_the_key_problems_say_exactly_what_is_wrong(key: DeviceKey, other_key: DeviceKey,
+                                                    bodies: Bodies) -> None:
+    bodies[0]["key_fingerprint"] = "0123456789abcdef" * 4
+    assert manifest.check_manifest(forge(key, bodies)).problems[0].message == (
+        f"key_fingerprint 0123456789abcdef… is not the SHA-256 of the header's public key "
+        f"({key.fingerprint[:16]}…)")
+    bodies[0]["key_fingerprint"] = key.fingerprint
+    bodies[0]["public_key"] = "bm90IGEga2V5"
+    with pytest.raises(keys.PublicKeyFormatError) as raised:
+        keys.public_key_from_spki_b64("bm90IGEga2V5")
+    assert manifest.check_manifest(forge(key, bodies)).problems[0].message == str(raised.value)
+    assert str(raised.value)
+    bodies[0]["public_key"] = keys.public_key_spki_b64(key.public_key)
+    foreign = manifest.check_manifest(forge(key, bodies), trusted_key=other_key.public_key)
+    assert foreign.problems[0].message == (
+        f"the header's public key (fingerprint {key.fingerprint[:16]}…) is not the trusted key "
+        f"(fingerprint {other_key.fingerprint[:16]}…): the recording was signed by another "
+        "device, or re-signed")
+
+
+def test_the_chain_problems_name_the_values_they_compare(key: DeviceKey,
+                                                         bodies: Bodies) -> None:
+    bodies[0]["prev"] = "1" * 64
+    bodies[3]["prev"] = "2" * 64
+    data = forge(key, bodies)
+    third = hashlib.sha256(lines_of(data)[2]).hexdigest()
+    assert [p.message for p in manifest.check_manifest(data).problems] == [
+        f"prev {'1' * 16}… is not the genesis value (64 zeros) ({'0' * 16}…): the line before it "
+        "was changed, or lines were deleted, inserted or moved",
+        f"prev {'2' * 16}… is not the SHA-256 of line 3 ({third[:16]}…): the line before it was "
+        "changed, or lines were deleted, inserted or moved"]
+
+
+def test_a_signature_with_characters_outside_base64_does_not_verify(key: DeviceKey,
+                                                                     bodies: Bodies) -> None:
+    stored = lines_of(forge(key, bodies))
+    sig = json.loads(stored[2])["sig"]
+    bodies[2]["sig"] = sig[:40] + "!" + sig[40:]  # the same signature, if "!" were skipped
+    assert found(forge(key, bodies)) == [(3, C.SIGNATURE)]

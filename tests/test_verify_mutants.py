@@ -729,3 +729,10 @@ def test_an_empty_manifest_or_a_headless_one_names_no_recording(recording: Path)
         b'{"device_id":"x","officer_id":"y","recording_id":"z","type":"event"}\n')
     report = verify.verify_recording(recording)
     assert (report.recording_id, report.device_id, report.officer_id) == (None, None, None)
+
+
+def test_events_are_counted_by_kind_even_on_damaged_lines(recording: Path) -> None:
+    (recording / "manifest.jsonl").write_bytes(
+        b'{"event":"marker","type":"event"}\n' * 2 + b'{"event":7,"type":"event"}\n'
+        + b'{"event":"stop","type":"event"}\n')
+    assert verify.verify_recording(recording).events == {"marker": 2, "stop": 1}
