@@ -57,6 +57,21 @@ def _made() -> tuple[dict[str, bytes], list[SealedSegment], DeviceKey]:
     return files, entries, key
 
 
+@functools.cache
+def _with_a_hole() -> bytes:
+    """One 6-second segment (a fragment per second) with its third and fourth fragments cut out:
+    its decode times jump by 2 s inside the file."""
+    with tempfile.TemporaryDirectory() as scratch:
+        data = write_segments(Path(scratch), seconds=6, segment_seconds=6)[0].path.read_bytes()
+    boxes, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        boxes.append(data[offset:offset + size])
+        offset += size
+    assert [box[4:8] for box in boxes] == [b"ftyp", b"moov", *[b"moof", b"mdat"] * 6, b"mfra"]
+    return b"".join(boxes[:6] + boxes[10:14])  # the random-access index is left out
+
+
 @pytest.fixture()
 def key() -> DeviceKey:
     return _made()[2]
@@ -736,3 +751,28 @@ def test_events_are_counted_by_kind_even_on_damaged_lines(recording: Path) -> No
         b'{"event":"marker","type":"event"}\n' * 2 + b'{"event":7,"type":"event"}\n'
         + b'{"event":"stop","type":"event"}\n')
     assert verify.verify_recording(recording).events == {"marker": 2, "stop": 1}
+
+
+def test_a_hole_inside_a_segment_is_a_gap_even_after_an_unreadable_segment(
+        recording: Path, key: DeviceKey, entries: list[SealedSegment]) -> None:
+    holed = _with_a_hole()
+    for name in (*NAMES, "manifest.jsonl"):
+        (recording / name).unlink()
+    (recording / "000002.mp4").write_bytes(holed)
+    missing = replace(entries[0], first_pts_us=START_US - 3_000_000,
+                      last_pts_us=START_US - 2_000_000)
+    listed = replace(entries[0], file="000002.mp4", bytes=len(holed), fragments=4,
+                     sha256=hashlib.sha256(holed).hexdigest(), last_pts_us=entries[2].last_pts_us)
+    write_manifest(recording, key, [missing, listed])
+    report = verify.verify_recording(recording)
+    assert found(report) == [(P.MISSING_FILE, NAMES[0], 2, NAMES[0])] + \
+        [(P.GAP, "000002.mp4 -> 000002.mp4 fragment 5", None, "000002.mp4")] * 2
+    assert report.problems[1].message == (
+        "vide track 1: a gap of 2000000 µs (2.000 s) in decode time (tolerance 34333 µs): media "
+        "is missing or out of order")
+    assert report.problems[2].message == (
+        "soun track 2: a gap of 2005333 µs (2.005 s) in decode time (tolerance 22333 µs): media "
+        "is missing or out of order")
+    assert [(s.before, s.after, s.track_id, s.handler) for s in report.steps] == \
+        [("000002.mp4", "000002.mp4 fragment 5", 1, "vide"),
+         ("000002.mp4", "000002.mp4 fragment 5", 2, "soun")]
