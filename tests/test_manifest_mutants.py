@@ -386,6 +386,8 @@ def test_an_empty_or_headless_manifest_never_passes(
         data: bytes, require_sealed: bool, expected: list[tuple[int, LineProblemCode]]) -> None:
     check = manifest.check_manifest(data, require_sealed=require_sealed)
     assert [(p.line, p.code) for p in check.problems] == expected
+    if not data:
+        assert check.problems[0].message == "the manifest is empty"
     assert not check.ok and not check.sealed and check.key_source == "none"
 
 
