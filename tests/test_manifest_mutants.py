@@ -483,8 +483,8 @@ def test_each_typed_field_missing_or_mistyped_is_named(
         problems = [(p.line, p.code) for p in check.problems if p.line == number]
         unsealed = [(6, C.NOT_SEALED)] if line_type == "sealed" else []
         assert problems == [(number, C.MISSING_FIELD), *unsealed], (change, check.problems)
-        assert f"field {name!r} is missing" in check.problems[
-            [p.line for p in check.problems].index(number)].message
+        assert check.problems[[p.line for p in check.problems].index(number)].message == \
+            f"{line_type} field {name!r} is missing or not a {kind.__name__}"
 
 
 def test_an_unknown_line_type_is_named(key: DeviceKey, bodies: Bodies) -> None:
@@ -795,3 +795,26 @@ def test_a_signature_with_characters_outside_base64_does_not_verify(key: DeviceK
     sig = json.loads(stored[2])["sig"]
     bodies[2]["sig"] = sig[:40] + "!" + sig[40:]  # the same signature, if "!" were skipped
     assert found(forge(key, bodies)) == [(3, C.SIGNATURE)]
+
+
+def test_the_reading_problems_say_what_is_wrong(written: bytes) -> None:
+    stored = lines_of(written)
+    data = b"".join([stored[0], b"[1]\n", stored[2].replace(b",", b", ", 1),
+                     b'{"x":9007199254740992}\n'])
+    read = manifest.read_lines(data)
+    assert [line.number for line in read.lines] == [1, 2, 3, 4]
+    assert [(p.line, p.code, p.message) for p in read.problems] == [
+        (2, C.NOT_JSON, "not a valid manifest JSON object (a line must be a JSON object, not "
+         "list)"),
+        (3, C.NOT_CANONICAL, "not in canonical form (sorted keys, no spaces, minimal escapes): "
+         "the line was rewritten after the recorder wrote it"),
+        (4, C.NOT_CANONICAL, "value not allowed: line.x: integer 9007199254740992 is outside "
+         "±(2**53-1), which JSON readers in other languages cannot hold exactly"),
+        (4, C.MISSING_FIELD, "field 'seq' is missing or not a int")]
+
+
+def test_a_too_deep_value_is_named_by_its_first_60_characters() -> None:
+    where = "line.x" + "[0]" * (manifest.MAX_NESTING + 1)
+    with pytest.raises(ManifestFormatError) as raised:
+        manifest.canonical_bytes({"x": nested(manifest.MAX_NESTING + 1)})
+    assert str(raised.value) == f"{where[:60]}…: values nested more than 32 deep"
