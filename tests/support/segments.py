@@ -7,6 +7,7 @@ segments whose ``tfdt`` continue across files.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,7 @@ class WrittenSegment:
     video_keyframes: int
 
 
+@functools.cache  # the same bytes for the same arguments: encoded once per process
 def _encode_recording(seconds: int, b_frames: int, audio: bool) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
