@@ -124,6 +124,15 @@ def test_no_request_gets_an_undocumented_answer(
         assert set(error) == {"error", "message"} and isinstance(error["error"], str)
 
 
+@pytest.mark.parametrize("path", [f"{API}/recordings/0/", f"{API}/health/", f"{API}/recordings/"])
+def test_a_slash_too_many_is_not_found_not_redirected(station: Station, path: str) -> None:
+    """The fuzzing found `GET /api/v1/recordings/0/` answered 307 (Starlette's redirect to the
+    path without the slash), which the API's documentation does not have."""
+    answer = httpx.get(station.served.url + path, timeout=30, follow_redirects=False)
+    assert answer.status_code == 404, answer.status_code
+    assert answer.json()["error"] == "not_found"
+
+
 def test_after_the_fuzzing_the_station_is_healthy_and_its_records_intact(
         station: Station) -> None:
     """Runs after the fuzz test of this module (pytest keeps file order within a worker; on

@@ -266,4 +266,8 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
                             status_code=exc.status_code, headers=exc.headers)
 
     handlers: dict[Any, Any] = {StationError: station_error, HTTPException: http_error}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    # a path with a slash too many is not found, not redirected (307) to one without: the API
+    # answers what its documentation says, and a redirect is nowhere in it
+    app.router.redirect_slashes = False
+    return app
