@@ -12,7 +12,7 @@ from recorder.capture.access_unit import AUDIO, AccessUnit
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
-from recorder.integrity.verify import render_human, verify_recording
+from recorder.integrity.verify import VerifyReport, render_human, verify_recording
 from recorder.storage.segment_writer import SegmentWriter, recover_segments
 from support.media import Unit, aac, h264, interleave
 
@@ -26,6 +26,24 @@ def _manifest(directory: Path, key_dir: Path) -> ManifestWriter:
     return ManifestWriter.create(directory, DeviceKey.load_or_create(key_dir), header)
 
 
+def _record(tmp_path: Path, config: bytes, units: list[Unit],
+            events: tuple[tuple[EventKind, int], ...] = ()) -> VerifyReport:
+    """Write ``units`` in the order given through a SegmentWriter (0.9 s segments) into a
+    signed manifest with ``events`` (kind, pts_us) first, seal it, and verify the recording."""
+    directory = tmp_path / "rec"
+    directory.mkdir()
+    manifest = _manifest(directory, tmp_path / "keys")
+    for kind, pts_us in events:
+        manifest.append_event(kind, CLOCK.iso(pts_us), pts_us, {"count": 1})
+    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
+                       on_sealed=manifest.append_segment) as writer:
+        for unit in units:
+            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
+    manifest.seal(CLOCK.iso(max(unit.pts_us for unit in units)))
+    manifest.close()
+    return verify_recording(directory)
+
+
 def _units(bframes: int) -> tuple[bytes, list[Unit]]:
     config, audio = aac(3.0)
     return config, interleave(h264(160, 120, frames=90, gop=15, bframes=bframes), audio)
@@ -33,17 +51,8 @@ def _units(bframes: int) -> tuple[bytes, list[Unit]]:
 
 @pytest.mark.parametrize("bframes", [0, 2])
 def test_written_recording_verifies(tmp_path: Path, bframes: int) -> None:
-    directory = tmp_path / "rec"
-    directory.mkdir()
-    manifest = _manifest(directory, tmp_path / "keys")
     config, units = _units(bframes)
-    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
-                       on_sealed=manifest.append_segment) as writer:
-        for unit in units:
-            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
-    manifest.seal(CLOCK.iso(units[-1].pts_us))
-    manifest.close()
-    report = verify_recording(directory)
+    report = _record(tmp_path, config, units)
     assert report.ok, report.problems
     assert len(report.segments) == 3
 
@@ -79,21 +88,12 @@ def test_audio_arriving_late_at_a_cut_still_verifies(tmp_path: Path, late_us: in
     `--fast` running video ahead) is written into the next segment. The media is whole and the
     manifest's pts are its video's, as docs/formats.md says; the verifier once measured the
     segment's first sample over every track and failed such a recording (CI, 2026-12-02)."""
-    directory = tmp_path / "rec"
-    directory.mkdir()
-    manifest = _manifest(directory, tmp_path / "keys")
     config, audio = aac(3.0)
     video = h264(160, 120, frames=90, gop=15)
     arrival = sorted([*video, *audio], key=lambda u: (
         (u.pts_us if u.dts_us is None else u.dts_us) + (late_us if u.stream == AUDIO else 0),
         u.stream))
-    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
-                       on_sealed=manifest.append_segment) as writer:
-        for unit in arrival:
-            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
-    manifest.seal(CLOCK.iso(video[-1].pts_us))
-    manifest.close()
-    report = verify_recording(directory)
+    report = _record(tmp_path, config, arrival)
     assert report.ok, report.problems
     second = report.segments[1]
     first_audio = min(t.first_decode_us for t in second.tracks if t.handler == "soun")
@@ -107,22 +107,12 @@ def test_an_audio_gap_is_accepted_only_where_the_recording_declares_audio_lost(
     """The microphone lost 100 ms at a segment cut (an overrun, or its timeline re-anchored):
     the audio's decode time steps forward there. Declared in the manifest, that is a fact of
     the recording, listed among the gaps and not a problem; undeclared, it is media missing."""
-    directory = tmp_path / "rec"
-    directory.mkdir()
-    manifest = _manifest(directory, tmp_path / "keys")
     config, audio = aac(3.0)
     video = h264(160, 120, frames=90, gop=15)
     cut_us = video[0].pts_us + 1_000_000  # the keyframe that opens segment 2
     jumped = [u._replace(pts_us=u.pts_us + 100_000) if u.pts_us >= cut_us else u for u in audio]
-    if declared is not None:
-        manifest.append_event(declared, CLOCK.iso(cut_us), cut_us, {"count": 1})
-    with SegmentWriter(directory, audio_config=config, segment_seconds=0.9, clock=CLOCK,
-                       on_sealed=manifest.append_segment) as writer:
-        for unit in interleave(video, tuple(jumped)):
-            writer.write(AccessUnit(*unit[:4]), unit.dts_us)
-    manifest.seal(CLOCK.iso(video[-1].pts_us))
-    manifest.close()
-    report = verify_recording(directory)
+    report = _record(tmp_path, config, interleave(video, tuple(jumped)),
+                     () if declared is None else ((declared, cut_us),))
     [gap] = [step for step in report.steps if not step.within_tolerance]
     assert (gap.handler, gap.before, gap.after) == ("soun", "000001.mp4", "000002.mp4")
     assert 95_000 <= gap.gap_us <= 105_000
