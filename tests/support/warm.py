@@ -60,7 +60,10 @@ _started: list[subprocess.Popen[bytes]] = []
 
 def _zygote_connection(env: dict[str, str]) -> socket.socket | None:
     """A connection to the warm process for ``env``, started (under a lock every worker
-    respects) if none runs yet; None if it could not start: then run the plain way."""
+    respects) if none runs yet; None if it could not start, or ``env`` has LD_PRELOAD (a
+    library loaded at exec, which may read its environment only then): then run the plain way."""
+    if "LD_PRELOAD" in env:
+        return None
     directory = session.directory()
     key = _startup_key(env)
     path = directory / f"{key}.socket"
@@ -124,8 +127,7 @@ def run(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | Pa
     False (see the module docstring); under ``umask``, or this process's as a child inherits it."""
     environment = dict(os.environ if env is None else env)
     argv = [sys.executable, "-m", "recorder", *args]
-    # an LD_PRELOAD library is loaded at exec, and may read its environment only then
-    connection = None if "LD_PRELOAD" in environment else _zygote_connection(environment)
+    connection = _zygote_connection(environment)
     if connection is None:  # no warm process here: the plain way
         return subprocess.run(argv, env=environment, cwd=cwd, timeout=timeout, input=input,
                               capture_output=True, text=text,
@@ -238,7 +240,7 @@ def spawn(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | 
     """``python -m recorder ARGS`` running, with pipes to its stdin and stdout and, unless
     ``stderr`` is given, its stderr: forked from a warm process where there is one."""
     environment = dict(os.environ if env is None else env)
-    connection = None if "LD_PRELOAD" in environment else _zygote_connection(environment)
+    connection = _zygote_connection(environment)
     if connection is None:
         return subprocess.Popen(
             [sys.executable, "-m", "recorder", *args], stdin=subprocess.PIPE,
