@@ -107,3 +107,22 @@ def test_signals_while_bwv_starts_leave_no_traceback_and_nothing_unsealed(
     for recording in (path for path in (out.iterdir() if out.exists() else ()) if path.is_dir()):
         lines = (recording / MANIFEST_NAME).read_text().splitlines()
         assert json.loads(lines[-1])["type"] == "sealed", recording
+
+
+def test_ctrl_c_while_the_command_line_is_read_exits_130_without_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGINT that lands while bwv builds its parser (before `bwv record`/`run` install their
+    handlers; a loaded machine took over 0.3 s there) stops it quietly: nothing was begun."""
+    import recorder.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder.cli, "build_parser", interrupted)
+    try:
+        code = recorder.cli.main(["run", "--board", "terminal"])
+    except KeyboardInterrupt:  # would stop pytest itself, not fail this test
+        pytest.fail("KeyboardInterrupt escaped bwv's main: Python prints it as a traceback")
+    assert code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""

@@ -370,8 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command line is read: nothing was begun
+        return EXIT_INTERRUPTED
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
