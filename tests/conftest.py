@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +22,15 @@ from hypothesis import HealthCheck, settings
 
 from support import session
 from support.twins import twin_module
+
+# pytest rewrites the asserts of every test module it collects, and of every module of a
+# package that is a pytest plugin (hypothesis: 73 modules), and caches the result in
+# __pycache__ (ignored by git) unless bytecode writing is off, as PYTHONDONTWRITEBYTECODE makes
+# it in some shells and CI images: then each xdist worker rewrote and compiled them all again,
+# 3 s of CPU per worker per run. This process writes its cache from here on, and the workers
+# (started after this) and the processes tests start inherit an environment that lets them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 # CI and the developers' machines are 2 shared cores: how fast examples are *generated* depends
 # on whatever else runs, so that is not a failure; every property keeps its example count.
