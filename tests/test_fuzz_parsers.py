@@ -224,7 +224,7 @@ def test_the_atheris_harness_finds_no_crasher(target: str, tmp_path: Path) -> No
     pytest.importorskip("atheris", reason="atheris is not installed (pip install atheris)")
     artifacts = tmp_path / "found"
     result = subprocess.run(
-        [sys.executable, str(TESTS / "fuzz" / "run.py"), target, "--seconds", "3",
+        [sys.executable, str(TESTS / "fuzz" / "run.py"), target, "--seconds", "1",
          "--work", str(tmp_path / "work"), "--artifacts", str(artifacts)],
         capture_output=True, timeout=240, check=False, cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=""))

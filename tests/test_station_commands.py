@@ -201,11 +201,12 @@ def test_read_only_commands_work_on_an_existing_station(tmp_path: Path) -> None:
 # --- a base install: no starlette, uvicorn or sqlalchemy
 
 
-@pytest.fixture()
-def base_install(tmp_path: Path) -> dict[str, str]:
-    """Environment variables under which the station extra's packages cannot be imported."""
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
+@pytest.fixture(scope="module")
+def base_install(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment variables under which the station extra's packages cannot be imported. One
+    directory for the module: the environment is then the same for every test, so its `bwv`
+    processes fork from one warm process (support.warm) instead of starting one each."""
+    blocker = tmp_path_factory.mktemp("blocker")
     (blocker / "sitecustomize.py").write_text(BLOCKER)
     return {"PYTHONPATH": str(blocker)}
 

@@ -83,18 +83,17 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("header", "value"), BAD_VALUES,
-                         ids=[f"{h}={v[:12]!r}" for h, v in BAD_VALUES])
 def test_no_header_value_gives_anything_but_the_one_401(station: ServedStation,
-                                                        camera_key: DeviceKey, header: str,
-                                                        value: bytes) -> None:
-    for method, path in (("GET", GET_PATH), ("PUT", MANIFEST_PATH)):
-        headers: dict[str, str | bytes] = dict(signed(station.station_id, camera_key, method,
-                                                      path))
-        headers[header] = value
-        response = httpx.request(method, station.url + path, headers=headers, content=b"")
-        assert response.status_code == 401, (method, response.text)
-        assert response.json() == UNIFORM
+                                                        camera_key: DeviceKey) -> None:
+    # every value against one station (per backend): a refused request changes nothing there
+    for header, value in BAD_VALUES:
+        for method, path in (("GET", GET_PATH), ("PUT", MANIFEST_PATH)):
+            headers: dict[str, str | bytes] = dict(signed(station.station_id, camera_key,
+                                                          method, path))
+            headers[header] = value
+            response = httpx.request(method, station.url + path, headers=headers, content=b"")
+            assert response.status_code == 401, (header, value[:20], method, response.text)
+            assert response.json() == UNIFORM, (header, value[:20], method)
 
 
 # --- finding 12: one answer for every failure; requests bound to one station ---------------------

@@ -10,13 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
+from support import warm
 from support.station import (CuttingProxy, FullBlobStore, ServedStation, camera_key,
                              make_certificate, make_recording, make_store, serve, station, store)
 
@@ -318,13 +318,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_station_process(data: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_station_process(data: Path, port: int) -> warm.Process | subprocess.Popen[bytes]:
+    """`bwv station serve` as a process of its own (forked from the warm one), to be killed."""
     log = data.parent / "station.log"
     with open(log, "ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "recorder", "station", "serve", "--data", str(data),
-             "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=sink, cwd=data.parent)
+        process = warm.spawn(["station", "serve", "--data", str(data), "--listen",
+                              f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level",
+                              "warning"], stderr=sink, cwd=data.parent)
+    for pipe in (process.stdin, process.stdout):  # it reads and writes neither
+        if pipe is not None:
+            pipe.close()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
