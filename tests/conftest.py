@@ -139,7 +139,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """The whole suite (`bash scripts/test`, `pytest` with no paths, `-k`/`-m` allowed) runs on
-    every core: pytest-xdist with two workers more than cores, idle workers taking tests from busy
+    every core: pytest-xdist with six workers more than cores, idle workers taking tests from busy
     ones (``--dist worksteal``; a module's fixtures are then made once per worker that runs it). Named files run in this process (starting workers costs seconds), as does any run
     given ``-n``, ``-p no:xdist``, ``--pdb``/``--trace`` (which xdist refuses) or
     ``--collect-only``, an xdist worker itself, and a run without xdist installed (the aarch64
@@ -153,9 +153,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             or config.option.usepdb or config.option.trace or config.option.collectonly):
         return
     if config.option.numprocesses is None:
-        # two workers more than cores: a good part of the suite waits on real time (recordings
-        # at camera speed, servers, subprocesses), and idle cores are wasted while it does
-        config.option.numprocesses = (os.cpu_count() or 1) + 2
+        # six workers more than cores: a good part of the suite waits on real time (recordings
+        # at camera speed, signals, timeouts, servers), and cores idle while it does. On this
+        # 2-core machine: 4 workers 118-123 s, 6 107 s, 8 91-98 s, 10 108 s (docs/testing.md)
+        config.option.numprocesses = (os.cpu_count() or 1) + 6
         if config.option.dist == "no":
             config.option.dist = "worksteal"
 

@@ -103,7 +103,14 @@ def test_signals_while_bwv_starts_leave_no_traceback_and_nothing_unsealed(
     time.sleep(delay_s)
     burst(process, (INT, INT))
     _, stderr = process.communicate(timeout=120)
-    assert "Traceback" not in stderr.decode(), stderr.decode()
+    said = stderr.decode()
+    # CPython listens for SIGINT before it loads runpy, the first module of any `python -m`:
+    # a signal landing there (a loaded machine stretches that to milliseconds) is reported by
+    # the interpreter itself, before one line of bwv exists to catch it. That, and only that,
+    # is not bwv's traceback.
+    interpreter_start = said.startswith("Could not import runpy module\nTraceback") and (
+        "recorder" not in said)
+    assert "Traceback" not in said or (delay_s == 0.0 and interpreter_start), said
     for recording in (path for path in (out.iterdir() if out.exists() else ()) if path.is_dir()):
         lines = (recording / MANIFEST_NAME).read_text().splitlines()
         assert json.loads(lines[-1])["type"] == "sealed", recording
