@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.station import ingest, make_store, serve
+from support.station import ingest, make_store, serve_web
 from support import warm
 
 from recorder.capture.clock import ClockAnchor
@@ -81,10 +81,10 @@ def test_a_station_keeps_its_data_0700_and_0600_under_umask_000(tmp_path: Path,
     station = tmp_path / "station"
     store = make_store(station)  # makes the directory 0777 first, as a careless operator would
     store.enroll(device_id, DeviceKey.load_or_create(tmp_path / "camera").public_key, by="admin")
-    served = serve(store, web=True)
+    served = serve_web(store)
     try:
         assert ingest(store, recording, device_id=device_id).verified
-        assert httpx.get(served.url + "/", timeout=10).status_code == 200
+        assert httpx.get(served.url + "/login", timeout=10).status_code == 200
         names = {path.name for path in station.iterdir()}
         assert {"catalogue.sqlite3", "catalogue.sqlite3-wal", "catalogue.sqlite3-shm",
                 "station_key.pem", "blobs"} <= names, names

@@ -13,12 +13,12 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import update
 from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest, make_recording,
-                             new_store, postgres_cluster, serve)
+                             new_store, postgres_cluster, serve_web)
 from support import warm
+from support.staff import logged_in
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, catalogue, retention
@@ -88,14 +88,16 @@ def test_a_9999_clock_breaks_no_page_or_command_and_is_swept_31_days_from_receip
     row = store.recording(directory.name)
     assert row.clock_flag == ClockFlag.IN_FUTURE  # "ntp" says the header: the station disagrees
     assert row.retain_until_us == received + 31 * DAY
-    served = serve(store, web=True)
+    served = serve_web(store)
+    browser = logged_in(served.url, store)
     try:
-        index = httpx.get(served.url + "/", timeout=10)
+        index = browser.get("/")
         assert index.status_code == 200 and "camera clock: in_future" in index.text
         assert "9999-12-31 23:59:59 UTC" in index.text
-        page = httpx.get(f"{served.url}/recordings/{directory.name}", timeout=10)
+        page = browser.get(f"/recordings/{directory.name}")
         assert page.status_code == 200 and "camera clock: in_future" in page.text
     finally:
+        browser.close()
         served.stop()
     listed = bwv_list(tmp_path / "station", catalogue_url)
     assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
@@ -132,12 +134,14 @@ def test_out_of_range_times_in_the_catalogue_render_as_invalid_dates(
     with store.engine.begin() as conn:
         conn.execute(update(catalogue.recordings).values(recorded_us=stored,
                                                          retain_until_us=stored))
-    served = serve(store, web=True)
+    served = serve_web(store)
+    browser = logged_in(served.url, store)
     try:
         for path in ("/", f"/recordings/{directory.name}"):
-            answer = httpx.get(served.url + path, timeout=10)
+            answer = browser.get(path)
             assert answer.status_code == 200 and "invalid date" in answer.text
     finally:
+        browser.close()
         served.stop()
     listed = bwv_list(tmp_path / "station", catalogue_url)
     assert listed.returncode == 0 and "keep until invalid date" in listed.stdout, listed.stderr

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.station import bwv, ServedStation, camera_key, make_recording, make_store, serve
+from support.staff import logged_in
+from support.station import (bwv, ServedStation, camera_key, make_recording, make_store, serve,
+                             serve_web)
 
 from recorder.integrity import keys
 from recorder.integrity.keys import DeviceKey
@@ -201,7 +203,8 @@ def test_the_web_pages_show_the_mismatch_and_the_flag(tmp_path: Path,
                                                       camera_key: DeviceKey) -> None:
     store = make_store(tmp_path / "station")
     store.enroll("cam7", camera_key.public_key, by="admin")
-    served = serve(store, web=True)
+    served, pages = serve(store), serve_web(store)
+    browser = logged_in(pages.url, store)
     try:
         from recorder.station import devices
 
@@ -209,10 +212,12 @@ def test_the_web_pages_show_the_mismatch_and_the_flag(tmp_path: Path,
         recording = make_recording(tmp_path / "camera", camera_key, officer_id="PC 1234")
         assert upload(served, camera_key, recording).json()["verified"]
         devices.revoke(store, "cam7", "stolen", by="admin", since_us=0)
-        index = httpx.get(served.url + "/").text
-        page = httpx.get(f"{served.url}/recordings/{recording.name}").text
+        index = browser.get("/").text
+        page = browser.get(f"/recordings/{recording.name}").text
     finally:
+        browser.close()
         served.stop()
+        pages.stop()
     for text in (index, page):
         assert "MISMATCH: station says PC 5678" in text
         assert "revoked" in text and "stolen" in text

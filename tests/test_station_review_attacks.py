@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.staff import StaffBrowser, add_staff
 from support.station import (FakeClock, bwv, camera_key, catalogue_url, clock, ingest,
-                             make_recording, make_store, postgres_cluster, serve, store)
+                             make_recording, make_store, postgres_cluster, serve, serve_web,
+                             store)
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
@@ -158,35 +160,49 @@ def test_a_manifest_over_the_quota_is_refused_before_it_is_read(
 # --- footage fetched from the web pages is audited ---------------------------------------------
 
 
-def test_every_fetch_of_footage_from_the_web_pages_is_audited(
+def test_every_download_of_footage_from_the_staff_pages_is_audited(
         tmp_path: Path, camera_key: DeviceKey, enrolled: EvidenceStore) -> None:
     directory = make_recording(tmp_path / "cam", camera_key)
     assert ingest(enrolled, directory).verified
-    served = serve(enrolled, web=True)
+    served = serve_web(enrolled)
+    browser = StaffBrowser(served.url, enrolled)
     try:
-        url = f"{served.url}/recordings/{directory.name}/media/000001.mp4"
-        whole = httpx.get(url, headers={"X-Remote-User": "mallory"}, timeout=30)
-        part = httpx.get(url, headers={"X-Remote-User": "mallory", "Range": "bytes=100-"},
-                         timeout=30)
+        browser.login(add_staff(enrolled, "mallory", "disclosure"))
+        path = f"/recordings/{directory.name}/media/000001.mp4"
+        whole = browser.get(path)
+        part = browser.get(path, headers={"Range": "bytes=100-"})
     finally:
+        browser.close()
         served.stop()
     assert whole.status_code == 200 and part.status_code == 206
     fetches = [entry for entry in audit.entries(enrolled.engine, directory.name)
-               if entry.action == Action.VIEW_MEDIA]
+               if entry.action == Action.DOWNLOAD]
     assert [(entry.detail["file"], entry.detail["range"]) for entry in fetches] == [
         ("000001.mp4", ""), ("000001.mp4", "bytes=100-")]
-    assert all("mallory" in entry.actor for entry in fetches)
+    assert all(entry.actor == "mallory" for entry in fetches)
 
 
-def test_a_failed_web_export_leaves_no_scratch_directory(enrolled: EvidenceStore) -> None:
+def test_a_failed_web_export_leaves_no_scratch_directory(enrolled: EvidenceStore,
+                                                         tmp_path: Path,
+                                                         camera_key: DeviceKey) -> None:
+    directory = make_recording(tmp_path / "cam", camera_key)
+    assert ingest(enrolled, directory).verified
+    for sha256 in enrolled.holdings(directory.name).segments.values():
+        blob = enrolled.blobs.local_path(sha256)  # the footage gone from the disk: it fails
+        assert blob is not None
+        blob.unlink(missing_ok=True)
     before = set(Path(tempfile.gettempdir()).glob("bwv-web-export-*"))
-    served = serve(enrolled, web=True)
+    served = serve_web(enrolled)
+    browser = StaffBrowser(served.url, enrolled)
     try:
-        answers = [httpx.get(f"{served.url}/recordings/NOPE{i}/export", timeout=30)
-                   for i in range(5)]
+        browser.login(add_staff(enrolled, "do-lee", "disclosure"))
+        browser.get("/")
+        answers = [browser.post(f"/recordings/{directory.name}/export", {"purpose": "p"})
+                   for _ in range(3)]
     finally:
+        browser.close()
         served.stop()
-    assert {answer.status_code for answer in answers} == {404}
+    assert all(answer.status_code >= 400 for answer in answers), answers
     assert set(Path(tempfile.gettempdir()).glob("bwv-web-export-*")) == before
 
 

@@ -6,16 +6,18 @@ export is in the audit log with who did it."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from support.staff import StaffBrowser, add_staff, logged_in
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
-                             make_store, serve)
+                             make_store, serve_web)
 
 from recorder import cli
 from recorder.integrity.keys import DeviceKey
@@ -51,7 +53,7 @@ def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceSt
 
 @pytest.fixture()
 def web(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve(store, web=True)
+    served = serve_web(store)
     yield served
     served.stop()
 
@@ -116,61 +118,76 @@ def test_a_public_request_needs_a_window_and_a_unique_reference(store: EvidenceS
         record_request(store, "R1", "A", "", start, start + 1, by="x")
 
 
-def test_the_list_page_shows_every_recording(web: ServedStation) -> None:
-    page = httpx.get(web.url + "/")
+@pytest.fixture()
+def officer(web: ServedStation, store: EvidenceStore) -> Iterator[StaffBrowser]:
+    """A disclosure officer logged in to the staff pages."""
+    browser = StaffBrowser(web.url, store)
+    browser.login(add_staff(store, "insp-khan", "disclosure"))
+    yield browser
+    browser.close()
+
+
+def test_the_list_page_shows_every_recording(officer: StaffBrowser) -> None:
+    page = officer.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.text.count("<tr>") == 3 and f'href="/recordings/{rid(EARLY)}"' in page.text
     assert "recorded 2, uploaded 2, auto deleted 0, held 0" in page.text
 
 
-def test_a_recording_page_plays_its_segments_and_the_view_is_audited(
-        web: ServedStation, store: EvidenceStore) -> None:
-    page = httpx.get(f"{web.url}/recordings/{rid(EARLY)}", headers={"X-Remote-User": "pc-jones"})
+def test_a_recording_page_has_one_player_for_its_segments_and_the_view_is_audited(
+        officer: StaffBrowser, store: EvidenceStore) -> None:
+    page = officer.get(f"/recordings/{rid(EARLY)}")
     assert page.status_code == 200
-    assert page.text.count("<video controls") == 2
+    assert page.text.count("<video") == 1
+    segments = json.loads(html.unescape(re.search(r"data-segments='([^']*)'", page.text)[1]))
+    assert [url.split("?")[0].rsplit("/", 1)[1] for url in segments] == ["000001.mp4",
+                                                                         "000002.mp4"]
     entry = list(audit.entries(store.engine))[-1]
-    assert entry.action == "view" and entry.actor == "web:pc-jones@127.0.0.1"
-    assert entry.recording_id == rid(EARLY)
+    assert entry.action == "view" and entry.actor == "insp-khan"
+    assert entry.recording_id == rid(EARLY) and entry.detail["client"] == "127.0.0.1"
 
 
 def test_the_media_is_the_stored_bytes_with_ranges_and_ffprobe_reads_it(
-        web: ServedStation, store: EvidenceStore) -> None:
-    url = f"{web.url}/recordings/{rid(EARLY)}/media/000001.mp4"
-    whole = httpx.get(url)
+        web: ServedStation, officer: StaffBrowser, store: EvidenceStore) -> None:
+    path = f"/recordings/{rid(EARLY)}/media/000001.mp4"
+    whole = officer.get(path)
     digest = store.holdings(rid(EARLY)).segments["000001.mp4"]
     assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == digest
     assert whole.headers["content-type"] == "video/mp4"
-    part = httpx.get(url, headers={"Range": "bytes=0-7"})
+    part = officer.get(path, headers={"Range": "bytes=0-7"})
     assert part.status_code == 206 and part.content[4:8] == b"ftyp"
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
-                            "-of", "json", url], capture_output=True, text=True, check=True)
+    cookie = f"Cookie: bwv_session={officer.cookies['bwv_session']}\r\n"
+    probe = subprocess.run(["ffprobe", "-v", "error", "-headers", cookie, "-show_entries",
+                            "stream=codec_name", "-of", "json", web.url + path],
+                           capture_output=True, text=True, check=True, timeout=60)
     codecs = sorted(s["codec_name"] for s in json.loads(probe.stdout)["streams"])
     assert codecs == ["aac", "h264"]
+    refused = subprocess.run(["ffprobe", "-v", "error", web.url + path], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0  # without the session: the login page, no footage
 
 
-def test_the_export_download_is_a_package_and_is_audited(web: ServedStation,
+def test_the_export_download_is_a_package_and_is_audited(officer: StaffBrowser,
                                                          store: EvidenceStore) -> None:
-    response = httpx.get(f"{web.url}/recordings/{rid(LATE)}/export",
-                         headers={"X-Remote-User": "insp-khan"})
+    officer.get(f"/recordings/{rid(LATE)}")
+    response = officer.post(f"/recordings/{rid(LATE)}/export", {"purpose": "court bundle"})
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/zip"
     entry = list(audit.entries(store.engine))[-1]
-    assert entry.action == "export" and entry.actor == "web:insp-khan@127.0.0.1"
+    assert entry.action == "export" and entry.actor == "insp-khan"
     assert entry.detail["package_sha256"] == hashlib.sha256(response.content).hexdigest()
 
 
-def test_unknown_and_deleted_recordings_answer_404_and_410(
-        web: ServedStation, store: EvidenceStore, clock: FakeClock) -> None:
-    assert httpx.get(f"{web.url}/recordings/nope").status_code == 404
+def test_unknown_and_deleted_recordings(web: ServedStation, officer: StaffBrowser,
+                                        store: EvidenceStore, clock: FakeClock) -> None:
+    assert officer.get("/recordings/nope").status_code == 403  # as one not the visitor's
     clock.advance_days(40)
     retention.sweep(store)
-    assert httpx.get(f"{web.url}/recordings/{rid(EARLY)}/export").status_code == 410
-    assert httpx.get(f"{web.url}/recordings/{rid(EARLY)}/media/000001.mp4").status_code == 404
-
-
-def test_the_web_pages_are_off_unless_asked_for(store: EvidenceStore) -> None:
-    served = serve(store)
+    assert officer.get("/").status_code == 303  # 40 days idle: the session ended
+    later = logged_in(web.url, store, name="do-lee")
     try:
-        assert httpx.get(served.url + "/").status_code == 404
+        later.get("/")
+        assert later.post(f"/recordings/{rid(EARLY)}/export", {"purpose": "x"}).status_code == 410
+        assert later.get(f"/recordings/{rid(EARLY)}/media/000001.mp4").status_code == 404
     finally:
-        served.stop()
+        later.close()

@@ -151,27 +151,49 @@ def _limits(args: argparse.Namespace) -> Limits:
                   max_connections_per_client=args.max_connections_per_client)
 
 
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise StationUsageError(f"{option} {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ..station.app import create_app
-    from ..station.server import server_config
+    from ..station.server import run_servers, server_config
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise StationUsageError(f"--listen {args.listen!r} is not HOST:PORT")
+    if args.web:
+        raise StationUsageError("the staff pages have a listener of their own now, with a login: "
+                                "--web-listen HOST:PORT (and `bwv station user add` for "
+                                "accounts)")
+    host, port = _host_port(args.listen, "--listen")
+    web = _host_port(args.web_listen, "--web-listen") if args.web_listen else None
+    if web is not None and web == (host, port):
+        raise StationUsageError("--web-listen must differ from --listen: the device API's "
+                                "port serves no staff page")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
     limits = _limits(args)
     store = open_store(args, create=True)
-    app = create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
-                     web=args.web, limits=limits)
+    tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
+           "log_level": args.log_level}
+    configs = [server_config(
+        create_app(store, sweep_interval_s=args.sweep_every if args.sweep_every > 0 else None,
+                   limits=limits), limits, host=host.strip("[]"), port=port, **tls)]
     scheme = "https" if args.ssl_certfile else "http"
     print(f"bwv station: serving {_data_dir(args)} on {scheme}://{host}:{port} "
           f"(catalogue {store.engine.dialect.name})", file=sys.stderr, flush=True)
-    uvicorn.Server(server_config(app, limits, host=host.strip("[]"), port=int(port),
-                                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-                                 log_level=args.log_level)).run()
+    if web is not None:
+        from ..station.web import create_web_app
+        from ..station.web.security import WebSettings, default_hosts
+
+        settings = WebSettings(hosts=default_hosts(web[0], args.web_host or ()),
+                               tls=bool(args.ssl_certfile))
+        configs.append(server_config(create_web_app(store, settings), limits,
+                                     host=web[0].strip("[]"), port=web[1], **tls))
+        print(f"bwv station: staff pages on {scheme}://{web[0]}:{web[1]} (answering to "
+              f"{', '.join(settings.hosts)})", file=sys.stderr, flush=True)
+    run_servers(configs)
     return EXIT_OK
 
 
@@ -520,10 +542,14 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                             "and that is later) unless held; at least 31 (default 31)")
     serve.add_argument("--ssl-certfile", metavar="PEM")
     serve.add_argument("--ssl-keyfile", metavar="PEM")
-    serve.add_argument("--web", action="store_true",
-                       help="also serve the web pages that list and play recordings; they have "
-                            "no login: put them behind a reverse proxy that authenticates staff "
-                            "and sets X-Remote-User")
+    serve.add_argument("--web-listen", metavar="HOST:PORT",
+                       help="also serve the staff pages (login with password and TOTP code, "
+                            "see `bwv station user`) on this address, never the device API's")
+    serve.add_argument("--web-host", action="append", metavar="NAME",
+                       help="a host name the staff pages answer to (repeat for more; default: "
+                            "the --web-listen address, and localhost when it is loopback); a "
+                            "request naming another host is refused")
+    serve.add_argument("--web", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"))
     _add_limit_options(serve)

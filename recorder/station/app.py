@@ -130,10 +130,11 @@ def receipted(store: EvidenceStore, holdings: Holdings, device_id: str,
 
 
 def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
-               web: bool = False, limits: Limits | None = None) -> Starlette:
-    """The app over ``store``; with ``sweep_interval_s`` it also sweeps retention that often;
-    with ``web`` it also serves the web pages (recorder.station.web). ``limits``: the caps on
-    bodies and the device quota (recorder.station.limits; its defaults when None)."""
+               limits: Limits | None = None) -> Starlette:
+    """The device API over ``store``; with ``sweep_interval_s`` it also sweeps retention that
+    often. ``limits``: the caps on bodies and the device quota (recorder.station.limits; its
+    defaults when None). The staff pages are another app on another listener
+    (recorder.station.web): nothing here serves a page."""
     caps = limits if limits is not None else Limits()
 
     async def check_device_quota(device: str, incoming: int) -> None:
@@ -251,10 +252,7 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
         Route(API + "/recordings/{recording_id}/segments/{file}", put_segment, methods=["PUT"]),
         Route(API + "/recordings/{recording_id}/manifest", put_manifest, methods=["PUT"]),
     ]
-    if web:
-        from .web import web_routes
 
-        routes.extend(web_routes(store))
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own refusals (no such route, a method a route does not take): in the
         device API the JSON every other error is, so the camera reads them alike."""

@@ -56,6 +56,19 @@ class Action:
     HOLD = "hold"
     RELEASE = "release"
     DELETE = "delete"
+    # the staff pages (recorder.station.web), each naming the account and the client address
+    LIST = "list"  # the recordings list or a search, with its filters
+    PLAY = "play"  # one playback in the page's player (its first fetch of footage)
+    DOWNLOAD = "download"  # a segment fetched outside a playback (every fetch)
+    AUDIT_VIEW = "audit_view"  # the audit log read, with its filters
+    ACCESS_REFUSED = "access_refused"  # a logged-in person asked for what their role may not
+    # staff accounts (recorder.station.accounts)
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"  # with the client and the reason (never the password or code)
+    LOGOUT = "logout"
+    USER_ADD = "user_add"
+    USER_DISABLE = "user_disable"
+    USER_RESET = "user_reset"
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,38 @@ audit_checkpoints = Table(
 )
 Index("audit_checkpoints_seq", audit_checkpoints.c.seq)
 
+# staff accounts of the web pages (recorder.station.accounts): an argon2id hash, never the
+# password; the TOTP secret, which makes the catalogue as secret as the station's key
+users = Table(
+    "users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("officer_id", String(128)),  # an officer's own recordings are this officer's
+    Column("team", String(64)),  # a supervisor sees the recordings of the team's officers
+    Column("password_hash", Text, nullable=False),
+    Column("totp_secret", String(64)),  # base32; NULL: no TOTP (--no-mfa)
+    Column("last_totp_step", BigInteger),  # a code of this step or earlier is a replay
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until_us", BigInteger),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("changed_us", BigInteger, nullable=False),
+)
+
+# a logged-in browser: the SHA-256 of its cookie's random token, never the token
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("users.name"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=False),
+    Column("ended_us", BigInteger),
+)
+Index("web_sessions_user", web_sessions.c.user_name)
+
 GENESIS_HASH = "0" * 64
 CATALOGUE_FILE = "catalogue.sqlite3"
 

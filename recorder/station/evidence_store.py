@@ -513,9 +513,16 @@ class EvidenceStore:
             raise UnknownRecordingError(f"no segment {file} of recording {recording_id}")
         return str(sha)
 
-    def record_access(self, actor: str, action: str, recording_id: str,
+    def markers(self, recording_id: str) -> list[Any]:
+        """The markers of a recording (``utc``, ``pts_us``), in the order of the recording."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(markers.c.utc, markers.c.pts_us)
+                                     .where(markers.c.recording_id == recording_id)
+                                     .order_by(markers.c.pts_us, markers.c.id)))
+
+    def record_access(self, actor: str, action: str, recording_id: str | None,
                       detail: dict[str, Any]) -> None:
-        """Audit a view or an export."""
+        """Audit a view, a listing, a playback or an export."""
         with self.write_lock, self.engine.begin() as conn:
             audit.append(conn, self.clock(), actor, action, recording_id, detail)
 

@@ -17,6 +17,9 @@ and enough of them lock everyone out. ``StationProtocol`` adds what it lacks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import h11
@@ -131,3 +134,45 @@ def server_config(app: ASGIApp, limits: Limits, *, host: str = "127.0.0.1", port
                           timeout_keep_alive=limits.keep_alive_s,
                           h11_max_incomplete_event_size=limits.max_header_bytes,
                           backlog=ACCEPT_BACKLOG)
+
+
+class _Companion(uvicorn.Server):
+    """A uvicorn server that leaves the process's signals alone: ``run_servers`` handles them
+    once for all its servers (uvicorn's own handling is per server, and a second server's would
+    replace the first's)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_servers(configs: list[uvicorn.Config]) -> None:
+    """Serve every config in this process until SIGINT or SIGTERM (a second SIGINT: at once),
+    the device API and the staff pages on their own listeners. A server that cannot start
+    (its port taken) stops the others."""
+    servers = [_Companion(config) for config in configs]
+
+    async def serve_all() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop(number: signal.Signals) -> None:
+            for server in servers:
+                if server.should_exit and number == signal.SIGINT:
+                    server.force_exit = True
+                server.should_exit = True
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop, number)
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    stop(signal.SIGTERM)
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(number)
+
+    asyncio.run(serve_all())

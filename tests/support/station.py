@@ -36,6 +36,8 @@ from recorder.station.evidence_store import EvidenceStore, Holdings
 from recorder.station.identity import StationIdentity
 from recorder.station.limits import Limits
 from recorder.station.server import server_config
+from recorder.station.web import create_web_app
+from recorder.station.web.security import WebSettings
 from support.segments import write_segments
 from support import session, warm
 
@@ -140,16 +142,26 @@ class ServedStation:
 
 
 def serve(store: EvidenceStore, port: int = 0, sweep_interval_s: float | None = None,
-          web: bool = False, tls: tuple[Path, Path] | None = None,
-          limits: Limits | None = None) -> ServedStation:
-    """Run the station app under uvicorn on 127.0.0.1 in a thread; returns once it listens.
-    The server is configured as `bwv station serve` configures it (server_config)."""
+          tls: tuple[Path, Path] | None = None, limits: Limits | None = None) -> ServedStation:
+    """Run the station's device API under uvicorn on 127.0.0.1 in a thread; returns once it
+    listens. The server is configured as `bwv station serve` configures it (server_config)."""
+    limits = limits if limits is not None else Limits.default()
+    return serve_app(create_app(store, sweep_interval_s, limits), store, port, tls, limits)
+
+
+def serve_web(store: EvidenceStore, settings: WebSettings | None = None,
+              tls: tuple[Path, Path] | None = None) -> ServedStation:
+    """The staff pages of ``store`` on a listener of their own (`serve --web-listen`)."""
+    return serve_app(create_web_app(store, settings), store, 0, tls, Limits.default())
+
+
+def serve_app(app: Any, store: EvidenceStore, port: int, tls: tuple[Path, Path] | None,
+              limits: Limits) -> ServedStation:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    limits = limits if limits is not None else Limits.default()
-    config = server_config(create_app(store, sweep_interval_s, web, limits), limits,
-                           log_level="critical", ssl_certfile=str(tls[0]) if tls else None,
+    config = server_config(app, limits, log_level="critical",
+                           ssl_certfile=str(tls[0]) if tls else None,
                            ssl_keyfile=str(tls[1]) if tls else None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
