@@ -33,7 +33,7 @@ from ..errors import UnknownRecordingError
 from ..evidence_store import EvidenceStore, Status
 from ..export import export_recording
 from ..search import Filters, search
-from .access import Permission, allowed, may, recording_officer
+from .access import Permission, allowed, may
 from .auth import Visitor, check_csrf, visitor
 from .html import date, e, form, page, table
 from .security import WebSettings, read_form
