@@ -96,6 +96,7 @@ setup(
     # board/rpi/ (wiring, systemd unit) is documentation and deployment, not code: it goes in the
     # sdist (MANIFEST.in) but not in the installed package.
     include_package_data=False,
+    # the station's web assets (recorder/station/static/): served from the installed package
     package_data={"recorder": ["py.typed"], "recorder.station": ["static/*.css", "static/*.js"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildNative},

@@ -535,6 +535,82 @@ def _timeline_origin(data: bytes, moov: Box) -> int | None:
     return None
 
 
+# Bytes of a sample entry's own fields before its child boxes (ISO/IEC 14496-12 8.5.2, 12.1.3,
+# 12.2.3): 8 of every SampleEntry, then 70 of a VisualSampleEntry or 20 of an AudioSampleEntry.
+# A QuickTime sound description of version 1 or 2 (the u16 at byte 8) adds 16 or 36 more.
+_SAMPLE_ENTRY_FIELDS = {"vide": 78, "soun": 28}
+_SOUND_VERSION_FIELDS = {0: 0, 1: 16, 2: 36}
+
+
+@dataclass(frozen=True)
+class SampleEntry:
+    """The first sample description of one track: what a player needs to name its codec."""
+
+    track_id: int
+    handler: str  # "vide", "soun" ...
+    type: str  # "avc1", "mp4a" ...
+    boxes: dict[str, bytes]  # payloads of the entry's child boxes ("avcC", "esds" ...), by type
+
+
+def read_sample_entries(source: Path | str | BinaryIO | bytes) -> dict[int, SampleEntry]:
+    """Each track's first sample entry, by track id, from the segment's ``moov``: only the box
+    headers and the moov are read. Raises BoxFormatError when the moov is missing or damaged, or
+    a sample entry is too short for its own fields."""
+    def read(file: BinaryIO) -> dict[int, SampleEntry]:
+        size = file.seek(0, os.SEEK_END)
+        top, _ = _top_level(file, size, torn=False)
+        moov = _find(top, "moov")
+        if moov is None:
+            raise BoxFormatError(size, "the file has no 'moov' box")
+        file.seek(moov.offset)
+        return _sample_entries(file.read(moov.size), moov)
+    return _with_file(source, read)
+
+
+def _sample_entries(data: bytes, moov: Box) -> dict[int, SampleEntry]:
+    base = moov.offset
+    entries: dict[int, SampleEntry] = {}
+    for trak in (box for box in _children(data, moov, base) if box.type == "trak"):
+        parts = _children(data, trak, base)
+        reader = _Reader(data, _need(parts, "tkhd", trak), base)
+        version, _ = reader.full_box()
+        (track_id,) = reader.take(">QQI" if version == 1 else ">III")[2:]
+        mdia = _need(parts, "mdia", trak)
+        media = _children(data, mdia, base)
+        reader = _Reader(data, _need(media, "hdlr", mdia), base)
+        reader.full_box()
+        handler = _box_type(struct.pack(">I", reader.take(">II")[1]))
+        minf = _need(media, "minf", mdia)
+        stbl = _need(_children(data, minf, base), "stbl", minf)
+        stsd = _need(_children(data, stbl, base), "stsd", stbl)
+        reader = _Reader(data, stsd, base)
+        reader.full_box()
+        reader.take(">I")  # the entry count: the first entry is the one fragments use
+        entry = next(iter_boxes(data, reader.position, stsd.end - base, base), None)
+        if entry is None:
+            raise BoxFormatError(stsd.offset, f"track {track_id} has no sample description")
+        entries[track_id] = SampleEntry(track_id, handler, entry.type,
+                                        _entry_boxes(data, entry, handler, base))
+    return entries
+
+
+def _entry_boxes(data: bytes, entry: Box, handler: str, base: int) -> dict[str, bytes]:
+    """The payloads of a sample entry's child boxes (none for a handler of unknown layout)."""
+    fields = _SAMPLE_ENTRY_FIELDS.get(handler)
+    if fields is None:
+        return {}
+    start = entry.payload_offset - base
+    if handler == "soun" and entry.end - entry.payload_offset >= 10:
+        (version,) = struct.unpack_from(">H", data, start + 8)
+        fields += _SOUND_VERSION_FIELDS.get(version, 0)
+    if entry.end - entry.payload_offset < fields:
+        raise BoxFormatError(entry.offset, f"sample entry {entry.type!r} is too short for its "
+                                           f"{fields} bytes of fields")
+    inner = Box(entry.type, entry.offset, entry.size, entry.header_size + fields)
+    return {child.type: data[child.payload_offset - base:child.end - base]
+            for child in _children(data, inner, base)}
+
+
 def read_segment(source: Path | str | BinaryIO | bytes) -> SegmentFile:
     """Parse a fragmented MP4 file's structure; raises BoxFormatError at the first fault."""
     return _with_file(source, lambda file: _read_segment(file, torn=False).segment)

@@ -1,0 +1,118 @@
+"""The MIME type with codecs (RFC 6381) of a recording's segments, as a browser's Media Source
+Extensions need it: ``MediaSource.addSourceBuffer`` refuses a type without codecs, and a wrong
+profile or level can make a browser refuse footage it could play. The codecs are read from the
+segment itself (the ``avcC`` of the video track, the ``esds`` of the audio track), never assumed:
+a camera's encoder settings decide them.
+"""
+
+from __future__ import annotations
+
+from ..errors import RecorderError
+from ..integrity.bmff import SampleEntry, read_sample_entries
+
+# MPEG-4 descriptor tags (ISO/IEC 14496-1 7.2.2.1)
+_ES_DESCRIPTOR = 0x03
+_DECODER_CONFIG = 0x04
+_DECODER_SPECIFIC_INFO = 0x05
+# ES_Descriptor flags (7.2.6.5)
+_STREAM_DEPENDENCE = 0x80
+_URL = 0x40
+_OCR_STREAM = 0x20
+_AVC_ENTRIES = ("avc1", "avc3")
+
+
+class MediaTypeError(RecorderError, ValueError):
+    """The segment's codecs cannot be named: a track of a codec the station does not serve, or
+    a codec configuration that is missing or damaged."""
+
+
+def mime_type(segment: bytes) -> str:
+    """``video/mp4; codecs="avc1.PPCCLL, mp4a.OO.A"`` for a segment (its first bytes up to the end
+    of its ``moov`` are enough): video first, then audio, as the tracks are declared.
+
+    Raises MediaTypeError for a codec it cannot name, BoxFormatError for a damaged moov."""
+    entries = sorted(read_sample_entries(segment).values(),
+                     key=lambda entry: (entry.handler != "vide", entry.track_id))
+    codecs = [_codec(entry) for entry in entries]
+    kind = "video" if any(entry.handler == "vide" for entry in entries) else "audio"
+    return f'{kind}/mp4; codecs="{", ".join(codecs)}"'
+
+
+def _codec(entry: SampleEntry) -> str:
+    if entry.type in _AVC_ENTRIES:
+        return _avc_codec(entry)
+    if entry.type == "mp4a":
+        return _mp4a_codec(entry)
+    raise MediaTypeError(f"track {entry.track_id} is {entry.type!r}, which the station's player "
+                         "cannot name (H.264 and AAC only)")
+
+
+def _avc_codec(entry: SampleEntry) -> str:
+    """``avc1.PPCCLL``: profile_idc, constraint flags and level_idc, the three bytes after the
+    avcC's configurationVersion (ISO/IEC 14496-15 5.3.3.1)."""
+    config = entry.boxes.get("avcC")
+    if config is None or len(config) < 4 or config[0] != 1:
+        raise MediaTypeError(f"track {entry.track_id} ({entry.type}) has no valid avcC box")
+    return f"{entry.type}.{config[1:4].hex()}"
+
+
+def _mp4a_codec(entry: SampleEntry) -> str:
+    """``mp4a.OO.A``: the DecoderConfigDescriptor's objectTypeIndication in hex and, for MPEG-4
+    audio (0x40), the AudioSpecificConfig's audioObjectType in decimal (RFC 6381 3.3)."""
+    esds = entry.boxes.get("esds")
+    if esds is None or len(esds) < 4:
+        raise MediaTypeError(f"track {entry.track_id} (mp4a) has no esds box")
+    es = _Descriptors(esds[4:], entry.track_id)  # after the full box's version and flags
+    body = es.expect(_ES_DESCRIPTOR)
+    flags = body.take(3)[2]  # ES_ID (2 bytes), then the flags
+    if flags & _STREAM_DEPENDENCE:
+        body.take(2)
+    if flags & _URL:
+        body.take(body.take(1)[0])
+    if flags & _OCR_STREAM:
+        body.take(2)
+    config = body.expect(_DECODER_CONFIG)
+    object_type = config.take(13)[0]  # then stream type, buffer size, bit rates
+    if object_type != 0x40:
+        return f"mp4a.{object_type:02x}"
+    specific = config.expect(_DECODER_SPECIFIC_INFO)
+    first = specific.take(1)[0]
+    audio_object_type = first >> 3
+    if audio_object_type == 31:  # escape: six more bits, plus 32 (ISO/IEC 14496-3 1.6.2.1)
+        audio_object_type = 32 + (((first & 0x07) << 3) | (specific.take(1)[0] >> 5))
+    return f"mp4a.40.{audio_object_type}"
+
+
+class _Descriptors:
+    """Bounded reads of MPEG-4 descriptors (tag, expandable size, body) from an esds payload:
+    every size is checked against the bytes that remain."""
+
+    def __init__(self, data: bytes, track_id: int) -> None:
+        self.data = data
+        self.position = 0
+        self.track_id = track_id
+
+    def _fail(self, what: str) -> MediaTypeError:
+        return MediaTypeError(f"track {self.track_id}'s esds box is damaged: {what}")
+
+    def take(self, count: int) -> bytes:
+        if self.position + count > len(self.data):
+            raise self._fail(f"{count} bytes needed, {len(self.data) - self.position} left")
+        chunk = self.data[self.position:self.position + count]
+        self.position += count
+        return chunk
+
+    def expect(self, tag: int) -> _Descriptors:
+        """The body of the descriptor that starts here, which must have ``tag``."""
+        found = self.take(1)[0]
+        if found != tag:
+            raise self._fail(f"descriptor tag {found:#04x} where {tag:#04x} was expected")
+        size = 0
+        for _ in range(4):  # at most four bytes of seven bits (ISO/IEC 14496-1 8.3.3)
+            byte = self.take(1)[0]
+            size = (size << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        else:
+            raise self._fail("a descriptor size longer than four bytes")
+        return _Descriptors(self.take(size), self.track_id)
