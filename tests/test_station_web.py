@@ -138,7 +138,9 @@ def test_a_recording_page_has_one_player_for_its_segments_and_the_view_is_audite
         officer: StaffBrowser, store: EvidenceStore) -> None:
     page = officer.get(f"/recordings/{rid(EARLY)}")
     assert page.status_code == 200
-    assert page.text.count("<video") == 1
+    assert page.text.count("<video") == 1 and '<script src="/static/player.js"' in page.text
+    mime = html.unescape(re.search(r"data-mime='([^']*)'", page.text)[1])
+    assert mime.startswith('video/mp4; codecs="avc1.') and "mp4a.40.2" in mime
     segments = json.loads(html.unescape(re.search(r"data-segments='([^']*)'", page.text)[1]))
     assert [url.split("?")[0].rsplit("/", 1)[1] for url in segments] == ["000001.mp4",
                                                                          "000002.mp4"]

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ...integrity.bmff import BoxFormatError
 from ...integrity.request_signing import is_safe_name
 from .. import accounts, audit, retention
 from ..audit import Action
@@ -32,6 +33,7 @@ from ..device_records import officer_note
 from ..errors import UnknownRecordingError
 from ..evidence_store import EvidenceStore, Status
 from ..export import export_recording
+from ..media import MediaTypeError, mime_type
 from ..search import Filters, search
 from .access import Permission, allowed, may
 from .auth import Visitor, check_csrf, visitor
@@ -161,12 +163,17 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         await audited(who, Action.VIEW, recording_id, {"page": "recording"})
         team = await run_in_threadpool(team_officers, store, who.user)
         player = ""
-        if allowed(who.user, Permission.PLAY, row, team) and row.status != Status.DELETED:
+        if (allowed(who.user, Permission.PLAY, row, team) and row.status != Status.DELETED
+                and holdings.segments):
+            mime = await run_in_threadpool(_mime_of, store, holdings.segments)
             play = plays.start(who.name, recording_id)
             urls = [f"/recordings/{recording_id}/media/{file}?play={play}"
                     for file in sorted(holdings.segments)]
-            player = (f"<video id=player controls data-segments='{e(json.dumps(urls))}'>"
-                      "</video><p class=player-status role=status></p>")
+            player = (f"<video id=player controls data-segments='{e(json.dumps(urls))}' "
+                      f"data-mime='{e(mime)}'></video>"
+                      '<script src="/static/player.js" defer></script>'
+                      if mime else "<p class=failed>The footage's codecs are not ones a "
+                      "browser plays: download it instead.</p>")
         body = _recording_page(row, holdings.segments, holds, marks, player, who,
                                may_hold=allowed(who.user, Permission.HOLD, row, team),
                                may_release=allowed(who.user, Permission.RELEASE, row, team),
@@ -268,6 +275,16 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             Route("/recordings/{recording_id}/export", export, methods=["POST"]),
             Route("/recordings/{recording_id}/hold", hold, methods=["POST"]),
             Route("/recordings/{recording_id}/release", release, methods=["POST"])]
+
+
+def _mime_of(store: EvidenceStore, segments: dict[str, str]) -> str | None:
+    """The player's media type, from the first segment's moov (its first megabyte)."""
+    with store.blobs.open(segments[min(segments)]) as blob:
+        head = blob.read(1 << 20)
+    try:
+        return mime_type(head)
+    except (MediaTypeError, BoxFormatError):
+        return None
 
 
 def _back_to(recording_id: str) -> Response:
