@@ -688,3 +688,7 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     assignment.add_argument("--from", dest="start", metavar="UTC")
     assignment.add_argument("--to", dest="end", metavar="UTC")
     assignment.set_defaults(station_func=_assign)
+
+    from .station_users import add_user_parser
+
+    add_user_parser(sub, common, who)
