@@ -56,6 +56,13 @@ class Action:
     HOLD = "hold"
     RELEASE = "release"
     DELETE = "delete"
+    # staff accounts and web sessions (recorder.station.accounts)
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"  # detail: the client and the reason; never the password/code
+    LOGOUT = "logout"
+    USER_ADD = "user_add"
+    USER_DISABLE = "user_disable"
+    USER_RESET = "user_reset"
 
 
 @dataclass(frozen=True)
