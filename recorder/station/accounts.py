@@ -428,8 +428,8 @@ def start_session(engine: Engine, user: User, *, now_us: int,
 def session_for(engine: Engine, token: str, *, now_us: int, idle_s: int = IDLE_S,
                 max_age_s: int = MAX_AGE_S) -> WebSession | None:
     """The live session of a cookie's token, marked seen now; None when there is none: unknown
-    token, logged out, idle for ``idle_s`` or more, older than ``max_age_s``, or its account
-    disabled or reset since it began. An expired session is ended here."""
+    token, logged out, idle for ``idle_s`` or more, older than ``max_age_s``, or ended when its
+    account was disabled or reset. An expired session is ended here."""
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN:
         return None
     digest = _token_hash(token)
@@ -453,8 +453,6 @@ def _expiry(session: Any, user: Any, now_us: int, idle_s: int, max_age_s: int) -
     """Why a session that was not ended is over now, or None."""
     if user is None or user.disabled_us is not None:
         return "disabled"
-    if session.created_us < user.changed_us:
-        return "reset"
     if now_us - session.last_seen_us >= idle_s * 1_000_000:
         return "idle"
     if now_us - session.created_us >= max_age_s * 1_000_000:
