@@ -1,6 +1,7 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, deletions, request nonces, the audit log, staff accounts and web sessions. One schema for SQLite (embedded) and
-PostgreSQL (fleet): only the URL differs. Times are integer microseconds since the Unix epoch.
+markers, holds, deletions, request nonces, the audit log, staff accounts and web sessions. One
+schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times are integer
+microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
