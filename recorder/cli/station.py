@@ -663,6 +663,6 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     assignment.add_argument("--to", dest="end", metavar="UTC")
     assignment.set_defaults(station_func=_assign)
 
-    from .station_users import add_user_parser
+    from .station_users import StationTools, add_user_parser
 
-    add_user_parser(sub, common, who)
+    add_user_parser(sub, common, who, StationTools(open_store, _actor, StationUsageError))

@@ -44,8 +44,8 @@ from .catalogue import users, web_sessions
 from .errors import AccountError
 
 __all__ = ["ROLES", "User", "Enrolment", "AccountError", "LoginRefused", "WebSession",
-           "add_user", "list_users", "get_user", "disable_user", "reset_user", "login",
-           "totp_code", "start_session", "session_for", "end_session", "csrf_ok"]
+           "add_user", "check_new_user", "list_users", "get_user", "disable_user", "reset_user",
+           "login", "totp_code", "start_session", "session_for", "end_session", "csrf_ok"]
 
 ROLES = ("officer", "supervisor", "disclosure", "custodian", "auditor", "admin")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
@@ -127,6 +127,14 @@ def _check_role(role: str, officer_id: str | None, team: str | None) -> None:
     for what, value in (("officer id", officer_id), ("team", team)):
         if value is not None and not (0 < len(value) <= 128 and value.isprintable()):
             raise AccountError(f"{what} {value!r}: 1 to 128 printable characters")
+
+
+def check_new_user(name: str, role: str, officer_id: str | None = None,
+                   team: str | None = None) -> None:
+    """AccountError if an account with this name, role, officer id and team cannot be made
+    (whatever its password): for `user add` to say so before asking for a password."""
+    _check_name(name)
+    _check_role(role, officer_id, team)
 
 
 def _check_password(name: str, password: str) -> None:
@@ -249,8 +257,7 @@ def add_user(engine: Engine, name: str, role: str, password: str, *, by: str, no
              officer_id: str | None = None, team: str | None = None,
              mfa: bool = True) -> Enrolment:
     """Create an account; with ``mfa`` (the default) a TOTP secret to enrol in an app."""
-    _check_name(name)
-    _check_role(role, officer_id, team)
+    check_new_user(name, role, officer_id, team)
     _check_password(name, password)
     secret = new_totp_secret() if mfa else None
     hashed = password_hasher.hash(password)
