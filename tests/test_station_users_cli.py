@@ -173,3 +173,63 @@ def test_help_says_no_mfa_is_for_an_identity_provider() -> None:
     assert shown.returncode == 0
     assert "identity provider" in " ".join(shown.stdout.split())
     assert bwv("station", "user").returncode == 2
+
+
+def on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """`bwv ARGS` with a pseudo-terminal on stdin and stderr (as an administrator types): each
+    answer is typed after its prompt appears (getpass flushes what was typed before). A fresh
+    process in a session of its own, so getpass cannot reach the terminal pytest runs in.
+    Returns the exit status and what the terminal showed."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    environ = {**os.environ, "RECORDER_NATIVE": "off"}
+    process = subprocess.Popen([sys.executable, "-m", "recorder", *args], stdin=slave,
+                               stdout=subprocess.DEVNULL, stderr=slave, cwd="/", env=environ,
+                               start_new_session=True)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 60
+    pending = list(answers)
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if pending and shown.endswith(b": "):  # a prompt, after getpass's flush
+                    os.write(master, pending.pop(0).encode() + b"\n")
+            elif process.poll() is not None:
+                break
+        return process.wait(timeout=30), shown.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(master)
+
+
+def test_on_a_terminal_the_password_is_asked_twice_and_must_match(data: Path) -> None:
+    """The default way an administrator gives a password: two prompts, nothing echoed."""
+    status, shown = on_a_terminal(["station", "user", "add", "hana", "--role", "admin",
+                                   "--data", str(data)], [PASSWORD, PASSWORD + "?"])
+    assert status == 2 and "the two passwords differ" in shown, shown
+    status, shown = on_a_terminal(["station", "user", "add", "hana", "--role", "admin",
+                                   "--no-mfa", "--data", str(data)], [PASSWORD, PASSWORD])
+    assert status == 0, shown
+    assert PASSWORD not in shown  # not echoed
+    engine = open_catalogue(sqlite_url(data))
+    try:
+        assert accounts.login(engine, "hana", PASSWORD, None, now_us=now_us(),
+                              client="192.0.2.1").role == "admin"
+    finally:
+        engine.dispose()
