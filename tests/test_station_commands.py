@@ -118,12 +118,17 @@ READ_ONLY_COMMANDS = {
 }
 
 
+# commands with subcommands of their own: tests/test_station_users_cli.py shows that each of
+# `user add|list|disable|reset` refuses a mistyped --data and creates nothing
+NESTED_COMMANDS = {"user"}
+
+
 def _read_only_args(command: str, tmp_path: Path) -> list[str]:
     return [arg.replace("OUT", str(tmp_path)) for arg in READ_ONLY_COMMANDS[command]]
 
 
 def test_every_command_is_either_creating_or_read_only() -> None:
-    listed = set(READ_ONLY_COMMANDS) | set(commands.CREATING_COMMANDS)
+    listed = set(READ_ONLY_COMMANDS) | set(commands.CREATING_COMMANDS) | NESTED_COMMANDS
     help_text = bwv("station", "--help").stdout
     offered = set(re.findall(r"^    ([a-z]+)\s", help_text, flags=re.MULTILINE))
     assert offered == listed

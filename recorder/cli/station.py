@@ -28,7 +28,7 @@ DB_ENV_VAR = "BWV_STATION_DB"
 DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
-                   "psycopg": "postgres"}
+                   "argon2": "station", "psycopg": "postgres"}
 MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
@@ -689,6 +689,6 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     assignment.add_argument("--to", dest="end", metavar="UTC")
     assignment.set_defaults(station_func=_assign)
 
-    from .station_users import add_user_parser
+    from .station_users import StationTools, add_user_parser
 
-    add_user_parser(sub, common, who)
+    add_user_parser(sub, common, who, StationTools(open_store, _actor, StationUsageError))

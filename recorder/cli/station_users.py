@@ -9,15 +9,30 @@ twice on the terminal, or read as one line from standard input with ``--password
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from .station import EXIT_OK, StationUsageError, _actor, open_store
 
 if TYPE_CHECKING:
     from ..station.accounts import Enrolment, User
+    from ..station.evidence_store import EvidenceStore
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+@dataclass(frozen=True)
+class StationTools:
+    """What these commands use of recorder.cli.station, handed over when it registers them (so
+    that the import runs one way, station -> station_users): opening the station of --data/--db,
+    the --by actor, and the exception its ``run`` turns into one line and exit 2."""
+
+    open_store: Callable[[argparse.Namespace], EvidenceStore]
+    actor: Callable[[argparse.Namespace], str]
+    usage_error: type[Exception]
 
 ROLES_HELP = ("officer (own recordings; needs --officer-id), supervisor (a team's recordings; "
               "needs --team), disclosure (public requests, exports), custodian (holds, release, "
@@ -26,7 +41,7 @@ NO_MFA_HELP = ("no TOTP code at login: only for forces whose identity provider d
                "front of the station")
 
 
-def _password(args: argparse.Namespace) -> str:
+def _password(tools: StationTools, args: argparse.Namespace) -> str:
     """The new password: one line of standard input with --password-stdin, else asked twice on
     the terminal. Without either there is nowhere to ask: a usage error, never a hang."""
     if args.password_stdin:
@@ -34,19 +49,15 @@ def _password(args: argparse.Namespace) -> str:
         password = line[:-1] if line.endswith("\n") else line
         password = password[:-1] if password.endswith("\r") else password
         if not password:
-            raise StationUsageError("--password-stdin: standard input holds no password line")
+            raise tools.usage_error("--password-stdin: standard input holds no password line")
         return password
     if not sys.stdin.isatty():
-        raise StationUsageError("standard input is not a terminal to ask the password on: "
+        raise tools.usage_error("standard input is not a terminal to ask the password on: "
                                 "give it as one line on standard input with --password-stdin")
     first = getpass.getpass("new password (at least 12 characters): ")
     if getpass.getpass("the same again: ") != first:
-        raise StationUsageError("the two passwords differ: nothing was changed")
+        raise tools.usage_error("the two passwords differ: nothing was changed")
     return first
-
-
-def _account_error_is_usage(exc: Exception) -> StationUsageError:
-    return StationUsageError(str(exc))
 
 
 def _describe(user: User) -> str:
@@ -73,27 +84,33 @@ def _print_enrolment(enrolment: Enrolment) -> None:
     print(f"  {enrolment.otpauth_uri}")
 
 
-def _user_add(args: argparse.Namespace) -> int:
+def _user_add(tools: StationTools, args: argparse.Namespace) -> int:
     from ..station import accounts
 
-    store = open_store(args)
-    password = _password(args)
+    store = tools.open_store(args)
+    try:  # before asking for a password
+        accounts.check_new_user(args.name, args.role, args.officer_id, args.team)
+    except accounts.AccountError as exc:
+        raise tools.usage_error(str(exc)) from None
+    if accounts.get_user(store.engine, args.name) is not None:
+        raise tools.usage_error(f"user {args.name!r} already exists")
+    password = _password(tools, args)
     try:
         enrolment = accounts.add_user(store.engine, args.name, args.role, password,
-                                      by=_actor(args), now_us=store.clock(),
+                                      by=tools.actor(args), now_us=store.clock(),
                                       officer_id=args.officer_id, team=args.team,
                                       mfa=not args.no_mfa)
     except accounts.AccountError as exc:
-        raise _account_error_is_usage(exc) from None
+        raise tools.usage_error(str(exc)) from None
     print(f"added user {enrolment.user.name} ({_describe(enrolment.user)})")
     _print_enrolment(enrolment)
     return EXIT_OK
 
 
-def _user_list(args: argparse.Namespace) -> int:
+def _user_list(tools: StationTools, args: argparse.Namespace) -> int:
     from ..station import accounts
 
-    found = accounts.list_users(open_store(args).engine)
+    found = accounts.list_users(tools.open_store(args).engine)
     if args.json:
         print(json.dumps([{"name": u.name, "role": u.role, "officer_id": u.officer_id,
                            "team": u.team, "mfa": u.mfa, "disabled": u.disabled}
@@ -104,31 +121,33 @@ def _user_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _user_disable(args: argparse.Namespace) -> int:
+def _user_disable(tools: StationTools, args: argparse.Namespace) -> int:
     from ..station import accounts
 
-    store = open_store(args)
+    store = tools.open_store(args)
     try:
-        accounts.disable_user(store.engine, args.name, by=_actor(args), now_us=store.clock())
+        accounts.disable_user(store.engine, args.name, by=tools.actor(args),
+                              now_us=store.clock())
     except accounts.AccountError as exc:
-        raise _account_error_is_usage(exc) from None
+        raise tools.usage_error(str(exc)) from None
     print(f"disabled {args.name}: every login is refused and its sessions have ended")
     return EXIT_OK
 
 
-def _user_reset(args: argparse.Namespace) -> int:
+def _user_reset(tools: StationTools, args: argparse.Namespace) -> int:
     from ..station import accounts
 
-    store = open_store(args)
+    store = tools.open_store(args)
     if accounts.get_user(store.engine, args.name) is None:  # before asking for a password
-        raise StationUsageError(f"no user {args.name!r} (`bwv station user list --data DIR` "
+        raise tools.usage_error(f"no user {args.name!r} (`bwv station user list --data DIR` "
                                 "lists them)")
-    password = _password(args)
+    password = _password(tools, args)
     try:
-        enrolment = accounts.reset_user(store.engine, args.name, password, by=_actor(args),
-                                        now_us=store.clock(), mfa=not args.no_mfa)
+        enrolment = accounts.reset_user(store.engine, args.name, password,
+                                        by=tools.actor(args), now_us=store.clock(),
+                                        mfa=not args.no_mfa)
     except accounts.AccountError as exc:
-        raise _account_error_is_usage(exc) from None
+        raise tools.usage_error(str(exc)) from None
     print(f"reset {args.name}: new password, unlocked, its sessions have ended "
           f"({_describe(enrolment.user)})")
     _print_enrolment(enrolment)
@@ -137,11 +156,12 @@ def _user_reset(args: argparse.Namespace) -> int:
 
 def _user_help(args: argparse.Namespace) -> int:
     args.user_parser.print_help(sys.stderr)
-    return 2
+    return EXIT_USAGE
 
 
 def add_user_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-                    common: argparse.ArgumentParser, who: argparse.ArgumentParser) -> None:
+                    common: argparse.ArgumentParser, who: argparse.ArgumentParser,
+                    tools: StationTools) -> None:
     """Add ``bwv station user ...`` beside the other station commands; ``common`` and ``who``
     are their --data/--db and --by parent parsers."""
     user = sub.add_parser("user", help="staff accounts of the web pages (add, list, disable, "
@@ -165,20 +185,20 @@ def add_user_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     add.add_argument("--no-mfa", action="store_true", help=NO_MFA_HELP)
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password as one line from standard input")
-    add.set_defaults(station_func=_user_add)
+    add.set_defaults(station_func=functools.partial(_user_add, tools))
 
     listing = commands.add_parser("list", parents=[common, who], help="list the accounts",
                                   description="One line per account: role, officer id, team, "
                                   "MFA, disabled.")
     listing.add_argument("--json", action="store_true", help="a JSON array of the accounts")
-    listing.set_defaults(station_func=_user_list)
+    listing.set_defaults(station_func=functools.partial(_user_list, tools))
 
     disable = commands.add_parser("disable", parents=[common, who], help="disable an account",
                                   description="Refuse every login of an account from now on "
                                   "and end its sessions. The account and its audit entries "
                                   "stay.")
     disable.add_argument("name", metavar="NAME")
-    disable.set_defaults(station_func=_user_disable)
+    disable.set_defaults(station_func=functools.partial(_user_disable, tools))
 
     reset = commands.add_parser("reset", parents=[common, who],
                                 help="new password and TOTP secret; unlock",
@@ -188,4 +208,4 @@ def add_user_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     reset.add_argument("--no-mfa", action="store_true", help=NO_MFA_HELP)
     reset.add_argument("--password-stdin", action="store_true",
                        help="read the password as one line from standard input")
-    reset.set_defaults(station_func=_user_reset)
+    reset.set_defaults(station_func=functools.partial(_user_reset, tools))

@@ -62,9 +62,9 @@ class Action:
     DOWNLOAD = "download"  # a segment fetched outside a playback (every fetch)
     AUDIT_VIEW = "audit_view"  # the audit log read, with its filters
     ACCESS_REFUSED = "access_refused"  # a logged-in person asked for what their role may not
-    # staff accounts (recorder.station.accounts)
+    # staff accounts and web sessions (recorder.station.accounts)
     LOGIN = "login"
-    LOGIN_FAILED = "login_failed"  # with the client and the reason (never the password or code)
+    LOGIN_FAILED = "login_failed"  # detail: the client and the reason; never the password/code
     LOGOUT = "logout"
     USER_ADD = "user_add"
     USER_DISABLE = "user_disable"

@@ -1,6 +1,7 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, deletions, request nonces and the audit log. One schema for SQLite (embedded) and
-PostgreSQL (fleet): only the URL differs. Times are integer microseconds since the Unix epoch.
+markers, holds, deletions, request nonces, the audit log, staff accounts and web sessions. One
+schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times are integer
+microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -203,35 +204,38 @@ audit_checkpoints = Table(
 )
 Index("audit_checkpoints_seq", audit_checkpoints.c.seq)
 
-# staff accounts of the web pages (recorder.station.accounts): an argon2id hash, never the
-# password; the TOTP secret, which makes the catalogue as secret as the station's key
+# staff accounts for the web pages (recorder.station.accounts): an argon2id hash of the password,
+# the TOTP secret (base32; the catalogue must be protected like the station key), the last TOTP
+# step used (a code is never accepted twice) and the lockout count
 users = Table(
     "users", metadata,
     Column("name", String(64), primary_key=True),
     Column("role", String(16), nullable=False),
-    Column("officer_id", String(128)),  # an officer's own recordings are this officer's
-    Column("team", String(64)),  # a supervisor sees the recordings of the team's officers
-    Column("password_hash", Text, nullable=False),
-    Column("totp_secret", String(64)),  # base32; NULL: no TOTP (--no-mfa)
-    Column("last_totp_step", BigInteger),  # a code of this step or earlier is a replay
-    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("officer_id", String(128)),
+    Column("team", String(128)),
+    Column("password_hash", Text, nullable=False),  # argon2id, PHC string with its parameters
+    Column("totp_secret", String(64)),  # NULL: no TOTP (MFA done by an identity provider)
+    Column("totp_last_step", BigInteger),  # the 30 s step of the last code accepted
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed logins
     Column("locked_until_us", BigInteger),
-    Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled_us", BigInteger),
     Column("created_us", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
-    Column("changed_us", BigInteger, nullable=False),
+    Column("changed_us", BigInteger, nullable=False),  # last add, reset or disable
 )
 
-# a logged-in browser: the SHA-256 of its cookie's random token, never the token
+# web sessions: only the SHA-256 of the token the browser holds is stored, so a copy of the
+# catalogue opens no session; the CSRF token is per session
 web_sessions = Table(
     "web_sessions", metadata,
     Column("token_sha256", String(64), primary_key=True),
     Column("user_name", String(64), ForeignKey("users.name"), nullable=False),
     Column("csrf", String(64), nullable=False),
-    Column("client", String(64), nullable=False),
+    Column("client", String(128), nullable=False),
     Column("created_us", BigInteger, nullable=False),
     Column("last_seen_us", BigInteger, nullable=False),
     Column("ended_us", BigInteger),
+    Column("end_reason", String(16)),  # logout, idle, max_age, disabled, reset
 )
 Index("web_sessions_user", web_sessions.c.user_name)
 

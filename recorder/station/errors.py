@@ -109,3 +109,12 @@ class NotMp4Error(StationError, ValueError):
 
     status = 415
     code = "not_mp4"
+
+
+class AccountError(StationError, ValueError):
+    """A staff account change that cannot be made: the name is taken or unknown, the role or a
+    password is refused. A usage problem (`bwv station user ...` exits 2), never a login
+    failure: those raise ``accounts.LoginRefused``, which says nothing of the cause."""
+
+    status = 400
+    code = "account"

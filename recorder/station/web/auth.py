@@ -70,7 +70,7 @@ async def visitor(request: Request, store: EvidenceStore, settings: WebSettings)
 
 def check_csrf(who: Visitor, fields: dict[str, str]) -> None:
     """ForbiddenForm unless the form carries this session's CSRF token."""
-    if not hmac.compare_digest(fields.get("csrf", "").encode(), who.session.csrf.encode()):
+    if not accounts.csrf_ok(who.session, fields.get("csrf", "")):
         raise ForbiddenForm()
 
 
@@ -116,10 +116,10 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                 accounts.login, store.engine, fields.get("name", "")[:256],
                 fields.get("password", "")[:1024], fields.get("code", "")[:16],
                 now_us=store.clock(), client=client)
-        except accounts.LoginRefused as refused:
+            token, _ = await run_in_threadpool(accounts.start_session, store.engine, user,
+                                               now_us=store.clock(), client=client)
+        except accounts.LoginRefused as refused:  # disabled in between, too
             return login_page(target, str(refused), 401)
-        token, _ = await run_in_threadpool(accounts.start_session, store.engine, user,
-                                           now_us=store.clock(), client=client)
         response = RedirectResponse(target, status_code=303)
         response.headers.append("set-cookie", cookie_header(SESSION_COOKIE, token))
         response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", max_age=0,
