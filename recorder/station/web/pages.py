@@ -136,6 +136,20 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             raise Refused(who, permission, recording_id)
         return row
 
+    async def posted(request: Request, permission: str) -> tuple[Visitor, dict[str, str], str]:
+        """The visitor, form and recording of a state-changing POST, once the session, the
+        CSRF token and ``permission`` on the recording have all passed."""
+        who = await visitor(request, store, settings)
+        fields = await read_form(request)
+        check_csrf(who, fields)
+        recording_id = str(request.path_params["recording_id"])
+        await require(who, permission, recording_id)
+        return who, fields, recording_id
+
+    def missing(who: Visitor, what: str) -> Response:
+        return shell(who, what, f"<p class=failed role=alert>{e(what.capitalize())} needs a "
+                     "stated reason or purpose.</p>", status=400)
+
     async def index(request: Request) -> Response:
         who = await visitor(request, store, settings)
         if not may(who.user, Permission.LIST):
@@ -208,15 +222,10 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         return StreamingResponse(chunks(), media_type="video/mp4")
 
     async def export(request: Request) -> Response:
-        who = await visitor(request, store, settings)
-        fields = await read_form(request)
-        check_csrf(who, fields)
-        recording_id = str(request.path_params["recording_id"])
-        await require(who, Permission.EXPORT, recording_id)
+        who, fields, recording_id = await posted(request, Permission.EXPORT)
         purpose = fields.get("purpose", "").strip()[:500]
         if not purpose:
-            return shell(who, "export", "<p class=failed role=alert>An export needs a stated "
-                         "purpose.</p>", status=400)
+            return missing(who, "an export")
         scratch = Path(tempfile.mkdtemp(prefix="bwv-web-export-"))
         out = scratch / f"{recording_id}.zip"
 
@@ -234,26 +243,17 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                             background=BackgroundTask(cleanup))
 
     async def hold(request: Request) -> Response:
-        who = await visitor(request, store, settings)
-        fields = await read_form(request)
-        check_csrf(who, fields)
-        recording_id = str(request.path_params["recording_id"])
-        await require(who, Permission.HOLD, recording_id)
+        who, fields, recording_id = await posted(request, Permission.HOLD)
         await run_in_threadpool(retention.place_hold, store, recording_id,
                                 fields.get("reason", "")[:500], fields.get("case", "")[:128],
                                 who.name)
         return _back_to(recording_id)
 
     async def release(request: Request) -> Response:
-        who = await visitor(request, store, settings)
-        fields = await read_form(request)
-        check_csrf(who, fields)
-        recording_id = str(request.path_params["recording_id"])
-        await require(who, Permission.RELEASE, recording_id)
+        who, fields, recording_id = await posted(request, Permission.RELEASE)
         reason = fields.get("reason", "").strip()[:500]
         if not reason:
-            return shell(who, "release", "<p class=failed role=alert>A release needs a "
-                         "reason.</p>", status=400)
+            return missing(who, "a release")
         await run_in_threadpool(retention.release_holds, store, recording_id, who.name, reason)
         return _back_to(recording_id)
 
