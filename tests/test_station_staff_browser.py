@@ -1,0 +1,108 @@
+"""The staff pages in a real browser (issue 14): Debian's chromium under Playwright logs in
+through the login form with a password and the TOTP code of the moment, a supervisor plays a
+recording of their team across a segment boundary in the page's one player, flags it as
+evidence through the page's form, is refused the audit log; an auditor then finds that hold,
+under the supervisor's name, in the audit page. Screenshots are kept (support.browser)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.browser import browser, page, page_problems, screenshot  # noqa: F401
+from support.staff import Staff, add_staff
+from support.station import (ServedStation, camera_key, ingest, make_recording, make_store,
+                             serve_web)
+
+from recorder.integrity.keys import DeviceKey
+from recorder.station import accounts, audit, devices, retention
+from recorder.station.evidence_store import EvidenceStore
+
+__all__ = ["camera_key"]  # fixtures used by name below
+
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
+
+@pytest.fixture()
+def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
+    store = make_store(tmp_path / "station")
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    devices.assign(store, "cam7", "4121", by="admin", from_us=0)
+    assert ingest(store, make_recording(tmp_path / "r", camera_key, seconds=6)).verified
+    return store
+
+
+@pytest.fixture()
+def web(store: EvidenceStore) -> Iterator[ServedStation]:
+    served = serve_web(store)
+    yield served
+    served.stop()
+
+
+def log_in(page: Any, web: ServedStation, store: EvidenceStore, who: Staff) -> None:
+    """Through the form, as a person does: name, password, the app's code."""
+    page.goto(web.url + "/")
+    assert "/login" in page.url
+    page.fill("input[name=name]", who.name)
+    page.fill("input[name=password]", who.password)
+    assert who.secret is not None
+    page.fill("input[name=code]", accounts.totp_code(who.secret, store.clock()))
+    page.click("text=log in")
+    page.wait_for_url(web.url + "/")
+
+
+def test_a_supervisor_plays_flags_and_is_refused_and_the_auditor_sees_it(
+        page: Any, browser: Any, web: ServedStation, store: EvidenceStore) -> None:
+    add_staff(store, "pc-jones", "officer", officer_id="4121", team="blue")
+    supervisor = add_staff(store, "sgt-okafor", "supervisor", team="blue")
+    [row] = store.list_recordings()
+    problems = page_problems(page)
+    log_in(page, web, store, supervisor)
+    assert row.recording_id in page.content()
+    screenshot(page, "staff-list-supervisor")
+
+    page.click(f"text={row.recording_id}")
+    player = page.locator("#player")
+    player.evaluate("video => { video.playbackRate = 2; return video.play(); }")
+    # segment 1 ends at 2 s: the one player plays on into segment 2
+    page.wait_for_function("() => document.querySelector('#player').currentTime > 2.6",
+                           timeout=15_000)
+    assert page.locator("[role=alert]").count() == 0
+    screenshot(page, "staff-recording-playing")
+
+    page.fill("input[name=reason]", "assault on an officer")
+    page.fill("input[name=case]", "CASE-77")
+    page.click("text=place hold")
+    page.wait_for_url(f"{web.url}/recordings/{row.recording_id}")
+    assert "CASE-77" in page.content()
+    assert [h.case_ref for h in retention.active_holds(store, row.recording_id)] == ["CASE-77"]
+
+    answer = page.goto(web.url + "/audit")
+    assert answer is not None and answer.status == 403 and "Not allowed" in page.content()
+    screenshot(page, "staff-refused")
+    # the refusal just asked for, and the favicon chromium asks for of itself: nothing else
+    unexpected = [p for p in problems.all()
+                  if not p.endswith(("/favicon.ico)", f"{web.url}/audit)"))]
+    assert unexpected == [], problems.all()
+
+    mine = [e for e in audit.entries(store.engine) if e.actor == "sgt-okafor"]
+    actions = [e.action for e in mine]
+    # each recording page's player is one playback entry, however many segments it fetched
+    # (the page was shown twice: before and after the hold)
+    assert actions.count("play") == actions.count("view") == 2
+    assert "hold" in actions and "login" in actions
+    assert any(e.action == "access_refused" and e.detail["wanted"] == "audit" for e in mine)
+
+    auditor = add_staff(store, "aud-singh", "auditor")
+    context = browser.new_context()
+    try:
+        other = context.new_page()
+        log_in(other, web, store, auditor)
+        other.goto(f"{web.url}/audit?user=sgt-okafor&recording={row.recording_id}")
+        text = other.content()
+        assert "CASE-77" in text and "play" in text
+        screenshot(other, "staff-audit")
+    finally:
+        context.close()
