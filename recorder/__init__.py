@@ -6,21 +6,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
 
-from ._native import NativeFallbackWarning, load, policy_from_environ
-from .capture.access_unit import AUDIO, VIDEO, AccessUnit, RingStats
-from .errors import (
-    AccessUnitTooLargeError,
-    EmptyAccessUnitError,
-    InvalidStreamError,
-    NonMonotonicPtsError,
-    PayloadTypeError,
-    RecorderError,
-    RingClosedError,
-    RingError,
-    RingStateError,
-)
+try:
+    from typing import TYPE_CHECKING
+
+    from ._native import NativeFallbackWarning, load, policy_from_environ
+    from .capture.access_unit import AUDIO, VIDEO, AccessUnit, RingStats
+    from .errors import (
+        AccessUnitTooLargeError,
+        EmptyAccessUnitError,
+        InvalidStreamError,
+        NonMonotonicPtsError,
+        PayloadTypeError,
+        RecorderError,
+        RingClosedError,
+        RingError,
+        RingStateError,
+    )
+except KeyboardInterrupt:
+    # Ctrl-C while bwv (`python -m recorder`, whose argv[0] is "-m" until its __main__ runs, or
+    # the `bwv` script) imports this package: nothing has begun, so bwv stops as it does for a
+    # Ctrl-C anywhere in start-up, exit 130 and no traceback. An import by other code re-raises.
+    if sys.argv[:1] == ["-m"] or sys.argv[0].rsplit("/", 1)[-1:] == ["bwv"]:
+        raise SystemExit(130) from None
+    raise
 
 __version__ = "0.1.0"
 

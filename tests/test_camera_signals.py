@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,3 +136,32 @@ def test_ctrl_c_while_the_command_line_is_read_exits_130_without_a_traceback(
     assert code == 130
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+INTERRUPTING_IMPORT = '''
+import sys
+
+class Interrupt:
+    """Ctrl-C at the moment the recorder package imports recorder.errors."""
+    def find_spec(self, name, path=None, target=None):
+        if name == "recorder.errors":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+'''
+
+
+def test_ctrl_c_while_the_package_imports_stops_bwv_quietly_and_a_library_import_loudly(
+        tmp_path: Path) -> None:
+    """A SIGINT while `python -m recorder` imports its own package, before __main__ runs (a
+    loaded machine spent over 0.3 s there): bwv exits 130 with no traceback; code importing
+    recorder as a library still gets its KeyboardInterrupt."""
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPTING_IMPORT)
+    env = environment(PYTHONPATH=str(tmp_path))
+    bwv = subprocess.run([*BWV, "--help"], env=env, cwd="/", capture_output=True, text=True,
+                         timeout=60)
+    assert bwv.returncode == 130 and bwv.stderr == "" and bwv.stdout == "", bwv.stderr
+    library = subprocess.run([sys.executable, "-c", "import recorder"], env=env, cwd="/",
+                             capture_output=True, text=True, timeout=60)
+    assert library.returncode == -signal.SIGINT and "KeyboardInterrupt" in library.stderr
