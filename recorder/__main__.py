@@ -3,8 +3,8 @@
 import sys
 
 try:
-    from .cli import main
+    from .cli import command
 except KeyboardInterrupt:  # Ctrl-C while starting up: nothing was begun, so no traceback
     sys.exit(130)
 
-sys.exit(main())
+command()

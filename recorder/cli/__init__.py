@@ -6,10 +6,11 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .. import __version__
 from ..device import doctor
@@ -391,5 +392,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def command() -> NoReturn:
+    """The `bwv` program (its entry point, and `python -m recorder`): ``main``, then exit.
+    Once ``main`` is done, whatever way, Ctrl-C is ignored: the work is over, and a SIGINT then
+    could only interrupt the interpreter's own exit (joining threads), which Python reports as
+    a traceback ("Exception ignored in threading"). Not in ``main``, which tests call in their
+    own process."""
+    try:
+        code = main()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
