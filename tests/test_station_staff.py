@@ -403,3 +403,73 @@ def test_errors_are_html_pages(browser: StaffBrowser, staff: Roster) -> None:
         answer = browser.get(path)
         assert answer.status_code in (400, 404) and "text/html" in answer.headers["content-type"]
         assert "Traceback" not in answer.text and not answer.text.startswith("{")
+
+
+# --- `bwv station serve --web-listen`, the real command ------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_gives_the_staff_pages_their_own_port_and_stops_both_on_sigterm(
+        tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from support import warm
+
+    data = tmp_path / "station"
+    make_store(data)
+    device_port, web_port = _free_port(), _free_port()
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = warm.spawn(["station", "serve", "--data", str(data), "--listen",
+                              f"127.0.0.1:{device_port}", "--web-listen",
+                              f"127.0.0.1:{web_port}", "--sweep-every", "0"], stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                login = httpx.get(f"http://127.0.0.1:{web_port}/login", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, \
+                    (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        assert login.status_code == 200 and "password" in login.text
+        health = httpx.get(f"http://127.0.0.1:{device_port}/api/v1/health", timeout=5)
+        assert health.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{device_port}/login", timeout=5).status_code == 404
+        assert httpx.get(f"http://127.0.0.1:{web_port}/api/v1/health",
+                         timeout=5).status_code != 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+    said = (tmp_path / "serve.log").read_text()
+    assert f"staff pages on http://127.0.0.1:{web_port}" in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--web"], "--web-listen HOST:PORT"),
+    (["--web-listen", "0.0.0.0:8471"], "need TLS"),
+    (["--web-listen", "127.0.0.1:8470"], "must differ from --listen"),
+    (["--web-listen", "nowhere"], "is not HOST:PORT"),
+])
+def test_serve_refuses_staff_pages_it_cannot_serve_safely(tmp_path: Path, args: list[str],
+                                                          message: str) -> None:
+    from support import warm
+
+    result = warm.run(["station", "serve", "--data", str(tmp_path / "station"), "--listen",
+                       "127.0.0.1:8470", *args], timeout=60)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "station").exists()

@@ -158,6 +158,10 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _loopback(host: str) -> bool:
+    return host.strip("[]") in ("127.0.0.1", "::1", "localhost")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ..station.app import create_app
     from ..station.server import run_servers, server_config
@@ -173,6 +177,11 @@ def _serve(args: argparse.Namespace) -> int:
                                 "port serves no staff page")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise StationUsageError("give both --ssl-certfile and --ssl-keyfile for TLS")
+    if web is not None and not args.ssl_certfile and not _loopback(web[0]):
+        raise StationUsageError(f"--web-listen {args.web_listen}: staff pages off this machine "
+                                "need TLS (--ssl-certfile and --ssl-keyfile): passwords and "
+                                "session cookies must not cross a network in the clear, and "
+                                "browsers send the Secure session cookie only over https")
     limits = _limits(args)
     store = open_store(args, create=True)
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
