@@ -5,6 +5,7 @@ export is in the audit log with who did it."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import html
 import json
@@ -193,3 +194,37 @@ def test_unknown_and_deleted_recordings(web: ServedStation, officer: StaffBrowse
         assert later.get(f"/recordings/{rid(EARLY)}/media/000001.mp4").status_code == 404
     finally:
         later.close()
+
+
+def test_a_request_about_the_pre_event_seconds_finds_that_recording(
+        tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> None:
+    """The pre-event buffer is footage from before the header's utc_start: a window inside it
+    matched nothing before (issue 14)."""
+    store = make_store(tmp_path / "station", clock=clock)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    pressed = "2026-11-23T08:00:00.000000Z"  # 2 s of pre-event before it
+    made = make_recording(tmp_path / "r", camera_key, utc_start=pressed, pre_event_us=2_000_000)
+    assert ingest(store, made).verified
+    start = catalogue.to_us(datetime.datetime.fromisoformat("2026-11-23T07:59:58.5+00:00"))
+    request = record_request(store, "SAR-9", "A. Member", "outside the shop", start,
+                             start + 1_000_000, by="do-lee")
+    assert request.matches == (made.name,)
+    row = store.recording(made.name)
+    assert row.recorded_us - row.footage_start_us == 2_000_000
+
+
+def test_a_manifest_cannot_claim_an_hour_of_pre_event(tmp_path: Path, camera_key: DeviceKey,
+                                                      clock: FakeClock) -> None:
+    store = make_store(tmp_path / "station", clock=clock)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    made = make_recording(tmp_path / "r", camera_key, pre_event_us=3600 * 1_000_000)
+    assert ingest(store, made).verified
+    row = store.recording(made.name)
+    assert row.footage_start_us == row.recorded_us  # bounded: no claim moves it an hour
+
+
+def test_a_marker_button_seeks_to_its_place_on_the_players_timeline(
+        officer: StaffBrowser) -> None:
+    page = officer.get(f"/recordings/{rid(EARLY)}")
+    # the template recording's marker is 1 s after the header's start, its first frame at 0
+    assert "data-seek='1.000'" in page.text

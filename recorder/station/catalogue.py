@@ -44,6 +44,10 @@ recordings = Table(
     Column("status", String(16), nullable=False),
     Column("utc_start", String(40)),
     Column("recorded_us", BigInteger),  # from the manifest header's utc_start
+    # the UTC of the first frame: utc_start less the pre-event seconds before it (segment 1's
+    # first_pts_us against the header's monotonic_start_us); what a request's window matches
+    Column("footage_start_us", BigInteger),
+    Column("first_pts_us", BigInteger),  # segment 1's first video pts: 0 s on the player
     Column("ended_us", BigInteger),  # from the sealed line's utc
     Column("received_us", BigInteger, nullable=False),
     Column("retain_until_us", BigInteger, nullable=False),

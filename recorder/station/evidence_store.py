@@ -579,6 +579,29 @@ def _utc_us(value: Any) -> int | None:
     return moment if moment is not None and catalogue.in_range(moment) else None
 
 
+MAX_PRE_EVENT_US = 600 * 1_000_000  # more than any ring holds; a manifest cannot claim more
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int and catalogue.in_range(value) else None
+
+
+def _footage_start_us(header: Any, listed: list[Any]) -> int | None:
+    """The UTC of the recording's first frame: the header's utc_start less the pre-event
+    seconds recorded before it (how far segment 1's first pts lies before the header's
+    monotonic_start_us). A claim of no pre-event, or of more than MAX_PRE_EVENT_US, leaves
+    utc_start: a crafted manifest cannot move its recording far in time."""
+    start = _utc_us(header.value("utc_start"))
+    monotonic = _int_or_none(header.value("monotonic_start_us"))
+    first = _int_or_none(listed[0].value("first_pts_us")) if listed else None
+    if start is None or monotonic is None or first is None:
+        return start
+    before = monotonic - first
+    if not 0 < before <= MAX_PRE_EVENT_US or not catalogue.in_range(start - before):
+        return start
+    return start - before
+
+
 def _catalogue_values(read: manifest.ManifestLines,
                       report: verify.VerifyReport) -> dict[str, Any]:
     """The catalogue's columns for a recording, from what its manifest says (a damaged line
@@ -592,6 +615,8 @@ def _catalogue_values(read: manifest.ManifestLines,
                 utc_start=_text(header.value("utc_start"), 40) or None,
                 clock_source=_text(header.value("clock_source"), 32) or None,
                 recorded_us=_utc_us(header.value("utc_start")),
+                footage_start_us=_footage_start_us(header, listed),
+                first_pts_us=_int_or_none(listed[0].value("first_pts_us")) if listed else None,
                 ended_us=_utc_us(sealed[0].value("utc")) if sealed else None,
                 verify_summary=_text("ok" if first is None else f"{first.where}: {first.message}",
                                      4000),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select, insert, or_, select
+from sqlalchemy import Connection, Select, func, insert, or_, select
 
 from . import audit, retention
 from .catalogue import holds, public_requests, recordings
@@ -68,8 +68,11 @@ def _matching(window_start_us: int, window_end_us: int, device_id: str | None,
               officer_id: str | None) -> Select[Any]:
     """The recordings (tombstones included) that overlap the window, narrowed by device or
     officer; in the order of their recording time."""
+    # from the first frame, pre-event seconds included (a request about the moments before
+    # the officer pressed record is about that footage too)
+    began = func.coalesce(recordings.c.footage_start_us, recordings.c.recorded_us)
     query = (select(recordings.c.recording_id)
-             .where(recordings.c.recorded_us <= window_end_us)
+             .where(began <= window_end_us)
              .where(or_(recordings.c.ended_us >= window_start_us,
                         recordings.c.ended_us.is_(None) & (recordings.c.recorded_us
                                                            >= window_start_us)))

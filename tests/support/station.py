@@ -68,10 +68,11 @@ def _segment_template(seconds: int) -> tuple[Path, list[tuple[str, int, int, int
 def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
                    utc_start: str = "2026-11-23T07:00:00.000000Z", seconds: int = 4,
                    sealed: bool = True, officer_id: str = "PC 1234",
-                   clock_source: str = "ntp") -> Path:
+                   clock_source: str = "ntp", pre_event_us: int = 0) -> Path:
     """A recording directory ``root/<id>`` with real fragmented MP4 segments (2 s each, made by
     PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False;
-    ``clock_source`` is what its header says of the camera's clock."""
+    ``clock_source`` is what its header says of the camera's clock; the first
+    ``pre_event_us`` of footage come before the header's start (the pre-event buffer)."""
     recording_id = recording_id_for(utc_start, device_id)
     directory = root / recording_id
     template, template_spans = _segment_template(seconds)
@@ -86,7 +87,8 @@ def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
             writer.append_segment(SealedSegment(
                 index=index, file=path.name, bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
-                first_pts_us=MONOTONIC_START_US + first, last_pts_us=MONOTONIC_START_US + last,
+                first_pts_us=MONOTONIC_START_US - pre_event_us + first,
+                last_pts_us=MONOTONIC_START_US - pre_event_us + last,
                 utc_start=utc_start, utc_end=utc_start, fragments=keyframes,
                 recovered=False))
             if index == 1:

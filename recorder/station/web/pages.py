@@ -358,10 +358,7 @@ def _recording_page(row: Any, segments: dict[str, str], holds: list[retention.Ho
                        for p in report.get("problems", []) if isinstance(p, dict))
     hold_items = "".join(f"<li>case {e(h.case_ref)}: {e(h.reason)} ({e(h.placed_by)}, "
                          f"{date(h.placed_us)})</li>" for h in holds) or "<li>none</li>"
-    marker_items = "".join(
-        f"<li><button type=button data-seek='{(m.pts_us or 0) / 1e6:.3f}'>"
-        f"{(m.pts_us or 0) / 1e6:.1f} s</button> {e(m.utc)}</li>" for m in marks) or \
-        "<li>none</li>"
+    marker_items = "".join(_marker(m, row.first_pts_us) for m in marks) or "<li>none</li>"
     files = "".join(f"<li><code>{e(file)}</code> sha256 <code>{e(sha)}</code></li>"
                     for file, sha in sorted(segments.items()))
     actions = ""
@@ -386,6 +383,16 @@ def _recording_page(row: Any, segments: dict[str, str], holds: list[retention.Ho
             f"<ul>{problems}</ul>{player}<h2>Markers</h2><ul class=markers>{marker_items}</ul>"
             f"<h2>Holds</h2><ul>{hold_items}</ul>{actions}"
             f"<h2>Segments</h2><ul>{files}</ul>")
+
+
+def _marker(mark: Any, first_pts_us: int | None) -> str:
+    """A marker, with a button that seeks the player to it (0 s on the player is segment 1's
+    first frame) when its place in the footage is known."""
+    if mark.pts_us is None or first_pts_us is None or mark.pts_us < first_pts_us:
+        return f"<li>{e(mark.utc)}</li>"
+    seconds = (mark.pts_us - first_pts_us) / 1e6
+    return (f"<li><button type=button data-seek='{seconds:.3f}'>{seconds:.1f} s</button> "
+            f"{e(mark.utc)}</li>")
 
 
 def _audit_entries(store: EvidenceStore, user: str, recording_id: str) -> list[audit.AuditEntry]:
