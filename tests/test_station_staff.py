@@ -473,3 +473,51 @@ def test_serve_refuses_staff_pages_it_cannot_serve_safely(tmp_path: Path, args: 
                        "127.0.0.1:8470", *args], timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "station").exists()
+
+
+# --- requests from the public -------------------------------------------------------------------
+
+
+def test_only_disclosure_officers_see_requests_and_each_refusal_is_audited(
+        web: ServedStation, store: EvidenceStore, staff: Roster) -> None:
+    for role in ("officer", "supervisor", "custodian", "auditor", "admin"):
+        browser = StaffBrowser(web.url, store)
+        try:
+            browser.login(staff[role])
+            browser.get("/")
+            assert browser.get("/requests").status_code == 403, role
+            assert browser.post("/requests", {"reference": "X"}).status_code == 403, role
+        finally:
+            browser.close()
+        refused = [e for e in entries_by(store, staff[role].name)
+                   if e.action == "access_refused"]
+        assert [e.detail["wanted"] for e in refused] == ["requests", "requests"], role
+
+
+def test_a_request_is_searched_before_it_is_disclosed_and_refused_only_with_a_reason(
+        browser: StaffBrowser, staff: Roster, store: EvidenceStore) -> None:
+    browser.login(staff["disclosure"])
+    browser.get("/requests/new")
+    made = browser.post("/requests", {
+        "reference": "SAR-1", "requester": "A. Member", "received": "2026-11-23",
+        "from": "2026-11-23T06:59", "to": "2026-11-23T07:01", "place": "", "description": "d"})
+    assert made.status_code == 303 and made.headers["location"] == "/requests/SAR-1"
+    page = browser.get("/requests/SAR-1")
+    assert MY_RECORDING in page.text and THEIR_RECORDING not in page.text
+    too_soon = browser.post("/requests/SAR-1/export", {})
+    assert too_soon.status_code == 400 and "searched" in too_soon.text
+    assert browser.post("/requests/SAR-1/status", {"status": "refused", "note": " "}
+                        ).status_code == 400
+    assert browser.post("/requests/SAR-1/status", {"status": "disclosed"}).status_code == 409
+    assert browser.post("/requests/SAR-1/status", {"status": "searched"}).status_code == 303
+    assert browser.post("/requests/SAR-1/status",
+                        {"status": "refused", "note": "third parties throughout"}
+                        ).status_code == 303
+    assert "refused" in browser.get("/requests/SAR-1").text
+    assert browser.post("/requests/SAR-1/export", {}).status_code == 400
+    for bad in ({"from": "yesterday"}, {"received": "2030-01-01"}):
+        form = {"reference": "SAR-2", "requester": "B", "received": "2026-11-23",
+                "from": "2026-11-23T06:59", "to": "2026-11-23T07:01", "description": "d",
+                **bad}
+        assert browser.post("/requests", form).status_code == 400, bad
+    assert browser.get("/requests/NOPE").status_code == 404

@@ -106,3 +106,50 @@ def test_a_supervisor_plays_flags_and_is_refused_and_the_auditor_sees_it(
         screenshot(other, "staff-audit")
     finally:
         context.close()
+
+
+def test_a_disclosure_officer_takes_a_request_from_intake_to_export(
+        page: Any, web: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
+        tmp_path: Path) -> None:
+    """A written request about 07:58-07:59 UTC, which only the pre-event seconds of a recording
+    started at 08:00 cover: logged through the form, matched and held, reviewed, exported and
+    downloaded; the request then shows as disclosed and every step is in the audit log."""
+    early = make_recording(tmp_path / "r2", camera_key, utc_start="2026-11-23T08:00:00.000000Z",
+                           pre_event_us=90_000_000)  # footage from 07:58:30
+    assert ingest(store, early).verified
+    officer = add_staff(store, "do-lee", "disclosure")
+    log_in(page, web, store, officer)
+    page.click("text=requests from the public")
+    page.click("text=log a new request")
+    for name, value in (("reference", "SAR-2026-0042"), ("requester", "A. Member"),
+                        ("received", "2026-11-24"), ("from", "2026-11-23T07:58"),
+                        ("to", "2026-11-23T07:59"), ("place", "High Street"),
+                        ("description", "stopped and spoken to outside the bank")):
+        page.fill(f"input[name={name}]", value)
+    page.click("text=log the request")
+    page.wait_for_url(f"{web.url}/requests/SAR-2026-0042")
+    assert early.name in page.locator("ul.held").inner_text()
+    assert "received" in page.locator("p.status").inner_text()
+    assert "2026-12-25" in page.content()  # 31 days from the letter of 24 November
+    screenshot(page, "request-received")
+
+    page.click("text=the matches are reviewed")
+    page.wait_for_url(f"{web.url}/requests/SAR-2026-0042")
+    assert "searched" in page.locator("p.status").inner_text()
+    with page.expect_download() as download:
+        page.click("text=export and disclose")
+    saved = tmp_path / "disclosed.zip"
+    download.value.save_as(saved)
+    import zipfile
+
+    with zipfile.ZipFile(saved) as bundle:
+        assert bundle.namelist() == [f"SAR-2026-0042-{early.name}.zip"]
+    page.goto(f"{web.url}/requests/SAR-2026-0042")
+    assert "disclosed" in page.locator("p.status").inner_text()
+    screenshot(page, "request-disclosed")
+
+    steps = [(e.action, e.detail.get("to")) for e in audit.entries(store.engine)
+             if e.actor == "do-lee"]
+    for step in (("public_request", None), ("hold", None), ("public_request_status", "searched"),
+                 ("export", None), ("public_request_status", "disclosed")):
+        assert step in steps, steps

@@ -117,6 +117,14 @@ public_requests = Table(
     Column("officer_id", String(128)),
     Column("description", Text, nullable=False),
     Column("recorded_by", String(128), nullable=False),
+    Column("place", Text),  # where it happened, as the requester says
+    Column("entered_us", BigInteger),  # when it was entered here (received_us: on the letter)
+    # received -> searched -> disclosed or refused (recorder.station.public_requests); NULL is
+    # received (a request entered before statuses)
+    Column("status", String(16)),
+    Column("status_us", BigInteger),
+    Column("status_by", String(128)),
+    Column("status_note", Text),
 )
 
 deletions = Table(

@@ -118,3 +118,13 @@ class AccountError(StationError, ValueError):
 
     status = 400
     code = "account"
+
+
+class NoSuchRequestError(StationError, KeyError):
+    """No request from the public has that reference."""
+
+    status = 404
+    code = "no_such_request"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -28,6 +28,7 @@ from ..evidence_store import EvidenceStore
 from .auth import ForbiddenForm, NotLoggedIn, client_of, login_routes
 from .html import error_page
 from .pages import Refused, web_routes
+from .requests import request_routes
 from .security import SecurityHeaders, WebSettings
 
 log = logging.getLogger("recorder.station.web")
@@ -69,7 +70,7 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
 
     static = StaticFiles(directory=str(resources.files("recorder.station") / "static"))
     routes = [*login_routes(store, settings), *web_routes(store, settings),
-              Mount("/static", static, name="static")]
+              *request_routes(store, settings), Mount("/static", static, name="static")]
     handlers = {NotLoggedIn: not_logged_in, Refused: refused, ForbiddenForm: forbidden_form,
                 StationError: station_error, HTTPException: http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)

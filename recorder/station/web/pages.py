@@ -164,7 +164,9 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             counts = await run_in_threadpool(retention.stats, store)
             summary = ", ".join(f"{name.replace('_', ' ')} {value}"
                                 for name, value in counts.items() if name != "bytes_stored")
-        return shell(who, "recordings", f"<p>{e(summary)}</p>" * bool(summary)
+        requests = ("<p><a href='/requests'>requests from the public</a></p>"
+                    if may(who.user, Permission.REQUESTS) else "")
+        return shell(who, "recordings", f"<p>{e(summary)}</p>" * bool(summary) + requests
                      + _list_page(found, filters, dict(request.query_params)))
 
     async def recording(request: Request) -> Response:
