@@ -615,3 +615,38 @@ def test_a_failed_recording_takes_only_segments_its_manifest_lists(
         station.stop()
     assert not race_store.blobs.exists(sha256(extra))
     assert race_store.blobs.exists(sha256(first))
+
+
+class _Transport:
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class _Connection:
+    def __init__(self, host: str, closing: bool) -> None:
+        self.client = (host, 40000)
+        self.transport = _Transport(closing)
+
+
+def test_connections_being_closed_do_not_count_against_a_new_client() -> None:
+    """Right after a burst over the limit, the burst's connections are closing but still in the
+    server's set until the loop reports them lost: a client arriving then was refused for them
+    (seen as a reset /health in the slow-loris test under load)."""
+    from recorder.station.limits import Limits
+    from recorder.station.server import StationProtocol, protocol_for
+
+    limits = Limits(max_connections=3, max_connections_per_client=2)
+    protocol = protocol_for(limits).__new__(protocol_for(limits))
+    newcomer = _Connection("127.0.0.1", closing=False)
+    burst = {_Connection("127.0.0.2", closing=True) for _ in range(50)}
+    protocol.client = newcomer.client
+    protocol.connections = burst | {newcomer}  # type: ignore[assignment]
+    assert isinstance(protocol, StationProtocol) and not protocol._over_limit()
+    protocol.connections |= {_Connection("127.0.0.2", False) for _ in range(3)}
+    assert protocol._over_limit()  # four open: over the limit of three
+    protocol.connections = {newcomer, _Connection("127.0.0.1", False),  # type: ignore
+                            _Connection("127.0.0.1", False)}
+    assert protocol._over_limit()  # three from one address: over its two

@@ -36,6 +36,12 @@ def _client_host(protocol: object) -> str | None:
     return str(client[0]) if isinstance(client, tuple) and client else None
 
 
+def _closing(protocol: object) -> bool:
+    """Whether one of uvicorn's connections is being closed (or never got a transport)."""
+    transport = getattr(protocol, "transport", None)
+    return transport is None or bool(transport.is_closing())
+
+
 class StationProtocol(H11Protocol):
     """uvicorn's h11 protocol with header and body timeouts and connection limits; the limits
     are class attributes, set by ``protocol_for``."""
@@ -55,13 +61,17 @@ class StationProtocol(H11Protocol):
         self._arm_header_timer()
 
     def _over_limit(self) -> bool:
-        if len(self.connections) > self.limits.max_connections:
+        # connections the station is already closing (a burst over the limit, timed-out slow
+        # headers) stay in the set until the loop reports them lost: they do not count, or a
+        # client arriving just after a burst is refused for connections that are gone
+        open_now = [other for other in self.connections if not _closing(other)]
+        if len(open_now) > self.limits.max_connections:
             return True
         per_client = self.limits.max_connections_per_client
         if not per_client or self.client is None:
             return False
         host = self.client[0]
-        same = sum(1 for other in self.connections if _client_host(other) == host)
+        same = sum(1 for other in open_now if _client_host(other) == host)
         return same > per_client
 
     def connection_lost(self, exc: Exception | None) -> None:
