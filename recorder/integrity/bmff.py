@@ -333,23 +333,13 @@ def _parse_moov(data: bytes, moov: Box) -> dict[int, Track]:
             trex[track_id] = (duration, size, flags)
     tracks: dict[int, Track] = {}
     for trak in (box for box in children if box.type == "trak"):
-        parts = _children(data, trak, base)
-        reader = _Reader(data, _need(parts, "tkhd", trak), base)
-        version, _ = reader.full_box()
-        (track_id,) = reader.take(">QQI" if version == 1 else ">III")[2:]
-        mdia = _need(parts, "mdia", trak)
-        media = _children(data, mdia, base)
+        track_id, mdia, media = _trak_media(data, trak, base)
         reader = _Reader(data, _need(media, "mdhd", mdia), base)
         version, _ = reader.full_box()
         (timescale,) = reader.take(">QQI" if version == 1 else ">III")[2:]
         if timescale == 0:
             raise BoxFormatError(mdia.offset, f"track {track_id} has timescale 0")
-        reader = _Reader(data, _need(media, "hdlr", mdia), base)
-        reader.full_box()
-        handler = struct.pack(">I", reader.take(">II")[1])
-        minf = _need(media, "minf", mdia)
-        stbl = _need(_children(data, minf, base), "stbl", minf)
-        stsd = _need(_children(data, stbl, base), "stsd", stbl)
+        handler, stsd = _handler_and_stsd(data, mdia, media, base)
         reader = _Reader(data, stsd, base)
         reader.full_box()
         (count,) = reader.take(">I")
@@ -567,22 +557,33 @@ def read_sample_entries(source: Path | str | BinaryIO | bytes) -> dict[int, Samp
     return _with_file(source, read)
 
 
+def _trak_media(data: bytes, trak: Box, base: int) -> tuple[int, Box, list[Box]]:
+    """A trak's track id (from its tkhd), its mdia box and the mdia's children."""
+    parts = _children(data, trak, base)
+    reader = _Reader(data, _need(parts, "tkhd", trak), base)
+    version, _ = reader.full_box()
+    (track_id,) = reader.take(">QQI" if version == 1 else ">III")[2:]
+    mdia = _need(parts, "mdia", trak)
+    return track_id, mdia, _children(data, mdia, base)
+
+
+def _handler_and_stsd(data: bytes, mdia: Box, media: list[Box], base: int) -> tuple[bytes, Box]:
+    """A track's handler type (the hdlr's four bytes) and its sample description box."""
+    reader = _Reader(data, _need(media, "hdlr", mdia), base)
+    reader.full_box()
+    handler = struct.pack(">I", reader.take(">II")[1])
+    minf = _need(media, "minf", mdia)
+    stbl = _need(_children(data, minf, base), "stbl", minf)
+    return handler, _need(_children(data, stbl, base), "stsd", stbl)
+
+
 def _sample_entries(data: bytes, moov: Box) -> dict[int, SampleEntry]:
     base = moov.offset
     entries: dict[int, SampleEntry] = {}
     for trak in (box for box in _children(data, moov, base) if box.type == "trak"):
-        parts = _children(data, trak, base)
-        reader = _Reader(data, _need(parts, "tkhd", trak), base)
-        version, _ = reader.full_box()
-        (track_id,) = reader.take(">QQI" if version == 1 else ">III")[2:]
-        mdia = _need(parts, "mdia", trak)
-        media = _children(data, mdia, base)
-        reader = _Reader(data, _need(media, "hdlr", mdia), base)
-        reader.full_box()
-        handler = _box_type(struct.pack(">I", reader.take(">II")[1]))
-        minf = _need(media, "minf", mdia)
-        stbl = _need(_children(data, minf, base), "stbl", minf)
-        stsd = _need(_children(data, stbl, base), "stsd", stbl)
+        track_id, mdia, media = _trak_media(data, trak, base)
+        code, stsd = _handler_and_stsd(data, mdia, media, base)
+        handler = _box_type(code)
         reader = _Reader(data, stsd, base)
         reader.full_box()
         reader.take(">I")  # the entry count: the first entry is the one fragments use
