@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.staff import Staff, StaffBrowser, add_staff
+from support.staff import Staff, StaffBrowser, add_staff, web
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
                              make_store, serve, serve_web)
 
@@ -20,7 +20,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, devices, retention
 from recorder.station.evidence_store import EvidenceStore
 
-__all__ = ["camera_key"]  # fixtures used by name below
+__all__ = ["camera_key", "web"]  # fixtures used by name below
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
@@ -54,13 +54,6 @@ def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceSt
     assert ingest(store, make_recording(tmp_path / "r", other, utc_start=THEIRS,
                                         device_id="cam8"), device_id="cam8").verified
     return store
-
-
-@pytest.fixture()
-def web(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve_web(store)
-    yield served
-    served.stop()
 
 
 ROSTER = {  # role: (account, officer id, team)

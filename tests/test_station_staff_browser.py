@@ -6,13 +6,12 @@ under the supervisor's name, in the audit page. Screenshots are kept (support.br
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.browser import browser, page, page_problems, screenshot  # noqa: F401
-from support.staff import Staff, add_staff
+from support.staff import Staff, add_staff, web
 from support.station import (ServedStation, camera_key, ingest, make_recording, make_store,
                              serve_web)
 
@@ -20,7 +19,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, devices, retention
 from recorder.station.evidence_store import EvidenceStore
 
-__all__ = ["camera_key"]  # fixtures used by name below
+__all__ = ["camera_key", "web"]  # fixtures used by name below
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
@@ -32,13 +31,6 @@ def store(tmp_path: Path, camera_key: DeviceKey) -> EvidenceStore:
     devices.assign(store, "cam7", "4121", by="admin", from_us=0)
     assert ingest(store, make_recording(tmp_path / "r", camera_key, seconds=6)).verified
     return store
-
-
-@pytest.fixture()
-def web(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve_web(store)
-    yield served
-    served.stop()
 
 
 def log_in(page: Any, web: ServedStation, store: EvidenceStore, who: Staff) -> None:

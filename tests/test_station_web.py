@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.staff import StaffBrowser, add_staff, logged_in
+from support.staff import StaffBrowser, add_staff, logged_in, web
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
                              make_store, serve_web)
 
@@ -28,7 +28,7 @@ from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
 from recorder.station.public_requests import export_request, record_request
 
-__all__ = ["camera_key"]  # fixtures used by name below
+__all__ = ["camera_key", "web"]  # fixtures used by name below
 
 # what is uploaded, catalogued or kept is checked here, not durability: fsync does nothing
 pytestmark = pytest.mark.usefixtures("no_fsync")
@@ -50,13 +50,6 @@ def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceSt
         assert ingest(store, make_recording(tmp_path / "recordings", camera_key,
                                             utc_start=utc)).verified
     return store
-
-
-@pytest.fixture()
-def web(store: EvidenceStore) -> Iterator[ServedStation]:
-    served = serve_web(store)
-    yield served
-    served.stop()
 
 
 def rid(utc: str) -> str:

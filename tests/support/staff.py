@@ -7,15 +7,17 @@ which browsers do on loopback, so the cookies are kept here.)"""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
 import httpx
+import pytest
 
 from recorder.station import accounts
 from recorder.station.evidence_store import EvidenceStore
+from support.station import ServedStation, serve_web
 
 CSRF_FIELD = re.compile(r'name=csrf value="([^"]+)"')
 
@@ -98,3 +100,11 @@ def logged_in(url: str, store: EvidenceStore, role: str = "disclosure",
     answer = browser.login(add_staff(store, name, role))
     assert answer.status_code == 303, answer.text
     return browser
+
+
+@pytest.fixture()
+def web(store: EvidenceStore) -> Iterator[ServedStation]:
+    """The staff pages of the test module's ``store`` fixture, on a listener of their own."""
+    served = serve_web(store)
+    yield served
+    served.stop()
