@@ -182,28 +182,53 @@ def test_every_download_of_footage_from_the_staff_pages_is_audited(
     assert all(entry.actor == "mallory" for entry in fetches)
 
 
-def test_a_failed_web_export_leaves_no_scratch_directory(enrolled: EvidenceStore,
-                                                         tmp_path: Path,
-                                                         camera_key: DeviceKey) -> None:
+def lose_footage(store: EvidenceStore, recording_id: str) -> None:
+    """Take every segment of ``recording_id`` out of the blob store behind the station's back
+    (a failed disk, an operator's rm)."""
+    for sha256 in store.holdings(recording_id).segments.values():
+        (store.blobs.root / sha256[:2] / sha256[2:4] / sha256).unlink()
+
+
+def test_a_failed_web_export_says_why_and_leaves_no_scratch_directory(
+        enrolled: EvidenceStore, tmp_path: Path, camera_key: DeviceKey) -> None:
     directory = make_recording(tmp_path / "cam", camera_key)
     assert ingest(enrolled, directory).verified
-    for sha256 in enrolled.holdings(directory.name).segments.values():
-        blob = enrolled.blobs.local_path(sha256)  # the footage gone from the disk: it fails
-        assert blob is not None
-        blob.unlink(missing_ok=True)
+    lose_footage(enrolled, directory.name)
     before = set(Path(tempfile.gettempdir()).glob("bwv-web-export-*"))
     served = serve_web(enrolled)
     browser = StaffBrowser(served.url, enrolled)
     try:
         browser.login(add_staff(enrolled, "do-lee", "disclosure"))
         browser.get("/")
-        answers = [browser.post(f"/recordings/{directory.name}/export", {"purpose": "p"})
-                   for _ in range(3)]
+        path = f"/recordings/{directory.name}"
+        answers = [browser.post(f"{path}/export", {"purpose": "p"}) for _ in range(3)]
+        media = browser.get(f"{path}/media/000001.mp4")
+        after = browser.get("/")  # the same connection still serves: nothing was torn down
     finally:
         browser.close()
         served.stop()
-    assert all(answer.status_code >= 400 for answer in answers), answers
+    for answer in [*answers, media]:
+        assert answer.status_code == 500, answer
+        assert "missing from the blob store" in answer.text and "Traceback" not in answer.text
+    assert after.status_code == 200
     assert set(Path(tempfile.gettempdir()).glob("bwv-web-export-*")) == before
+    exports = [entry for entry in audit.entries(enrolled.engine, directory.name)
+               if entry.action == Action.EXPORT]
+    assert exports == []  # nothing was exported, so nothing says it was
+
+
+def test_an_export_of_lost_footage_fails_with_a_message_not_a_traceback(
+        enrolled: EvidenceStore, tmp_path: Path, camera_key: DeviceKey) -> None:
+    data = tmp_path / "station"
+    directory = make_recording(tmp_path / "cam", camera_key)
+    assert ingest(enrolled, directory).verified
+    lose_footage(enrolled, directory.name)
+    out = tmp_path / "package.zip"
+    result = bwv("station", "export", directory.name, "--data", str(data), "--out", str(out),
+                 "--purpose", "court")
+    assert result.returncode == 1, result.stderr
+    assert "missing from the blob store" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
 
 
 # --- the station's key is never replaced silently ------------------------------------------------

@@ -18,7 +18,7 @@ from typing import BinaryIO, Protocol
 
 from .. import durability
 from ..private_files import make_private_dir, open_private
-from .errors import HashMismatchError, StorageFullError
+from .errors import BlobMissingError, HashMismatchError, StorageFullError
 
 
 class BlobWriter(Protocol):
@@ -43,15 +43,19 @@ class BlobStore(Protocol):
 
     def size(self, sha256: str) -> int: ...
 
-    def open(self, sha256: str) -> BinaryIO: ...
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob for reading. Raises BlobMissingError when the store has lost it."""
+        ...
 
     def local_path(self, sha256: str) -> Path | None:
         """The blob's file when it is on a local file system (served with range requests),
-        else None (an object store: the blob is streamed through ``open``)."""
+        else None (an object store: the blob is streamed through ``open``). Raises
+        BlobMissingError when the store has lost it."""
         ...
 
     def place(self, sha256: str, destination: Path) -> None:
-        """Make the blob readable at ``destination`` (a hard link where possible)."""
+        """Make the blob readable at ``destination`` (a hard link where possible). Raises
+        BlobMissingError when the store has lost it."""
         ...
 
     def delete(self, sha256: str) -> bool:
@@ -61,6 +65,11 @@ class BlobStore(Protocol):
     def remove_partials(self) -> int:
         """Remove what interrupted writes left; returns how many."""
         ...
+
+
+def _missing(sha256: str) -> BlobMissingError:
+    return BlobMissingError(f"blob {sha256} is held in the catalogue but missing from the blob "
+                            "store; restore it from the backup")
 
 
 def _full_error(path: Path, exc: OSError) -> StorageFullError:
@@ -152,17 +161,30 @@ class LocalBlobStore:
         return self.path_of(sha256).stat().st_size
 
     def open(self, sha256: str) -> BinaryIO:
-        return open(self.path_of(sha256), "rb")  # noqa: SIM115
+        try:
+            return open(self.path_of(sha256), "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise _missing(sha256) from None
 
     def local_path(self, sha256: str) -> Path | None:
-        return self.path_of(sha256)
+        path = self.path_of(sha256)
+        if not path.is_file():
+            raise _missing(sha256)
+        return path
 
     def place(self, sha256: str, destination: Path) -> None:
         source = self.path_of(sha256)
         try:
             os.link(source, destination)
+        except FileNotFoundError:
+            if not source.is_file():
+                raise _missing(sha256) from None
+            raise
         except OSError:
-            shutil.copyfile(source, destination)
+            try:
+                shutil.copyfile(source, destination)
+            except FileNotFoundError:
+                raise _missing(sha256) from None
 
     def delete(self, sha256: str) -> bool:
         path = self.path_of(sha256)

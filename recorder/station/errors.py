@@ -76,6 +76,17 @@ class StorageFullError(StationError, OSError):
     code = "storage_full"
 
 
+class BlobMissingError(StationError, FileNotFoundError):
+    """A blob the catalogue says is held is not in the blob store (lost from the disk or
+    removed behind the station's back): what needed it fails, and nothing is made from less."""
+
+    status = 500
+    code = "blob_missing"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "a held blob is missing from the store"
+
+
 class EnrollmentError(StationError, ValueError):
     """An enrollment that cannot be made (bad id, another key already enrolled)."""
 
