@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
@@ -103,11 +105,75 @@ def test_start_drains_the_pre_event_buffer_and_the_seam_has_no_gap_or_duplicate(
 def test_audio_stays_out_of_the_pre_event_buffer_unless_allowed(tmp_path: Path) -> None:
     controller, recordings, _, clock = make(tmp_path)
     feed(controller, clock, range(0, 60))
+    trigger_us = clock.now
     controller.start_recording()
     feed(controller, clock, range(60, 90))
     controller.stop_recording()
-    first_audio = next(u for u in recordings[0].units if u.stream == AUDIO)
-    assert first_audio.pts_us >= 60 * FRAME
+    audio = [u for u in recordings[0].units if u.stream == AUDIO]
+    assert recordings[0].units[0].pts_us < trigger_us - 500_000  # the pre-event video is there
+    assert audio[0].pts_us == trigger_us + 7  # the sound stamped 7 µs after the trigger
+    assert all(u.pts_us >= trigger_us for u in audio)
+
+
+def test_audio_stamped_after_the_trigger_but_arriving_during_the_start_is_kept(
+        tmp_path: Path) -> None:
+    """The start writes its trigger line (an fsync) before the state is RECORDING; audio the
+    encoder stamps after the trigger and hands over meanwhile belongs to the recording."""
+    controller, recordings, _, clock = make(tmp_path)
+    feed(controller, clock, range(0, 60))
+    late = AccessUnit(AUDIO, 60 * FRAME + 5_000, True, b"during the fsync")
+    early = AccessUnit(AUDIO, 60 * FRAME - 5_000, True, b"before the trigger")
+    opened = controller.open_recording
+
+    def open_slow_recording() -> Any:
+        recording = opened()
+        written = recording.event
+
+        def event(kind: str, **fields: Any) -> None:
+            written(kind, **fields)
+            if kind == "trigger":  # the audio thread pushes while this line is being written
+                controller.push(early)
+                controller.push(late)
+        recording.event = event
+        return recording
+
+    controller.open_recording = open_slow_recording
+    clock.now = 60 * FRAME
+    controller.start_recording()
+    feed(controller, clock, range(61, 90))
+    controller.stop_recording()
+    audio = [u for u in recordings[0].units if u.stream == AUDIO]
+    assert audio[0] == late
+    assert early not in audio and all(u.pts_us >= 60 * FRAME for u in audio)
+
+
+@given(delays=st.lists(st.integers(0, 300_000), min_size=1, max_size=80),
+       trigger_frame=st.integers(1, 40))
+@settings(max_examples=60, deadline=None)
+def test_audio_enters_a_recording_by_its_pts_whatever_its_delay(
+        tmp_path_factory: pytest.TempPathFactory, delays: list[int], trigger_frame: int) -> None:
+    """Audio units stamped every AAC frame reach the controller up to 0.3 s late (arrival is in
+    pts order, one audio thread); exactly those stamped at or after the trigger are recorded."""
+    controller, recordings, _, clock = make(tmp_path_factory.mktemp("c"))
+    sounds = [AccessUnit(AUDIO, 10_000 + 21_333 * n, True, n.to_bytes(2, "big"))
+              for n in range(len(delays))]
+    arrivals, at = [], 0
+    for sound, delay in zip(sounds, delays):
+        at = max(at, sound.pts_us + delay)
+        arrivals.append(at)
+    trigger_us = trigger_frame * FRAME
+    end = max(arrivals[-1], trigger_us) + FRAME
+    pending = list(zip(arrivals, sounds))
+    for n in range(end // FRAME + 1):
+        clock.now = n * FRAME
+        while pending and pending[0][0] <= clock.now:
+            controller.push(pending.pop(0)[1])
+        if n == trigger_frame:
+            controller.start_recording()
+        controller.push(AccessUnit(VIDEO, n * FRAME, n % 15 == 0, b"v"))
+    controller.stop_recording()
+    recorded = [u for u in recordings[0].units if u.stream == AUDIO]
+    assert recorded == [u for u in sounds if u.pts_us >= trigger_us]
 
 
 def test_audio_in_pre_event_starts_with_the_video(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from .writer import Recording, RecordingWriter, Ring
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
 
 HANDLE_WAIT_S = 0.5  # a board stop waits this long for the seal, then check() finishes it
+HELD_AUDIO_US = 2_000_000  # audio held while buffering: longer than a start's write can take
+HELD_AUDIO_UNITS = 256  # and at most this many units (AAC: about 5 s)
 
 
 class State(enum.Enum):
@@ -127,16 +130,44 @@ class Controller:
         self.errors: list[str] = []
         self._fault_conditions: set[Condition] = set()  # shown until a recording starts again
         self._lock = threading.Lock()
+        # Audio while buffering without pre-event audio: the last HELD_AUDIO_US of it is held
+        # here, so that audio stamped after the trigger but arriving while the start is still
+        # being written is not lost. The gate is the trigger's pts while recording, else None.
+        self._audio_gate = threading.Lock()
+        self._audio_from_us: int | None = None
+        self._held_audio: deque[AccessUnit] = deque(maxlen=HELD_AUDIO_UNITS)
         self._show()
 
     # -- what the sources call --------------------------------------------------------------
 
     def push(self, unit: AccessUnit) -> None:
-        """The sink for every source: audio is gated by the pre-event audio setting."""
-        if (unit.stream == AUDIO and not self.audio_in_pre_event
-                and self.state is not State.RECORDING and self.state is not State.STOPPING):
-            return  # while stopping, audio up to the stop instant is still on its way
-        self.ring.push(*unit)
+        """The sink for every source. Without pre-event audio, audio enters the ring from the
+        trigger's pts on (by its pts, not by when it arrives); until a start it is only held
+        for a moment. While stopping, audio up to the stop instant is still on its way."""
+        if unit.stream != AUDIO or self.audio_in_pre_event:
+            self.ring.push(*unit)
+            return
+        with self._audio_gate:  # one audio thread: its units enter the ring in pts order
+            if self._audio_from_us is None:
+                held = self._held_audio
+                held.append(unit)
+                while held and held[0].pts_us < unit.pts_us - HELD_AUDIO_US:
+                    held.popleft()
+            elif unit.pts_us >= self._audio_from_us:
+                self.ring.push(*unit)
+
+    def _open_audio_gate(self, from_us: int) -> None:
+        """Let audio stamped at or after ``from_us`` into the ring, the held units first."""
+        with self._audio_gate:
+            for unit in self._held_audio:
+                if unit.pts_us >= from_us:
+                    self.ring.push(*unit)
+            self._held_audio.clear()
+            self._audio_from_us = from_us
+
+    def _close_audio_gate(self) -> None:
+        with self._audio_gate:
+            self._audio_from_us = None
 
     # -- events -------------------------------------------------------------------------------
 
@@ -210,6 +241,7 @@ class Controller:
             self._storage_fault(exc, "no new recording could be made")
             self.board.cue(Cue.REFUSED)
             return None
+        trigger_us = self.clock_us()  # on the sources' clock: audio is let in from here
         try:
             recording.event("trigger", source=source, stealth=self.stealth)
         except OSError as exc:  # the manifest has its header: seal what there is, if it can
@@ -219,6 +251,7 @@ class Controller:
             return None
         self._clear_storage_faults()
         self.ring.begin_consume()
+        self._open_audio_gate(trigger_us)
         self.writer = RecordingWriter(self.ring, recording, self.min_free_bytes, self.storage,
                                       self.clock_us)
         self.state = State.RECORDING
@@ -248,6 +281,7 @@ class Controller:
         assert writer is not None and writer.done.is_set()
         writer.join()
         self.ring.end_consume()
+        self._close_audio_gate()
         self.writer = None
         self.state = State.BUFFERING
         self._report_writer(writer)
