@@ -174,3 +174,19 @@ def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     monkeypatch.setattr(os, "fdatasync", lambda fd: None)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords hashed in this process are argon2id at t=1, m=1 MiB, p=1, for every test of a
+    process that has loaded the station's accounts (it is never imported for this).
+
+    A station's own parameters (t=3, m=64 MiB, p=4: 0.37 s of CPU per hash and verify) are
+    pinned by tests/test_station_accounts.py, and used by every `bwv station` the tests start;
+    the in-process tests log dozens of accounts in, to test who may see what, not argon2."""
+    accounts = sys.modules.get("recorder.station.accounts")
+    if accounts is not None:
+        from argon2 import PasswordHasher
+
+        monkeypatch.setattr(accounts, "password_hasher",
+                            PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
