@@ -263,9 +263,29 @@ print(json.dumps(results))
 """
 
 
+def base_distributions() -> list[importlib.metadata.Distribution]:
+    """What a base install of this project holds besides itself: its dependencies without
+    extras, and theirs, as they are installed in this venv (markers evaluated here)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    wanted = list(PYPROJECT["project"]["dependencies"])
+    while wanted:
+        requirement = Requirement(wanted.pop())
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name not in found:
+            found[name] = importlib.metadata.distribution(name)
+            wanted.extend(found[name].requires or [])
+    return list(found.values())
+
+
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv holding a pure-Python wheel of this source with its base dependencies only."""
+    """A venv holding a pure-Python wheel of this source with its base dependencies only.
+
+    pip installs the wheel itself; the dependencies are this venv's own distributions, linked
+    file by file (pip resolving and unpacking av, numpy and cryptography again took 12 s, and
+    the quick start in CI already installs them from the index into a fresh venv)."""
     root = tmp_path_factory.mktemp("base-install")
     source = root / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
@@ -277,12 +297,24 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    env=env, check=True, capture_output=True, timeout=600)
     target = root / "venv"
     # No pip of its own (ensurepip takes seconds): this venv's pip installs into it (--python),
-    # without compiling every dependency's modules (--no-compile: those imported compile then).
+    # without compiling every module (--no-compile: those imported compile then).
     venv.create(target, with_pip=False)
+    [site] = (target / "lib").glob("python3.*/site-packages")
+    for distribution in base_distributions():
+        home = Path(str(distribution.locate_file("")))
+        for file in distribution.files or ():
+            path = Path(str(distribution.locate_file(file)))
+            if not path.is_relative_to(home) or ".." in file.parts or "__pycache__" in file.parts:
+                continue  # scripts in bin/, compiled bytecode
+            (site / file).parent.mkdir(parents=True, exist_ok=True)
+            (site / file).symlink_to(path)
     [wheel] = (root / "wheels").glob("bwv_recorder-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"),
-                    "install", "-q", "--no-compile", str(wheel)],
+                    "install", "-q", "--no-compile", "--no-deps", str(wheel)],
                    check=True, capture_output=True, timeout=600)
+    check = subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"),
+                            "check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout  # every requirement of the base install is met
     return target
 
 
