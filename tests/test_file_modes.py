@@ -12,10 +12,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from support.station import ingest, make_store, serve_web
 from support import warm
+from support.http import http
 
 from recorder.capture.clock import ClockAnchor
 from recorder.integrity.keys import DeviceKey
@@ -84,7 +84,7 @@ def test_a_station_keeps_its_data_0700_and_0600_under_umask_000(tmp_path: Path,
     served = serve_web(store)
     try:
         assert ingest(store, recording, device_id=device_id).verified
-        assert httpx.get(served.url + "/login", timeout=10).status_code == 200
+        assert http.get(served.url + "/login", timeout=10).status_code == 200
         names = {path.name for path in station.iterdir()}
         assert {"catalogue.sqlite3", "catalogue.sqlite3-wal", "catalogue.sqlite3-shm",
                 "station_key.pem", "blobs"} <= names, names

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.station import ServedStation, ingest, make_recording, make_store, serve
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import (HEADER_CONTENT_SHA256, HEADER_DEVICE,
@@ -114,8 +115,8 @@ def test_no_request_gets_an_undocumented_answer(
         headers.update({name: value.encode() for name, value in extra.items()})
     url = station.served.url + path + (f"?{query}" if query else "")
     try:
-        answer = httpx.request(method, url, content=body if method != "GET" else None,
-                               headers=headers, timeout=30)
+        answer = http.request(method, url, content=body if method != "GET" else None,
+                              headers=headers, timeout=30)
     except (httpx.LocalProtocolError, httpx.InvalidURL):
         return  # the client would not send it: nothing reached the station
     assert answer.status_code in DOCUMENTED, (answer.status_code, answer.text[:300])
@@ -128,7 +129,7 @@ def test_no_request_gets_an_undocumented_answer(
 def test_a_slash_too_many_is_not_found_not_redirected(station: Station, path: str) -> None:
     """The fuzzing found `GET /api/v1/recordings/0/` answered 307 (Starlette's redirect to the
     path without the slash), which the API's documentation does not have."""
-    answer = httpx.get(station.served.url + path, timeout=30, follow_redirects=False)
+    answer = http.get(station.served.url + path, timeout=30, follow_redirects=False)
     assert answer.status_code == 404, answer.status_code
     assert answer.json()["error"] == "not_found"
 
@@ -137,7 +138,7 @@ def test_after_the_fuzzing_the_station_is_healthy_and_its_records_intact(
         station: Station) -> None:
     """Runs after the fuzz test of this module (pytest keeps file order within a worker; on
     its own it checks a fresh station)."""
-    health = httpx.get(f"{station.served.url}{API}/health", timeout=5)
+    health = http.get(f"{station.served.url}{API}/health", timeout=5)
     assert health.status_code == 200 and health.json()["ok"] is True
     check = audit.verify(station.store.engine, station.store.identity)
     assert check.ok, check.problems

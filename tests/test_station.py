@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import delete, select, update
 from support.station import (FullBlobStore, ServedStation, camera_key, make_recording, make_store,
                              serve, station, store)
+from support.http import http
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -42,7 +43,7 @@ def signed(station: ServedStation, key: DeviceKey, method: str, path: str, body:
 
 def put(station: ServedStation, key: DeviceKey, path: str, body: bytes,
         device: str = "cam7") -> httpx.Response:
-    return httpx.put(station.url + path, content=body, headers=signed(station, key, "PUT", path, body,
+    return http.put(station.url + path, content=body, headers=signed(station, key, "PUT", path, body,
                                                                      device))
 
 
@@ -79,7 +80,7 @@ def upload_all(station: ServedStation, key: DeviceKey, recording: Path) -> httpx
 def test_an_enrolled_device_asks_what_the_station_holds(station: ServedStation,
                                                         camera_key: DeviceKey) -> None:
     path = f"{API}/recordings/20261123T070000Z-cam7"
-    response = httpx.get(station.url + path, headers=signed(station, camera_key, "GET", path))
+    response = http.get(station.url + path, headers=signed(station, camera_key, "GET", path))
     assert response.status_code == 200
     assert response.json()["status"] == "unknown" and response.json()["segments"] == {}
 
@@ -94,7 +95,7 @@ def test_re_enrolling_another_key_under_an_enrolled_id_is_refused(store: Evidenc
 
 def test_an_unsigned_request_is_refused(station: ServedStation,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    response = httpx.get(station.url + f"{API}/recordings/x")
+    response = http.get(station.url + f"{API}/recordings/x")
     assert "X-BWV-Device is missing" in refused(response, caplog, "unsigned")
 
 
@@ -124,7 +125,7 @@ def test_a_request_signed_by_another_key_is_refused(station: ServedStation, reco
 def test_a_signature_over_another_path_is_refused(station: ServedStation, camera_key: DeviceKey,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     headers = signed(station, camera_key, "GET", f"{API}/recordings/a")
-    response = httpx.get(station.url + f"{API}/recordings/b", headers=headers)
+    response = http.get(station.url + f"{API}/recordings/b", headers=headers)
     refused(response, caplog, "bad_signature")
 
 
@@ -132,9 +133,9 @@ def test_a_stale_request_is_refused(station: ServedStation, camera_key: DeviceKe
                                     caplog: pytest.LogCaptureFixture) -> None:
     path = f"{API}/recordings/a"
     headers = signed(station, camera_key, "GET", path, timestamp=int(time.time()) - 301)
-    response = httpx.get(station.url + path, headers=headers)
+    response = http.get(station.url + path, headers=headers)
     refused(response, caplog, "stale")
-    fresh = httpx.get(station.url + path, headers=signed(station, camera_key, "GET", path,
+    fresh = http.get(station.url + path, headers=signed(station, camera_key, "GET", path,
                                                           timestamp=int(time.time()) - 200))
     assert fresh.status_code == 200
 
@@ -146,8 +147,8 @@ def test_a_replayed_request_is_refused(station: ServedStation, store: EvidenceSt
     path = segment_path(recording, segment.name)
     body = segment.read_bytes()
     headers = signed(station, camera_key, "PUT", path, body)
-    assert httpx.put(station.url + path, content=body, headers=headers).status_code == 201
-    replay = httpx.put(station.url + path, content=body, headers=headers)
+    assert http.put(station.url + path, content=body, headers=headers).status_code == 201
+    replay = http.put(station.url + path, content=body, headers=headers)
     refused(replay, caplog, "replayed")
     assert audit_actions(store) == ["enroll", "ingest_segment"]
 
@@ -190,7 +191,7 @@ def test_a_segment_with_a_wrong_hash_is_refused_and_never_stored(
     headers = sign_request(camera_key, "cam7", "PUT", path, hashlib.sha256(body).hexdigest(),
                            station_id=station.station_id)
     damaged = body[:100] + bytes([body[100] ^ 1]) + body[101:]
-    response = httpx.put(station.url + path, content=damaged, headers=headers)
+    response = http.put(station.url + path, content=damaged, headers=headers)
     assert response.status_code == 422 and response.json()["error"] == "hash_mismatch"
     assert "refused, nothing stored" in response.json()["message"]
     assert store.holdings(recording.name).status == "unknown"

@@ -19,6 +19,7 @@ import pytest
 from support.staff import logged_in
 from support.station import (bwv, ServedStation, camera_key, make_recording, make_store, serve,
                              serve_web)
+from support.http import http
 
 from recorder.integrity import keys
 from recorder.integrity.keys import DeviceKey
@@ -46,7 +47,7 @@ def upload(station: ServedStation, key: DeviceKey, directory: Path,
     for path, body in parts:
         headers = sign_request(key, device_id, "PUT", path, hashlib.sha256(body).hexdigest(),
                                station_id=station.station_id)
-        answer = httpx.put(station.url + path, content=body, headers=headers, timeout=30)
+        answer = http.put(station.url + path, content=body, headers=headers, timeout=30)
         if answer.status_code >= 400:
             return answer
     assert answer is not None

@@ -24,6 +24,7 @@ import pytest
 from support.station import (camera_key, catalogue_url, make_recording, make_store,
                              postgres_cluster, serve)
 from support import warm
+from support.http import http
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -96,7 +97,7 @@ class Subprocess:
     def health_s(self, timeout: float = 5.0) -> float:
         """Seconds /health takes to answer 200 (a fresh connection each time)."""
         start = time.monotonic()
-        response = httpx.get(self.url + f"{API}/health", timeout=timeout)
+        response = http.get(self.url + f"{API}/health", timeout=timeout)
         assert response.status_code == 200
         return time.monotonic() - start
 
@@ -379,8 +380,8 @@ def test_a_chunked_segment_put_is_refused(served: Subprocess, camera_key: Device
         for _ in range(1024):
             yield b"\0" * MIB
 
-    response = httpx.put(served.url + path, content=chunks(),
-                         headers=signed(camera_key, "PUT", path, sha256(data)), timeout=30)
+    response = http.put(served.url + path, content=chunks(),
+                        headers=signed(camera_key, "PUT", path, sha256(data)), timeout=30)
     assert response.status_code == 411 and response.json()["error"] == "length_required"
     assert "Content-Length" in response.json()["message"]
     assert served.data_bytes() == 0
@@ -443,18 +444,18 @@ def test_an_html_segment_with_the_right_hash_is_refused_and_not_stored(
         served: Subprocess, camera_key: DeviceKey, recording: Path) -> None:
     page = b"<!doctype html><html><body><script>alert(1)</script></body></html>\n" * 100
     path = segment_path(recording.name, "000001.mp4")
-    response = httpx.put(served.url + path, content=page,
-                         headers=signed(camera_key, "PUT", path, sha256(page)))
+    response = http.put(served.url + path, content=page,
+                        headers=signed(camera_key, "PUT", path, sha256(page)))
     assert response.status_code == 415 and response.json()["error"] == "not_mp4"
     assert "ftyp" in response.json()["message"]
     assert served.data_bytes() == 0
-    holdings = httpx.get(served.url + f"{API}/recordings/{recording.name}",
-                         headers=signed(camera_key, "GET", f"{API}/recordings/{recording.name}",
+    holdings = http.get(served.url + f"{API}/recordings/{recording.name}",
+                        headers=signed(camera_key, "GET", f"{API}/recordings/{recording.name}",
                                         sha256(b"")))
     assert holdings.json()["status"] == "unknown"
     short = b"\0\0\0\x10ftyp"  # an ftyp size with nothing after it
-    response = httpx.put(served.url + path, content=short,
-                         headers=signed(camera_key, "PUT", path, sha256(short)))
+    response = http.put(served.url + path, content=short,
+                        headers=signed(camera_key, "PUT", path, sha256(short)))
     assert response.status_code == 415 and served.data_bytes() == 0
 
 
@@ -465,23 +466,23 @@ def test_a_camera_over_its_quota_is_refused_with_507(served: Subprocess, camera_
     for segment in segments:
         path = segment_path(recording.name, segment.name)
         data = segment.read_bytes()
-        response = httpx.put(served.url + path, content=data,
-                             headers=signed(camera_key, "PUT", path, sha256(data)))
+        response = http.put(served.url + path, content=data,
+                            headers=signed(camera_key, "PUT", path, sha256(data)))
         assert response.status_code == 201, response.text
     held = served.data_bytes()
     data = segments[0].read_bytes() + b"\0" * MIB  # begins as an MP4; too big for the quota
     assert held + len(data) > QUOTA_BYTES
     path = segment_path("20261123T090000Z-cam7", "000001.mp4")
-    response = httpx.put(served.url + path, content=data,
-                         headers=signed(camera_key, "PUT", path, sha256(data)))
+    response = http.put(served.url + path, content=data,
+                        headers=signed(camera_key, "PUT", path, sha256(data)))
     assert response.status_code == 507 and response.json()["error"] == "quota"
     assert "quota" in response.json()["message"]
     assert served.data_bytes() == held
     # what is held already may still be sent again (nothing new is stored)
     first = segments[0].read_bytes()
     path = segment_path(recording.name, segments[0].name)
-    again = httpx.put(served.url + path, content=first,
-                      headers=signed(camera_key, "PUT", path, sha256(first)))
+    again = http.put(served.url + path, content=first,
+                     headers=signed(camera_key, "PUT", path, sha256(first)))
     assert again.status_code == 200 and again.json()["already_held"] is True
 
 
@@ -499,8 +500,8 @@ def race_store(catalogue_url: str, camera_key: DeviceKey,
 
 
 def _put(url: str, key: DeviceKey, path: str, data: bytes) -> httpx.Response:
-    return httpx.put(url + path, content=data, headers=signed(key, "PUT", path, sha256(data)),
-                     timeout=30)
+    return http.put(url + path, content=data, headers=signed(key, "PUT", path, sha256(data)),
+                    timeout=30)
 
 
 def _export_verifies(store: EvidenceStore, recording_id: str, out: Path) -> bool:

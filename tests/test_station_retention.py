@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest, make_recording,
                              new_store, postgres_cluster, serve)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import EMPTY_SHA256, sign_request
@@ -203,7 +203,7 @@ def test_serve_sweeps_periodically(store: EvidenceStore, clock: FakeClock, camer
                                EMPTY_SHA256,
                                timestamp=clock.now_us // 1_000_000,
                                station_id=served.station_id)
-        assert httpx.get(served.url + path, headers=headers).json()["status"] == "deleted"
+        assert http.get(served.url + path, headers=headers).json()["status"] == "deleted"
     finally:
         served.stop()
     assert actions(store)[-1] == ("delete", "station:sweep", directory.name)

@@ -13,12 +13,12 @@ import json
 import tempfile
 from pathlib import Path
 
-import httpx
 import pytest
 from support.staff import StaffBrowser, add_staff
 from support.station import (FakeClock, bwv, camera_key, catalogue_url, clock, ingest,
                              make_recording, make_store, postgres_cluster, serve, serve_web,
                              store)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.request_signing import sign_request
@@ -148,7 +148,7 @@ def test_a_manifest_over_the_quota_is_refused_before_it_is_read(
         body = lines({"type": "header", "recording_id": "R9", "device_id": "cam7",
                       "pad": "x" * 2000})
         path = "/api/v1/recordings/R9/manifest"
-        answer = httpx.put(served.url + path, content=body, headers=sign_request(
+        answer = http.put(served.url + path, content=body, headers=sign_request(
             camera_key, "cam7", "PUT", path, hashlib.sha256(body).hexdigest(),
             station_id=served.station_id), timeout=30)
     finally:

@@ -15,6 +15,7 @@ import pytest
 from support.staff import Staff, StaffBrowser, add_staff, web
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
                              make_store, serve, serve_web)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, devices, retention
@@ -111,8 +112,8 @@ def test_the_device_api_port_serves_no_staff_page(store: EvidenceStore) -> None:
         for path in ("/", "/login", f"/recordings/{MY_RECORDING}",
                      f"/recordings/{MY_RECORDING}/media/000001.mp4", "/audit",
                      "/static/station.css"):
-            answer = httpx.get(device.url + path, headers={"X-Remote-User": "chief"},
-                               timeout=10)
+            answer = http.get(device.url + path, headers={"X-Remote-User": "chief"},
+                              timeout=10)
             assert answer.status_code == 404, path
             assert "recording" not in answer.text and "ftyp" not in answer.text
     finally:
@@ -126,7 +127,7 @@ def test_without_a_session_nothing_but_the_login_page(web: ServedStation, store:
                                                       path: str) -> None:
     spoofed = {"X-Remote-User": "chief.constable", "X-Forwarded-For": "10.0.0.1",
                "Cookie": "bwv_session=forged-token-of-the-right-shape-aaaaaaaaaaaaaaaa"}
-    answer = httpx.get(web.url + path, headers=spoofed, timeout=10)
+    answer = http.get(web.url + path, headers=spoofed, timeout=10)
     assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next=")
     assert answer.content == b""
     assert MY_RECORDING not in answer.text and "4121" not in answer.text
@@ -137,26 +138,26 @@ def test_without_a_session_nothing_but_the_login_page(web: ServedStation, store:
 def test_a_state_changing_post_without_a_session_is_refused(web: ServedStation,
                                                             store: EvidenceStore) -> None:
     for action in ("export", "hold", "release"):
-        answer = httpx.post(f"{web.url}/recordings/{MY_RECORDING}/{action}",
-                            data={"purpose": "x", "reason": "x", "case": "x"}, timeout=10)
+        answer = http.post(f"{web.url}/recordings/{MY_RECORDING}/{action}",
+                           data={"purpose": "x", "reason": "x", "case": "x"}, timeout=10)
         assert answer.status_code == 401 and "text/html" in answer.headers["content-type"]
     assert retention.active_holds(store, MY_RECORDING) == []
 
 
 def test_a_host_the_station_does_not_answer_to_is_refused(web: ServedStation) -> None:
     for host in ("evil.example", "localhost.evil.example", "127.0.0.1:80:80", ""):
-        answer = httpx.get(web.url + "/login", headers={"Host": host}, timeout=10)
+        answer = http.get(web.url + "/login", headers={"Host": host}, timeout=10)
         assert answer.status_code == 400, host
-    assert httpx.get(web.url + "/login", timeout=10).status_code == 200
+    assert http.get(web.url + "/login", timeout=10).status_code == 200
 
 
 def test_every_answer_carries_the_security_headers(web: ServedStation,
                                                    browser: StaffBrowser,
                                                    staff: Roster) -> None:
     browser.login(staff["disclosure"])
-    answers = [httpx.get(web.url + "/login", timeout=10),
-               httpx.get(web.url + "/nowhere", timeout=10),
-               httpx.get(web.url + "/", headers={"Host": "evil.example"}, timeout=10),
+    answers = [http.get(web.url + "/login", timeout=10),
+               http.get(web.url + "/nowhere", timeout=10),
+               http.get(web.url + "/", headers={"Host": "evil.example"}, timeout=10),
                browser.get("/"), browser.get(f"/recordings/{MY_RECORDING}")]
     for answer in answers:
         csp = answer.headers["content-security-policy"]
@@ -199,7 +200,7 @@ def test_a_login_form_posted_from_elsewhere_is_refused(web: ServedStation,
 
     who = staff["officer"]
     assert who.secret is not None
-    answer = httpx.post(web.url + "/login", timeout=10, data={
+    answer = http.post(web.url + "/login", timeout=10, data={
         "name": who.name, "password": who.password, "csrf": "guessed",
         "code": accounts.totp_code(who.secret, store.clock())})
     assert answer.status_code == 400 and "bwv_session" not in answer.headers.get(
@@ -427,18 +428,18 @@ def test_serve_gives_the_staff_pages_their_own_port_and_stops_both_on_sigterm(
         deadline = time.monotonic() + 20
         while True:
             try:
-                login = httpx.get(f"http://127.0.0.1:{web_port}/login", timeout=2)
+                login = http.get(f"http://127.0.0.1:{web_port}/login", timeout=2)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None, \
                     (tmp_path / "serve.log").read_text()
                 time.sleep(0.1)
         assert login.status_code == 200 and "password" in login.text
-        health = httpx.get(f"http://127.0.0.1:{device_port}/api/v1/health", timeout=5)
+        health = http.get(f"http://127.0.0.1:{device_port}/api/v1/health", timeout=5)
         assert health.status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{device_port}/login", timeout=5).status_code == 404
-        assert httpx.get(f"http://127.0.0.1:{web_port}/api/v1/health",
-                         timeout=5).status_code != 200
+        assert http.get(f"http://127.0.0.1:{device_port}/login", timeout=5).status_code == 404
+        assert http.get(f"http://127.0.0.1:{web_port}/api/v1/health",
+                        timeout=5).status_code != 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from support.station import (ServedStation, camera_key, catalogue_url, make_recording, make_store,
                              postgres_cluster, real_station, real_store, serve)
+from support.http import http
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -91,7 +92,7 @@ def test_no_header_value_gives_anything_but_the_one_401(station: ServedStation,
             headers: dict[str, str | bytes] = dict(signed(station.station_id, camera_key,
                                                           method, path))
             headers[header] = value
-            response = httpx.request(method, station.url + path, headers=headers, content=b"")
+            response = http.request(method, station.url + path, headers=headers, content=b"")
             assert response.status_code == 401, (header, value[:20], method, response.text)
             assert response.json() == UNIFORM, (header, value[:20], method)
 
@@ -105,7 +106,7 @@ def test_every_authentication_failure_answers_the_same_bytes(
     url = station.url + GET_PATH
     sid = station.station_id
     good = signed(sid, camera_key)
-    assert httpx.get(url, headers=good).status_code == 200  # used once: now a replay
+    assert http.get(url, headers=good).status_code == 200  # used once: now a replay
     stranger = DeviceKey.load_or_create(tmp_path / "stranger")
     attempts = {
         "unsigned": {},
@@ -118,7 +119,7 @@ def test_every_authentication_failure_answers_the_same_bytes(
     }
     bodies = {}
     for reason, headers in attempts.items():
-        response = httpx.get(url, headers=headers)
+        response = http.get(url, headers=headers)
         assert response.status_code == 401
         bodies[reason] = response.content
     assert len(set(bodies.values())) == 1, bodies
@@ -140,17 +141,17 @@ def test_a_request_for_station_a_is_refused_by_station_b(
     path = f"{API}/recordings/{recording.name}/segments/000001.mp4"
     try:
         for_a = signed(station.station_id, camera_key, "PUT", path, segment)
-        to_b = httpx.put(station_b.url + path, headers=for_a, content=segment)
+        to_b = http.put(station_b.url + path, headers=for_a, content=segment)
         assert to_b.status_code == 401 and to_b.json() == UNIFORM
         # naming B in the header does not help: the signature covers A's id
         relabelled = dict(for_a, **{HEADER_STATION: station_b.station_id})
-        assert httpx.put(station_b.url + path, headers=relabelled,
-                         content=segment).status_code == 401
+        assert http.put(station_b.url + path, headers=relabelled,
+                        content=segment).status_code == 401
         assert logged_reasons(caplog) == ["wrong_station", "bad_signature"]
         assert store_b.holdings(recording.name).status == "unknown"
         assert [e.action for e in audit.entries(store_b.engine)] == ["enroll"]
         # the control: the same request where it was meant to go is accepted
-        assert httpx.put(station.url + path, headers=for_a, content=segment).status_code == 201
+        assert http.put(station.url + path, headers=for_a, content=segment).status_code == 201
     finally:
         station_b.stop()
 
@@ -158,15 +159,15 @@ def test_a_request_for_station_a_is_refused_by_station_b(
 def test_the_query_is_signed(station: ServedStation, camera_key: DeviceKey,
                              caplog: pytest.LogCaptureFixture) -> None:
     sid = station.station_id
-    unsigned_query = httpx.get(station.url + GET_PATH + "?as=someone-else",
-                               headers=signed(sid, camera_key))
+    unsigned_query = http.get(station.url + GET_PATH + "?as=someone-else",
+                              headers=signed(sid, camera_key))
     assert unsigned_query.status_code == 401 and unsigned_query.json() == UNIFORM
-    changed = httpx.get(station.url + GET_PATH + "?as=someone-else",
-                        headers=signed(sid, camera_key, query="as=me"))
+    changed = http.get(station.url + GET_PATH + "?as=someone-else",
+                       headers=signed(sid, camera_key, query="as=me"))
     assert changed.status_code == 401
     assert logged_reasons(caplog) == ["bad_signature", "bad_signature"]
-    as_signed = httpx.get(station.url + GET_PATH + "?as=me",
-                          headers=signed(sid, camera_key, query="as=me"))
+    as_signed = http.get(station.url + GET_PATH + "?as=me",
+                         headers=signed(sid, camera_key, query="as=me"))
     assert as_signed.status_code == 200
 
 
@@ -176,7 +177,7 @@ def test_a_manifest_is_checked_against_the_signed_hash_after_authentication(
     data = (recording / manifest.MANIFEST_NAME).read_bytes()
     path = f"{API}/recordings/{recording.name}/manifest"
     headers = signed(station.station_id, camera_key, "PUT", path, data)
-    response = httpx.put(station.url + path, headers=headers, content=data + b"\n")
+    response = http.put(station.url + path, headers=headers, content=data + b"\n")
     assert response.status_code == 422 and response.json()["error"] == "hash_mismatch"
 
 
@@ -206,7 +207,7 @@ def station_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], i
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=1)
+                http.get(f"http://127.0.0.1:{port}{API}/health", timeout=1)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None
@@ -255,7 +256,7 @@ def test_a_huge_unauthenticated_manifest_put_is_refused_before_its_body_is_read(
     health = threading.Event()
 
     def ask_health() -> None:
-        if httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=1).status_code == 200:
+        if http.get(f"http://127.0.0.1:{port}{API}/health", timeout=1).status_code == 200:
             health.set()
 
     asker = threading.Thread(target=ask_health)

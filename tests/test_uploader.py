@@ -19,6 +19,7 @@ from sqlalchemy import select
 from support import warm
 from support.station import (CuttingProxy, FullBlobStore, ServedStation, camera_key,
                              make_certificate, make_recording, make_store, serve, station, store)
+from support.http import http
 
 from recorder.integrity import manifest
 from recorder.integrity.keys import DeviceKey
@@ -331,7 +332,7 @@ def _start_station_process(data: Path, port: int) -> warm.Process | subprocess.P
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+            if http.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.05)
