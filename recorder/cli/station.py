@@ -12,6 +12,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..station.evidence_store import EvidenceStore
     from ..station.limits import Limits
+    from ..station.web.proxy_auth import ProxySettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
@@ -182,6 +184,10 @@ def _serve(args: argparse.Namespace) -> int:
                                 "need TLS (--ssl-certfile and --ssl-keyfile): passwords and "
                                 "session cookies must not cross a network in the clear, and "
                                 "browsers send the Secure session cookie only over https")
+    if web is None and args.web_proxy_secret_file:
+        raise StationUsageError("--web-proxy-secret-file is for the staff pages: give "
+                                "--web-listen HOST:PORT too")
+    proxy = _proxy_settings(args)
     limits = _limits(args)
     store = open_store(args, create=True)
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
@@ -197,13 +203,38 @@ def _serve(args: argparse.Namespace) -> int:
         from ..station.web.security import WebSettings, default_hosts
 
         settings = WebSettings(hosts=default_hosts(web[0], args.web_host or ()),
-                               tls=bool(args.ssl_certfile))
+                               tls=bool(args.ssl_certfile), proxy=proxy)
         configs.append(server_config(create_web_app(store, settings), limits,
                                      host=web[0].strip("[]"), port=web[1], **tls))
         print(f"bwv station: staff pages on {scheme}://{web[0]}:{web[1]} (answering to "
               f"{', '.join(settings.hosts)})", file=sys.stderr, flush=True)
+        if proxy is not None:
+            print(f"bwv station: staff are named by the proxy in {proxy.user_header}, which "
+                  f"must send the shared secret in {proxy.secret_header}", file=sys.stderr,
+                  flush=True)
     run_servers(configs)
     return EXIT_OK
+
+
+def _proxy_settings(args: argparse.Namespace) -> ProxySettings | None:
+    """The trusted reverse-proxy mode's settings, None when no secret file is given."""
+    from ..station.web.proxy_auth import ProxySecretError, ProxySettings, load_proxy_secret
+
+    if not args.web_proxy_secret_file:
+        return None
+    try:
+        secret = load_proxy_secret(Path(args.web_proxy_secret_file))
+    except ProxySecretError as exc:
+        raise StationUsageError(str(exc)) from None
+    for option, header in (("--web-proxy-user-header", args.web_proxy_user_header),
+                           ("--web-proxy-secret-header", args.web_proxy_secret_header)):
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header) or header.lower() in (
+                "cookie", "host", "authorization", "content-type", "content-length"):
+            raise StationUsageError(f"{option} {header!r} is not a header name a proxy can "
+                                    "set for the station (letters, digits, dashes)")
+    if args.web_proxy_user_header.lower() == args.web_proxy_secret_header.lower():
+        raise StationUsageError("the proxy's user and secret headers must differ")
+    return ProxySettings(secret, args.web_proxy_user_header, args.web_proxy_secret_header)
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -558,6 +589,18 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                        help="a host name the staff pages answer to (repeat for more; default: "
                             "the --web-listen address, and localhost when it is loopback); a "
                             "request naming another host is refused")
+    serve.add_argument("--web-proxy-secret-file", metavar="FILE",
+                       help="trusted reverse-proxy mode: the staff pages believe the user "
+                            "named in --web-proxy-user-header only on a request that carries "
+                            "this file's secret in --web-proxy-secret-header (the file: one "
+                            "line of 32+ characters, mode 600); every other request is refused. "
+                            "The account must exist here and be enabled; its role is the "
+                            "station's. Off by default")
+    serve.add_argument("--web-proxy-user-header", default="X-Remote-User", metavar="NAME",
+                       help="the header the proxy names the user in (default X-Remote-User)")
+    serve.add_argument("--web-proxy-secret-header", default="X-BWV-Proxy-Secret",
+                       metavar="NAME", help="the header the proxy sends the shared secret in "
+                       "(default X-BWV-Proxy-Secret)")
     serve.add_argument("--web", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"))

@@ -28,6 +28,7 @@ from ..evidence_store import EvidenceStore
 from .auth import ForbiddenForm, NotLoggedIn, client_of, login_routes
 from .html import error_page
 from .pages import Refused, web_routes
+from .proxy_auth import ProxyAuthentication
 from .requests import request_routes
 from .security import SecurityHeaders, WebSettings
 
@@ -75,4 +76,7 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
                 StationError: station_error, HTTPException: http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.router.redirect_slashes = False
+    if settings.proxy is not None:
+        return SecurityHeaders(ProxyAuthentication(app, store, settings, settings.proxy),
+                               settings)
     return SecurityHeaders(app, settings)

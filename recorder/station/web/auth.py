@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from .. import accounts
 from ..evidence_store import EvidenceStore
-from .html import e, page
+from .html import e, error_page, page
 from .security import LOGIN_COOKIE, SESSION_COOKIE, WebSettings, cookie_header, read_form
 
 
@@ -101,9 +101,14 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         return response
 
     async def show(request: Request) -> Response:
+        if settings.proxy is not None:  # the proxy has logged this person in already
+            return RedirectResponse(safe_next(request.query_params.get("next")), 303)
         return login_page(safe_next(request.query_params.get("next")))
 
     async def submit(request: Request) -> Response:
+        if settings.proxy is not None:
+            return error_page(403, "Staff log in through the force's sign-in here, not with "
+                              "a station password.")
         fields = await read_form(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         given = fields.get("csrf", "")

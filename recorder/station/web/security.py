@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequestError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from .proxy_auth import ProxySettings
 
 SESSION_COOKIE = "bwv_session"
 LOGIN_COOKIE = "bwv_login"  # the login form's CSRF token, before there is a session
@@ -41,13 +45,15 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 class WebSettings:
     """How the staff pages are served. ``hosts``: the names the station answers to in the Host
     header (a request naming another is refused: DNS rebinding, a misrouted proxy); ``tls``: the
-    listener is HTTPS (HSTS is sent); ``idle_timeout_s``: a session left that long ends."""
+    listener is HTTPS (HSTS is sent); ``idle_timeout_s``: a session left that long ends;
+    ``proxy``: the trusted reverse-proxy mode (recorder.station.web.proxy_auth), None: off."""
 
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     tls: bool = False
     idle_timeout_s: int = IDLE_TIMEOUT_S
     max_session_s: int = 12 * 3600
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    proxy: ProxySettings | None = None
 
 
 def default_hosts(listen_host: str, names: Iterable[str] = ()) -> tuple[str, ...]:
