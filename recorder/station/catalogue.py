@@ -1,7 +1,7 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, deletions, request nonces, the audit log, staff accounts and web sessions. One
-schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times are integer
-microseconds since the Unix epoch.
+markers, holds, notes, deletions, request nonces, the audit log, staff accounts and web
+sessions. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times
+are integer microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -103,6 +103,17 @@ holds = Table(
     Column("released_us", BigInteger),
     Column("release_reason", Text),
 )
+
+# notes staff wrote on a recording (recorder.station.notes): appended, never edited or deleted
+notes = Table(
+    "notes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("written_us", BigInteger, nullable=False),
+)
+Index("notes_recording", notes.c.recording_id, notes.c.id)
 
 # written requests from the public for footage of themselves (subject access)
 public_requests = Table(
