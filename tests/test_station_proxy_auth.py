@@ -17,8 +17,8 @@ from support.station import (FakeClock, ServedStation, camera_key, ingest, make_
 from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, devices, retention
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.web.proxy_auth import (ProxySecretError, ProxySettings,
-                                             load_proxy_secret)
+from recorder.station.web.proxy_auth import ProxySettings, load_proxy_secret
+from recorder.station.web.secret_file import SecretFileError
 from recorder.station.web.security import WebSettings
 
 __all__ = ["camera_key", "web"]
@@ -235,14 +235,14 @@ def test_the_secret_file_must_be_private_and_long(tmp_path: Path) -> None:
     path.chmod(0o600)
     assert load_proxy_secret(path) == SECRET.encode()
     path.chmod(0o640)
-    with pytest.raises(ProxySecretError, match="chmod 600"):
+    with pytest.raises(SecretFileError, match="chmod 600"):
         load_proxy_secret(path)
     path.chmod(0o600)
     for bad in ("short", "has a space in it and is long enough to pass", ""):
         path.write_text(bad)
-        with pytest.raises(ProxySecretError, match="printable characters"):
+        with pytest.raises(SecretFileError, match="printable characters"):
             load_proxy_secret(path)
-    with pytest.raises(ProxySecretError, match="cannot be read"):
+    with pytest.raises(SecretFileError, match="cannot be read"):
         load_proxy_secret(tmp_path / "absent")
 
 

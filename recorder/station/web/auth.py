@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -87,6 +88,11 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
     def login_page(next_path: str, message: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(32)
         notice = f"<p class=failed role=alert>{e(message)}</p>" if message else ""
+        sso = ""
+        if settings.oidc is not None:
+            start = f"/oidc/start?{urlencode({'next': next_path})}"
+            sso = (f'<p class=sso><a href="{e(start)}">log in with your force\'s sign-in</a>'
+                   "</p>")
         body = (f"<h1>bwv station</h1>{notice}<form method=post action=/login class=login>"
                 f'<input type=hidden name=csrf value="{e(token)}">'
                 f'<input type=hidden name=next value="{e(next_path)}">'
@@ -95,7 +101,7 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                 "autocomplete=current-password required></label>"
                 "<label>code from your authenticator app <input name=code "
                 "inputmode=numeric autocomplete=one-time-code pattern='[0-9]{6}'></label>"
-                "<button>log in</button></form>")
+                "<button>log in</button></form>" + sso)
         response = page("log in", body, status=status)
         response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, token, path="/login"))
         return response

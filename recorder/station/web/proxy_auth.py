@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from .. import accounts
 from ..audit import Action
 from ..evidence_store import EvidenceStore
 from .html import error_page
+from .secret_file import read_secret_file
 from .security import SESSION_COOKIE, WebSettings, cookie_header
 
 log = logging.getLogger("recorder.station.web")
@@ -33,12 +33,7 @@ log = logging.getLogger("recorder.station.web")
 USER_HEADER = "X-Remote-User"
 SECRET_HEADER = "X-BWV-Proxy-Secret"
 MIN_SECRET_CHARS = 32
-MAX_SECRET_CHARS = 1024
 PROXY_ACTOR = "anonymous"  # who a refusal naming no account is audited as
-
-
-class ProxySecretError(ValueError):
-    """The proxy secret file cannot be used (missing, too short, readable by others)."""
 
 
 @dataclass(frozen=True)
@@ -51,24 +46,10 @@ class ProxySettings:
 
 
 def load_proxy_secret(path: Path) -> bytes:
-    """The secret in ``path`` (its one line, without the line end): at least MIN_SECRET_CHARS
-    printable characters, in a file nobody but its owner may read."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ProxySecretError(f"the proxy secret file {path} cannot be read: "
-                               f"{exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ProxySecretError(f"the proxy secret file {path} may be read by others "
-                               f"(mode {stat.S_IMODE(mode):o}): chmod 600 {path}")
-    secret = text.rstrip(b"\r\n")
-    if not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS or not all(
-            0x21 <= byte <= 0x7E for byte in secret):
-        raise ProxySecretError(f"the proxy secret in {path} must be one line of "
-                               f"{MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} printable characters "
-                               "without spaces, e.g. from `openssl rand -hex 32`")
-    return secret
+    """The shared secret in ``path``: at least MIN_SECRET_CHARS printable characters, in a
+    file nobody but its owner may read (SecretFileError otherwise)."""
+    return read_secret_file(path, "proxy secret", MIN_SECRET_CHARS,
+                            ", e.g. from `openssl rand -hex 32`")
 
 
 class ProxyRefusal(Exception):
