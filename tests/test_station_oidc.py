@@ -27,7 +27,7 @@ from recorder.station import accounts, audit, devices
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.limits import Limits
 from recorder.station.web import create_web_app
-from recorder.station.web.oidc import OidcConfigError, OidcSettings
+from recorder.station.web.sso_settings import OidcConfigError, OidcSettings
 from recorder.station.web.security import WebSettings
 
 __all__ = ["camera_key"]

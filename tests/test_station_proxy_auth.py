@@ -17,9 +17,10 @@ from support.station import (FakeClock, ServedStation, camera_key, ingest, make_
 from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, devices, retention
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.web.proxy_auth import ProxySettings, load_proxy_secret
+from recorder.station.web.proxy_auth import load_proxy_secret
 from recorder.station.web.secret_file import SecretFileError
 from recorder.station.web.security import WebSettings
+from recorder.station.web.sso_settings import ProxySettings
 
 __all__ = ["camera_key", "web"]
 

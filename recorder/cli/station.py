@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     from ..station.evidence_store import EvidenceStore
     from ..station.limits import Limits
-    from ..station.web.oidc import OidcSettings
-    from ..station.web.proxy_auth import ProxySettings
+    from ..station.web.sso_settings import OidcSettings, ProxySettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
@@ -234,7 +233,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _proxy_settings(args: argparse.Namespace) -> ProxySettings | None:
     """The trusted reverse-proxy mode's settings, None when no secret file is given."""
-    from ..station.web.proxy_auth import ProxySettings, load_proxy_secret
+    from ..station.web.proxy_auth import load_proxy_secret
+    from ..station.web.sso_settings import ProxySettings
     from ..station.web.secret_file import SecretFileError
 
     if not args.web_proxy_secret_file:
@@ -270,7 +270,7 @@ def _check_redirect_host(redirect_url: str, listen_host: str, names: Sequence[st
 
 def _oidc_settings(args: argparse.Namespace, given: list[str]) -> OidcSettings | None:
     """OpenID Connect login's settings, None when no --web-oidc-* option is given."""
-    from ..station.web.oidc import OidcConfigError, OidcSettings
+    from ..station.web.sso_settings import OidcConfigError, OidcSettings
     from ..station.web.secret_file import SecretFileError, read_secret_file
 
     if not given:

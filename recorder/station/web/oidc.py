@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import secrets
 import threading
@@ -27,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -44,10 +43,10 @@ from ..audit import Action
 from ..evidence_store import EvidenceStore
 from .html import e, page
 from .security import SESSION_COOKIE, WebSettings, cookie_header
+from .sso_settings import CALLBACK_PATH, OidcConfigError, OidcSettings, check_url
 
 log = logging.getLogger("recorder.station.web")
 
-CALLBACK_PATH = "/oidc/callback"
 BROWSER_COOKIE = "bwv_oidc"  # binds a pending login to the browser that started it
 PENDING_S = 600  # a login not finished in ten minutes is forgotten
 PENDING_MAX = 10_000
@@ -62,10 +61,6 @@ FAILED_MESSAGE = ("The sign-in with the identity provider did not succeed, or na
                   "account of this station that may log in.")
 
 
-class OidcConfigError(ValueError):
-    """OpenID Connect settings the station refuses (a URL that is not https, say)."""
-
-
 class OidcLoginFailed(Exception):
     """A login through the provider that did not succeed; ``reason`` is for the audit log."""
 
@@ -74,55 +69,6 @@ class OidcLoginFailed(Exception):
         self.reason = reason
         self.actor = actor
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class OidcSettings:
-    """How the station talks to the identity provider. ``user_claim``: the ID token claim that
-    is the station account's name (``sub`` or e.g. ``preferred_username``); ``acr_values``:
-    when given, the token's ``acr`` must be one of them; ``amr_values``: when given, the
-    token's ``amr`` must hold at least one of them (e.g. ``mfa``, ``otp``, ``hwk``);
-    ``cafile``: the CA bundle that signs the provider's certificate (None: the system's)."""
-
-    issuer: str
-    client_id: str
-    client_secret: str
-    redirect_url: str
-    user_claim: str = "preferred_username"
-    acr_values: tuple[str, ...] = ()
-    amr_values: tuple[str, ...] = ()
-    scope: str = "openid profile"
-    cafile: str | None = None
-
-    def __post_init__(self) -> None:
-        for what, url in (("issuer", self.issuer), ("redirect URL", self.redirect_url)):
-            check_url(what, url)
-        if urlsplit(self.redirect_url).path != CALLBACK_PATH:
-            raise OidcConfigError(f"the redirect URL {self.redirect_url} must end in "
-                                  f"{CALLBACK_PATH}: the station's callback")
-        if not self.client_id or not self.client_secret:
-            raise OidcConfigError("OpenID Connect needs the client id and the client secret")
-
-
-def check_url(what: str, url: str) -> None:
-    """OidcConfigError unless ``url`` is https, or http on a loopback address (a provider on
-    the same machine)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
-        return
-    raise OidcConfigError(f"the {what} {url!r} must be an https:// URL (http:// only on "
-                          "loopback): tokens and codes must not cross a network in the clear")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

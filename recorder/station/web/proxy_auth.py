@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -27,22 +26,12 @@ from ..evidence_store import EvidenceStore
 from .html import error_page
 from .secret_file import read_secret_file
 from .security import SESSION_COOKIE, WebSettings, cookie_header
+from .sso_settings import ProxySettings
 
 log = logging.getLogger("recorder.station.web")
 
-USER_HEADER = "X-Remote-User"
-SECRET_HEADER = "X-BWV-Proxy-Secret"
 MIN_SECRET_CHARS = 32
 PROXY_ACTOR = "anonymous"  # who a refusal naming no account is audited as
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """The shared secret and the two header names (case does not matter in HTTP)."""
-
-    secret: bytes
-    user_header: str = USER_HEADER
-    secret_header: str = SECRET_HEADER
 
 
 def load_proxy_secret(path: Path) -> bytes:

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequestError, PayloadTooLargeError
-
-if TYPE_CHECKING:
-    from .oidc import OidcSettings
-    from .proxy_auth import ProxySettings
+from .sso_settings import OidcSettings, ProxySettings
 
 SESSION_COOKIE = "bwv_session"
 LOGIN_COOKIE = "bwv_login"  # the login form's CSRF token, before there is a session
