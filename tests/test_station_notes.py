@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.exc import DatabaseError
 from support.staff import StaffBrowser, add_staff
 from support.station import (FakeClock, ServedStation, camera_key, catalogue_url, ingest,
                              make_recording, new_store, postgres_cluster, serve_web)
@@ -96,6 +98,19 @@ def test_a_bad_note_is_refused_and_leaves_nothing(store: EvidenceStore) -> None:
         add_note(store, "20261123T090000Z-cam9", "about nothing", "pc-jones")
     assert notes_of(store, RECORDING) == [] and note_entries(store) == []
     assert checked_text("x" * NOTE_MAX_CHARS) == "x" * NOTE_MAX_CHARS
+
+
+def test_the_catalogue_itself_refuses_to_edit_or_delete_a_note(store: EvidenceStore) -> None:
+    note = add_note(store, RECORDING, "what was seen", "pc-jones")
+    for change in (update(notes_table).where(notes_table.c.id == note.id)
+                   .values(text="what was not seen"),
+                   update(notes_table).values(author="someone else"),
+                   delete(notes_table).where(notes_table.c.id == note.id),
+                   delete(notes_table)):
+        with pytest.raises(DatabaseError, match="append-only"):
+            with store.engine.begin() as conn:
+                conn.execute(change)
+    assert notes_of(store, RECORDING) == [note]
 
 
 def test_the_notes_table_has_no_way_to_change_a_note_in_the_code() -> None:
