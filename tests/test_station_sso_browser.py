@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser, page, page_problems, screenshot  # noqa: F401
+from support.browser import browser, page, page_problems, screenshot
 from support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 from support.staff import add_staff
 from support.station import (ServedStation, camera_key, ingest, make_recording, make_store,
@@ -26,7 +26,7 @@ from recorder.station.web import create_web_app
 from recorder.station.web.security import WebSettings
 from recorder.station.web.sso_settings import OidcSettings
 
-__all__ = ["camera_key"]
+__all__ = ["browser", "camera_key", "page"]  # fixtures used by name below
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
