@@ -420,3 +420,12 @@ def test_serve_refuses_oidc_settings_it_cannot_use(tmp_path: Path, extra: list[s
                        "127.0.0.1:8470", *args], timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "station").exists()
+
+
+def test_a_state_older_than_its_time_is_refused(browser: StaffBrowser, store: EvidenceStore,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.station.web import oidc
+
+    callback = to_provider(browser)
+    monkeypatch.setattr(oidc, "PENDING_S", -1)  # every login under way is too old now
+    refused(browser, browser.get(callback), store, "state_expired")
