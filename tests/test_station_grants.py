@@ -113,6 +113,8 @@ def test_the_application_role_runs_the_station_but_cannot_rewrite_the_audit(
                "DELETE FROM audit_checkpoints",
                "TRUNCATE audit_checkpoints",
                "DELETE FROM device_revocations",
+               "UPDATE notes SET text = 'rewritten'",
+               "TRUNCATE notes",
                "CREATE TABLE audit_copy (seq bigint)"]
     for attack in attacks:
         with app.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):

@@ -2,8 +2,8 @@
 -- "PostgreSQL roles"). Two roles: bwv_owner owns the database and its tables (it creates and
 -- upgrades the schema); bwv_app is the role `bwv station serve` and the commands run as. The
 -- application may only append to and read the audit log and its signed checkpoints (and the
--- revocations, which are final): no UPDATE, DELETE or TRUNCATE there, for anyone who gets the
--- application's password.
+-- revocations, which are final, and staff's notes): no UPDATE, DELETE or TRUNCATE there, for
+-- anyone who gets the application's password.
 --
 -- Once, as a superuser:
 --     CREATE ROLE bwv_owner LOGIN PASSWORD '...';
@@ -19,9 +19,10 @@ GRANT USAGE ON SCHEMA public TO bwv_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO bwv_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO bwv_app;
 
--- append and read only: the hash-chained log, the station-signed checkpoints, revocations
+-- append and read only: the hash-chained log, the station-signed checkpoints, revocations,
+-- staff's notes on recordings
 REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER
-    ON audit, audit_checkpoints, device_revocations FROM bwv_app;
+    ON audit, audit_checkpoints, device_revocations, notes FROM bwv_app;
 -- the application never changes the schema (PostgreSQL before 15 let every role create there)
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE CREATE ON SCHEMA public FROM bwv_app;

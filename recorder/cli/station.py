@@ -12,8 +12,10 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from ..station.evidence_store import EvidenceStore
     from ..station.limits import Limits
+    from ..station.web.sso_settings import OidcSettings, ProxySettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
@@ -182,6 +185,21 @@ def _serve(args: argparse.Namespace) -> int:
                                 "need TLS (--ssl-certfile and --ssl-keyfile): passwords and "
                                 "session cookies must not cross a network in the clear, and "
                                 "browsers send the Secure session cookie only over https")
+    if web is None and args.web_proxy_secret_file:
+        raise StationUsageError("--web-proxy-secret-file is for the staff pages: give "
+                                "--web-listen HOST:PORT too")
+    oidc_given = [name for name in ("issuer", "client_id", "client_secret_file", "redirect_url")
+                  if getattr(args, f"web_oidc_{name}")]
+    if web is None and oidc_given:
+        raise StationUsageError("--web-oidc-* are for the staff pages: give --web-listen "
+                                "HOST:PORT too")
+    proxy = _proxy_settings(args)
+    oidc = _oidc_settings(args, oidc_given)
+    if proxy is not None and oidc is not None:
+        raise StationUsageError("choose one: behind a sign-on proxy (--web-proxy-secret-file) "
+                                "the proxy logs staff in, so OpenID Connect is not used")
+    if oidc is not None and web is not None:
+        _check_redirect_host(oidc.redirect_url, web[0], args.web_host or ())
     limits = _limits(args)
     store = open_store(args, create=True)
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
@@ -197,13 +215,80 @@ def _serve(args: argparse.Namespace) -> int:
         from ..station.web.security import WebSettings, default_hosts
 
         settings = WebSettings(hosts=default_hosts(web[0], args.web_host or ()),
-                               tls=bool(args.ssl_certfile))
+                               tls=bool(args.ssl_certfile), proxy=proxy, oidc=oidc)
         configs.append(server_config(create_web_app(store, settings), limits,
                                      host=web[0].strip("[]"), port=web[1], **tls))
         print(f"bwv station: staff pages on {scheme}://{web[0]}:{web[1]} (answering to "
               f"{', '.join(settings.hosts)})", file=sys.stderr, flush=True)
+        if proxy is not None:
+            print(f"bwv station: staff are named by the proxy in {proxy.user_header}, which "
+                  f"must send the shared secret in {proxy.secret_header}", file=sys.stderr,
+                  flush=True)
+        if oidc is not None:
+            print(f"bwv station: staff may log in through {oidc.issuer} (OpenID Connect, "
+                  f"accounts named by {oidc.user_claim})", file=sys.stderr, flush=True)
     run_servers(configs)
     return EXIT_OK
+
+
+def _proxy_settings(args: argparse.Namespace) -> ProxySettings | None:
+    """The trusted reverse-proxy mode's settings, None when no secret file is given."""
+    from ..station.web.proxy_auth import load_proxy_secret
+    from ..station.web.sso_settings import ProxySettings
+    from ..station.web.secret_file import SecretFileError
+
+    if not args.web_proxy_secret_file:
+        return None
+    try:
+        secret = load_proxy_secret(Path(args.web_proxy_secret_file))
+    except SecretFileError as exc:
+        raise StationUsageError(str(exc)) from None
+    for option, header in (("--web-proxy-user-header", args.web_proxy_user_header),
+                           ("--web-proxy-secret-header", args.web_proxy_secret_header)):
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header) or header.lower() in (
+                "cookie", "host", "authorization", "content-type", "content-length"):
+            raise StationUsageError(f"{option} {header!r} is not a header name a proxy can "
+                                    "set for the station (letters, digits, dashes)")
+    if args.web_proxy_user_header.lower() == args.web_proxy_secret_header.lower():
+        raise StationUsageError("the proxy's user and secret headers must differ")
+    return ProxySettings(secret, args.web_proxy_user_header, args.web_proxy_secret_header)
+
+
+def _check_redirect_host(redirect_url: str, listen_host: str, names: Sequence[str]) -> None:
+    """StationUsageError unless the staff pages answer to the redirect URL's host: the
+    provider's redirect would otherwise be refused at the Host check."""
+    from urllib.parse import urlsplit
+
+    from ..station.web.security import default_hosts
+
+    host = urlsplit(redirect_url).hostname or ""
+    shown = f"[{host}]" if ":" in host else host
+    if shown.lower() not in default_hosts(listen_host, names):
+        raise StationUsageError(f"--web-oidc-redirect-url names {shown}, a host the staff "
+                                f"pages do not answer to: add --web-host {shown}")
+
+
+def _oidc_settings(args: argparse.Namespace, given: list[str]) -> OidcSettings | None:
+    """OpenID Connect login's settings, None when no --web-oidc-* option is given."""
+    from ..station.web.sso_settings import OidcConfigError, OidcSettings
+    from ..station.web.secret_file import SecretFileError, read_secret_file
+
+    if not given:
+        return None
+    missing = [f"--web-oidc-{name.replace('_', '-')}" for name in
+               ("issuer", "client_id", "client_secret_file", "redirect_url") if name not in given]
+    if missing:
+        raise StationUsageError(f"OpenID Connect login also needs {', '.join(missing)}")
+    try:
+        secret = read_secret_file(Path(args.web_oidc_client_secret_file), "OIDC client secret",
+                                  16, " (as the identity provider issued it)")
+        return OidcSettings(
+            issuer=args.web_oidc_issuer, client_id=args.web_oidc_client_id,
+            client_secret=secret.decode("ascii"), redirect_url=args.web_oidc_redirect_url,
+            user_claim=args.web_oidc_user_claim, acr_values=tuple(args.web_oidc_acr or ()),
+            amr_values=tuple(args.web_oidc_amr or ()), cafile=args.web_oidc_cafile)
+    except (SecretFileError, OidcConfigError) as exc:
+        raise StationUsageError(str(exc)) from None
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -558,6 +643,43 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                        help="a host name the staff pages answer to (repeat for more; default: "
                             "the --web-listen address, and localhost when it is loopback); a "
                             "request naming another host is refused")
+    serve.add_argument("--web-proxy-secret-file", metavar="FILE",
+                       help="trusted reverse-proxy mode: the staff pages believe the user "
+                            "named in --web-proxy-user-header only on a request that carries "
+                            "this file's secret in --web-proxy-secret-header (the file: one "
+                            "line of 32+ characters, mode 600); every other request is refused. "
+                            "The account must exist here and be enabled; its role is the "
+                            "station's. Off by default")
+    serve.add_argument("--web-proxy-user-header", default="X-Remote-User", metavar="NAME",
+                       help="the header the proxy names the user in (default X-Remote-User)")
+    serve.add_argument("--web-proxy-secret-header", default="X-BWV-Proxy-Secret",
+                       metavar="NAME", help="the header the proxy sends the shared secret in "
+                       "(default X-BWV-Proxy-Secret)")
+    serve.add_argument("--web-oidc-issuer", metavar="URL",
+                       help="OpenID Connect login: the identity provider's issuer URL (https; "
+                            "its /.well-known/openid-configuration is read). With "
+                            "--web-oidc-client-id, --web-oidc-client-secret-file and "
+                            "--web-oidc-redirect-url, the login page offers the force's sign-in "
+                            "beside the password form")
+    serve.add_argument("--web-oidc-client-id", metavar="ID",
+                       help="the station's client id at the identity provider")
+    serve.add_argument("--web-oidc-client-secret-file", metavar="FILE",
+                       help="a file (mode 600) holding the client secret, one line")
+    serve.add_argument("--web-oidc-redirect-url", metavar="URL",
+                       help="the URL the provider sends staff back to, as registered there: "
+                            "https://STATION-NAME[:PORT]/oidc/callback")
+    serve.add_argument("--web-oidc-user-claim", default="preferred_username", metavar="CLAIM",
+                       help="the ID token claim that is the station account's name (default "
+                            "preferred_username; or sub). No account is ever made from a token")
+    serve.add_argument("--web-oidc-acr", action="append", metavar="VALUE",
+                       help="accept only an ID token whose acr is this (repeat for more): how "
+                            "the station insists the provider did MFA")
+    serve.add_argument("--web-oidc-amr", action="append", metavar="VALUE",
+                       help="accept only an ID token whose amr holds this method, e.g. mfa, "
+                            "otp or hwk (repeat: any one of them)")
+    serve.add_argument("--web-oidc-cafile", metavar="PEM",
+                       help="the CA certificates that sign the identity provider's TLS "
+                            "certificate (default: the system's)")
     serve.add_argument("--web", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"))

@@ -1,7 +1,7 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, deletions, request nonces, the audit log, staff accounts and web sessions. One
-schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times are integer
-microseconds since the Unix epoch.
+markers, holds, notes, deletions, request nonces, the audit log, staff accounts and web
+sessions. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times
+are integer microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData,
-                        String, Table, Text, UniqueConstraint, create_engine, event, insert,
-                        inspect, make_url, select)
+from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, ForeignKey, Index,
+                        Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine,
+                        event, insert, inspect, make_url, select)
 from sqlalchemy.exc import OperationalError
 
 from ..private_files import FILE_MODE, open_private
@@ -103,6 +103,37 @@ holds = Table(
     Column("released_us", BigInteger),
     Column("release_reason", Text),
 )
+
+# notes staff wrote on a recording (recorder.station.notes): appended, never edited or deleted
+notes = Table(
+    "notes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recording_id", String(128), ForeignKey("recordings.recording_id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("written_us", BigInteger, nullable=False),
+)
+Index("notes_recording", notes.c.recording_id, notes.c.id)
+
+
+def _notes_append_only(target: Table, connection: Connection, **_: Any) -> None:
+    """Triggers that refuse an UPDATE or DELETE of a note, whoever sends it (made with the
+    table)."""
+    if connection.dialect.name == "sqlite":
+        for change in ("UPDATE", "DELETE"):
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER notes_no_{change.lower()} BEFORE {change} ON notes "
+                "BEGIN SELECT RAISE(ABORT, 'notes are append-only'); END")
+    elif connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION notes_append_only() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'notes are append-only'; END $$")
+        connection.exec_driver_sql(
+            "CREATE TRIGGER notes_append_only BEFORE UPDATE OR DELETE ON notes "
+            "FOR EACH ROW EXECUTE FUNCTION notes_append_only()")
+
+
+event.listen(notes, "after_create", _notes_append_only)
 
 # written requests from the public for footage of themselves (subject access)
 public_requests = Table(

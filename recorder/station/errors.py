@@ -131,6 +131,13 @@ class AccountError(StationError, ValueError):
     code = "account"
 
 
+class NoteError(StationError, ValueError):
+    """A note that cannot be added: empty, too long, or with control characters."""
+
+    status = 400
+    code = "note"
+
+
 class NoSuchRequestError(StationError, KeyError):
     """No request from the public has that reference."""
 

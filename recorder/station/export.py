@@ -11,6 +11,7 @@ exports, are not disclosed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import zipfile
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ..integrity import keys, verify
 from ..private_files import open_private
-from . import audit
+from . import audit, notes
 from .audit import Action
 from .catalogue import iso, shown
 from .evidence_store import EvidenceStore
@@ -36,7 +37,7 @@ device_key.pem            the public key enrolled for device {device_id}
                           (sha256 of the raw key: {fingerprint})
 verification.json         `bwv verify --json --key device_key.pem` at export time: {verdict}
 audit.jsonl               {audit_scope}
-SHA256SUMS                every file's SHA-256: check with `sha256sum -c SHA256SUMS`
+{notes_line}SHA256SUMS                every file's SHA-256: check with `sha256sum -c SHA256SUMS`
 SHA256SUMS.sig            the station's Ed25519 signature over SHA256SUMS (raw, 64 bytes)
 station_key.pem           the public key of station {station_id}
                           (sha256 of the raw key: {station_fingerprint})
@@ -85,6 +86,12 @@ def _audit_lines(store: EvidenceStore, recording_id: str, request_ref: str | Non
     return "".join(entry.line + "\n" for entry in chosen).encode("utf-8")
 
 
+def _notes_lines(written: list[notes.Note]) -> bytes:
+    return "".join(json.dumps({"at": iso(note.written_us), "author": note.author,
+                               "text": note.text}, ensure_ascii=False, sort_keys=True) + "\n"
+                   for note in written).encode("utf-8")
+
+
 def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str,
                      purpose: str, request_ref: str | None = None) -> ExportResult:
     """Write the export package of ``recording_id`` to ``out`` (a .zip) and audit it. With
@@ -103,6 +110,9 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
         members["verification.json"] = (verify.render_json(report) + "\n").encode("utf-8")
         members["audit.jsonl"] = _audit_lines(store, recording_id, request_ref)
         members[STATION_KEY_MEMBER] = keys.public_key_pem(store.identity.public_key).encode()
+        written = notes.notes_of(store, recording_id) if request_ref is None else []
+        if written:  # staff's notes go to a force's own packages, not to the public
+            members["notes.jsonl"] = _notes_lines(written)
         scope = ("the station's audit entries about this recording (hash-chained)"
                  if request_ref is None else "the audit entries about this recording and "
                  f"request {request_ref} only (others left out: links skip them)")
@@ -110,6 +120,8 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
             recording_id=recording_id, made=iso(store.clock()), by=by, purpose=purpose,
             device_id=row.device_id, fingerprint=keys.fingerprint(key), audit_scope=scope,
             station_id=store.identity.station_id,
+            notes_line=("notes.jsonl               the staff's notes on the recording (text, "
+                        "author, time), oldest first\n" if written else ""),
             station_fingerprint=store.identity.fingerprint,
             recorded=shown(row.recorded_us) or "unknown", received=shown(row.received_us),
             clock_source=row.clock_source or "source not stated",

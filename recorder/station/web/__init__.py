@@ -2,8 +2,9 @@
 --web-listen HOST:PORT``), never on the device API's port.
 
 Nothing but the login page and the stylesheet and script is shown without a session: a staff
-account (recorder.station.accounts: argon2id password and a TOTP code) logs in, and every page
-then checks that person's role and the recording (recorder.station.web.access) and writes the
+account logs in (recorder.station.accounts: argon2id password and a TOTP code; or through the
+force's identity provider, recorder.station.web.oidc; or is named by a trusted sign-on proxy,
+recorder.station.web.proxy_auth), and every page then checks that person's role and the recording (recorder.station.web.access) and writes the
 audit entry of what it showed (recorder.station.web.pages). Every answer carries the security
 headers and the Host check of recorder.station.web.security; errors are HTML pages.
 """
@@ -25,9 +26,11 @@ from starlette.staticfiles import StaticFiles
 from ..audit import Action
 from ..errors import StationError
 from ..evidence_store import EvidenceStore
-from .auth import ForbiddenForm, NotLoggedIn, client_of, login_routes
+from .auth import ForbiddenForm, NotLoggedIn, client_of, login_routes, safe_next
 from .html import error_page
+from .oidc import oidc_routes
 from .pages import Refused, web_routes
+from .proxy_auth import ProxyAuthentication
 from .requests import request_routes
 from .security import SecurityHeaders, WebSettings
 
@@ -69,10 +72,14 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
         return error_page(exc.status_code, str(exc.detail))
 
     static = StaticFiles(directory=str(resources.files("recorder.station") / "static"))
-    routes = [*login_routes(store, settings), *web_routes(store, settings),
+    routes = [*login_routes(store, settings), *oidc_routes(store, settings, safe_next),
+              *web_routes(store, settings),
               *request_routes(store, settings), Mount("/static", static, name="static")]
     handlers = {NotLoggedIn: not_logged_in, Refused: refused, ForbiddenForm: forbidden_form,
                 StationError: station_error, HTTPException: http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.router.redirect_slashes = False
+    if settings.proxy is not None:
+        return SecurityHeaders(ProxyAuthentication(app, store, settings, settings.proxy),
+                               settings)
     return SecurityHeaders(app, settings)

@@ -4,10 +4,10 @@ hiding a link.
 
 | role | recordings seen | may |
 |---|---|---|
-| officer | their own | list, view, play |
-| supervisor | their team's | list, view, play, hold (flag as evidence) |
-| disclosure | all | list, view, play, download, export, public requests |
-| custodian | all | list, view (no footage), hold, release |
+| officer | their own | list, view, play, note |
+| supervisor | their team's | list, view, play, note, hold (flag as evidence) |
+| disclosure | all | list, view, play, note, download, export, public requests |
+| custodian | all | list, view (no footage), note, hold, release |
 | auditor | none | read the audit log |
 | admin | none | staff accounts |
 
@@ -32,6 +32,7 @@ class Permission:
     PLAY = "play"  # footage in the page's player
     DOWNLOAD = "download"  # a segment file fetched outside a playback
     EXPORT = "export"
+    NOTE = "note"  # add a note to a recording (recorder.station.notes)
     HOLD = "hold"
     RELEASE = "release"
     REQUESTS = "requests"  # public (subject access) requests
@@ -41,10 +42,11 @@ class Permission:
 
 _P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "officer": frozenset({_P.LIST, _P.VIEW, _P.PLAY}),
-    "supervisor": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.HOLD}),
-    "disclosure": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.DOWNLOAD, _P.EXPORT, _P.REQUESTS}),
-    "custodian": frozenset({_P.LIST, _P.VIEW, _P.HOLD, _P.RELEASE}),
+    "officer": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE}),
+    "supervisor": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.HOLD}),
+    "disclosure": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.DOWNLOAD, _P.EXPORT,
+                             _P.REQUESTS}),
+    "custodian": frozenset({_P.LIST, _P.VIEW, _P.NOTE, _P.HOLD, _P.RELEASE}),
     "auditor": frozenset({_P.AUDIT}),
     "admin": frozenset({_P.USERS}),
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from .. import accounts
 from ..evidence_store import EvidenceStore
-from .html import e, page
+from .html import e, error_page, page
 from .security import LOGIN_COOKIE, SESSION_COOKIE, WebSettings, cookie_header, read_form
 
 
@@ -87,6 +88,11 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
     def login_page(next_path: str, message: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(32)
         notice = f"<p class=failed role=alert>{e(message)}</p>" if message else ""
+        sso = ""
+        if settings.oidc is not None:
+            start = f"/oidc/start?{urlencode({'next': next_path})}"
+            sso = (f'<p class=sso><a href="{e(start)}">log in with your force\'s sign-in</a>'
+                   "</p>")
         body = (f"<h1>bwv station</h1>{notice}<form method=post action=/login class=login>"
                 f'<input type=hidden name=csrf value="{e(token)}">'
                 f'<input type=hidden name=next value="{e(next_path)}">'
@@ -95,15 +101,20 @@ def login_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                 "autocomplete=current-password required></label>"
                 "<label>code from your authenticator app <input name=code "
                 "inputmode=numeric autocomplete=one-time-code pattern='[0-9]{6}'></label>"
-                "<button>log in</button></form>")
+                "<button>log in</button></form>" + sso)
         response = page("log in", body, status=status)
         response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, token, path="/login"))
         return response
 
     async def show(request: Request) -> Response:
+        if settings.proxy is not None:  # the proxy has logged this person in already
+            return RedirectResponse(safe_next(request.query_params.get("next")), 303)
         return login_page(safe_next(request.query_params.get("next")))
 
     async def submit(request: Request) -> Response:
+        if settings.proxy is not None:
+            return error_page(403, "Staff log in through the force's sign-in here, not with "
+                              "a station password.")
         fields = await read_form(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         given = fields.get("csrf", "")

@@ -1,5 +1,5 @@
 """The staff pages: the recordings list with its filters, a recording's page (one player over
-all its segments, markers, verification, holds, export), its footage, and the audit log.
+all its segments, markers, verification, holds, notes, export), its footage, and the audit log.
 
 Every handler first finds the visitor (recorder.station.web.auth: no session, no page), then
 checks the role and the recording against recorder.station.web.access, and writes the audit
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ...integrity.bmff import BoxFormatError
 from ...integrity.request_signing import is_safe_name
-from .. import accounts, audit, retention
+from .. import accounts, audit, notes, retention
 from ..audit import Action
 from ..device_records import officer_note
 from ..errors import UnknownRecordingError
@@ -176,6 +176,7 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         holdings = await run_in_threadpool(store.holdings, recording_id)
         holds = await run_in_threadpool(retention.active_holds, store, recording_id)
         marks = await run_in_threadpool(store.markers, recording_id)
+        written = await run_in_threadpool(notes.notes_of, store, recording_id)
         await audited(who, Action.VIEW, recording_id, {"page": "recording"})
         team = await run_in_threadpool(team_officers, store, who.user)
         player = ""
@@ -190,7 +191,8 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                       '<script src="/static/player.js" defer></script>'
                       if mime else "<p class=failed>The footage's codecs are not ones a "
                       "browser plays: download it instead.</p>")
-        body = _recording_page(row, holdings.segments, holds, marks, player, who,
+        body = _recording_page(row, holdings.segments, holds, marks, written, player, who,
+                               may_note=allowed(who.user, Permission.NOTE, row, team),
                                may_hold=allowed(who.user, Permission.HOLD, row, team),
                                may_release=allowed(who.user, Permission.RELEASE, row, team),
                                may_export=allowed(who.user, Permission.EXPORT, row, team))
@@ -259,6 +261,13 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         await run_in_threadpool(retention.release_holds, store, recording_id, who.name, reason)
         return _back_to(recording_id)
 
+    async def note(request: Request) -> Response:
+        who, fields, recording_id = await posted(request, Permission.NOTE)
+        await run_in_threadpool(notes.add_note, store, recording_id,
+                                fields.get("text", "")[:notes.NOTE_MAX_CHARS * 2], who.name,
+                                {"client": who.client})
+        return _back_to(recording_id)
+
     async def audit_log(request: Request) -> Response:
         who = await visitor(request, store, settings)
         await require(who, Permission.AUDIT)
@@ -276,7 +285,8 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             Route("/recordings/{recording_id}/media/{file}", media, methods=["GET"]),
             Route("/recordings/{recording_id}/export", export, methods=["POST"]),
             Route("/recordings/{recording_id}/hold", hold, methods=["POST"]),
-            Route("/recordings/{recording_id}/release", release, methods=["POST"])]
+            Route("/recordings/{recording_id}/release", release, methods=["POST"]),
+            Route("/recordings/{recording_id}/notes", note, methods=["POST"])]
 
 
 def _mime_of(store: EvidenceStore, segments: dict[str, str]) -> str | None:
@@ -351,8 +361,8 @@ def _select(name: str, options: tuple[str, ...], chosen: str) -> str:
 
 
 def _recording_page(row: Any, segments: dict[str, str], holds: list[retention.Hold],
-                    marks: list[Any], player: str, who: Visitor, *, may_hold: bool,
-                    may_release: bool, may_export: bool) -> str:
+                    marks: list[Any], written: list[notes.Note], player: str, who: Visitor, *,
+                    may_note: bool, may_hold: bool, may_release: bool, may_export: bool) -> str:
     name = e(row.recording_id)
     csrf = who.session.csrf
     report = json.loads(row.verify_report) if row.verify_report else {}
@@ -363,6 +373,16 @@ def _recording_page(row: Any, segments: dict[str, str], holds: list[retention.Ho
     marker_items = "".join(_marker(m, row.first_pts_us) for m in marks) or "<li>none</li>"
     files = "".join(f"<li><code>{e(file)}</code> sha256 <code>{e(sha)}</code></li>"
                     for file, sha in sorted(segments.items()))
+    note_items = "".join(f"<li><p class=note-text>{e(n.text)}</p><p class=note-by>"
+                         f"{e(n.author)}, {date(n.written_us)}</p></li>"
+                         for n in written) or "<li>none</li>"
+    note_form = ""
+    if may_note:
+        note_form = (f'<form method=post action="/recordings/{name}/notes">'
+                     f'<input type=hidden name=csrf value="{e(csrf)}">'
+                     "<label>add a note (kept for good: notes are never edited or deleted) "
+                     f"<textarea name=text maxlength={notes.NOTE_MAX_CHARS} required>"
+                     "</textarea></label> <button>add note</button></form>")
     actions = ""
     if may_hold:
         actions += "<h3>Flag as evidence</h3>" + form(
@@ -383,7 +403,8 @@ def _recording_page(row: Any, segments: dict[str, str], holds: list[retention.Ho
             f"{date(row.retain_until_us)}</p>{flag}"
             f"<p class={e(row.status)}>verification: {e(row.verify_summary or '')}</p>"
             f"<ul>{problems}</ul>{player}<h2>Markers</h2><ul class=markers>{marker_items}</ul>"
-            f"<h2>Holds</h2><ul>{hold_items}</ul>{actions}"
+            f"<h2>Holds</h2><ul>{hold_items}</ul>"
+            f"<h2>Notes</h2><ul class=notes>{note_items}</ul>{note_form}{actions}"
             f"<h2>Segments</h2><ul>{files}</ul>")
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BadRequestError, PayloadTooLargeError
+from .sso_settings import OidcSettings, ProxySettings
 
 SESSION_COOKIE = "bwv_session"
 LOGIN_COOKIE = "bwv_login"  # the login form's CSRF token, before there is a session
@@ -41,13 +42,17 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 class WebSettings:
     """How the staff pages are served. ``hosts``: the names the station answers to in the Host
     header (a request naming another is refused: DNS rebinding, a misrouted proxy); ``tls``: the
-    listener is HTTPS (HSTS is sent); ``idle_timeout_s``: a session left that long ends."""
+    listener is HTTPS (HSTS is sent); ``idle_timeout_s``: a session left that long ends;
+    ``proxy``: the trusted reverse-proxy mode (recorder.station.web.proxy_auth), None: off;
+    ``oidc``: OpenID Connect login (recorder.station.web.oidc), None: off."""
 
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     tls: bool = False
     idle_timeout_s: int = IDLE_TIMEOUT_S
     max_session_s: int = 12 * 3600
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    proxy: ProxySettings | None = None
+    oidc: OidcSettings | None = None
 
 
 def default_hosts(listen_host: str, names: Iterable[str] = ()) -> tuple[str, ...]:
@@ -139,9 +144,12 @@ async def read_form(request: Request) -> dict[str, str]:
     return fields
 
 
-def cookie_header(name: str, value: str, *, max_age: int | None = None, path: str = "/") -> str:
-    """A Set-Cookie value: Secure (browsers keep it on loopback http too), HttpOnly, Strict."""
-    parts = [f"{name}={value}", f"Path={path}", "Secure", "HttpOnly", "SameSite=Strict"]
+def cookie_header(name: str, value: str, *, max_age: int | None = None, path: str = "/",
+                  same_site: str = "Strict") -> str:
+    """A Set-Cookie value: Secure (browsers keep it on loopback http too), HttpOnly, Strict
+    (Lax only for the OpenID Connect login's own cookie, which must come back with the
+    identity provider's redirect)."""
+    parts = [f"{name}={value}", f"Path={path}", "Secure", "HttpOnly", f"SameSite={same_site}"]
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     return "; ".join(parts)
