@@ -10,13 +10,13 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.exc import DatabaseError
 from support.staff import StaffBrowser, add_staff
 from support.station import (FakeClock, ServedStation, camera_key, catalogue_url, ingest,
                              make_recording, new_store, postgres_cluster, serve_web)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, devices
@@ -154,8 +154,8 @@ def test_a_note_without_the_csrf_token_is_refused(web: ServedStation,
     wrong = officer.post(f"/recordings/{RECORDING}/notes", {"text": "planted",
                                                             "csrf": "not-the-token"})
     assert wrong.status_code == 403
-    anonymous = httpx.post(f"{web.url}/recordings/{RECORDING}/notes", data={"text": "x"},
-                           timeout=10)
+    anonymous = http.post(f"{web.url}/recordings/{RECORDING}/notes", data={"text": "x"},
+                          timeout=10)
     assert anonymous.status_code == 401
     assert notes_of(store, RECORDING) == []
     officer.close()

@@ -21,6 +21,7 @@ from support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 from support.staff import StaffBrowser, add_staff
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
                              make_store, serve_app)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, devices
@@ -95,7 +96,7 @@ def to_provider(browser: StaffBrowser, next_path: str = "/") -> str:
     callback URL (path and query) the browser is redirected to."""
     start = browser.get(f"/oidc/start?{urlencode({'next': next_path})}")
     assert start.status_code == 303, start.text
-    at_provider = httpx.get(start.headers["location"], follow_redirects=False, timeout=10)
+    at_provider = http.get(start.headers["location"], follow_redirects=False, timeout=10)
     assert at_provider.status_code == 302, at_provider.text
     back = urlsplit(at_provider.headers["location"])
     return f"{back.path}?{back.query}"
@@ -158,10 +159,10 @@ def test_without_oidc_settings_there_is_no_oidc_route(store: EvidenceStore) -> N
 
     plain = serve_web(store)
     try:
-        assert httpx.get(plain.url + "/oidc/start", timeout=10).status_code == 404
-        assert httpx.get(plain.url + "/oidc/callback?code=x&state=y",
-                         timeout=10).status_code == 404
-        assert "/oidc/start" not in httpx.get(plain.url + "/login", timeout=10).text
+        assert http.get(plain.url + "/oidc/start", timeout=10).status_code == 404
+        assert http.get(plain.url + "/oidc/callback?code=x&state=y",
+                        timeout=10).status_code == 404
+        assert "/oidc/start" not in http.get(plain.url + "/login", timeout=10).text
     finally:
         plain.stop()
 
@@ -361,7 +362,7 @@ def test_serve_logs_staff_in_through_the_provider(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{web_port}/login", timeout=2)
+                http.get(f"http://127.0.0.1:{web_port}/login", timeout=2)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and process.poll() is None, \

@@ -13,6 +13,7 @@ import pytest
 from support.staff import StaffBrowser, add_staff, web
 from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
                              make_store, serve_web)
+from support.http import http
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, devices, retention
@@ -85,8 +86,8 @@ def test_a_spoofed_user_header_without_the_secret_is_refused_and_audited(
         proxied: ServedStation, store: EvidenceStore) -> None:
     for path in ("/", f"/recordings/{RECORDING}", f"/recordings/{RECORDING}/media/000001.mp4",
                  "/static/station.css", "/login"):
-        answer = httpx.get(proxied.url + path, headers={"X-Remote-User": "pc-jones"},
-                           timeout=10)
+        answer = http.get(proxied.url + path, headers={"X-Remote-User": "pc-jones"},
+                          timeout=10)
         assert answer.status_code == 401, path
         shows_nothing(answer)
     refused = failures(store)
@@ -99,7 +100,7 @@ def test_a_spoofed_user_header_without_the_secret_is_refused_and_audited(
 
 def test_a_wrong_secret_is_refused(proxied: ServedStation, store: EvidenceStore) -> None:
     for wrong in (SECRET[:-1] + "0", SECRET[:-1], SECRET + "0", "", SECRET.upper()):
-        answer = httpx.get(proxied.url + "/", headers=as_proxy("pc-jones", wrong), timeout=10)
+        answer = http.get(proxied.url + "/", headers=as_proxy("pc-jones", wrong), timeout=10)
         assert answer.status_code == 401, wrong
         shows_nothing(answer)
     assert {entry.detail["reason"] for entry in failures(store)} == {"proxy_secret_wrong"}
@@ -113,15 +114,15 @@ def test_a_wrong_secret_is_refused(proxied: ServedStation, store: EvidenceStore)
 ], ids=["other-header", "authorization", "in-user-header", "cookie"])
 def test_the_secret_in_another_header_is_refused(proxied: ServedStation, store: EvidenceStore,
                                                  headers: dict[str, str]) -> None:
-    answer = httpx.get(proxied.url + "/", headers=headers, timeout=10)
+    answer = http.get(proxied.url + "/", headers=headers, timeout=10)
     assert answer.status_code == 401
     shows_nothing(answer)
     assert [entry.detail["reason"] for entry in failures(store)] == ["proxy_secret_missing"]
 
 
 def test_the_secret_in_the_query_is_refused(proxied: ServedStation) -> None:
-    answer = httpx.get(f"{proxied.url}/?X-BWV-Proxy-Secret={SECRET}",
-                       headers={"X-Remote-User": "pc-jones"}, timeout=10)
+    answer = http.get(f"{proxied.url}/?X-BWV-Proxy-Secret={SECRET}",
+                      headers={"X-Remote-User": "pc-jones"}, timeout=10)
     assert answer.status_code == 401
     shows_nothing(answer)
 
@@ -133,7 +134,7 @@ def test_a_repeated_secret_or_user_header_is_refused(proxied: ServedStation) -> 
                   ("X-BWV-Proxy-Secret", SECRET)]
     no_user = [("X-BWV-Proxy-Secret", SECRET)]
     for headers in (twice_secret, twice_user, no_user):
-        answer = httpx.get(proxied.url + "/", headers=headers, timeout=10)
+        answer = http.get(proxied.url + "/", headers=headers, timeout=10)
         assert answer.status_code == 401
         shows_nothing(answer)
 
@@ -141,7 +142,7 @@ def test_a_repeated_secret_or_user_header_is_refused(proxied: ServedStation) -> 
 def test_an_unknown_user_is_refused_even_with_the_secret(proxied: ServedStation,
                                                          store: EvidenceStore) -> None:
     for name in ("chief.constable", "PC-JONES", "../admin", "x" * 300):
-        answer = httpx.get(proxied.url + "/", headers=as_proxy(name), timeout=10)
+        answer = http.get(proxied.url + "/", headers=as_proxy(name), timeout=10)
         expected = 200 if name.strip().lower() == "pc-jones" else 403
         assert answer.status_code == expected, name
         if expected == 403:
@@ -165,10 +166,10 @@ def test_a_disabled_user_is_refused_and_their_proxy_session_ends(
 def test_with_the_mode_off_the_user_header_means_nothing(web: ServedStation,
                                                          store: EvidenceStore) -> None:
     for headers in (as_proxy("pc-jones"), {"X-Remote-User": "cust-ward"}):
-        answer = httpx.get(web.url + "/", headers=headers, timeout=10)
+        answer = http.get(web.url + "/", headers=headers, timeout=10)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
-        media = httpx.get(f"{web.url}/recordings/{RECORDING}/media/000001.mp4",
-                          headers=headers, timeout=10)
+        media = http.get(f"{web.url}/recordings/{RECORDING}/media/000001.mp4",
+                         headers=headers, timeout=10)
         assert media.status_code == 303 and media.content == b""
     assert not [entry for entry in audit.entries(store.engine)
                 if entry.action in ("login", "login_failed", "list", "view")]
