@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from recorder import cli
-from recorder.integrity import content_key
 from recorder.integrity.content_key import (
     ContentKey, EncryptionPrivateKey, Kem, UnwrapError, unwrap, wrap,
 )
@@ -169,4 +168,3 @@ def test_station_key_command_makes_the_chosen_kem_and_refuses_to_change_it(
     assert cli.main(["station", "key", "--data", other, "--quiet"]) == 0
     pin = parse_pin(capsys.readouterr().out.strip())
     assert pin.encryption_key is not None and pin.encryption_key.kem is Kem.MLKEM768_X25519
-    assert content_key.MAX_WRAPPED_KEY_BYTES > 1152

@@ -32,7 +32,6 @@ SCHEME = "cenc"
 _X25519_BYTES = 32
 _MLKEM768_PUBLIC_BYTES = 1184
 _MLKEM768_SEED_BYTES = 64
-MAX_WRAPPED_KEY_BYTES = 4096  # an ML-KEM-768 + X25519 wrapped key is 1152 bytes
 
 
 class ContentKeyError(RecorderError):
@@ -217,3 +216,54 @@ def unwrap(wrapped: WrappedContentKey, recording_id: str,
             f"recording {recording_id[:80]!r} with this station's key: it was wrapped for "
             "another station or recording, or changed") from None
     return ContentKey(wrapped.key_id, key)
+
+
+class EncryptionHeaderError(ContentKeyError, ValueError):
+    """A manifest header's ``encryption`` object that is not one this recorder writes."""
+
+
+_HEADER_FIELDS = ("aead", "kdf", "kem", "key_id", "scheme", "wrapped_key")
+# HPKE enc (32 bytes for X25519, 1120 for the hybrid) + the 16-byte key + the 16-byte GCM tag
+_WRAPPED_BYTES = {Kem.X25519: 32 + 32, Kem.MLKEM768_X25519: 1120 + 32}
+
+
+def parse_header_fields(value: object) -> WrappedContentKey:
+    """The wrapped key of a manifest header's ``encryption`` object, every field checked before
+    it is decoded (types, names, lengths): EncryptionHeaderError says which is wrong."""
+    if not isinstance(value, dict):
+        raise EncryptionHeaderError("encryption is not an object")
+    names = sorted(value)
+    if names != list(_HEADER_FIELDS):
+        raise EncryptionHeaderError(
+            f"encryption has the fields {', '.join(name[:20] for name in names[:8])}; it must "
+            f"have exactly {', '.join(_HEADER_FIELDS)}")
+    for name in _HEADER_FIELDS:
+        if not isinstance(value[name], str):
+            raise EncryptionHeaderError(f"encryption.{name} is not a string")
+    wanted = {"scheme": SCHEME, "kdf": KDF_NAME, "aead": AEAD_NAME}
+    for name, expected in wanted.items():
+        if value[name] != expected:
+            raise EncryptionHeaderError(f"encryption.{name} is {value[name][:40]!r}; this "
+                                        f"recorder reads {expected!r} only")
+    try:
+        kem = Kem(value["kem"])
+    except ValueError:
+        raise EncryptionHeaderError(
+            f"encryption.kem {value['kem'][:40]!r} is not one of "
+            f"{', '.join(kem.value for kem in Kem)}") from None
+    key_id = value["key_id"]
+    if len(key_id) != 2 * KEY_ID_BYTES or any(char not in "0123456789abcdef" for char in key_id):
+        raise EncryptionHeaderError(f"encryption.key_id is not {2 * KEY_ID_BYTES} lower-case hex "
+                                    "digits")
+    text = value["wrapped_key"]
+    size = _WRAPPED_BYTES[kem]
+    if len(text) != 4 * ((size + 2) // 3):
+        raise EncryptionHeaderError(f"encryption.wrapped_key is {len(text)} characters; a "
+                                    f"{kem.value} wrapped key is {size} bytes in base64")
+    try:
+        wrapped = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise EncryptionHeaderError("encryption.wrapped_key is not valid base64") from None
+    if len(wrapped) != size:
+        raise EncryptionHeaderError(f"encryption.wrapped_key is {len(wrapped)} bytes, not {size}")
+    return WrappedContentKey(kem, bytes.fromhex(key_id), wrapped)
