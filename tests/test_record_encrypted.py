@@ -22,6 +22,7 @@ from recorder.capture.camera.test_pattern import read_frame_number
 from recorder.integrity import manifest
 from recorder.integrity.content_key import ContentKey, unwrap
 from recorder.station import encryption_key
+from recorder.storage.mux import IMPLEMENTATION as MUX_IMPLEMENTATION
 from recorder.station.identity import StationIdentity
 from support import warm
 
@@ -74,10 +75,11 @@ def decrypted_frame_numbers(segment: Path, key: ContentKey, out: Path) -> list[i
         return [read_frame_number(frame) for frame in container.decode(video=0)]
 
 
-def test_the_recording_says_it_is_encrypted_with_the_pure_muxer(
+def test_the_recording_says_it_is_encrypted_and_by_which_muxer(
         made: tuple[Path, Path, str]) -> None:
     recording, _, log = made
-    assert "with the pure-Python muxer: the native muxer does not encrypt yet" in log
+    which = "native" if MUX_IMPLEMENTATION == "native" else "pure-Python"
+    assert "('cenc', key id " in log and f"with the {which} muxer" in log
     assert len(segments(recording)) >= 2
 
 

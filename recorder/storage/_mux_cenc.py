@@ -46,6 +46,13 @@ class TooManySubsamplesError(MuxError, ValueError):
     """A video frame of more slices than one sample's encryption information can describe."""
 
 
+def too_many_subsamples_error(count: int) -> TooManySubsamplesError:
+    return TooManySubsamplesError(
+        f"a video frame of {count} NAL units needs more than the {MAX_SUBSAMPLES} encrypted "
+        "parts an encrypted sample can describe: configure the encoder for fewer slices per "
+        "frame")
+
+
 def sample_iv(track_id: int, sample_number: int) -> bytes:
     """The 8-byte IV of a track's ``sample_number``-th sample (from 1) in the recording."""
     return (track_id << 56 | sample_number).to_bytes(CENC_IV_BYTES, "big")
@@ -104,10 +111,7 @@ class EncryptingMp4Muxer(FragmentedMp4Muxer):
                           for start, end in self._nals)
         layout = subsamples([(payload[start] & 0x1F, end - start) for start, end in self._nals])
         if len(layout) > MAX_SUBSAMPLES:
-            raise TooManySubsamplesError(
-                f"a video frame of {len(layout)} encrypted parts (slices) is more than the "
-                f"{MAX_SUBSAMPLES} an encrypted sample can describe: configure the encoder for "
-                "fewer slices per frame")
+            raise too_many_subsamples_error(len(self._nals))
         self._v_number += 1
         iv = sample_iv(VIDEO_TRACK_ID, self._v_number)
         clear_parts, protected_parts = [], []

@@ -31,8 +31,8 @@ from ..integrity import bmff
 from ..integrity.sealed_segment import SealedSegment
 from ..integrity.sha256 import Sha256
 from ..integrity.content_key import ContentKey
-from ._mux_cenc import EncryptingMp4Muxer
-from .mux import FragmentedMp4Muxer, MuxedFragment
+from .mux import IMPLEMENTATION as MUX_IMPLEMENTATION
+from .mux import EncryptingMp4Muxer, FragmentedMp4Muxer, MuxedFragment
 
 log = logging.getLogger("recorder.segment_writer")  # the name log lines have always shown
 
@@ -72,8 +72,8 @@ class SegmentWriter:
     ``fragment_seconds``: see `FragmentedMp4Muxer`. ``on_sealed``: called with each
     `SealedSegment` once it is durable. ``clock``: maps pts_us to UTC (default: taken now).
     ``first_index``: the index (and file number) of the first segment. ``content_key``: encrypt
-    the segments with it (ISO Common Encryption 'cenc'; the pure-Python muxer does it, and a
-    log line says so), or None for segments in the clear.
+    the segments with it (ISO Common Encryption 'cenc'; a log line says which muxer twin does
+    it), or None for segments in the clear.
 
     One thread writes; the callback runs on it. A failed write raises `SegmentWriteError`; the
     writer then refuses more units, and ``close()`` seals what was written as a recovered segment.
@@ -97,10 +97,9 @@ class SegmentWriter:
             self._muxer = FragmentedMp4Muxer(audio_config, segment_seconds=segment_seconds,
                                              fragment_seconds=fragment_seconds)
         else:
-            # said out loud, never a silent fallback: the native twin cannot encrypt yet
-            log.info("encrypting the segments of %s ('cenc', key id %s) with the pure-Python "
-                     "muxer: the native muxer does not encrypt yet", self.directory.name,
-                     content_key.key_id.hex())
+            log.info("encrypting the segments of %s ('cenc', key id %s) with the %s muxer",
+                     self.directory.name, content_key.key_id.hex(),
+                     "native" if MUX_IMPLEMENTATION == "native" else "pure-Python")
             self._muxer = EncryptingMp4Muxer(audio_config, content_key=content_key,
                                              segment_seconds=segment_seconds,
                                              fragment_seconds=fragment_seconds)
