@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.integrity.content_key import ContentKey
+from recorder.station.media import MediaTypeError, mime_type
 from recorder.storage._mux_cenc import (
     MAX_CLEAR_BYTES, EncryptingMp4Muxer, TooManySubsamplesError, sample_iv, subsamples,
 )
@@ -82,6 +83,13 @@ def test_ffprobe_sees_encrypted_entries_for_h264_and_aac(
                            capture_output=True, text=True).stderr
     for box in ("encv", "enca", "frma", "schm", "tenc", "senc", "saiz", "saio", "pssh"):
         assert f"'{box}'" in trace or f"4CC={box}" in trace, box
+
+
+def test_the_station_player_says_it_cannot_name_an_encrypted_track(
+        recorded: tuple[list[Path], list[Path]]) -> None:
+    assert mime_type(recorded[0][0].read_bytes()).startswith('video/mp4; codecs="avc1.')
+    with pytest.raises(MediaTypeError, match=r"track 1 is encrypted \(encv, ISO Common"):
+        mime_type(recorded[1][0].read_bytes())
 
 
 @pytest.mark.parametrize("stream", ["0:v", "0:a"])
