@@ -88,7 +88,14 @@ def test_it_verifies_without_any_key(made: tuple[Path, Path, str]) -> None:
     checked = warm.run(["verify", "--json", str(recording)], env=environment(), cwd="/",
                        timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert json.loads(checked.stdout)["ok"] is True
+    report = json.loads(checked.stdout)
+    assert report["ok"] is True
+    key_id = manifest.check_manifest((recording / manifest.MANIFEST_NAME).read_bytes()) \
+        .lines[0]["encryption"]["key_id"]
+    assert report["encryption"] == {"scheme": "cenc", "key_id": key_id, "kem": "x25519"}
+    human = warm.run(["verify", str(recording)], env=environment(), cwd="/", timeout=120)
+    assert human.returncode == 0
+    assert f"encrypted   cenc, key id {key_id}" in human.stdout
     listed = {line["file"]: line["sha256"] for line in
               map(json.loads, (recording / manifest.MANIFEST_NAME).read_text().splitlines())
               if line["type"] == "segment"}
