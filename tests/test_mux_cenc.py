@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import struct
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.capture.access_unit import AccessUnit
+from recorder.capture.clock import ClockAnchor
 from recorder.integrity.content_key import ContentKey
 from recorder.station.media import MediaTypeError, mime_type
 from recorder.storage._mux_cenc import (
     MAX_CLEAR_BYTES, EncryptingMp4Muxer, TooManySubsamplesError, sample_iv, subsamples,
 )
 from recorder.storage._mux_py import FragmentedMp4Muxer
-from support.media import Unit, aac, h264, interleave
+from recorder.storage.segment_writer import SegmentWriter, recover_segments
+from support.media import Unit, aac, boxes, h264, interleave
 
 KEY = ContentKey(bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
                  bytes.fromhex("00112233445566778899aabbccddeeff"))
@@ -174,3 +178,35 @@ def test_a_frame_of_too_many_slices_is_refused_with_a_message() -> None:
     muxer = EncryptingMp4Muxer(None, content_key=KEY)
     with pytest.raises(TooManySubsamplesError, match="fewer slices per frame"):
         muxer.push(0, 1_000_000, True, payload)
+
+
+def test_a_power_cut_encrypted_segment_recovers_and_still_decrypts(tmp_path: Path) -> None:
+    """Recovery works as for a segment in the clear: cut to the last whole fragment, and every
+    frame of what is kept decrypts as the same frames muxed in the clear."""
+    config, audio = aac(3.0)
+    units = interleave(h264(160, 120, frames=90, gop=15), audio)
+    clock = ClockAnchor(datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc), 0)
+    source = tmp_path / "source"
+    source.mkdir()
+    writer = SegmentWriter(source, audio_config=config, segment_seconds=100,
+                           fragment_seconds=2.0, clock=clock, content_key=KEY)
+    for unit in units:
+        writer.write(AccessUnit(unit.stream, unit.pts_us, unit.is_keyframe, unit.payload))
+    writer.close()
+    whole = (source / "000001.mp4").read_bytes()
+    ends = [offset + size for kind, offset, size in boxes(whole) if kind == "mdat"]
+    assert len(ends) >= 4
+    clear = tmp_path / "clear.mp4"
+    clear.write_bytes(mux(FragmentedMp4Muxer(config, segment_seconds=100), units)[0])
+    expected = frame_hashes(clear, "0:v", None)[1]
+    for cut in (ends[1] + 500, ends[2] + 3):
+        directory = tmp_path / f"cut{cut}"
+        directory.mkdir()
+        (directory / "000001.mp4.partial").write_bytes(whole[:cut])
+        (segment,) = recover_segments(directory, clock=clock)
+        kept = directory / segment.file
+        assert kept.read_bytes() == whole[:max(end for end in ends if end <= cut)]
+        status, decoded, errors = frame_hashes(kept, "0:v", KEY)
+        assert (status, errors) == (0, "")
+        assert decoded and decoded == expected[:len(decoded)]
+
