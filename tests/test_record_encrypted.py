@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,10 +22,13 @@ import pytest
 from recorder.capture.camera.test_pattern import read_frame_number
 from recorder.integrity import manifest
 from recorder.integrity.content_key import ContentKey, unwrap
+from recorder.integrity.keys import DeviceKey
 from recorder.station import encryption_key
 from recorder.storage.mux import IMPLEMENTATION as MUX_IMPLEMENTATION
 from recorder.station.identity import StationIdentity
+from recorder.uploader import Uploader
 from support import warm
+from support.station import make_store, serve
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -158,3 +162,32 @@ def test_a_station_key_that_does_not_read_stops_before_recording(tmp_path: Path)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_station_takes_and_verifies_it_encrypted_without_any_key(
+        made: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """Uploaded as a docked camera does: verified by the station, kept byte for byte as the
+    camera signed it (so still encrypted), and the camera deletes it on the signed receipt."""
+    recording, station_dir, _ = made
+    card = tmp_path / "recordings"
+    shutil.copytree(recording, card / recording.name)  # the module's copy stays for the others
+    header = manifest.check_manifest((recording / manifest.MANIFEST_NAME).read_bytes()) \
+        .read.header
+    assert header is not None
+    camera = DeviceKey.find(recording.parent.parent / "data")
+    assert camera is not None
+    store = make_store(station_dir)
+    store.enroll(header.device_id, camera.public_key, by="test")
+    served = serve(store)
+    try:
+        with Uploader(served.url, camera, header.device_id, card, pin=served.pin) as uploader:
+            summary = uploader.upload_all()
+    finally:
+        served.stop()
+    assert summary.ok, summary
+    held = store.holdings(recording.name)
+    assert held.verified, held.verify_summary
+    for segment in segments(recording):
+        with store.blobs.open(held.segments[segment.name]) as blob:
+            assert blob.read() == segment.read_bytes()
+    assert not (card / recording.name).exists()
