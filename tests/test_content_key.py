@@ -17,7 +17,9 @@ from recorder.integrity.content_key import (
     ContentKey, EncryptionPrivateKey, Kem, UnwrapError, unwrap, wrap,
 )
 from recorder.integrity.keys import DeviceKey, PublicKeyFormatError
+from recorder.device.doctor import _station_line
 from recorder.integrity.station_pin import parse_pin
+from recorder.settings import Settings
 from recorder.station import encryption_key
 from recorder.station.encryption_key import (
     ENCRYPTION_KEY_FILE, EncryptionKeyFileError, EncryptionKeyPermissionError,
@@ -168,3 +170,14 @@ def test_station_key_command_makes_the_chosen_kem_and_refuses_to_change_it(
     assert cli.main(["station", "key", "--data", other, "--quiet"]) == 0
     pin = parse_pin(capsys.readouterr().out.strip())
     assert pin.encryption_key is not None and pin.encryption_key.kem is Kem.MLKEM768_X25519
+
+
+def test_doctor_says_whether_recordings_are_encrypted_for_the_pinned_station(
+        tmp_path: Path) -> None:
+    identity = StationIdentity.load_or_create(tmp_path / "station", Kem.MLKEM768_X25519)
+    base = Settings.load(None).with_values(storage_data_dir=str(tmp_path / "data"))
+    line = _station_line(base.with_values(station_public_key=identity.pin_line())).value
+    assert line.endswith("; recordings encrypted for it (mlkem768-x25519)")
+    old = identity.pin_line().rsplit(":", 3)[0]
+    line = _station_line(base.with_values(station_public_key=old)).value
+    assert "recordings in the clear: the pin has no encryption key" in line
