@@ -1,4 +1,6 @@
-/* Fragmented-MP4 muxer core: the bytes of recorder/storage/_mux_py.py, whose docstring has the rules. */
+/* Fragmented-MP4 muxer core: the bytes of recorder/storage/_mux_py.py, whose docstring has the rules,
+ * and with a content key those of recorder/storage/_mux_cenc.py (ISO Common Encryption 'cenc'),
+ * AES-128-CTR through OpenSSL's libcrypto, never AES written here. */
 #include "mux.h"
 
 #include <stdlib.h>
