@@ -34,6 +34,10 @@ SOURCES = {
     "recorder.integrity._sha256_c": ["native/_sha256_c.pyx", "native/sha256.c"],
 }
 
+# Libraries a native module links: the muxer encrypts ('cenc') with OpenSSL's libcrypto, whose
+# AES uses AES-NI or the ARMv8 crypto extensions (Debian: libssl-dev to build).
+LIBRARIES = {"recorder.storage._mux_c": ["crypto"]}
+
 
 def _shout(message):
     bar = "*" * 78
@@ -53,7 +57,8 @@ def _extensions():
         return []
     extensions = [
         Extension(piece.native_module, SOURCES[piece.native_module], include_dirs=["native"],
-                  extra_compile_args=["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L"])
+                  extra_compile_args=["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L"],
+                  libraries=LIBRARIES.get(piece.native_module, []))
         for piece in native.PIECES.values()
     ]
     try:

@@ -17,6 +17,7 @@ from libc.string cimport memcpy
 include "../recorder/storage/_mux_rules.py"
 from recorder.storage._mux_py import (AnnexBError, AudioConfigError, MuxClosedError, MuxedFragment,
                                       MuxError, MuxTimestampError, ParameterSetError)
+from recorder.storage._mux_cenc import too_many_subsamples_error
 
 GIL_RELEASE_BYTES = 4096
 
@@ -33,6 +34,8 @@ cdef extern from "mux.h" nogil:
         BWV_MUX_ENOMEM
         BWV_MUX_ETOOBIG
         BWV_MUX_EEMPTY
+        BWV_MUX_ESUBSAMPLES
+        BWV_MUX_ECRYPTO
 
     ctypedef struct bwv_bytes:
         size_t len
@@ -48,12 +51,13 @@ cdef extern from "mux.h" nogil:
 
     void bwv_mux_init(bwv_mux *m)
     void bwv_mux_free(bwv_mux *m)
+    int bwv_mux_set_key(bwv_mux *m, const uint8_t *key)
     int bwv_mux_scan(bwv_mux *m, const uint8_t *p, size_t n, size_t *first)
     int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key)
     int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks)
     size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof)
-    void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
-                                uint32_t last_video_ticks, uint32_t audio_frame_ticks)
+    int bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
+                               uint32_t last_video_ticks, uint32_t audio_frame_ticks)
 
 
 cdef class FragmentedMp4Muxer(MuxRules):
@@ -128,10 +132,13 @@ cdef class FragmentedMp4Muxer(MuxRules):
         out = <uint8_t *> PyBytes_AS_STRING(data)
         if head_len:
             memcpy(out, PyBytes_AS_STRING(head), head_len)
+        cdef int rc
         with nogil:
-            bwv_mux_write_fragment(&self.m, out + head_len, <uint32_t> sequence,
-                                   <uint32_t> last_video_ticks, <uint32_t> self._audio_frame)
+            rc = bwv_mux_write_fragment(&self.m, out + head_len, <uint32_t> sequence,
+                                        <uint32_t> last_video_ticks, <uint32_t> self._audio_frame)
         self._payloads = []
+        if rc != BWV_MUX_OK:
+            self._raise_add_error(rc)
         return data
 
     cdef _raise_scan_error(self, int rc, long long pts_us, size_t first):
@@ -151,4 +158,32 @@ cdef class FragmentedMp4Muxer(MuxRules):
             raise spec.fragment_too_large_error(self.m.video_data.len + self.m.audio_data.len)
         if rc == BWV_MUX_EEMPTY:  # the rules refuse empty access units before they get here
             raise SystemError("muxer was given an empty audio sample")
+        if rc == BWV_MUX_ESUBSAMPLES:
+            raise too_many_subsamples_error(self.m.nal_count)
+        if rc == BWV_MUX_ECRYPTO:
+            raise MuxError("OpenSSL's libcrypto failed to encrypt with AES-128-CTR")
         raise SystemError(f"muxer returned unknown code {rc}")
+
+
+cdef class EncryptingMp4Muxer(FragmentedMp4Muxer):
+    """`FragmentedMp4Muxer` whose segments are encrypted with ``content_key`` (ISO Common
+    Encryption 'cenc'; recorder/storage/_mux_cenc.py is the pure twin and says how), AES-128-CTR
+    through OpenSSL's libcrypto in the same pass that writes the fragment."""
+
+    cdef bytes _key_id
+
+    def __init__(self, audio_config=None, *, content_key, segment_seconds=30.0,
+                 fragment_seconds=2.0):
+        super().__init__(audio_config, segment_seconds=segment_seconds,
+                         fragment_seconds=fragment_seconds)
+        cdef bytes key = bytes(content_key.key)
+        self._key_id = bytes(content_key.key_id)
+        if len(key) != 16 or len(self._key_id) != 16:
+            raise ValueError("a content key is 16 bytes with a 16-byte key id")
+        if bwv_mux_set_key(&self.m, <const uint8_t *> PyBytes_AS_STRING(key)) != BWV_MUX_OK:
+            raise MemoryError("cannot make a cipher context")
+
+    cpdef _open_segment(self, long long dts_us):
+        FragmentedMp4Muxer._open_segment(self, dts_us)
+        self._init = spec.init_segment(self._sps, self._pps, self._audio_config,
+                                       self._origin_us, self._key_id)

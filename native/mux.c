@@ -1,8 +1,12 @@
-/* Fragmented-MP4 muxer core: the bytes of recorder/storage/_mux_py.py, whose docstring has the rules. */
+/* Fragmented-MP4 muxer core: the bytes of recorder/storage/_mux_py.py, whose docstring has the rules,
+ * and with a content key those of recorder/storage/_mux_cenc.py (ISO Common Encryption 'cenc'),
+ * AES-128-CTR through OpenSSL's libcrypto, never AES written here. */
 #include "mux.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 enum {
     VIDEO_TRACK_ID = 1,
@@ -32,6 +36,11 @@ static void run_free(bwv_run *r)
 
 void bwv_mux_free(bwv_mux *m)
 {
+    EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *)m->cipher);  /* NULL: nothing */
+    free(m->video_aux.data);
+    free(m->audio_aux.data);
+    free(m->video_aux_sizes.data);
+    free(m->audio_aux_sizes.data);
     free(m->video_nals);
     free(m->audio_data.data);
     run_free(&m->video);
@@ -166,6 +175,115 @@ static inline uint8_t *put_type(uint8_t *o, const char *type)
     return o + 4;
 }
 
+static inline uint8_t *put16(uint8_t *o, uint32_t v)
+{
+    o[0] = (uint8_t)(v >> 8);
+    o[1] = (uint8_t)v;
+    return o + 2;
+}
+
+int bwv_mux_set_key(bwv_mux *m, const uint8_t *key)
+{
+    if (!m->cipher) {
+        m->cipher = EVP_CIPHER_CTX_new();
+        if (!m->cipher)
+            return BWV_MUX_ENOMEM;
+    }
+    memcpy(m->key, key, sizeof m->key);
+    return BWV_MUX_OK;
+}
+
+/* The 8-byte IV of a track's n-th sample (from 1): the track id, then n in 7 bytes. */
+static uint8_t *put_iv(uint8_t *o, uint32_t track_id, uint64_t number)
+{
+    return put64(o, (uint64_t)track_id << 56 | number);
+}
+
+/* Start a sample's AES-128-CTR stream: the counter block is its IV and 8 zero bytes. */
+static int ctr_start(bwv_mux *m, const uint8_t *iv8)
+{
+    uint8_t counter[16] = {0};
+
+    memcpy(counter, iv8, BWV_CENC_IV_BYTES);
+    return EVP_EncryptInit_ex((EVP_CIPHER_CTX *)m->cipher, EVP_aes_128_ctr(), NULL, m->key,
+                              counter) == 1 ? BWV_MUX_OK : BWV_MUX_ECRYPTO;
+}
+
+static int ctr_apply(bwv_mux *m, uint8_t *p, size_t n)
+{
+    int done;
+
+    while (n) {  /* EVP takes an int length */
+        int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
+        if (EVP_EncryptUpdate((EVP_CIPHER_CTX *)m->cipher, p, &done, p, chunk) != 1)
+            return BWV_MUX_ECRYPTO;
+        p += chunk;
+        n -= (size_t)chunk;
+    }
+    return BWV_MUX_OK;
+}
+
+static int aux_push(bwv_bytes *aux, bwv_bytes *sizes, const uint8_t *info, size_t n)
+{
+    if (reserve(aux, n) != BWV_MUX_OK || reserve(sizes, 1) != BWV_MUX_OK)
+        return BWV_MUX_ENOMEM;
+    memcpy(aux->data + aux->len, info, n);
+    aux->len += n;
+    sizes->data[sizes->len++] = (uint8_t)n;
+    return BWV_MUX_OK;
+}
+
+/* A subsample of `clear` bytes (split at BWV_CENC_MAX_CLEAR) then `protected_bytes`. */
+static int subsample(uint8_t *entries, size_t *count, size_t clear, size_t protected_bytes)
+{
+    while (clear > BWV_CENC_MAX_CLEAR) {
+        if (*count == BWV_CENC_MAX_SUBSAMPLES)
+            return BWV_MUX_ESUBSAMPLES;
+        put32(put16(entries + 6 * (*count)++, BWV_CENC_MAX_CLEAR), 0);
+        clear -= BWV_CENC_MAX_CLEAR;
+    }
+    if (*count == BWV_CENC_MAX_SUBSAMPLES)
+        return BWV_MUX_ESUBSAMPLES;
+    put32(put16(entries + 6 * (*count)++, (uint32_t)clear), (uint32_t)protected_bytes);
+    return BWV_MUX_OK;
+}
+
+/* The senc entry of the video sample last scanned in p: its IV and subsamples. A slice (NAL
+ * types 1-5) of more than 16 bytes keeps its length, header and (size - 1) % 16 bytes clear and
+ * has the rest encrypted; other NAL units are clear; adjacent clear bytes merge. */
+static int video_aux(bwv_mux *m, const uint8_t *p)
+{
+    uint8_t info[BWV_CENC_IV_BYTES + 2 + 6 * BWV_CENC_MAX_SUBSAMPLES];
+    size_t count = 0, clear = 0, k, size, body;
+    int type, rc;
+
+    for (k = 0; k < m->nal_count; k++) {
+        size = m->nals[2 * k + 1] - m->nals[2 * k];
+        type = p[m->nals[2 * k]] & 0x1F;
+        if (type >= 1 && type <= 5 && size > 16) {
+            body = size - 1;
+            rc = subsample(info + BWV_CENC_IV_BYTES + 2, &count, clear + 4 + 1 + body % 16,
+                           body - body % 16);
+            if (rc != BWV_MUX_OK)
+                return rc;
+            clear = 0;
+        } else {
+            clear += 4 + size;
+        }
+    }
+    if (clear || !count) {
+        rc = subsample(info + BWV_CENC_IV_BYTES + 2, &count, clear, 0);
+        if (rc != BWV_MUX_OK)
+            return rc;
+    }
+    put_iv(info, VIDEO_TRACK_ID, m->video_number + 1);
+    put16(info + BWV_CENC_IV_BYTES, (uint32_t)count);
+    rc = aux_push(&m->video_aux, &m->video_aux_sizes, info, BWV_CENC_IV_BYTES + 2 + 6 * count);
+    if (rc == BWV_MUX_OK)
+        m->video_number++;
+    return rc;
+}
+
 int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto, int key)
 {
     size_t size = 0, k, len;
@@ -186,9 +304,19 @@ int bwv_mux_add_video(bwv_mux *m, const uint8_t *p, int64_t ticks, uint32_t cto,
         m->video_nals = nals;
         m->video_nal_cap = cap;
     }
+    if (m->cipher) {  /* first: a frame of too many slices leaves every table as it was */
+        rc = video_aux(m, p);
+        if (rc != BWV_MUX_OK)
+            return rc;
+    }
     rc = run_push(&m->video, ticks, (uint32_t)size, cto, key);
-    if (rc != BWV_MUX_OK)
+    if (rc != BWV_MUX_OK) {
+        if (m->cipher) {  /* take the sample's auxiliary information back out */
+            m->video_aux.len -= m->video_aux_sizes.data[--m->video_aux_sizes.len];
+            m->video_number--;
+        }
         return rc;
+    }
     for (k = 0; k < m->nal_count; k++) {
         len = m->nals[2 * k + 1] - m->nals[2 * k];
         m->video_nals[m->video_nal_count].data = p + m->nals[2 * k];
@@ -214,6 +342,21 @@ int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks)
     if (rc != BWV_MUX_OK)
         return rc;
     memcpy(m->audio_data.data + m->audio_data.len, p, n);
+    if (m->cipher) {  /* an AAC frame is encrypted whole, as it is added */
+        uint8_t iv[BWV_CENC_IV_BYTES];
+
+        put_iv(iv, AUDIO_TRACK_ID, m->audio_number + 1);
+        rc = ctr_start(m, iv);
+        if (rc == BWV_MUX_OK)
+            rc = ctr_apply(m, m->audio_data.data + m->audio_data.len, n);
+        if (rc == BWV_MUX_OK)
+            rc = aux_push(&m->audio_aux, &m->audio_aux_sizes, iv, sizeof iv);
+        if (rc != BWV_MUX_OK) {
+            m->audio.n--;  /* the sample is not added: the tables stay as they were */
+            return rc;
+        }
+        m->audio_number++;
+    }
     m->audio_data.len += n;
     return BWV_MUX_OK;
 }
@@ -228,28 +371,74 @@ static int has_cto(const bwv_run *r)
     return 0;
 }
 
-static size_t traf_size(const bwv_run *r, size_t per_sample)
+/* One size for every sample's auxiliary information (saiz's default), or 0 when they differ. */
+static unsigned aux_default_size(const bwv_bytes *sizes)
 {
-    return r->n ? 8 + 16 + 20 + 20 + r->n * per_sample : 0;
+    size_t k;
+
+    for (k = 1; k < sizes->len; k++)
+        if (sizes->data[k] != sizes->data[0])
+            return 0;
+    return sizes->len ? sizes->data[0] : 0;
+}
+
+/* saiz + saio + senc of one track (0 when not encrypting). */
+static size_t aux_size(const bwv_mux *m, const bwv_bytes *aux, const bwv_bytes *sizes)
+{
+    if (!m->cipher)
+        return 0;
+    return (aux_default_size(sizes) ? 17 : 17 + sizes->len) + 20 + 16 + aux->len;
+}
+
+static size_t traf_size(const bwv_run *r, size_t per_sample, size_t aux)
+{
+    return r->n ? 8 + 16 + 20 + 20 + r->n * per_sample + aux : 0;
 }
 
 size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof)
 {
     size_t mdat = 8 + m->video_data.len + m->audio_data.len;
 
-    *moof = 8 + 16 + traf_size(&m->video, has_cto(&m->video) ? 16 : 12) + traf_size(&m->audio, 8);
+    *moof = 8 + 16
+        + traf_size(&m->video, has_cto(&m->video) ? 16 : 12,
+                    aux_size(m, &m->video_aux, &m->video_aux_sizes))
+        + traf_size(&m->audio, 8, aux_size(m, &m->audio_aux, &m->audio_aux_sizes));
     if (mdat > MAX_MDAT - 8)
         return 0;
     return *moof + mdat;
 }
 
+/* saiz, saio (the offset of the first IV, from the moof at `moof_start`) and senc. */
+static uint8_t *write_aux(uint8_t *o, const uint8_t *moof_start, const bwv_bytes *aux,
+                          const bwv_bytes *sizes, uint32_t senc_flags)
+{
+    unsigned common = aux_default_size(sizes);
+
+    o = put_type(put32(o, (uint32_t)(17 + (common ? 0 : sizes->len))), "saiz");
+    o = put32(o, 0);
+    *o++ = (uint8_t)common;
+    o = put32(o, (uint32_t)sizes->len);
+    if (!common) {
+        memcpy(o, sizes->data, sizes->len);
+        o += sizes->len;
+    }
+    o = put_type(put32(o, 20), "saio");
+    /* the rest of saio is 12 bytes, then senc's header and sample count are 16 */
+    const uint8_t *first_iv = o + 12 + 16;
+    o = put32(put32(put32(o, 0), 1), (uint32_t)(first_iv - moof_start));
+    o = put_type(put32(o, (uint32_t)(16 + aux->len)), "senc");
+    o = put32(put32(o, senc_flags), (uint32_t)sizes->len);
+    memcpy(o, aux->data, aux->len);
+    return o + aux->len;
+}
+
 static uint8_t *write_traf(uint8_t *o, const bwv_run *r, uint32_t track_id, uint32_t trun_flags,
                            size_t per_sample, uint32_t data_offset, uint32_t last_ticks,
-                           int video)
+                           int video, size_t aux)
 {
     size_t k, trun = 20 + r->n * per_sample;
 
-    o = put_type(put32(o, (uint32_t)(8 + 16 + 20 + trun)), "traf");
+    o = put_type(put32(o, (uint32_t)(8 + 16 + 20 + trun + aux)), "traf");
     o = put_type(put32(o, 16), "tfhd");
     o = put32(put32(o, TFHD_DEFAULT_BASE_IS_MOOF), track_id);
     o = put_type(put32(o, 20), "tfdt");
@@ -268,32 +457,75 @@ static uint8_t *write_traf(uint8_t *o, const bwv_run *r, uint32_t track_id, uint
     return o;
 }
 
-void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
-                            uint32_t last_video_ticks, uint32_t audio_frame_ticks)
+/* Encrypt the protected ranges of the video samples written at `o` (in place), following the
+ * subsamples their auxiliary information lists. */
+static int encrypt_video(bwv_mux *m, uint8_t *o)
+{
+    const uint8_t *info = m->video_aux.data;
+    size_t k, j, count, clear, protected_bytes;
+    int rc;
+
+    for (k = 0; k < m->video.n; k++) {
+        rc = ctr_start(m, info);
+        if (rc != BWV_MUX_OK)
+            return rc;
+        count = (size_t)info[BWV_CENC_IV_BYTES] << 8 | info[BWV_CENC_IV_BYTES + 1];
+        for (j = 0; j < count; j++) {
+            const uint8_t *entry = info + BWV_CENC_IV_BYTES + 2 + 6 * j;
+            clear = (size_t)entry[0] << 8 | entry[1];
+            protected_bytes = (size_t)entry[2] << 24 | (size_t)entry[3] << 16
+                | (size_t)entry[4] << 8 | entry[5];
+            o += clear;
+            rc = ctr_apply(m, o, protected_bytes);
+            if (rc != BWV_MUX_OK)
+                return rc;
+            o += protected_bytes;
+        }
+        info += m->video_aux_sizes.data[k];
+    }
+    return BWV_MUX_OK;
+}
+
+int bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
+                           uint32_t last_video_ticks, uint32_t audio_frame_ticks)
 {
     size_t moof, total = bwv_mux_fragment_size(m, &moof);
-    int cto = has_cto(&m->video);
-    uint8_t *o = out;
+    int cto = has_cto(&m->video), rc = BWV_MUX_OK;
+    size_t video_aux = aux_size(m, &m->video_aux, &m->video_aux_sizes);
+    size_t audio_aux = aux_size(m, &m->audio_aux, &m->audio_aux_sizes);
+    uint8_t *o = out, *video;
     size_t k;
 
     o = put_type(put32(o, (uint32_t)moof), "moof");
     o = put_type(put32(o, 16), "mfhd");
     o = put32(put32(o, 0), sequence);
-    if (m->video.n)
+    if (m->video.n) {
         o = write_traf(o, &m->video, VIDEO_TRACK_ID, cto ? TRUN_VIDEO | TRUN_CTO : TRUN_VIDEO,
-                       cto ? 16 : 12, (uint32_t)(moof + 8), last_video_ticks, 1);
-    if (m->audio.n)
+                       cto ? 16 : 12, (uint32_t)(moof + 8), last_video_ticks, 1, video_aux);
+        if (m->cipher)
+            o = write_aux(o, out, &m->video_aux, &m->video_aux_sizes, 0x2);
+    }
+    if (m->audio.n) {
         o = write_traf(o, &m->audio, AUDIO_TRACK_ID, TRUN_AUDIO, 8,
-                       (uint32_t)(moof + 8 + m->video_data.len), audio_frame_ticks, 0);
+                       (uint32_t)(moof + 8 + m->video_data.len), audio_frame_ticks, 0,
+                       audio_aux);
+        if (m->cipher)
+            o = write_aux(o, out, &m->audio_aux, &m->audio_aux_sizes, 0);
+    }
     o = put_type(put32(o, (uint32_t)(total - moof)), "mdat");
+    video = o;
     for (k = 0; k < m->video_nal_count; k++) {
         o = put32(o, (uint32_t)m->video_nals[k].len);
         memcpy(o, m->video_nals[k].data, m->video_nals[k].len);
         o += m->video_nals[k].len;
     }
+    if (m->cipher && m->video.n)
+        rc = encrypt_video(m, video);
     if (m->audio_data.len)
         memcpy(o, m->audio_data.data, m->audio_data.len);
     m->video_nal_count = 0;
     m->video_data.len = m->audio_data.len = 0;
     m->video.n = m->audio.n = 0;
+    m->video_aux.len = m->audio_aux.len = m->video_aux_sizes.len = m->audio_aux_sizes.len = 0;
+    return rc;
 }

@@ -17,8 +17,15 @@ enum {
     BWV_MUX_ENONAL = -3,    /* start codes but no NAL unit */
     BWV_MUX_ENOMEM = -4,
     BWV_MUX_ETOOBIG = -5,   /* the fragment's mdat would not fit a 32-bit size */
-    BWV_MUX_EEMPTY = -6     /* an audio sample of no bytes */
+    BWV_MUX_EEMPTY = -6,    /* an audio sample of no bytes */
+    BWV_MUX_ESUBSAMPLES = -7, /* an encrypted video sample of more than BWV_CENC_MAX_SUBSAMPLES */
+    BWV_MUX_ECRYPTO = -8    /* libcrypto refused the key or the cipher */
 };
+
+/* ISO Common Encryption 'cenc' (see recorder/storage/_mux_cenc.py for the layout and IVs). */
+#define BWV_CENC_IV_BYTES 8
+#define BWV_CENC_MAX_CLEAR 0xFFFFu
+#define BWV_CENC_MAX_SUBSAMPLES ((255 - BWV_CENC_IV_BYTES - 2) / 6)
 
 typedef struct {
     uint8_t *data;
@@ -48,10 +55,21 @@ typedef struct {
     bwv_run video, audio;
     size_t *nals;                      /* (start, end) pairs of the last scanned access unit */
     size_t nal_count, nal_cap;
+    /* Encryption, when bwv_mux_set_key was called: cipher is libcrypto's EVP_CIPHER_CTX. Each
+     * sample's auxiliary information (IV, then for video its subsamples) is kept as senc holds
+     * it, one size byte per sample beside it; video is encrypted as the fragment is written,
+     * audio as it is added. */
+    void *cipher;
+    uint8_t key[16];
+    uint64_t video_number, audio_number;  /* samples of each track so far: the IVs */
+    bwv_bytes video_aux, audio_aux, video_aux_sizes, audio_aux_sizes;
 } bwv_mux;
 
 void bwv_mux_init(bwv_mux *m);
 void bwv_mux_free(bwv_mux *m);
+
+/* Encrypt every sample from now on with the 16-byte AES-128 key ('cenc'). */
+int bwv_mux_set_key(bwv_mux *m, const uint8_t *key);
 
 /* Find the NAL units of an Annex B access unit into m->nals. On BWV_MUX_ELEADING, *first holds
  * the offset of the first start code. */
@@ -67,8 +85,9 @@ int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks);
 /* Bytes of the pending fragment (moof + mdat); *moof receives the moof's size. 0 on overflow. */
 size_t bwv_mux_fragment_size(const bwv_mux *m, size_t *moof);
 
-/* Write the pending fragment (exactly bwv_mux_fragment_size bytes) to out and empty it. */
-void bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
-                            uint32_t last_video_ticks, uint32_t audio_frame_ticks);
+/* Write the pending fragment (exactly bwv_mux_fragment_size bytes) to out and empty it;
+ * BWV_MUX_ECRYPTO if libcrypto failed to encrypt (the fragment is then not usable). */
+int bwv_mux_write_fragment(bwv_mux *m, uint8_t *out, uint32_t sequence,
+                           uint32_t last_video_ticks, uint32_t audio_frame_ticks);
 
 #endif

@@ -113,9 +113,11 @@ OPTIONS: tuple[Option, ...] = (
            "a station with a private CA or a self-signed certificate; `bwv upload --cafile` "
            "overrides it (empty: the system's CAs)"),
     Option("station", "public_key", "", "the station this camera trusts: the one line "
-           "`bwv station key` prints on the station (bwv-station/1:ID:KEY); a recording is "
-           "deleted here only on a receipt signed by that key; `bwv upload --station-key` "
-           "overrides it (empty: upload, but never delete)"),
+           "`bwv station key` prints on the station (bwv-station/1:ID:KEY:KEM:ENCRYPTION-KEY:"
+           "SIGNATURE); a recording is deleted here only on a receipt signed by that key, and "
+           "every recording is encrypted so that only that station can read it; `bwv upload "
+           "--station-key` and `bwv record --station-key` override it (empty: record in the "
+           "clear, upload, but never delete)"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 TABLES = ("device", "camera", "audio", "recording", "storage", "station", "board")

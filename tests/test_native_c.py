@@ -28,8 +28,9 @@ def _build(tmp_path: Path, name: str, harness: str, sources: list[str],
     main = tmp_path / f"{name}.c"
     main.write_text(harness)
     program = tmp_path / name
+    libraries = ["-lcrypto"] if "mux.c" in sources else []  # the muxer encrypts with libcrypto
     command = [str(CC), *FLAGS, *extra, "-o", str(program), str(main),
-               *(str(NATIVE / source) for source in sources), "-lpthread"]
+               *(str(NATIVE / source) for source in sources), *libraries, "-lpthread"]
     built = subprocess.run(command, capture_output=True, text=True, timeout=120)
     return program if built.returncode == 0 else built.stderr
 

@@ -47,6 +47,7 @@ examples:
   bwv record --duration 10 --out /tmp/rec                      # synthetic camera and tone
   bwv record --source file:clip.mp4 --audio none --fast --duration 5 --out /tmp/rec
   bwv record --source picamera2 --audio pyaudio --pre-event 30 --duration 60 --out /srv/bwv
+  bwv record --station-key station.pin --duration 10 --out /tmp/rec  # encrypted for a station
 
 Ctrl-C, SIGTERM or SIGHUP (the terminal was closed) stops early: what was recorded is sealed
 and its directory printed. Further signals, of any kind, do not interrupt the sealing.
@@ -97,6 +98,11 @@ def add_record_parsers(commands: Any) -> None:
     record.add_argument("--segment", metavar="S", type=float, help="segment length in seconds")
     record.add_argument("--out", metavar="DIR", type=Path, required=True,
                         help="directory to put the recording in (created if missing)")
+    record.add_argument("--station-key", metavar="KEY",
+                        help="encrypt this recording for a station: the line `bwv station key` "
+                             "prints there, or a file holding it (default: the "
+                             "station.public_key setting); with a station key every recording "
+                             "is encrypted, and only that station can read it")
     record.add_argument("--fast", action="store_true",
                         help="do not wait in real time: synthetic and file sources run as fast "
                              "as they can, the audio kept in step with the video (timestamps "
@@ -137,7 +143,28 @@ def _settings(args: argparse.Namespace) -> Any:
     size = getattr(args, "size", None)
     if size is not None:
         changes.update(zip(("camera_width", "camera_height"), parse_size(size)))
+    station_key = getattr(args, "station_key", None)
+    if station_key is not None:
+        changes["station_public_key"] = _station_key_text(station_key)
     return settings.with_values(**changes) if changes else settings
+
+
+def _station_key_text(given: str) -> str:
+    """``--station-key``: the line `bwv station key` prints, or a file holding it."""
+    path = Path(given).expanduser()
+    if len(given) < 4096 and path.is_file():
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")[:8192].strip()
+        except OSError as exc:
+            raise UsageError(f"--station-key {given}: {exc.strerror}") from None
+    return given
+
+
+def _check_station_key(settings: Settings) -> None:
+    """A ``station.public_key`` that does not read stops the command before anything starts."""
+    from ..device.assembly import recording_encryption_key
+
+    recording_encryption_key(settings)
 
 
 def _board_settings(settings: Settings) -> Any:
@@ -346,6 +373,7 @@ def _record_until(args: argparse.Namespace, stop: threading.Event, caught: list[
         _check_seconds("--trigger-after", args.trigger_after, zero_ok=True)
         settings = _settings(args)
         board_settings = _board_settings(settings)
+        _check_station_key(settings)
         _check_source_file(settings["camera.source"])
         if args.fast:
             _check_fast_audio(settings["audio.source"])
@@ -391,6 +419,7 @@ def _run_until(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         settings = _settings(args)
         board_settings = _board_settings(settings)
+        _check_station_key(settings)
         data = settings.data_dir
         fault = _card_fault(data, data) or _card_fault(data / "recordings", data)
         if fault is None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from ..integrity.content_key import Kem
     from ..station.evidence_store import EvidenceStore
     from ..station.limits import Limits
     from ..station.web.sso_settings import OidcSettings, ProxySettings
@@ -77,9 +78,25 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
                 f"the station in {data} has lost its key ({STATION_KEY_FILE}): restore it from "
                 "backup. A new key makes a new station that every camera must pin again; to "
                 f"make one all the same: `bwv station key --data {data} --new-key`")
-        identity = StationIdentity.load_or_create(data)
+        identity = StationIdentity.load_or_create(data, _encryption_kem(args))
+    elif identity.encryption is None:  # a station made before encryption: give it its key now
+        identity = identity.with_encryption_key(_encryption_kem(args))
+    wanted = getattr(args, "encryption_kem", None)
+    if wanted is not None and identity.encryption is not None \
+            and identity.encryption.kem.value != wanted:
+        raise StationUsageError(
+            f"this station's encryption key is {identity.encryption.kem.value}, not {wanted}: "
+            "the KEM is chosen when the key is made, and recordings already made for it need "
+            "it to be unwrapped")
     return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"), identity,
                          retention_days=getattr(args, "retention_days", 31))
+
+
+def _encryption_kem(args: argparse.Namespace) -> Kem:
+    """``--encryption-kem`` of `bwv station key`, X25519 otherwise."""
+    from ..integrity.content_key import Kem
+
+    return Kem(getattr(args, "encryption_kem", None) or Kem.X25519.value)
 
 
 def _retention_days(text: str) -> int:
@@ -575,6 +592,11 @@ def _store_options(data_help: str) -> argparse.ArgumentParser:
     options.add_argument("--data", metavar="DIR", help=data_help)
     options.add_argument("--db", metavar="URL", help=f"catalogue URL (default ${DB_ENV_VAR}, "
                          "else SQLite in DIR; e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    options.add_argument("--encryption-kem", choices=["x25519", "mlkem768-x25519"],
+                         help="the KEM of the station's encryption key when it is made (default "
+                              "x25519; mlkem768-x25519 is the post-quantum hybrid, for footage "
+                              "that must stay secret for decades); a station keeps the KEM it "
+                              "was made with, and refuses another")
     return options
 
 
@@ -699,10 +721,13 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
 
     key = sub.add_parser("key", parents=[common], help="print the line a camera pins",
                          description="Print, on one line, what a camera needs to trust this "
-                         "station: bwv-station/1:STATION-ID:PUBLIC-KEY. Give it to the camera as "
+                         "station: bwv-station/1:STATION-ID:PUBLIC-KEY:KEM:ENCRYPTION-KEY:SIGNATURE. "
+                         "Give it to the camera as "
                          "the station.public_key setting or `bwv upload --station-key`. The "
                          "station's key (station_key.pem, 0600) is made with the station; "
-                         "if it was lost, --new-key makes another (a new station id).")
+                         "if it was lost, --new-key makes another (a new station id). A camera "
+                         "given this line encrypts every recording for this station; the "
+                         "station's encryption key (station_encryption_key, 0600) unwraps them.")
     key.add_argument("--quiet", action="store_true", help="print only the line")
     key.add_argument("--new-key", action="store_true",
                      help="make a new key when the station's is lost (never replaces one): "

@@ -24,7 +24,8 @@ from ..capture.clock import monotonic_us
 from ..errors import RecorderError
 from ..private_files import make_private_dir
 from ..integrity.keys import DeviceKey
-from ..settings import Settings
+from ..integrity.content_key import EncryptionPublicKey
+from ..settings import Settings, SettingsError
 from ..storage.faults import describe, is_card_fault
 from ..storage.recording import FileRecording, RecordingFactory, recover_interrupted
 from ..storage.writer_lock import WriterLock
@@ -213,7 +214,8 @@ class Device:
         for path in recover_interrupted(recordings, key) if locked else ():
             log.warning("sealed %s, which a power cut or crash had left open", path)
         factory = RecordingFactory(recordings, key, settings,
-                                   audio.audio_specific_config if audio.has_audio else None)
+                                   audio.audio_specific_config if audio.has_audio else None,
+                                   encrypt_for=recording_encryption_key(settings))
         opener = _Opener(factory)
         controller = Controller(
             ring, board, opener.open,
@@ -296,6 +298,23 @@ class _Opener:
         if self.device is not None and self.device.writer_lock is None:
             self.device.probe_storage()
         return self.factory.open()
+
+
+def recording_encryption_key(settings: Settings) -> EncryptionPublicKey | None:
+    """The station's encryption key from ``station.public_key``: recordings are encrypted for
+    it. None when no station is pinned, or its pin (from a station before encryption) has no
+    encryption key. A pin that does not read is a SettingsError: a camera meant to be paired
+    never records in the clear because of a typo."""
+    from ..integrity.keys import PublicKeyFormatError
+    from ..integrity.station_pin import parse_pin
+
+    text = str(settings["station.public_key"])
+    if not text.strip():
+        return None
+    try:
+        return parse_pin(text).encryption_key
+    except PublicKeyFormatError as exc:
+        raise SettingsError(f"station.public_key: {exc}") from None
 
 
 def station_upload(settings: Settings, key: DeviceKey,

@@ -118,7 +118,11 @@ def _station_line(settings: Settings) -> DoctorLine:
             trust = f"ERROR: station.public_key: {exc}"
         else:
             trust = (f"pinned {pin.station_id} (key sha256 {pin.fingerprint}): compare with "
-                     "what the station prints")
+                     "what the station prints; " + (
+                         f"recordings encrypted for it ({pin.encryption_key.kem.value})"
+                         if pin.encryption_key is not None else
+                         "recordings in the clear: the pin has no encryption key (a station "
+                         "from before encryption); take the line again from `bwv station key`"))
     return DoctorLine("evidence station", f"{url}; {trust}")
 
 

@@ -18,7 +18,8 @@ can check it with ``sha256sum``, ``base64`` and ``openssl`` alone:
 * Line 1 is the ``header``: format, recording/device/officer ids, ``public_key`` (base64 of the
   DER SubjectPublicKeyInfo, the body of the PEM, so verification works offline), ``key_fingerprint``
   (hex SHA-256 of the raw 32-byte key), settings, ``utc_start``, ``monotonic_start_us``,
-  ``clock_source``. Then ``segment`` lines (the fields of SealedSegment), ``event`` lines and one
+  ``clock_source``, and for an encrypted recording ``encryption`` (the content key wrapped to the
+  station, its key id and the scheme: recorder.integrity.content_key). Then ``segment`` lines (the fields of SealedSegment), ``event`` lines and one
   final ``sealed`` line; nothing follows ``sealed``.
 
 Checking line N by hand (the test suite runs exactly this)::
@@ -48,6 +49,7 @@ from ..durability import fsync_directory, write_all
 from ..errors import RecorderError
 from ..private_files import open_private
 from . import keys
+from .content_key import EncryptionHeaderError, WrappedContentKey, parse_header_fields
 from .keys import DeviceKey
 from .sealed_segment import SealedSegment
 
@@ -208,6 +210,7 @@ class RecordingHeader:
     monotonic_start_us: int  # the shared pts clock at the start of the recording
     clock_source: str  # where UTC came from: "ntp", "rtc", "gps", "unsynchronised" ...
     settings: Mapping[str, JSONValue] = field(default_factory=dict)
+    encryption: WrappedContentKey | None = None  # None: the segments are in the clear
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ class ManifestWriter:
 
     @staticmethod
     def _header_body(header: RecordingHeader, key: DeviceKey) -> dict[str, Any]:
-        return {
+        body = {
             "type": LineType.HEADER.value,
             "format": FORMAT,
             "recording_id": header.recording_id,
@@ -276,6 +279,9 @@ class ManifestWriter:
             "clock_source": header.clock_source,
             "settings": dict(header.settings),
         }
+        if header.encryption is not None:
+            body["encryption"] = header.encryption.header_fields()
+        return body
 
     @classmethod
     def reopen(cls, directory: Path, key: DeviceKey, utc: str | None = None) -> ManifestWriter:
@@ -465,6 +471,7 @@ class Header(Record):
     monotonic_start_us: int
     clock_source: str
     settings: Mapping[str, Any]
+    encryption: WrappedContentKey | None  # the wrapped content key of an encrypted recording
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -535,6 +542,11 @@ def _field_problems(obj: Mapping[str, Any]) -> str | None:
         if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
             names = " or ".join(kind.__name__ for kind in wanted)
             return f"{line_type} field {name!r} is missing or not a {names}"
+    if line_type == LineType.HEADER.value and "encryption" in obj:
+        try:
+            parse_header_fields(obj["encryption"])
+        except EncryptionHeaderError as exc:
+            return f"header field 'encryption' is not valid: {exc}"
     return None
 
 
@@ -546,6 +558,9 @@ def _record(number: int, stored: bytes, obj: Mapping[str, Any]) -> AnyRecord:
         pts_us, detail = obj.get("pts_us"), obj.get("detail")
         fields["pts_us"] = pts_us if isinstance(pts_us, int) else None
         fields["detail"] = detail if isinstance(detail, dict) else None
+    if line_type == LineType.HEADER.value:  # checked by _field_problems when present
+        fields["encryption"] = parse_header_fields(obj["encryption"]) \
+            if "encryption" in obj else None
     return cast(AnyRecord, _RECORDS[line_type](
         number=number, seq=obj["seq"], prev=obj["prev"], sig=obj["sig"], stored=stored, obj=obj,
         **fields))

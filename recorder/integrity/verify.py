@@ -127,6 +127,8 @@ class VerifyReport:
     officer_id: str | None = None
     key_fingerprint: str | None = None
     key_source: str = "none"  # "trusted" (--key) or "header"
+    # an encrypted recording's scheme, key id and KEM (the header's, when it reads); None: clear
+    encryption: dict[str, str] | None = None
     lines: int = 0
     sealed: bool = False
     events: dict[str, int] = field(default_factory=dict)  # event kind -> how many lines
@@ -300,6 +302,10 @@ def _report_manifest(report: VerifyReport, check: manifest.ManifestCheck, name: 
         report.officer_id = first.value("officer_id")
     if check.header_key is not None:
         report.key_fingerprint = keys.fingerprint(check.header_key)
+    header = check.read.header
+    if header is not None and header.encryption is not None:
+        fields = header.encryption.header_fields()
+        report.encryption = {name: fields[name] for name in ("scheme", "key_id", "kem")}
     for line in check.read.of_type(manifest.LineType.EVENT):
         kind = line.value("event")
         if isinstance(kind, str):
@@ -643,6 +649,10 @@ def render_human(report: VerifyReport) -> str:
             source = ("checked against the key in the manifest itself; pass --key with the "
                       "enrolled key to prove which device signed it")
         out.append(f"key         sha256 {report.key_fingerprint}: {source}")
+    if report.encryption is not None:
+        out.append(f"encrypted   {report.encryption['scheme']}, key id "
+                   f"{report.encryption['key_id']}, its key wrapped for the station "
+                   f"({report.encryption['kem']}): checked as stored, no key needed")
     manifest_problems = sum(1 for p in report.problems if p.line is not None and p.file is None)
     out.append(f"manifest    {report.lines} lines, {'sealed' if report.sealed else 'NOT sealed'}, "
                f"chain and signatures {'intact' if not manifest_problems else 'BROKEN'}")

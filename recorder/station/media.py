@@ -19,6 +19,7 @@ _STREAM_DEPENDENCE = 0x80
 _URL = 0x40
 _OCR_STREAM = 0x20
 _AVC_ENTRIES = ("avc1", "avc3")
+_ENCRYPTED_ENTRIES = ("encv", "enca")
 
 
 class MediaTypeError(RecorderError, ValueError):
@@ -43,6 +44,9 @@ def _codec(entry: SampleEntry) -> str:
         return _avc_codec(entry)
     if entry.type == "mp4a":
         return _mp4a_codec(entry)
+    if entry.type in _ENCRYPTED_ENTRIES:
+        raise MediaTypeError(f"track {entry.track_id} is encrypted ({entry.type}, ISO Common "
+                             "Encryption): the station's player does not decrypt yet")
     raise MediaTypeError(f"track {entry.track_id} is {entry.type!r}, which the station's player "
                          "cannot name (H.264 and AAC only)")
 

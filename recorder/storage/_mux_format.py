@@ -299,13 +299,34 @@ def _track(track_id: int, handler: bytes, name: bytes, timescale: int, width: in
     return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
 
 
+CENC_SCHEME_VERSION = 0x0001_0000
+CENC_IV_BYTES = 8  # per-sample IVs of 8 bytes: the other 8 of the AES-CTR block count blocks
+# the W3C "common" protection system (ClearKey reads it): its pssh lists the key id
+COMMON_SYSTEM_ID = bytes.fromhex("1077efecc0b24d02ace33c1e52e2fb4b")
+
+
+def _protected(entry: bytes, key_id: bytes) -> bytes:
+    """A sample entry box made protected: its type becomes ``encv``/``enca``, and a ``sinf``
+    (``frma`` with the original type, ``schm`` 'cenc' 1.0, ``schi``/``tenc`` with the key id)
+    follows its children (ISO/IEC 23001-7 and 14496-12 8.12)."""
+    original = entry[4:8]
+    protected_type = b"encv" if original == b"avc1" else b"enca"
+    tenc = _full_box(b"tenc", 0, 0, bytes([0, 0, 1, CENC_IV_BYTES]), key_id)
+    sinf = _box(b"sinf", _box(b"frma", original),
+                _full_box(b"schm", 0, 0, b"cenc", struct.pack(">I", CENC_SCHEME_VERSION)),
+                _box(b"schi", tenc))
+    return _box(protected_type, entry[8:], sinf)
+
+
 def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None,
-                 origin_us: int) -> bytes:
+                 origin_us: int, key_id: bytes | None = None) -> bytes:
     """``ftyp`` + ``moov`` for H.264 video described by ``sps``/``pps`` and optional AAC audio.
 
     ``origin_us``, the pts_us of decode time 0, goes into a ``uuid`` box (version 0, a signed
     64-bit count of microseconds) so that a segment found unsealed after a power cut can be mapped
-    back onto the recording's clock.
+    back onto the recording's clock. With ``key_id`` the tracks are protected with ISO Common
+    Encryption 'cenc' under that key id (`_protected`), and a ``pssh`` of the common system
+    names it; without, the bytes are those of a recording in the clear.
     """
     info = parse_sps(sps[0])
     avcc_parts = [bytes([1, info.profile, info.compatibility, info.level, 0xFF,
@@ -319,6 +340,8 @@ def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None,
     avc1 = _box(b"avc1", struct.pack(">6xHHH12xHHIIIH", 1, 0, 0, info.width, info.height,
                                      0x480000, 0x480000, 0, 1),
                 bytes(32), struct.pack(">Hh", 0x18, -1), _box(b"avcC", *avcc_parts))
+    if key_id is not None:
+        avc1 = _protected(avc1, key_id)
     video = _track(VIDEO_TRACK_ID, b"vide", b"VideoHandler", VIDEO_TIMESCALE, info.width,
                    info.height, _full_box(b"vmhd", 0, 1, bytes(8)), avc1)
     tracks = [video]
@@ -334,6 +357,8 @@ def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None,
         rate = audio.sample_rate << 16 if audio.sample_rate < 0x10000 else 0
         mp4a = _box(b"mp4a", struct.pack(">6xH8xHHHHI", 1, audio.channels, 16, 0, 0, rate),
                     _full_box(b"esds", 0, 0, es))
+        if key_id is not None:
+            mp4a = _protected(mp4a, key_id)
         tracks.append(_track(AUDIO_TRACK_ID, b"soun", b"SoundHandler", audio.sample_rate, 0, 0,
                              _full_box(b"smhd", 0, 0, bytes(4)), mp4a))
         trex.append(_full_box(b"trex", 0, 0, struct.pack(">IIIII", AUDIO_TRACK_ID, 1, 0, 0, 0)))
@@ -342,7 +367,9 @@ def init_segment(sps: list[bytes], pps: list[bytes], audio_config: bytes | None,
                      struct.pack(">I", len(tracks) + 1))
     ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"isom", b"avc1", b"mp41")
     timeline = _box(b"uuid", TIMELINE_UUID, struct.pack(">Iq", 0, origin_us))
-    return ftyp + _box(b"moov", mvhd, *tracks, _box(b"mvex", *trex), timeline)
+    protection = [] if key_id is None else [
+        _full_box(b"pssh", 1, 0, COMMON_SYSTEM_ID, struct.pack(">I", 1), key_id, bytes(4))]
+    return ftyp + _box(b"moov", mvhd, *tracks, _box(b"mvex", *trex), *protection, timeline)
 
 
 def split_annexb(payload: bytes, pts_us: int) -> list[tuple[int, int]]:

@@ -20,6 +20,7 @@ from typing import Any
 from ..capture.access_unit import AUDIO, VIDEO, AccessUnit
 from ..capture.clock import ClockAnchor, monotonic_us
 from ..durability import fsync_directory
+from ..integrity.content_key import ContentKey, EncryptionPublicKey, wrap
 from ..integrity.keys import DeviceKey
 from ..private_files import make_new_private_dir
 from .faults import describe
@@ -70,7 +71,8 @@ class FileRecording:
 
     def __init__(self, path: Path, key: DeviceKey, header: RecordingHeader, anchor: ClockAnchor,
                  audio_config: bytes | None, segment_seconds: float,
-                 clock_us: Callable[[], int] = monotonic_us) -> None:
+                 clock_us: Callable[[], int] = monotonic_us,
+                 content_key: ContentKey | None = None) -> None:
         self.path = path
         self._anchor = anchor
         self._clock_us = clock_us
@@ -84,7 +86,8 @@ class FileRecording:
         self._segments = SegmentWriter(path, audio_config=audio_config,
                                        segment_seconds=segment_seconds,
                                        fragment_seconds=FRAGMENT_SECONDS,
-                                       on_sealed=self._enter_segment, clock=anchor)
+                                       on_sealed=self._enter_segment, clock=anchor,
+                                       content_key=content_key)
         self._write_failure: BaseException | None = None
         streams = frozenset({VIDEO, AUDIO} if audio_config is not None else {VIDEO})
         self._interleaver = PtsInterleaver(streams)
@@ -222,17 +225,24 @@ class RecordingFactory:
     settings: Settings
     audio_config: bytes | None
     officer_id: str = ""
+    encrypt_for: EncryptionPublicKey | None = None  # the station's encryption key, if paired
 
     def open(self) -> FileRecording:
+        """A new recording; with ``encrypt_for``, encrypted under a new content key that only
+        that station can unwrap (the key itself is never written anywhere)."""
         anchor = ClockAnchor.now()
         recording_id = new_recording_id(anchor)
+        content_key = None if self.encrypt_for is None else ContentKey.new()
         header = RecordingHeader(
             recording_id=recording_id, device_id=self.settings.device_id,
             officer_id=self.officer_id or str(self.settings["device.officer_id"]),
             utc_start=anchor.iso(anchor.monotonic_us), monotonic_start_us=anchor.monotonic_us,
-            clock_source=clock_source(), settings=manifest_settings(self.settings))
+            clock_source=clock_source(), settings=manifest_settings(self.settings),
+            encryption=None if content_key is None or self.encrypt_for is None
+            else wrap(content_key, recording_id, self.encrypt_for))
         return FileRecording(self.recordings_dir / recording_id, self.key, header, anchor,
-                             self.audio_config, self.settings["recording.segment_s"])
+                             self.audio_config, self.settings["recording.segment_s"],
+                             content_key=content_key)
 
 
 def recover_interrupted(recordings_dir: Path, key: DeviceKey) -> list[Path]:

@@ -30,7 +30,9 @@ from ..errors import RecorderError
 from ..integrity import bmff
 from ..integrity.sealed_segment import SealedSegment
 from ..integrity.sha256 import Sha256
-from .mux import FragmentedMp4Muxer, MuxedFragment
+from ..integrity.content_key import ContentKey
+from .mux import IMPLEMENTATION as MUX_IMPLEMENTATION
+from .mux import EncryptingMp4Muxer, FragmentedMp4Muxer, MuxedFragment
 
 log = logging.getLogger("recorder.segment_writer")  # the name log lines have always shown
 
@@ -69,7 +71,9 @@ class SegmentWriter:
     ``audio_config``: the AAC AudioSpecificConfig, or None for video only. ``segment_seconds``,
     ``fragment_seconds``: see `FragmentedMp4Muxer`. ``on_sealed``: called with each
     `SealedSegment` once it is durable. ``clock``: maps pts_us to UTC (default: taken now).
-    ``first_index``: the index (and file number) of the first segment.
+    ``first_index``: the index (and file number) of the first segment. ``content_key``: encrypt
+    the segments with it (ISO Common Encryption 'cenc'; a log line says which muxer twin does
+    it), or None for segments in the clear.
 
     One thread writes; the callback runs on it. A failed write raises `SegmentWriteError`; the
     writer then refuses more units, and ``close()`` seals what was written as a recovered segment.
@@ -78,7 +82,8 @@ class SegmentWriter:
     def __init__(self, directory: Path | str, *, audio_config: bytes | None = None,
                  segment_seconds: float = 30.0, fragment_seconds: float = 2.0,
                  on_sealed: Callable[[SealedSegment], None] | None = None,
-                 clock: ClockAnchor | None = None, first_index: int = 1) -> None:
+                 clock: ClockAnchor | None = None, first_index: int = 1,
+                 content_key: ContentKey | None = None) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise FileNotFoundError(f"segment directory {self.directory} does not exist")
@@ -87,8 +92,17 @@ class SegmentWriter:
             raise PartialSegmentExistsError(
                 f"{partials[0]} is an unsealed segment from an interrupted recording: run "
                 "recover_segments() on the directory before writing to it")
-        self._muxer = FragmentedMp4Muxer(audio_config, segment_seconds=segment_seconds,
-                                         fragment_seconds=fragment_seconds)
+        self._muxer: FragmentedMp4Muxer
+        if content_key is None:
+            self._muxer = FragmentedMp4Muxer(audio_config, segment_seconds=segment_seconds,
+                                             fragment_seconds=fragment_seconds)
+        else:
+            log.info("encrypting the segments of %s ('cenc', key id %s) with the %s muxer",
+                     self.directory.name, content_key.key_id.hex(),
+                     "native" if MUX_IMPLEMENTATION == "native" else "pure-Python")
+            self._muxer = EncryptingMp4Muxer(audio_config, content_key=content_key,
+                                             segment_seconds=segment_seconds,
+                                             fragment_seconds=fragment_seconds)
         self._on_sealed = on_sealed
         self._clock = clock if clock is not None else ClockAnchor.now()
         self._first_index = first_index

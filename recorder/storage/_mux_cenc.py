@@ -1,0 +1,213 @@
+"""The pure-Python muxer twin with ISO Common Encryption (ISO/IEC 23001-7), scheme 'cenc':
+AES-128-CTR under a recording's content key, samples encrypted as they are added.
+
+Same rules and timeline as `FragmentedMp4Muxer`; what differs is written here:
+
+* Init segment: ``encv``/``enca`` sample entries with ``sinf`` (``frma``, ``schm`` 'cenc' 1.0,
+  ``schi``/``tenc``: protected, 8-byte per-sample IVs, the key id as default KID), and a ``pssh``
+  of the W3C common system naming the key id (`_mux_format.init_segment`).
+* Samples: a video sample's NAL units stay length-prefixed; for each slice (NAL types 1-5) the
+  4-byte length, the 1-byte NAL header and the first ``(size - 1) % 16`` bytes after it are clear
+  and the rest, a whole number of 16-byte blocks, is encrypted; other NAL units (SPS, PPS, SEI,
+  AUD) are wholly clear. Adjacent clear bytes are merged into one subsample. An AAC frame is
+  encrypted whole. The protected bytes of one sample are one AES-CTR stream whose initial
+  counter block is the sample's 8-byte IV followed by 8 zero bytes.
+* IVs: ``track_id`` (1 byte) then the sample's number in its track, counted from 1 over the
+  whole recording (7 bytes), big-endian. Every sample of a recording has its own IV under a key
+  used by that recording only, so no counter block is used twice; and both twins derive the
+  same IV from the same sample.
+* Fragment: each ``traf`` gains, after ``trun``, ``saiz`` (the size of each sample's auxiliary
+  information), ``saio`` (one offset, from the ``moof``, to the first IV) and ``senc`` (flags 2,
+  subsamples, on video; flags 0 on audio), in that order.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..integrity.content_key import ContentKey
+from ._mux_format import (
+    AUDIO_TRACK_ID, CENC_IV_BYTES, MAX_FRAGMENT_BYTES, SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC,
+    TFHD_DEFAULT_BASE_IS_MOOF, TRUN_AUDIO, TRUN_CTO, TRUN_VIDEO, VIDEO_TRACK_ID, MuxError,
+    fragment_too_large_error, init_segment,
+)
+from ._mux_py import FragmentedMp4Muxer
+
+SENC_USE_SUBSAMPLES = 0x2
+MAX_CLEAR_BYTES = 0xFFFF  # BytesOfClearData is 16 bits
+# a saiz entry is one byte: 8 (IV) + 2 (count) + 6 per subsample must stay <= 255
+MAX_SUBSAMPLES = (255 - CENC_IV_BYTES - 2) // 6
+_VCL_TYPES = frozenset(range(1, 6))
+
+
+class TooManySubsamplesError(MuxError, ValueError):
+    """A video frame of more slices than one sample's encryption information can describe."""
+
+
+def too_many_subsamples_error(count: int) -> TooManySubsamplesError:
+    return TooManySubsamplesError(
+        f"a video frame of {count} NAL units needs more than the {MAX_SUBSAMPLES} encrypted "
+        "parts an encrypted sample can describe: configure the encoder for fewer slices per "
+        "frame")
+
+
+def sample_iv(track_id: int, sample_number: int) -> bytes:
+    """The 8-byte IV of a track's ``sample_number``-th sample (from 1) in the recording."""
+    return (track_id << 56 | sample_number).to_bytes(CENC_IV_BYTES, "big")
+
+
+def subsamples(nal_sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(clear, protected) byte counts of a video sample, from its NAL units' (type, size);
+    each NAL unit takes its 4-byte length too."""
+    layout: list[tuple[int, int]] = []
+    clear = 0
+    for nal_type, size in nal_sizes:
+        if nal_type in _VCL_TYPES and size > 16:
+            body = size - 1
+            clear += 4 + 1 + body % 16
+            while clear > MAX_CLEAR_BYTES:
+                layout.append((MAX_CLEAR_BYTES, 0))
+                clear -= MAX_CLEAR_BYTES
+            layout.append((clear, body - body % 16))
+            clear = 0
+        else:
+            clear += 4 + size
+    while clear > MAX_CLEAR_BYTES:
+        layout.append((MAX_CLEAR_BYTES, 0))
+        clear -= MAX_CLEAR_BYTES
+    if clear or not layout:
+        layout.append((clear, 0))
+    return layout
+
+
+class EncryptingMp4Muxer(FragmentedMp4Muxer):
+    """`FragmentedMp4Muxer` whose segments are encrypted with ``content_key`` ('cenc')."""
+
+    def __init__(self, audio_config: bytes | None = None, *, content_key: ContentKey,
+                 segment_seconds: float = 30.0, fragment_seconds: float = 2.0) -> None:
+        super().__init__(audio_config, segment_seconds=segment_seconds,
+                         fragment_seconds=fragment_seconds)
+        self._key_id = content_key.key_id
+        self._aes_key = content_key.key
+        self._v_number = 0
+        self._a_number = 0
+        self._v_aux: list[bytes] = []
+        self._a_aux: list[bytes] = []
+
+    def _open_segment(self, dts_us: int) -> None:
+        super()._open_segment(dts_us)
+        self._init = init_segment(self._sps, self._pps, self._audio_config, self._origin_us,
+                                  self._key_id)
+
+    def _encrypt(self, iv: bytes, data: bytes) -> bytes:
+        encryptor = Cipher(algorithms.AES(self._aes_key),
+                           modes.CTR(iv + bytes(16 - CENC_IV_BYTES))).encryptor()
+        return encryptor.update(data) + encryptor.finalize()
+
+    def _add_video(self, payload: bytes, ticks: int, cto: int, key: bool) -> None:
+        sample = b"".join((end - start).to_bytes(4, "big") + payload[start:end]
+                          for start, end in self._nals)
+        layout = subsamples([(payload[start] & 0x1F, end - start) for start, end in self._nals])
+        if len(layout) > MAX_SUBSAMPLES:
+            raise too_many_subsamples_error(len(self._nals))
+        self._v_number += 1
+        iv = sample_iv(VIDEO_TRACK_ID, self._v_number)
+        clear_parts, protected_parts = [], []
+        position = 0
+        for clear, protected in layout:
+            clear_parts.append(sample[position:position + clear])
+            protected_parts.append(sample[position + clear:position + clear + protected])
+            position += clear + protected
+        ciphertext = self._encrypt(iv, b"".join(protected_parts))
+        out, cut = [], 0
+        for clear_part, protected_part in zip(clear_parts, protected_parts):
+            out.append(clear_part)
+            out.append(ciphertext[cut:cut + len(protected_part)])
+            cut += len(protected_part)
+        self._v_parts.append(b"".join(out))
+        self._v_bytes += len(sample)
+        self._v_ticks.append(ticks)
+        self._v_cto.append(cto)
+        self._v_sizes.append(len(sample))
+        self._v_keys.append(key)
+        self._v_aux.append(iv + struct.pack(">H", len(layout)) + b"".join(
+            struct.pack(">HI", clear, protected) for clear, protected in layout))
+
+    def _add_audio(self, payload: bytes, ticks: int) -> None:
+        self._a_number += 1
+        iv = sample_iv(AUDIO_TRACK_ID, self._a_number)
+        super()._add_audio(self._encrypt(iv, payload), ticks)
+        self._a_aux.append(iv)
+
+    @staticmethod
+    def _aux_boxes(aux: list[bytes], senc_flags: int, at: int) -> bytes:
+        """``saiz``, ``saio`` and ``senc`` of one track's samples; ``at`` is where they start,
+        counted from the ``moof``."""
+        sizes = {len(info) for info in aux}
+        if len(sizes) == 1:
+            saiz = struct.pack(">I4sIBI", 17, b"saiz", 0, len(aux[0]), len(aux))
+        else:
+            saiz = struct.pack(">I4sIBI", 17 + len(aux), b"saiz", 0, 0, len(aux)) \
+                + bytes(len(info) for info in aux)
+        senc_at = at + len(saiz) + 20
+        saio = struct.pack(">I4sIII", 20, b"saio", 0, 1, senc_at + 16)
+        body = b"".join(aux)
+        senc = struct.pack(">I4sII", 16 + len(body), b"senc", senc_flags, len(aux)) + body
+        return saiz + saio + senc
+
+    @staticmethod
+    def _aux_size(aux: list[bytes]) -> int:
+        same = len({len(info) for info in aux}) == 1
+        return (17 if same else 17 + len(aux)) + 20 + 16 + sum(len(info) for info in aux)
+
+    def _write_fragment(self, head: bytes, sequence: int, last_video_ticks: int) -> bytes:
+        v_count, a_count = len(self._v_ticks), len(self._a_ticks)
+        v_cto = any(self._v_cto)
+        v_trun = 20 + v_count * (16 if v_cto else 12)
+        a_trun = 20 + a_count * 8
+        v_aux = self._aux_size(self._v_aux)
+        a_aux = self._aux_size(self._a_aux) if a_count else 0
+        traf_v = 8 + 16 + 20 + v_trun + v_aux
+        traf_a = 8 + 16 + 20 + a_trun + a_aux if a_count else 0
+        moof_size = 8 + 16 + traf_v + traf_a
+        mdat_size = 8 + self._v_bytes + self._a_bytes
+        if mdat_size > MAX_FRAGMENT_BYTES:
+            raise fragment_too_large_error(mdat_size)
+        boxes = [struct.pack(">I4sI4sII", moof_size, b"moof", 16, b"mfhd", 0, sequence)]
+        ticks = self._v_ticks
+        durations = [b - a for a, b in zip(ticks, ticks[1:])]
+        durations.append(last_video_ticks)
+        flags = [SAMPLE_FLAGS_SYNC if k else SAMPLE_FLAGS_NON_SYNC for k in self._v_keys]
+        boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_v, b"traf", 16, b"tfhd",
+                                 TFHD_DEFAULT_BASE_IS_MOOF, VIDEO_TRACK_ID, 20, b"tfdt",
+                                 1 << 24, ticks[0], v_trun, b"trun",
+                                 TRUN_VIDEO | TRUN_CTO if v_cto else TRUN_VIDEO, v_count,
+                                 moof_size + 8))
+        if v_cto:
+            entries = [x for row in zip(durations, self._v_sizes, flags, self._v_cto) for x in row]
+        else:
+            entries = [x for row in zip(durations, self._v_sizes, flags) for x in row]
+        boxes.append(struct.pack(f">{len(entries)}I", *entries))
+        boxes.append(self._aux_boxes(self._v_aux, SENC_USE_SUBSAMPLES,
+                                     8 + 16 + 8 + 16 + 20 + v_trun))
+        if a_count:
+            ticks = self._a_ticks
+            durations = [b - a for a, b in zip(ticks, ticks[1:])]
+            durations.append(self._audio_frame)
+            boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_a, b"traf", 16, b"tfhd",
+                                     TFHD_DEFAULT_BASE_IS_MOOF, AUDIO_TRACK_ID, 20, b"tfdt",
+                                     1 << 24, ticks[0], a_trun, b"trun", TRUN_AUDIO, a_count,
+                                     moof_size + 8 + self._v_bytes))
+            entries = [x for row in zip(durations, self._a_sizes) for x in row]
+            boxes.append(struct.pack(f">{len(entries)}I", *entries))
+            boxes.append(self._aux_boxes(self._a_aux, 0,
+                                         8 + 16 + traf_v + 8 + 16 + 20 + a_trun))
+        boxes.append(struct.pack(">I4s", mdat_size, b"mdat"))
+        data = b"".join([head, *boxes, *self._v_parts, *self._a_parts])
+        self._v_parts, self._v_bytes, self._v_ticks, self._v_cto = [], 0, [], []
+        self._v_sizes, self._v_keys, self._v_aux = [], [], []
+        self._a_parts, self._a_bytes, self._a_ticks, self._a_sizes = [], 0, [], []
+        self._a_aux = []
+        return data
