@@ -1,74 +1,29 @@
 """The native and pure encrypting muxers ('cenc') return identical bytes, fragments and errors for
-identical input and key: hypothesis sequences (valid and damaged) and real libx264 and AAC output.
-The pure twin's bytes are themselves checked by ffmpeg in tests/test_mux_cenc.py.
+identical input and key: frames near the subsample limit and real libx264 and AAC output (the
+hypothesis sequences, valid and damaged, run encrypted in tests/test_mux_differential.py, on the
+same draws as the clear ones). The pure twin's bytes are checked by ffmpeg in
+tests/test_mux_cenc.py.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.capture.access_unit import VIDEO
 from recorder.integrity.content_key import ContentKey
 from recorder.storage import _mux_cenc
 from support.media import aac, h264, interleave
-from test_mux_differential import PARAMETER_SETS, messy_sequences, valid_sequences
-
-KEYS = st.builds(ContentKey, st.binary(min_size=16, max_size=16),
-                 st.binary(min_size=16, max_size=16))
-
-
-def encrypting(module: ModuleType) -> Any:
-    """The encrypting muxer class of one twin."""
-    return getattr(module, "EncryptingMp4Muxer", None) or _mux_cenc.EncryptingMp4Muxer
-
-
-def run(module: ModuleType, case: dict[str, Any], key: ContentKey) -> list[Any]:
-    """Everything observable: each push's result or error, then close() and the counters."""
-    muxer = encrypting(module)(case["audio_config"], content_key=key,
-                               segment_seconds=case["segment_seconds"],
-                               fragment_seconds=case["fragment_seconds"])
-    seen: list[Any] = []
-    for stream, pts, is_key, payload, dts in case["units"]:
-        try:
-            seen.append(muxer.push(stream, pts, is_key, payload, dts))
-        except Exception as exc:  # compared, not swallowed: both must raise the same
-            seen.append((type(exc).__name__, str(exc)))
-        seen.append((muxer.segment, muxer.dropped_units))
-    seen.append(muxer.close())
-    seen.append(muxer.close())
-    return seen
-
+from test_mux_differential import PARAMETER_SETS, encrypting, run
 
 def test_each_twin_has_its_own_encrypting_muxer(
         both_mux_impls: tuple[ModuleType, ModuleType]) -> None:
     native, pure = both_mux_impls
     assert encrypting(native) is native.EncryptingMp4Muxer  # not the pure class borrowed
     assert encrypting(pure) is _mux_cenc.EncryptingMp4Muxer
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=valid_sequences(), key=KEYS)
-def test_valid_random_sequences_give_identical_encrypted_bytes(
-        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any],
-        key: ContentKey) -> None:
-    native, pure = both_mux_impls
-    expected = run(pure, case, key)
-    assert not any(isinstance(x, tuple) and isinstance(x[0], str) for x in expected), expected
-    assert run(native, case, key) == expected
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=messy_sequences(), key=KEYS)
-def test_damaged_sequences_give_identical_results_and_errors(
-        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any],
-        key: ContentKey) -> None:
-    native, pure = both_mux_impls
-    assert run(native, case, key) == run(pure, case, key)
 
 
 @settings(max_examples=60, deadline=None)

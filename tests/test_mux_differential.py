@@ -1,4 +1,5 @@
-"""Native and pure muxers return identical bytes, fragments and errors for identical input.
+"""Native and pure muxers return identical bytes, fragments and errors for identical input, in
+the clear and encrypted ('cenc'; more of that in tests/test_mux_cenc_differential.py).
 
 The main test of the muxer: hypothesis drives both with random but valid (and, in a second test,
 random and often invalid) access-unit sequences; real libx264 and AAC output from PyAV at several
@@ -15,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.capture.access_unit import AUDIO, VIDEO
+from recorder.integrity.content_key import ContentKey
+from recorder.storage import _mux_cenc
 from recorder.storage._mux_py import split_annexb
 from support.media import aac, h264, interleave, mux_all
 
@@ -93,15 +96,26 @@ def valid_sequences(draw: st.DrawFn) -> dict[str, Any]:
             "fragment_seconds": draw(st.sampled_from([0.01, 0.3, 2.0]))}
 
 
-def _run(module: ModuleType, case: dict[str, Any]) -> list[Any]:
-    """Everything observable: each push's result or error, then close() and the counters."""
-    muxer = module.FragmentedMp4Muxer(case["audio_config"],
-                                      segment_seconds=case["segment_seconds"],
-                                      fragment_seconds=case["fragment_seconds"])
+KEYS = st.builds(ContentKey, st.binary(min_size=16, max_size=16),
+                 st.binary(min_size=16, max_size=16))
+
+
+def encrypting(module: ModuleType) -> Any:
+    """The encrypting muxer class ('cenc') of one twin."""
+    return getattr(module, "EncryptingMp4Muxer", None) or _mux_cenc.EncryptingMp4Muxer
+
+
+def run(module: ModuleType, case: dict[str, Any], key: ContentKey | None = None) -> list[Any]:
+    """Everything observable: each push's result or error, then close() and the counters; with
+    ``key``, of the encrypting muxer."""
+    options = {"segment_seconds": case["segment_seconds"],
+               "fragment_seconds": case["fragment_seconds"]}
+    muxer = (module.FragmentedMp4Muxer(case["audio_config"], **options) if key is None
+             else encrypting(module)(case["audio_config"], content_key=key, **options))
     seen: list[Any] = []
-    for stream, pts, key, payload, dts in case["units"]:
+    for stream, pts, is_key, payload, dts in case["units"]:
         try:
-            seen.append(muxer.push(stream, pts, key, payload, dts))
+            seen.append(muxer.push(stream, pts, is_key, payload, dts))
         except Exception as exc:  # compared, not swallowed: both must raise the same
             seen.append((type(exc).__name__, str(exc)))
         seen.append((muxer.segment, muxer.dropped_units))
@@ -110,14 +124,18 @@ def _run(module: ModuleType, case: dict[str, Any]) -> list[Any]:
     return seen
 
 
+# Each drawn sequence goes through both twins twice, in the clear and encrypted ('cenc'):
+# drawing a sequence costs about as much as muxing it four times.
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=valid_sequences())
-def test_valid_random_sequences_give_identical_bytes(
-        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any]) -> None:
+@given(case=valid_sequences(), key=KEYS)
+def test_valid_random_sequences_give_identical_bytes_clear_and_encrypted(
+        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any],
+        key: ContentKey) -> None:
     native, pure = both_mux_impls
-    expected = _run(pure, case)
-    assert not any(isinstance(x, tuple) and isinstance(x[0], str) for x in expected), expected
-    assert _run(native, case) == expected
+    for content_key in (None, key):
+        expected = run(pure, case, content_key)
+        assert not any(isinstance(x, tuple) and isinstance(x[0], str) for x in expected), expected
+        assert run(native, case, content_key) == expected
 
 
 @st.composite
@@ -146,11 +164,13 @@ def messy_sequences(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=messy_sequences())
-def test_damaged_sequences_give_identical_results_and_errors(
-        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any]) -> None:
+@given(case=messy_sequences(), key=KEYS)
+def test_damaged_sequences_give_identical_results_and_errors_clear_and_encrypted(
+        both_mux_impls: tuple[ModuleType, ModuleType], case: dict[str, Any],
+        key: ContentKey) -> None:
     native, pure = both_mux_impls
-    assert _run(native, case) == _run(pure, case)
+    for content_key in (None, key):
+        assert run(native, case, content_key) == run(pure, case, content_key)
 
 
 @pytest.mark.parametrize("width, height, gop, bframes, audio", [
@@ -195,4 +215,4 @@ def test_start_code_dense_payloads_split_identically(
     case = {"units": [(VIDEO, 0, True, first, None)]
             + [(VIDEO, 40_000 * (i + 1), False, p, None) for i, p in enumerate(payloads)],
             "audio_config": None, "segment_seconds": 30.0, "fragment_seconds": 2.0}
-    assert _run(native, case) == _run(pure, case)
+    assert run(native, case) == run(pure, case)
