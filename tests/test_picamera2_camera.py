@@ -76,10 +76,19 @@ class FailingPicamera2:
     ("Failed to acquire camera: Device or resource busy", CameraBusyError, "fuser"),
     ("Failed to initialize camera", CameraError, "Failed to initialize camera"),
 ], ids=["none", "busy", "other"])
-def test_picamera2_failures_say_what_to_do(cause: str, error: type[Exception], message: str) -> None:
+def test_picamera2_failures_say_what_to_do(cause: str, error: type[Exception],
+                                           message: str) -> None:
     failing = type("Failing", (FailingPicamera2,), {"cause": cause})
     with pytest.raises(error, match=message):
         _open_picamera2(failing)
+
+
+@pytest.mark.skipif(os.environ.get("BWV_VIRTUAL_CAMERA") == "1"
+                    or Path("/proc/device-tree/model").exists(),
+                    reason="libcamera is importable here")
+def test_without_libcamera_the_source_says_what_cannot_be_imported() -> None:
+    with pytest.raises(NoCameraError, match=r"picamera2 cannot be imported \(.*\): on a Raspberry"):
+        Picamera2Camera(SMALL).start(lambda unit: None)
 
 
 # --- picamera2 on a camera ----------------------------------------------------------------------

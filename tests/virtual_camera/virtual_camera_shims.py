@@ -81,7 +81,8 @@ def _apply(picamera2_module: ModuleType) -> None:
 # --- buffers from memfd_create instead of a dma-heap --------------------------------------------
 
 
-def _plane_layout(pixel_format: str, stride: int, height: int, frame_size: int) -> list[tuple[int, int]]:
+def _plane_layout(pixel_format: str, stride: int, height: int,
+                  frame_size: int) -> list[tuple[int, int]]:
     """(offset, length) of each plane in one buffer: NV12 has its chroma after the luma."""
     if pixel_format == "NV12":
         luma = stride * height
@@ -161,7 +162,8 @@ def _raw_modes_or_viewfinder(get_raw_modes: Any, libcamera: Any) -> Any:
         if self.camera.generate_configuration([libcamera.StreamRole.Raw]) is not None:
             modes: list[dict[str, Any]] = get_raw_modes(self)
             return modes
-        formats = self.camera.generate_configuration([libcamera.StreamRole.Viewfinder]).at(0).formats
+        viewfinder = self.camera.generate_configuration([libcamera.StreamRole.Viewfinder])
+        formats = viewfinder.at(0).formats
         return [{"format": str(pixel_format), "size": (size.width, size.height)}
                 for pixel_format in formats.pixel_formats for size in formats.sizes(pixel_format)]
 
@@ -188,7 +190,8 @@ class FramePacer:
 
     def attach(self, camera_class: Any) -> None:
         pacer = self
-        start, stop, queue_request = camera_class.start, camera_class.stop, camera_class.queue_request
+        start, stop = camera_class.start, camera_class.stop
+        queue_request = camera_class.queue_request
 
         def paced_start(camera: Any, controls: Any = None, *args: Any) -> Any:
             pacer.started(_frame_duration_us(controls))

@@ -56,7 +56,8 @@ class EncodedFrameForwarder:
             if timestamp_us is None:
                 timestamp_us = now if self.offset_us is None else now - self.offset_us
             if self.offset_us is None:
-                delay = None if sensor_origin_us is None else now - (sensor_origin_us + timestamp_us)
+                delay = (None if sensor_origin_us is None
+                         else now - (sensor_origin_us + timestamp_us))
                 self.on_sensor_clock = delay is not None and 0 <= delay <= MAX_FIRST_FRAME_DELAY_US
                 self.offset_us = sensor_origin_us if self.on_sensor_clock else now - timestamp_us
             assert self.offset_us is not None
@@ -93,9 +94,10 @@ class Picamera2Camera(VideoSource):
             from picamera2 import Picamera2
             from picamera2 import encoders
             from picamera2.outputs import Output
-        except ImportError as exc:
-            raise NoCameraError("picamera2 is not installed: sudo apt install python3-picamera2 "
-                                "(and create the venv with --system-site-packages)") from exc
+        except ImportError as exc:  # picamera2 itself, or the libcamera bindings beneath it
+            raise NoCameraError(f"picamera2 cannot be imported ({exc}): on a Raspberry Pi, sudo "
+                                "apt install python3-picamera2 (and create the venv with "
+                                "--system-site-packages)") from exc
         picam2 = _open_picamera2(Picamera2)
         try:
             self._configure(picam2)
