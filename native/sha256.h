@@ -1,8 +1,10 @@
 /* SHA-256 (FIPS 180-4) for the native hasher recorder.integrity._sha256_c.
  *
- * Three block functions, chosen once at run time from what the CPU offers: the x86 SHA extensions
+ * Four block functions, chosen once at run time from what the CPU offers: the x86 SHA extensions
  * (SHA-NI), the ARMv8 cryptography extensions (Raspberry Pi 5; the Pi 4 and Zero 2 lack them),
- * and portable C for everything else. Each is compiled with a function-level target attribute,
+ * OpenSSL's libcrypto on a CPU with neither (its assembly is faster than portable C there; found
+ * with dlopen, so the build needs no OpenSSL), and portable C where libcrypto is missing too.
+ * RECORDER_SHA256_NO_ACCEL=1 in the environment skips the SHA instructions, as on a Pi 4. Each is compiled with a function-level target attribute,
  * so the build needs no -march flag and one binary runs on every CPU of its architecture.
  * Nothing here touches Python: every function may run without the GIL, from any thread; the
  * block function is chosen once (pthread_once) by the first call from any thread.
@@ -25,7 +27,7 @@ void bwv_sha256_update(bwv_sha256 *h, const uint8_t *data, size_t n);
 /* Write the digest of everything hashed so far; h itself is left unchanged. */
 void bwv_sha256_digest(const bwv_sha256 *h, uint8_t out[32]);
 
-/* "sha-ni", "armv8-ce" or "portable": the block function in use. */
+/* "sha-ni", "armv8-ce", "openssl" or "portable": the block function in use. */
 const char *bwv_sha256_acceleration(void);
 /* Force the portable block function (tests compare it with the accelerated one). */
 void bwv_sha256_force_portable(int on);

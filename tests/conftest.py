@@ -11,6 +11,7 @@ a missing native module is an error, never a skip. Helpers shared by tests are i
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import signal
 import sys
@@ -123,14 +124,35 @@ def _on_raspberry_pi() -> bool:
         return False
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``pi`` run on a Raspberry Pi and are skipped (and listed as skipped) elsewhere."""
+def _without_a_libcamera_camera() -> str | None:
+    """Why the tests marked ``picamera2`` cannot run here, or None if they can: on a Raspberry
+    Pi, or under scripts/with-virtual-camera (libcamera's virtual camera) with picamera2 installed."""
     if _on_raspberry_pi():
-        return
-    skip = pytest.mark.skip(reason="needs a Raspberry Pi with its camera module (marked pi)")
+        return None
+    if os.environ.get("BWV_VIRTUAL_CAMERA") != "1":
+        return ("needs picamera2 and a camera: a Raspberry Pi, or libcamera's virtual camera "
+                "(bash scripts/with-virtual-camera .venv/bin/pytest ...; docs/testing.md)")
+    if importlib.util.find_spec("picamera2") is None:
+        return "picamera2 is not installed: bash scripts/setup --test --virtual-camera"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``pi`` run on a Raspberry Pi and are skipped (and listed as skipped) elsewhere;
+    those marked ``picamera2`` also run on libcamera's virtual camera."""
+    on_pi = _on_raspberry_pi()
+    skip = pytest.mark.skip(reason="needs a Raspberry Pi's own hardware (marked pi)")
+    no_camera = _without_a_libcamera_camera()
+    # picamera2's preview thread still calls Thread.setDaemon; only that warning, only from it
+    picamera2_deprecation = pytest.mark.filterwarnings(
+        r"ignore:setDaemon\(\) is deprecated:DeprecationWarning:picamera2\.")
     for item in items:
         if "pi" in item.keywords:
-            item.add_marker(skip)
+            if not on_pi:
+                item.add_marker(skip)
+        elif "picamera2" in item.keywords:
+            item.add_marker(picamera2_deprecation if no_camera is None
+                            else pytest.mark.skip(reason=no_camera))
 
 
 # --- the suite on every core ---------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_forwarder_waits_for_the_first_keyframe() -> None:
     assert [u.payload for u in got] == [b"k"] and forwarder.dropped == 1
 
 
-@pytest.mark.pi
+@pytest.mark.picamera2
 def test_the_pi_camera_records_keyframe_aligned_h264() -> None:
     source = Picamera2Camera(VideoFormat(1280, 720, 30, 4_000_000, 1.0))
     units: list[AccessUnit] = []

@@ -49,7 +49,7 @@ def test_fips_180_vectors_on_every_native_block_function(native_sha: ModuleType,
 
 
 def test_portable_switch_names_the_block_function(native_sha: ModuleType) -> None:
-    assert native_sha.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
+    assert native_sha.ACCELERATION in ("sha-ni", "armv8-ce", "openssl", "portable")
     assert native_sha.Sha256(b"x").hexdigest() == hashlib.sha256(b"x").hexdigest()
 
 
@@ -191,7 +191,7 @@ def test_many_threads_hashing_right_after_import_in_a_fresh_process(sha_impl: Mo
         run = subprocess.run([*python, "-c", FRESH_PROCESS_THREADS, sha_impl.__name__],
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
-        assert run.stdout.split()[0] in ("sha-ni", "armv8-ce", "portable", "hashlib")
+        assert run.stdout.split()[0] in ("sha-ni", "armv8-ce", "openssl", "portable", "hashlib")
 
 
 def test_public_module_uses_the_native_hasher_when_built() -> None:
@@ -202,4 +202,4 @@ def test_public_module_uses_the_native_hasher_when_built() -> None:
     assert recorder.integrity.sha256.Sha256 is choice.module.Sha256
     if _native.policy_from_environ() is _native.NativePolicy.REQUIRED:
         assert choice.implementation == "native"
-        assert recorder.integrity.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "portable")
+        assert recorder.integrity.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "openssl", "portable")

@@ -37,8 +37,11 @@ def report(settings: Settings | None = None) -> list[DoctorLine]:
             # the fallback is reported on its own line here; a warning on top would repeat it
             warnings.simplefilter("ignore", NativeFallbackWarning)
             choice = load(name)
-        lines.append(DoctorLine(f"{name} ({piece.summary})",
-                                f"{choice.implementation}: {choice.reason}"))
+        detail = f"{choice.implementation}: {choice.reason}"
+        acceleration = getattr(choice.module, "ACCELERATION", None)
+        if acceleration is not None:  # the SHA-256 hasher: which block function it runs
+            detail += f"; hashing with {acceleration}"
+        lines.append(DoctorLine(f"{name} ({piece.summary})", detail))
     lines.append(_device_id_line(settings))
     lines.extend(_device_key_lines(settings))
     lines.append(_station_line(settings))
