@@ -15,6 +15,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import zipfile
@@ -34,7 +35,7 @@ from recorder.capture.camera.test_pattern import read_frame_number
 from recorder.integrity import manifest
 from recorder.integrity.content_key import ContentKey, EncryptionPrivateKey, Kem, unwrap
 from recorder.integrity.keys import DeviceKey
-from recorder.station import accounts, audit, content_keys
+from recorder.station import accounts, audit, content_keys, encryption_key
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
 from recorder.station.identity import StationIdentity
@@ -50,6 +51,7 @@ class Encrypted:
     a: Path  # the camera's folder of recording A
     b: Path
     keys: dict[str, ContentKey]  # by recording id: unwrapped as the test's own oracle
+    station: Path  # the station's data directory
 
     @property
     def a_id(self) -> str:
@@ -102,7 +104,7 @@ def encrypted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Encrypted]:
                                       store.identity.encryption)
     web = serve_web(store)
     try:
-        yield Encrypted(store, web, a, b, keys)
+        yield Encrypted(store, web, a, b, keys, station)
     finally:
         web.stop()
 
@@ -438,3 +440,26 @@ def test_the_export_holds_the_signed_encrypted_files_and_the_key(
     export = [e for e in audit.entries(store.engine) if e.action == audit.Action.EXPORT
               and e.detail["package_sha256"] == result.sha256]
     assert [e.detail["content_key_id"] for e in export] == [key.key_id.hex()]
+
+
+def test_bwv_station_export_writes_the_key_or_says_why_it_cannot(encrypted: Encrypted,
+                                                                 tmp_path: Path) -> None:
+    key = encrypted.keys[encrypted.a_id]
+    out = tmp_path / "cli.zip"
+    done = warm.run(["station", "export", "--data", str(encrypted.station), encrypted.a_id,
+                     "--out", str(out), "--purpose", "court bundle"], env=environment(),
+                    timeout=120)
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(out) as package:
+        assert json.loads(package.read("content_key.json"))["key"] == key.key.hex()
+        assert "-decryption_key " + key.key.hex() in package.read("README.txt").decode()
+
+    lost = tmp_path / "station-without-its-key"  # a restore that left the key file behind
+    shutil.copytree(encrypted.station, lost)
+    (lost / encryption_key.ENCRYPTION_KEY_FILE).unlink()
+    failed = warm.run(["station", "export", "--data", str(lost), encrypted.a_id, "--out",
+                       str(tmp_path / "none.zip"), "--purpose", "court bundle"],
+                      env=environment(), timeout=120)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert f"the content key of recording {encrypted.a_id} does not open" in failed.stderr
+    assert not (tmp_path / "none.zip").exists()

@@ -781,7 +781,8 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     export = sub.add_parser("export", parents=[common, who], help="write an export package",
                             description="Write a recording's export package (zip): the "
                             "recording as the camera wrote it, the enrolled key, a verification "
-                            "report, its audit entries and SHA256SUMS. Audited.")
+                            "report, its audit entries and SHA256SUMS; for an encrypted "
+                            "recording, its content key too. Audited.")
     export.add_argument("recording", metavar="RECORDING")
     export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
     export.add_argument("--purpose", required=True, help="why, for the audit log")
