@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 import re
@@ -463,3 +464,30 @@ def test_bwv_station_export_writes_the_key_or_says_why_it_cannot(encrypted: Encr
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert f"the content key of recording {encrypted.a_id} does not open" in failed.stderr
     assert not (tmp_path / "none.zip").exists()
+
+
+def test_the_web_export_holds_the_key_and_a_station_without_its_key_says_so(
+        encrypted: Encrypted, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, key = encrypted.store, encrypted.keys[encrypted.a_id]
+    client = logged_in(encrypted.web.url, store, "disclosure", "do-web-export")
+    try:
+        player = player_of(client, encrypted.a_id)
+        answer = client.post(f"/recordings/{encrypted.a_id}/export", {"purpose": "CPS file"})
+        assert answer.status_code == 200, answer.text
+        with zipfile.ZipFile(io.BytesIO(answer.content)) as package:
+            assert json.loads(package.read("content_key.json"))["key"] == key.key.hex()
+        # the station's encryption key file is gone (a restore without it): the player's
+        # licence and the export both say why, and nothing is released
+        monkeypatch.setattr(store, "identity", replace(store.identity, encryption=None))
+        licence = client.post(player["clearkey"], {"play": player["play"],
+                                                   "request": request_for(key.key_id)})
+        assert licence.status_code == 500 and "no encryption key file" in licence.text
+        export = client.post(f"/recordings/{encrypted.a_id}/export", {"purpose": "CPS file"})
+        assert export.status_code == 500 and "no encryption key file" in export.text
+        for failed in (licence, export):
+            assert "Traceback" not in failed.text
+            released_nothing(failed, key)
+    finally:
+        client.close()
+    assert entries(store, "do-web-export", audit.Action.KEY_RELEASE) == []
+    assert len(entries(store, "do-web-export", audit.Action.EXPORT)) == 1

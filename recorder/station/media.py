@@ -56,13 +56,6 @@ def _codec(entry: SampleEntry) -> str:
                          "cannot name (H.264 and AAC only)")
 
 
-def is_encrypted(segment: bytes) -> bool:
-    """Whether any track of the segment (its first bytes, up to the end of its ``moov``) is
-    encrypted with ISO Common Encryption (``encv``/``enca`` sample entries)."""
-    return any(entry.type in _ENCRYPTED_ENTRIES
-               for entry in read_sample_entries(segment).values())
-
-
 def original_format(entry: SampleEntry) -> str:
     """The codec an ``encv``/``enca`` entry protects: the ``frma`` box inside its ``sinf``
     (ISO/IEC 14496-12 8.12)."""
