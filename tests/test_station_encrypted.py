@@ -11,12 +11,14 @@ pin line (real encoders, real subprocess), once for the module; then ingested in
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
 import os
 import re
 import shutil
+import sys
 import subprocess
 import time
 import zipfile
@@ -37,6 +39,7 @@ from recorder.integrity import manifest
 from recorder.integrity.content_key import ContentKey, EncryptionPrivateKey, Kem, unwrap
 from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, content_keys, encryption_key
+from recorder.station.decrypt import DecryptError, decrypt_segment
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.export import export_recording
 from recorder.station.identity import StationIdentity
@@ -491,3 +494,72 @@ def test_the_web_export_holds_the_key_and_a_station_without_its_key_says_so(
         client.close()
     assert entries(store, "do-web-export", audit.Action.KEY_RELEASE) == []
     assert len(entries(store, "do-web-export", audit.Action.EXPORT)) == 1
+
+
+def frame_hashes(path: Path, *args: str) -> list[str]:
+    """Each decoded frame's MD5 (video and audio), in order per stream: ffmpeg's framemd5."""
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *args, "-i", str(path), "-f",
+                           "framemd5", "-"], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return sorted(f"{line.split(',')[0]} {line.split(',')[-1].strip()}"
+                  for line in done.stdout.splitlines() if not line.startswith("#"))
+
+
+def test_a_decrypted_export_has_clear_copies_with_both_hashes(encrypted: Encrypted,
+                                                              tmp_path: Path) -> None:
+    key = encrypted.keys[encrypted.a_id]
+    out = tmp_path / "decrypted.zip"
+    # a plain subprocess, not support.warm: run second from the warm process in this module,
+    # the export's audit entry was not found in the catalogue afterwards (under investigation;
+    # the same command run by hand, or this way, records it)
+    done = subprocess.run([sys.executable, "-m", "recorder", "station", "export", "--data",
+                           str(encrypted.station), encrypted.a_id, "--out", str(out),
+                           "--purpose", "for the jury", "--decrypted"], env=environment(),
+                          timeout=300, cwd="/", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folder = unzip(out, tmp_path / "unzipped")
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True,
+                          text=True)
+    assert sums.returncode == 0 and "decrypted.json: OK" in sums.stdout, sums.stdout
+    report = json.loads((folder / "decrypted.json").read_text())
+    signed = {line["file"]: line["sha256"] for line in map(
+        json.loads, (encrypted.a / manifest.MANIFEST_NAME).read_text().splitlines())
+        if line["type"] == "segment"}
+    assert [entry["file"] for entry in report["segments"]] == sorted(signed)
+    for entry in report["segments"]:
+        stored = folder / encrypted.a_id / entry["file"]
+        clear = folder / "decrypted" / encrypted.a_id / entry["file"]
+        assert entry["sha256"] == signed[entry["file"]] == file_sha256(stored)
+        assert entry["decrypted_sha256"] == file_sha256(clear) != entry["sha256"]
+        data = clear.read_bytes()
+        assert b"encv" not in data and b"enca" not in data and b"senc" not in data
+        # the oracle: ffmpeg decrypting the signed file with the key decodes the same pictures
+        # and sound as ffmpeg decoding the clear copy with no key
+        assert frame_hashes(clear) == frame_hashes(
+            stored, "-decryption_key", key.key.hex(), "-seekable", "0")
+    with av.open(str(folder / "decrypted" / encrypted.a_id / "000002.mp4")) as container:
+        read = [read_frame_number(frame) for frame in container.decode(video=0)]
+    assert read and None not in read
+    [export] = [e for e in audit.entries(encrypted.store.engine)
+                if e.action == audit.Action.EXPORT and e.detail["purpose"] == "for the jury"]
+    assert export.detail["decrypted"] is True
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_decryptor_refuses_another_key_id_a_clear_or_a_damaged_segment(
+        encrypted: Encrypted) -> None:
+    key = encrypted.keys[encrypted.a_id]
+    segment = (encrypted.a / "000001.mp4").read_bytes()
+    other = encrypted.keys[encrypted.b.name]
+    with pytest.raises(DecryptError, match=f"under key id {key.key_id.hex()}, not "):
+        decrypt_segment(segment, other)
+    clear = decrypt_segment(segment, key)
+    with pytest.raises(DecryptError, match="has no encrypted track"):
+        decrypt_segment(clear, key)
+    for damaged in (segment[:len(segment) // 2], segment.replace(b"senc", b"sen_"),
+                    segment.replace(b"tenc", b"ten_")):
+        with pytest.raises(DecryptError):
+            decrypt_segment(damaged, key)

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..integrity import keys, verify
+from ..integrity.content_key import ContentKey
 from ..private_files import open_private
 from . import audit, content_keys, notes
 from .audit import Action
 from .catalogue import iso, shown
+from .decrypt import decrypt_segment
+from .errors import BadRequestError
 from .evidence_store import EvidenceStore
 
 PACKAGE_README = """\
@@ -75,6 +78,13 @@ while checking them needs no key. To write a playable copy of a segment with FFm
 
 Keep this package as safe as the footage itself: whoever has it can watch the recording.
 """
+DECRYPTED_DIR = "decrypted"
+DECRYPTED_REPORT = "decrypted.json"
+DECRYPTED_LINES = """\
+decrypted/                clear copies of the segments, decrypted by the station at export
+                          time (the same boxes and times; the encryption boxes made 'free')
+decrypted.json            each segment's SHA-256 as signed (encrypted) and of its clear copy
+"""
 SIGNATURE_MEMBER = "SHA256SUMS.sig"
 STATION_KEY_MEMBER = "station_key.pem"
 # the audit actions a public-request package may show: what the camera and the station did
@@ -110,10 +120,12 @@ def _notes_lines(written: list[notes.Note]) -> bytes:
 
 
 def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str,
-                     purpose: str, request_ref: str | None = None) -> ExportResult:
+                     purpose: str, request_ref: str | None = None,
+                     decrypted: bool = False) -> ExportResult:
     """Write the export package of ``recording_id`` to ``out`` (a .zip) and audit it. With
     ``request_ref`` (a public request) its audit entries are only those about this recording
-    and that request."""
+    and that request; with ``decrypted``, an encrypted recording's package also holds clear
+    copies of its segments (recorder.station.decrypt) and both hashes of each."""
     row = store.recording(recording_id)
     key = store.recording_key(recording_id)
     with tempfile.TemporaryDirectory(prefix="bwv-export-") as scratch:
@@ -133,6 +145,11 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
                 {"recording_id": recording_id, "scheme": "cenc",
                  "key_id": content_key.key_id.hex(), "key": content_key.key.hex()},
                 sort_keys=True) + "\n").encode("ascii")
+            if decrypted:
+                members.update(_clear_copies(directory, recording_id, content_key))
+        elif decrypted:
+            raise NotEncryptedError(f"recording {recording_id} is not encrypted: its package "
+                                    "holds it in the clear already")
         written = notes.notes_of(store, recording_id) if request_ref is None else []
         if written:  # staff's notes go to a force's own packages, not to the public
             members["notes.jsonl"] = _notes_lines(written)
@@ -147,7 +164,7 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
                         "author, time), oldest first\n" if written else ""),
             station_fingerprint=store.identity.fingerprint,
             key_lines="" if content_key is None else KEY_LINES.format(
-                key_id=content_key.key_id.hex()),
+                key_id=content_key.key_id.hex()) + (DECRYPTED_LINES if decrypted else ""),
             key_howto="" if content_key is None else KEY_HOWTO.format(
                 key=content_key.key.hex(), recording_id=recording_id,
                 segment=min(path.name for path in directory.glob("*.mp4"))),
@@ -173,8 +190,29 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
     detail = {"purpose": purpose, "package_sha256": digest, "verified": report.ok}
     if content_key is not None:  # the package holds the key: the export is a key release too
         detail["content_key_id"] = content_key.key_id.hex()
+        detail["decrypted"] = decrypted
     store.record_access(by, Action.EXPORT, recording_id, detail)
     return ExportResult(out, digest, report.ok, len(members))
+
+
+class NotEncryptedError(BadRequestError):
+    """Decrypted copies asked for a recording that is in the clear."""
+
+
+def _clear_copies(directory: Path, recording_id: str,
+                  key: ContentKey) -> dict[str, Path | bytes]:
+    """The package members of the clear copies of each segment, and the report of both hashes."""
+    members: dict[str, Path | bytes] = {}
+    report = []
+    for segment in sorted(directory.glob("*.mp4")):
+        stored = segment.read_bytes()
+        clear = decrypt_segment(stored, key)
+        members[f"{DECRYPTED_DIR}/{recording_id}/{segment.name}"] = clear
+        report.append({"file": segment.name, "sha256": _sha256(stored),
+                       "decrypted_sha256": _sha256(clear)})
+    members[DECRYPTED_REPORT] = (json.dumps({"recording_id": recording_id, "segments": report},
+                                            indent=1, sort_keys=True) + "\n").encode("ascii")
+    return members
 
 
 def _clock_verdict(flag: str | None) -> str:
