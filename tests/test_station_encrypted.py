@@ -32,7 +32,7 @@ import pytest
 from support import warm
 from support.browser import browser, page, page_problems, screenshot  # noqa: F401
 from support.staff import StaffBrowser, add_staff, logged_in
-from support.station import ServedStation, ingest, make_store, serve_web
+from support.station import ServedStation, ingest, make_recording, make_store, serve_web
 
 from recorder.capture.camera.test_pattern import read_frame_number
 from recorder.integrity import manifest
@@ -41,7 +41,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.station import accounts, audit, content_keys, encryption_key
 from recorder.station.decrypt import DecryptError, decrypt_segment
 from recorder.station.evidence_store import EvidenceStore
-from recorder.station.export import export_recording
+from recorder.station.export import NotEncryptedError, export_recording
 from recorder.station.identity import StationIdentity
 from recorder.station.web.security import WebSettings
 
@@ -563,3 +563,35 @@ def test_the_decryptor_refuses_another_key_id_a_clear_or_a_damaged_segment(
                     segment.replace(b"tenc", b"ten_")):
         with pytest.raises(DecryptError):
             decrypt_segment(damaged, key)
+
+
+def test_clear_copies_of_a_recording_in_the_clear_are_refused(encrypted: Encrypted,
+                                                              tmp_path: Path) -> None:
+    camera = DeviceKey.find(encrypted.a.parent.parent / "camera")
+    assert camera is not None
+    device_id = header_of(encrypted.a).device_id
+    clear = make_recording(tmp_path / "clear", camera, device_id=device_id,
+                           utc_start="2026-11-20T07:00:00.000000Z")
+    assert ingest(encrypted.store, clear, device_id).verified
+    with pytest.raises(NotEncryptedError, match="is not encrypted"):
+        export_recording(encrypted.store, clear.name, tmp_path / "x.zip", "do-clear", "test",
+                         decrypted=True)
+    plain = export_recording(encrypted.store, clear.name, tmp_path / "y.zip", "do-clear", "test")
+    with zipfile.ZipFile(plain.path) as package:
+        assert not any(name.startswith(("content_key", "decrypted"))
+                       for name in package.namelist())
+    # its page plays it as before: no key to ask for, and the route has none to give
+    client = logged_in(encrypted.web.url, encrypted.store, "disclosure", "do-clear-page")
+    try:
+        player = player_of(client, clear.name)
+        assert "clearkey" not in player and player == {}
+        answer = client.get(f"/recordings/{clear.name}")
+        assert "data-segments=" in answer.text
+        play = re.findall(r"media/000001\.mp4\?play=([^&\"]+)&quot;", answer.text)[0]
+        refused = client.post(f"/recordings/{clear.name}/clearkey",
+                              {"play": play, "request": request_for(bytes(16))})
+        assert refused.status_code == 403
+    finally:
+        client.close()
+    [refusal] = entries(encrypted.store, "do-clear-page", audit.Action.ACCESS_REFUSED)
+    assert refusal.detail["reason"] == "the recording is not encrypted"
