@@ -1,5 +1,7 @@
 """The staff pages: the recordings list with its filters, a recording's page (one player over
-all its segments, markers, verification, holds, notes, export), its footage, and the audit log.
+all its segments, markers, verification, holds, notes, export), its footage (and, for an
+encrypted recording, its content key as a ClearKey licence: recorder.station.web.clearkey), and
+the audit log.
 
 Every handler first finds the visitor (recorder.station.web.auth: no session, no page), then
 checks the role and the recording against recorder.station.web.access, and writes the audit
