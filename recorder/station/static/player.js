@@ -138,6 +138,10 @@
       const response = await fetch(this.clearkey, {
         method: "POST", body, credentials: "same-origin", cache: "no-store",
       });
+      if (response.status >= 500) {
+        throw new Error("the station could not unwrap the recording's key (HTTP "
+          + response.status + "): tell the station's administrator");
+      }
       if (!response.ok) {
         throw new Error("the station refused the recording's key (HTTP " + response.status
           + "): reload the page");
