@@ -434,7 +434,7 @@ def _export(args: argparse.Namespace) -> int:
     from ..station.export import export_recording
 
     result = export_recording(open_store(args), args.recording, args.out, by=_actor(args),
-                              purpose=args.purpose)
+                              purpose=args.purpose, decrypted=args.decrypted)
     print(f"wrote {result.path} ({result.files} files, sha256 {result.sha256}); "
           f"verification {'OK' if result.verified else 'FAILED'}")
     return EXIT_OK if result.verified else EXIT_FAILED
@@ -781,10 +781,14 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     export = sub.add_parser("export", parents=[common, who], help="write an export package",
                             description="Write a recording's export package (zip): the "
                             "recording as the camera wrote it, the enrolled key, a verification "
-                            "report, its audit entries and SHA256SUMS. Audited.")
+                            "report, its audit entries and SHA256SUMS; for an encrypted "
+                            "recording, its content key too. Audited.")
     export.add_argument("recording", metavar="RECORDING")
     export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
     export.add_argument("--purpose", required=True, help="why, for the audit log")
+    export.add_argument("--decrypted", action="store_true",
+                        help="an encrypted recording: add clear copies of its segments and "
+                        "both hashes of each (decrypted.json)")
     export.set_defaults(station_func=_export)
 
     public = sub.add_parser("request", parents=[common, who],

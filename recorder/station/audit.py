@@ -64,6 +64,7 @@ class Action:
     ACCESS_REFUSED = "access_refused"  # a logged-in person asked for what their role may not
     REQUEST_VIEW = "request_view"  # the requests from the public, or one of them, shown
     NOTE = "note"  # a note added to a recording (recorder.station.notes)
+    KEY_RELEASE = "key_release"  # an encrypted recording's content key given to a page's player
     # staff accounts and web sessions (recorder.station.accounts)
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"  # detail: the client and the reason; never the password/code

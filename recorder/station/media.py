@@ -7,6 +7,8 @@ a camera's encoder settings decide them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import RecorderError
 from ..integrity.bmff import SampleEntry, read_sample_entries
 
@@ -45,10 +47,28 @@ def _codec(entry: SampleEntry) -> str:
     if entry.type == "mp4a":
         return _mp4a_codec(entry)
     if entry.type in _ENCRYPTED_ENTRIES:
-        raise MediaTypeError(f"track {entry.track_id} is encrypted ({entry.type}, ISO Common "
-                             "Encryption): the station's player does not decrypt yet")
+        original = original_format(entry)
+        if original in _AVC_ENTRIES or original == "mp4a":
+            return _codec(replace(entry, type=original))
+        raise MediaTypeError(f"track {entry.track_id} is encrypted {original!r}, which the "
+                             "station's player cannot name (H.264 and AAC only)")
     raise MediaTypeError(f"track {entry.track_id} is {entry.type!r}, which the station's player "
                          "cannot name (H.264 and AAC only)")
+
+
+def original_format(entry: SampleEntry) -> str:
+    """The codec an ``encv``/``enca`` entry protects: the ``frma`` box inside its ``sinf``
+    (ISO/IEC 14496-12 8.12)."""
+    sinf = entry.boxes.get("sinf", b"")
+    position = 0
+    while position + 8 <= len(sinf):
+        size = int.from_bytes(sinf[position:position + 4], "big")
+        if size < 8 or position + size > len(sinf):
+            break
+        if sinf[position + 4:position + 8] == b"frma" and size == 12:
+            return sinf[position + 8:position + 12].decode("latin-1")
+        position += size
+    raise MediaTypeError(f"track {entry.track_id} ({entry.type}) has no valid sinf/frma box")
 
 
 def _avc_codec(entry: SampleEntry) -> str:

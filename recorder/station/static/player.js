@@ -5,7 +5,9 @@
 //          data-mime='video/mp4; codecs="avc1.42c01e, mp4a.40.2"'
 //          data-starts='[0, 30.0, ...]'   (optional: each segment's start, seconds)
 //          data-duration='61.3'           (optional: the whole recording, seconds)
-//          data-behind='60'>              (optional: seconds kept behind the play position)
+//          data-behind='60'               (optional: seconds kept behind the play position)
+//          data-clearkey='/recordings/R/clearkey' data-play='PLAY' data-csrf='TOKEN'>
+//                                         (an encrypted recording: where its key is asked for)
 //   <button data-seek="42.5">marker</button>   (any element: seeks the player when clicked;
 //                                               data-seek-for="VIDEO_ID" picks one of several)
 //
@@ -25,6 +27,13 @@
 // Memory stays bounded: at most AHEAD segments are fetched beyond the one playing, and whole
 // segments that ended more than data-behind seconds (default BEHIND_S) before the play position
 // are removed from the SourceBuffer, as are segments left far ahead by a seek back.
+//
+// An encrypted recording (ISO Common Encryption 'cenc') is appended exactly as stored, and the
+// browser decrypts it with Encrypted Media Extensions and the W3C ClearKey key system: MediaKeys
+// are set on the video before the MediaSource opens; the first "encrypted" event (the pssh of
+// the first segment's moov; every later segment repeats it) creates the one session, whose
+// licence request is POSTed with the page's play id and CSRF token to data-clearkey; the
+// station answers a JSON Web Key Set with the content key, or refuses (then the player fails).
 //
 // State for pages and tests: video.dataset.playerState is "loading", "complete" (the last
 // segment is in and the end of stream signalled) or "failed"; a failure puts its message in an element with
@@ -76,6 +85,68 @@
       this.appended = this.urls.map(() => false);
       this.busy = false;
       this.fetching = null; // { index, controller } of the fetch in flight
+      this.clearkey = video.getAttribute("data-clearkey");
+      this.session = null; // the one ClearKey session of an encrypted recording
+    }
+
+    // the EME configuration for this.mime: each codec as a video or audio capability
+    capabilities() {
+      const found = /codecs="([^"]*)"/.exec(this.mime);
+      const config = { initDataTypes: ["cenc"], videoCapabilities: [], audioCapabilities: [] };
+      for (const codec of (found ? found[1] : "").split(",").map((c) => c.trim())) {
+        if (codec.startsWith("mp4a")) {
+          config.audioCapabilities.push({ contentType: 'audio/mp4; codecs="' + codec + '"' });
+        } else if (codec) {
+          config.videoCapabilities.push({ contentType: 'video/mp4; codecs="' + codec + '"' });
+        }
+      }
+      return config;
+    }
+
+    async setUpKeys() {
+      if (!navigator.requestMediaKeySystemAccess) {
+        throw new Error("this browser has no Encrypted Media Extensions (or the page is not "
+          + "a secure context)");
+      }
+      let access;
+      try {
+        access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey",
+          [this.capabilities()]);
+      } catch (error) {
+        throw new Error("this browser cannot decrypt the recording (ClearKey, cenc)");
+      }
+      const keys = await access.createMediaKeys();
+      await this.video.setMediaKeys(keys);
+      this.video.addEventListener("encrypted", (event) => {
+        if (this.session !== null) return; // every segment's moov repeats the one key id
+        this.session = keys.createSession("temporary");
+        this.session.addEventListener("message", (message) => {
+          this.licence(message.message)
+            .catch((error) => fail(this.video, error.message || String(error)));
+        });
+        this.session.generateRequest(event.initDataType, event.initData)
+          .catch((error) => fail(this.video, "no key request: " + (error.message || error)));
+      });
+    }
+
+    async licence(request) {
+      const body = new URLSearchParams({
+        csrf: this.video.getAttribute("data-csrf") || "",
+        play: this.video.getAttribute("data-play") || "",
+        request: new TextDecoder().decode(request),
+      });
+      const response = await fetch(this.clearkey, {
+        method: "POST", body, credentials: "same-origin", cache: "no-store",
+      });
+      if (response.status >= 500) {
+        throw new Error("the station could not unwrap the recording's key (HTTP "
+          + response.status + "): tell the station's administrator");
+      }
+      if (!response.ok) {
+        throw new Error("the station refused the recording's key (HTTP " + response.status
+          + "): reload the page");
+      }
+      await this.session.update(await response.arrayBuffer());
     }
 
     start() {
@@ -86,9 +157,12 @@
         throw new Error("this browser cannot play " + (this.mime || "(no data-mime)"));
       }
       video.dataset.playerState = "loading";
-      this.source = new MediaSource();
-      video.src = URL.createObjectURL(this.source);
-      this.source.addEventListener("sourceopen", () => this.opened(), { once: true });
+      const ready = this.clearkey ? this.setUpKeys() : Promise.resolve();
+      ready.then(() => {
+        this.source = new MediaSource();
+        video.src = URL.createObjectURL(this.source);
+        this.source.addEventListener("sourceopen", () => this.opened(), { once: true });
+      }).catch((error) => fail(video, error.message || String(error)));
       video.addEventListener("error", () => {
         const error = video.error;
         fail(video, "the browser could not decode it" + (error && error.message

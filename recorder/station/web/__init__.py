@@ -50,7 +50,7 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
         await run_in_threadpool(store.record_access, exc.who.name, Action.ACCESS_REFUSED,
-                                exc.recording_id, {"wanted": exc.permission,
+                                exc.recording_id, {**exc.detail, "wanted": exc.permission,
                                                    "path": request.url.path[:200],
                                                    "client": exc.who.client})
         return error_page(403, "Your account may not do that, or there is no such recording.")

@@ -1,5 +1,7 @@
 """The staff pages: the recordings list with its filters, a recording's page (one player over
-all its segments, markers, verification, holds, notes, export), its footage, and the audit log.
+all its segments, markers, verification, holds, notes, export), its footage (and, for an
+encrypted recording, its content key as a ClearKey licence: recorder.station.web.clearkey), and
+the audit log.
 
 Every handler first finds the visitor (recorder.station.web.auth: no session, no page), then
 checks the role and the recording against recorder.station.web.access, and writes the audit
@@ -13,8 +15,10 @@ import json
 import secrets
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -27,7 +31,7 @@ from starlette.routing import Route
 
 from ...integrity.bmff import BoxFormatError
 from ...integrity.request_signing import is_safe_name
-from .. import accounts, audit, notes, retention
+from .. import accounts, audit, content_keys, notes, retention
 from ..audit import Action
 from ..device_records import officer_note
 from ..errors import UnknownRecordingError
@@ -35,10 +39,11 @@ from ..evidence_store import EvidenceStore, Status
 from ..export import export_recording
 from ..media import MediaTypeError, mime_type
 from ..search import Filters, search
+from . import clearkey
 from .access import Permission, allowed, may
 from .auth import Visitor, check_csrf, visitor
 from .html import date, e, form, page, table
-from .security import WebSettings, read_form
+from .security import KEY_WINDOW_S, WebSettings, read_form
 
 AUDIT_PAGE_ENTRIES = 200
 
@@ -46,28 +51,43 @@ AUDIT_PAGE_ENTRIES = 200
 class Refused(Exception):
     """The visitor may not do this (their role, or a recording not theirs to see)."""
 
-    def __init__(self, who: Visitor, permission: str, recording_id: str | None) -> None:
+    def __init__(self, who: Visitor, permission: str, recording_id: str | None,
+                 detail: dict[str, Any] | None = None) -> None:
         super().__init__(f"{who.name} may not {permission}")
         self.who = who
         self.permission = permission
         self.recording_id = recording_id
+        self.detail = detail or {}  # what the audit entry adds: why, which key ids
+
+
+@dataclass
+class _Play:
+    user: str
+    recording_id: str
+    started: float  # time.monotonic() when the page was shown
+    used: bool = False  # footage fetched under it
+    key_released: bool = False  # the content key released to it (an encrypted recording)
 
 
 class Plays:
     """The playbacks handed out with recording pages: a page view gives the player an id, and
     the first fetch of footage under it is the one audit entry of that playback (a player
     fetches each segment, and may fetch ranges of it, many requests for one viewing). A fetch
-    without a live id of the same person and recording is a download, audited every time."""
+    without a live id of the same person and recording is a download, audited every time.
 
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._plays: OrderedDict[str, tuple[str, str, bool]] = OrderedDict()
+    For an encrypted recording the id is also what its content key is released to: once, and
+    only within ``key_window_s`` of the page being shown."""
+
+    def __init__(self, capacity: int = 10_000, key_window_s: float = KEY_WINDOW_S) -> None:
+        self._plays: OrderedDict[str, _Play] = OrderedDict()
         self._lock = threading.Lock()
         self._capacity = capacity
+        self._key_window_s = key_window_s
 
     def start(self, user: str, recording_id: str) -> str:
         play = secrets.token_urlsafe(16)
         with self._lock:
-            self._plays[play] = (user, recording_id, False)
+            self._plays[play] = _Play(user, recording_id, time.monotonic())
             while len(self._plays) > self._capacity:
                 self._plays.popitem(last=False)
         return play
@@ -77,10 +97,25 @@ class Plays:
         this user and recording."""
         with self._lock:
             found = self._plays.get(play)
-            if found is None or found[:2] != (user, recording_id):
+            if found is None or (found.user, found.recording_id) != (user, recording_id):
                 return None
-            self._plays[play] = (user, recording_id, True)
-            return not found[2]
+            first = not found.used
+            found.used = True
+            return first
+
+    def release_key(self, play: str, user: str, recording_id: str) -> str | None:
+        """None when ``play`` may have the recording's content key now (and marks it as
+        released); else why not."""
+        with self._lock:
+            found = self._plays.get(play)
+            if found is None or (found.user, found.recording_id) != (user, recording_id):
+                return "not a playback of this person and recording"
+            if time.monotonic() - found.started > self._key_window_s:
+                return "the playback has expired: reload the page"
+            if found.key_released:
+                return "the key was already released to this playback"
+            found.key_released = True
+            return None
 
 
 def team_officers(store: EvidenceStore, user: accounts.User) -> frozenset[str]:
@@ -104,7 +139,7 @@ def visible_officers(store: EvidenceStore, user: accounts.User) -> frozenset[str
 
 def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
     """The routes of the staff pages (login aside: recorder.station.web.auth)."""
-    plays = Plays()
+    plays = Plays(key_window_s=settings.key_window_s)
 
     def record(who: Visitor, action: str, recording_id: str | None,
                detail: dict[str, Any]) -> None:
@@ -186,8 +221,12 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             play = plays.start(who.name, recording_id)
             urls = [f"/recordings/{recording_id}/media/{file}?play={play}"
                     for file in sorted(holdings.segments)]
+            wrapped = await run_in_threadpool(content_keys.wrapped_key, store, recording_id)
+            keys = ("" if wrapped is None else
+                    f" data-clearkey='/recordings/{e(recording_id)}/clearkey' "
+                    f"data-play='{e(play)}' data-csrf='{e(who.session.csrf)}'")
             player = (f"<video id=player controls data-segments='{e(json.dumps(urls))}' "
-                      f"data-mime='{e(mime)}'></video>"
+                      f"data-mime='{e(mime)}'{keys}></video>"
                       '<script src="/static/player.js" defer></script>'
                       if mime else "<p class=failed>The footage's codecs are not ones a "
                       "browser plays: download it instead.</p>")
@@ -224,6 +263,31 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                     yield chunk
 
         return StreamingResponse(chunks(), media_type="video/mp4")
+
+    async def clearkey_licence(request: Request) -> Response:
+        """The content key of an encrypted recording, as a ClearKey licence for the page's
+        player: the same session, CSRF token and PLAY permission as its footage, a live play id
+        of this person and recording (once, within the key window), and only key ids of this
+        recording. Every release and every refusal is an audit entry."""
+        who, fields, recording_id = await posted(request, Permission.PLAY)
+        play = fields.get("play", "")[:64]
+        asked = clearkey.requested_key_ids(fields.get("request", ""))
+        shown_ids = [key_id.hex() for key_id in asked]
+        key = await run_in_threadpool(content_keys.content_key, store, recording_id)
+        if key is None:
+            raise Refused(who, Permission.PLAY, recording_id,
+                          {"reason": "the recording is not encrypted", "key_ids": shown_ids})
+        if any(key_id != key.key_id for key_id in asked):
+            raise Refused(who, Permission.PLAY, recording_id,
+                          {"reason": "a key id of another recording", "key_ids": shown_ids})
+        why_not = plays.release_key(play, who.name, recording_id)
+        if why_not is not None:
+            raise Refused(who, Permission.PLAY, recording_id,
+                          {"reason": why_not, "key_ids": shown_ids})
+        await audited(who, Action.KEY_RELEASE, recording_id,
+                      {"play": play, "key_id": key.key_id.hex()})
+        return Response(clearkey.licence([key]), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
     async def export(request: Request) -> Response:
         who, fields, recording_id = await posted(request, Permission.EXPORT)
@@ -283,6 +347,7 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
             Route("/audit", audit_log, methods=["GET"]),
             Route("/recordings/{recording_id}", recording, methods=["GET"]),
             Route("/recordings/{recording_id}/media/{file}", media, methods=["GET"]),
+            Route("/recordings/{recording_id}/clearkey", clearkey_licence, methods=["POST"]),
             Route("/recordings/{recording_id}/export", export, methods=["POST"]),
             Route("/recordings/{recording_id}/hold", hold, methods=["POST"]),
             Route("/recordings/{recording_id}/release", release, methods=["POST"]),

@@ -19,6 +19,7 @@ SESSION_COOKIE = "bwv_session"
 LOGIN_COOKIE = "bwv_login"  # the login form's CSRF token, before there is a session
 FORM_MAX_BYTES = 16 * 1024
 IDLE_TIMEOUT_S = 15 * 60
+KEY_WINDOW_S = 5 * 60  # an encrypted recording's player may have its key this long after the page
 
 # no inline script or style anywhere; footage may come from blob: URLs (Media Source Extensions)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -44,7 +45,9 @@ class WebSettings:
     header (a request naming another is refused: DNS rebinding, a misrouted proxy); ``tls``: the
     listener is HTTPS (HSTS is sent); ``idle_timeout_s``: a session left that long ends;
     ``proxy``: the trusted reverse-proxy mode (recorder.station.web.proxy_auth), None: off;
-    ``oidc``: OpenID Connect login (recorder.station.web.oidc), None: off."""
+    ``oidc``: OpenID Connect login (recorder.station.web.oidc), None: off; ``key_window_s``:
+    how long after a recording page is shown its player may have the content key of an
+    encrypted recording (recorder.station.web.pages)."""
 
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     tls: bool = False
@@ -53,6 +56,7 @@ class WebSettings:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     proxy: ProxySettings | None = None
     oidc: OidcSettings | None = None
+    key_window_s: float = KEY_WINDOW_S
 
 
 def default_hosts(listen_host: str, names: Iterable[str] = ()) -> tuple[str, ...]:
