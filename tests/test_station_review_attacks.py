@@ -26,6 +26,7 @@ from recorder.station import audit, retention
 from recorder.station.audit import Action
 from recorder.station.errors import ConflictError
 from recorder.station.evidence_store import EvidenceStore, Status
+from recorder.station.encryption_key import ENCRYPTION_KEY_FILE, ENCRYPTION_PUBLIC_FILE
 from recorder.station.identity import STATION_KEY_FILE
 from recorder.station.limits import Limits
 from recorder.station.public_requests import export_request, record_request
@@ -250,6 +251,37 @@ def test_a_lost_station_key_is_reported_not_silently_replaced(
     made = bwv("station", "key", "--data", str(data), "--new-key", "--quiet")
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("bwv-station/1:") and made.stdout != pin.stdout
+
+
+def test_a_lost_encryption_key_is_reported_not_silently_replaced(
+        tmp_path: Path, enrolled: EvidenceStore) -> None:
+    """A new encryption key would leave every recording encrypted for the old one unreadable,
+    and cameras pinned to the old one would go on encrypting for a key nobody holds."""
+    data = tmp_path / "station"
+    pin = bwv("station", "key", "--data", str(data), "--quiet")
+    assert pin.returncode == 0, pin.stderr
+    (data / ENCRYPTION_KEY_FILE).unlink()
+    for command in (["list"], ["key"], ["serve", "--listen", "127.0.0.1:1"]):
+        result = bwv("station", *command, "--data", str(data))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "has lost its encryption key" in result.stderr and "--new-key" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (data / ENCRYPTION_KEY_FILE).exists()
+    made = bwv("station", "key", "--data", str(data), "--new-key", "--quiet")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.split(":")[:3] == pin.stdout.split(":")[:3]  # the same station id and key
+    assert made.stdout != pin.stdout  # with another encryption key
+
+
+def test_a_station_made_before_encryption_gets_its_key_quietly(
+        tmp_path: Path, enrolled: EvidenceStore) -> None:
+    data = tmp_path / "station"
+    assert bwv("station", "key", "--data", str(data), "--quiet").returncode == 0
+    (data / ENCRYPTION_KEY_FILE).unlink()
+    (data / ENCRYPTION_PUBLIC_FILE).unlink()  # as a station made before either existed
+    again = bwv("station", "key", "--data", str(data), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert (data / ENCRYPTION_KEY_FILE).exists() and (data / ENCRYPTION_PUBLIC_FILE).exists()
 
 
 def test_a_retention_shorter_than_31_days_is_refused(tmp_path: Path) -> None:

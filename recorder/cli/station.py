@@ -80,6 +80,15 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
                 f"make one all the same: `bwv station key --data {data} --new-key`")
         identity = StationIdentity.load_or_create(data, _encryption_kem(args))
     elif identity.encryption is None:  # a station made before encryption: give it its key now
+        from ..station import encryption_key
+
+        if encryption_key.lost(data) and not getattr(args, "new_key", False):
+            raise StationUsageError(
+                f"the station in {data} has lost its encryption key "
+                f"({encryption_key.ENCRYPTION_KEY_FILE}): restore it from backup. Without it "
+                "the recordings encrypted for this station cannot be played or exported, and "
+                "cameras pinned to it go on encrypting for it. To make a new one all the same "
+                f"(and pin every camera again): `bwv station key --data {data} --new-key`")
         identity = identity.with_encryption_key(_encryption_kem(args))
     wanted = getattr(args, "encryption_kem", None)
     if wanted is not None and identity.encryption is not None \
@@ -730,8 +739,8 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                          "station's encryption key (station_encryption_key, 0600) unwraps them.")
     key.add_argument("--quiet", action="store_true", help="print only the line")
     key.add_argument("--new-key", action="store_true",
-                     help="make a new key when the station's is lost (never replaces one): "
-                          "every camera must then pin the new line")
+                     help="make a new key when the station's signing key or encryption key "
+                          "is lost (never replaces one): every camera must then pin the new line")
     key.set_defaults(station_func=_key)
 
     audit = sub.add_parser("audit", parents=[common], help="print or check the audit log",

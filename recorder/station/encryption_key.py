@@ -23,6 +23,9 @@ from ..integrity.content_key import (
 from ..private_files import make_private_dir
 
 ENCRYPTION_KEY_FILE = "station_encryption_key"
+# Its public half, written beside it when it is made: a station that has it and not the private
+# file has lost its key (restore it from backup), unlike a station made before encryption.
+ENCRYPTION_PUBLIC_FILE = "station_encryption_key.pub"
 FILE_SCHEME = "bwv-station-encryption-key/1"
 MAX_FILE_BYTES = 1024
 
@@ -72,6 +75,14 @@ def load(path: Path) -> EncryptionPrivateKey:
     return key
 
 
+def lost(data_dir: Path) -> bool:
+    """True when ``data_dir`` once had an encryption key (its public half is there) and the
+    private key file is gone: a new one would leave every recording encrypted for the old key
+    unreadable, and cameras pinned to it encrypting for a key nobody holds."""
+    return (os.path.lexists(data_dir / ENCRYPTION_PUBLIC_FILE)
+            and not os.path.lexists(data_dir / ENCRYPTION_KEY_FILE))
+
+
 def find(data_dir: Path) -> EncryptionPrivateKey | None:
     """The station's encryption key in ``data_dir``, or None when it has none yet."""
     path = data_dir / ENCRYPTION_KEY_FILE
@@ -102,5 +113,11 @@ def load_or_create(data_dir: Path, kem: Kem = Kem.X25519) -> EncryptionPrivateKe
         pass  # another process made it first: use theirs
     finally:
         os.unlink(temporary)
+    key = load(path)
+    public = key.public_key()
+    with open(data_dir / ENCRYPTION_PUBLIC_FILE, "w", encoding="ascii") as marker:
+        marker.write(f"{public.kem.value}:{public.b64()}\n")
+        marker.flush()
+        os.fsync(marker.fileno())
     fsync_directory(data_dir)
-    return load(path)
+    return key
