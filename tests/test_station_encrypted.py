@@ -464,9 +464,10 @@ def test_bwv_station_export_writes_the_key_or_says_why_it_cannot(encrypted: Encr
     failed = warm.run(["station", "export", "--data", str(lost), encrypted.a_id, "--out",
                        str(tmp_path / "none.zip"), "--purpose", "court bundle"],
                       env=environment(), timeout=120)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    assert f"the content key of recording {encrypted.a_id} does not open" in failed.stderr
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "has lost its encryption key" in failed.stderr  # not a new key that opens nothing
     assert not (tmp_path / "none.zip").exists()
+    assert not (lost / encryption_key.ENCRYPTION_KEY_FILE).exists()
 
 
 def test_the_web_export_holds_the_key_and_a_station_without_its_key_says_so(

@@ -115,9 +115,13 @@ def load_or_create(data_dir: Path, kem: Kem = Kem.X25519) -> EncryptionPrivateKe
         os.unlink(temporary)
     key = load(path)
     public = key.public_key()
-    with open(data_dir / ENCRYPTION_PUBLIC_FILE, "w", encoding="ascii") as marker:
-        marker.write(f"{public.kem.value}:{public.b64()}\n")
-        marker.flush()
-        os.fsync(marker.fileno())
+    marker = os.open(data_dir / ENCRYPTION_PUBLIC_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600)
+    try:
+        os.fchmod(marker, 0o600)  # as every file of the station's, whatever the umask
+        write_all(marker, f"{public.kem.value}:{public.b64()}\n".encode("ascii"))
+        os.fsync(marker)
+    finally:
+        os.close(marker)
     fsync_directory(data_dir)
     return key

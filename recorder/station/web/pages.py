@@ -39,7 +39,7 @@ from ..evidence_store import EvidenceStore, Status
 from ..export import export_recording
 from ..media import MediaTypeError, mime_type
 from ..search import Filters, search
-from . import clearkey
+from .clearkey import licence, requested_key_ids
 from .access import Permission, allowed, may
 from .auth import Visitor, check_csrf, visitor
 from .html import date, e, form, page, table
@@ -271,7 +271,7 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         recording. Every release and every refusal is an audit entry."""
         who, fields, recording_id = await posted(request, Permission.PLAY)
         play = fields.get("play", "")[:64]
-        asked = clearkey.requested_key_ids(fields.get("request", ""))
+        asked = requested_key_ids(fields.get("request", ""))
         shown_ids = [key_id.hex() for key_id in asked]
         key = await run_in_threadpool(content_keys.content_key, store, recording_id)
         if key is None:
@@ -286,7 +286,7 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                           {"reason": why_not, "key_ids": shown_ids})
         await audited(who, Action.KEY_RELEASE, recording_id,
                       {"play": play, "key_id": key.key_id.hex()})
-        return Response(clearkey.licence([key]), media_type="application/json",
+        return Response(licence([key]), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
     async def export(request: Request) -> Response:
