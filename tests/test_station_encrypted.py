@@ -520,6 +520,11 @@ def test_a_decrypted_export_has_clear_copies_with_both_hashes(encrypted: Encrypt
                            "--purpose", "for the jury", "--decrypted"], env=environment(),
                           timeout=300, cwd="/", capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    exports = [e.detail for e in audit.entries(encrypted.store.engine)
+               if e.action == audit.Action.EXPORT and e.detail["package_sha256"] == file_sha256(out)]
+    assert exports == [{"purpose": "for the jury", "package_sha256": file_sha256(out),
+                        "verified": True, "content_key_id": key.key_id.hex(),
+                        "decrypted": True}]
     folder = unzip(out, tmp_path / "unzipped")
     sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True,
                           text=True)
