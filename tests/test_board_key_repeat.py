@@ -17,7 +17,7 @@ import pytest
 
 from recorder.board import (BoardEvent, BoardEventKind, BoardSettings, IndicatorStatus, ManualClock,
                             Mode, TerminalBoard)
-from recorder.board.key_repeat import KeyRepeat
+from recorder.board.key_repeat import DEFAULT_DELAY_S, DEFAULT_GAP_S, KeyRepeat
 
 START, STOP, MARKER = BoardEventKind.START, BoardEventKind.STOP, BoardEventKind.MARKER
 
@@ -141,23 +141,40 @@ def test_key_repeat_needs_a_gap_shorter_than_the_delay() -> None:
         KeyRepeat(delay_s=0.1, gap_s=0.2)
 
 
+def hold_space(controller: int, seconds: float) -> list[float]:
+    """A held space bar on the pty: a key, the keyboard's repeat delay, then a repeat every
+    40 ms until ``seconds`` after the first; the monotonic time of each key written."""
+    written = [time.monotonic()]
+    os.write(controller, b" ")
+    time.sleep(0.5)  # the keyboard's repeat delay
+    while time.monotonic() - written[0] < seconds:
+        written.append(time.monotonic())
+        os.write(controller, b" ")  # a repeat every 40 ms
+        time.sleep(0.04)
+    return written
+
+
 def test_holding_space_on_a_real_pty_stops_the_recording() -> None:
-    controller, follower = pty.openpty()
-    out = io.StringIO()
-    try:
-        with TerminalBoard(BoardSettings(), input_fd=follower, output=out) as board:
-            board.show(IndicatorStatus(Mode.RECORDING))
-            began = time.monotonic()
-            os.write(controller, b" ")
-            time.sleep(0.5)  # the keyboard's repeat delay
-            while time.monotonic() - began < 3.3:
-                os.write(controller, b" ")  # a repeat every 40 ms
-                time.sleep(0.04)
-            events = []
-            while (event := board.get_event(timeout=1.0)) is not None:
-                events.append(event)
-            assert [e.kind for e in events] == [STOP]
-            assert events[0].t - began == pytest.approx(3.0, abs=0.1)
-    finally:
-        os.close(controller)
-        os.close(follower)
+    """A hold of 3.3 s is a stop, stamped 3 s after the first key. On a loaded machine this
+    test's own writer can stall past the board's gap (then what it typed was not a hold, and
+    the board rightly saw a release): such an attempt is made again, up to three times."""
+    for _attempt in range(3):
+        controller, follower = pty.openpty()
+        out = io.StringIO()
+        try:
+            with TerminalBoard(BoardSettings(), input_fd=follower, output=out) as board:
+                board.show(IndicatorStatus(Mode.RECORDING))
+                written = hold_space(controller, 3.3)
+                events = []
+                while (event := board.get_event(timeout=1.0)) is not None:
+                    events.append(event)
+        finally:
+            os.close(controller)
+            os.close(follower)
+        gaps = [b - a for a, b in zip(written, written[1:])]
+        if gaps[0] < DEFAULT_DELAY_S and max(gaps[1:]) < DEFAULT_GAP_S:
+            break  # what was typed was a hold: the board must have seen one
+    else:
+        pytest.skip(f"this machine stalled the test's typing past {DEFAULT_GAP_S} s three times")
+    assert [e.kind for e in events] == [STOP], (events, max(gaps[1:]))
+    assert events[0].t - written[0] == pytest.approx(3.0, abs=0.1)
