@@ -307,7 +307,10 @@
       const t = this.video.currentTime;
       const here = this.segmentAt(t);
       for (let i = 0; i < this.urls.length; i++) {
-        const behind = this.ends[i] !== null && this.ends[i] < t - this.behind;
+        // never the segment of the play position, even when the play position lies past the
+        // end of every segment (at the end, audio may outlast the video a little): removed, it
+        // would be wanted again at once, fetched, appended and removed again, over and over
+        const behind = i < here && this.ends[i] !== null && this.ends[i] < t - this.behind;
         const beyond = i > here + AHEAD;
         if (!this.appended[i] || !(behind || beyond)) continue;
         const start = this.starts[i];
