@@ -28,11 +28,7 @@ import struct
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..integrity.content_key import ContentKey
-from ._mux_format import (
-    AUDIO_TRACK_ID, CENC_IV_BYTES, MAX_FRAGMENT_BYTES, SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC,
-    TFHD_DEFAULT_BASE_IS_MOOF, TRUN_AUDIO, TRUN_CTO, TRUN_VIDEO, VIDEO_TRACK_ID, MuxError,
-    fragment_too_large_error, init_segment,
-)
+from ._mux_format import AUDIO_TRACK_ID, CENC_IV_BYTES, VIDEO_TRACK_ID, MuxError, init_segment
 from ._mux_py import FragmentedMp4Muxer
 
 SENC_USE_SUBSAMPLES = 0x2
@@ -162,52 +158,14 @@ class EncryptingMp4Muxer(FragmentedMp4Muxer):
         same = len({len(info) for info in aux}) == 1
         return (17 if same else 17 + len(aux)) + 20 + 16 + sum(len(info) for info in aux)
 
-    def _write_fragment(self, head: bytes, sequence: int, last_video_ticks: int) -> bytes:
-        v_count, a_count = len(self._v_ticks), len(self._a_ticks)
-        v_cto = any(self._v_cto)
-        v_trun = 20 + v_count * (16 if v_cto else 12)
-        a_trun = 20 + a_count * 8
-        v_aux = self._aux_size(self._v_aux)
-        a_aux = self._aux_size(self._a_aux) if a_count else 0
-        traf_v = 8 + 16 + 20 + v_trun + v_aux
-        traf_a = 8 + 16 + 20 + a_trun + a_aux if a_count else 0
-        moof_size = 8 + 16 + traf_v + traf_a
-        mdat_size = 8 + self._v_bytes + self._a_bytes
-        if mdat_size > MAX_FRAGMENT_BYTES:
-            raise fragment_too_large_error(mdat_size)
-        boxes = [struct.pack(">I4sI4sII", moof_size, b"moof", 16, b"mfhd", 0, sequence)]
-        ticks = self._v_ticks
-        durations = [b - a for a, b in zip(ticks, ticks[1:])]
-        durations.append(last_video_ticks)
-        flags = [SAMPLE_FLAGS_SYNC if k else SAMPLE_FLAGS_NON_SYNC for k in self._v_keys]
-        boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_v, b"traf", 16, b"tfhd",
-                                 TFHD_DEFAULT_BASE_IS_MOOF, VIDEO_TRACK_ID, 20, b"tfdt",
-                                 1 << 24, ticks[0], v_trun, b"trun",
-                                 TRUN_VIDEO | TRUN_CTO if v_cto else TRUN_VIDEO, v_count,
-                                 moof_size + 8))
-        if v_cto:
-            entries = [x for row in zip(durations, self._v_sizes, flags, self._v_cto) for x in row]
-        else:
-            entries = [x for row in zip(durations, self._v_sizes, flags) for x in row]
-        boxes.append(struct.pack(f">{len(entries)}I", *entries))
-        boxes.append(self._aux_boxes(self._v_aux, SENC_USE_SUBSAMPLES,
-                                     8 + 16 + 8 + 16 + 20 + v_trun))
-        if a_count:
-            ticks = self._a_ticks
-            durations = [b - a for a, b in zip(ticks, ticks[1:])]
-            durations.append(self._audio_frame)
-            boxes.append(struct.pack(">I4sI4sIII4sIQI4sIII", traf_a, b"traf", 16, b"tfhd",
-                                     TFHD_DEFAULT_BASE_IS_MOOF, AUDIO_TRACK_ID, 20, b"tfdt",
-                                     1 << 24, ticks[0], a_trun, b"trun", TRUN_AUDIO, a_count,
-                                     moof_size + 8 + self._v_bytes))
-            entries = [x for row in zip(durations, self._a_sizes) for x in row]
-            boxes.append(struct.pack(f">{len(entries)}I", *entries))
-            boxes.append(self._aux_boxes(self._a_aux, 0,
-                                         8 + 16 + traf_v + 8 + 16 + 20 + a_trun))
-        boxes.append(struct.pack(">I4s", mdat_size, b"mdat"))
-        data = b"".join([head, *boxes, *self._v_parts, *self._a_parts])
-        self._v_parts, self._v_bytes, self._v_ticks, self._v_cto = [], 0, [], []
-        self._v_sizes, self._v_keys, self._v_aux = [], [], []
-        self._a_parts, self._a_bytes, self._a_ticks, self._a_sizes = [], 0, [], []
-        self._a_aux = []
-        return data
+    def _traf_tail_size(self, track_id: int) -> int:
+        return self._aux_size(self._v_aux if track_id == VIDEO_TRACK_ID else self._a_aux)
+
+    def _traf_tail(self, track_id: int, at: int) -> bytes:
+        if track_id == VIDEO_TRACK_ID:
+            return self._aux_boxes(self._v_aux, SENC_USE_SUBSAMPLES, at)
+        return self._aux_boxes(self._a_aux, 0, at)
+
+    def _start_fragment(self) -> None:
+        super()._start_fragment()
+        self._v_aux, self._a_aux = [], []

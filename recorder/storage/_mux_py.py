@@ -164,8 +164,8 @@ class FragmentedMp4Muxer(MuxRules):
         v_cto = any(self._v_cto)
         v_trun = 20 + v_count * (16 if v_cto else 12)
         a_trun = 20 + a_count * 8
-        traf_v = 8 + 16 + 20 + v_trun
-        traf_a = 8 + 16 + 20 + a_trun if a_count else 0
+        traf_v = 8 + 16 + 20 + v_trun + self._traf_tail_size(VIDEO_TRACK_ID)
+        traf_a = 8 + 16 + 20 + a_trun + self._traf_tail_size(AUDIO_TRACK_ID) if a_count else 0
         moof_size = 8 + 16 + traf_v + traf_a
         mdat_size = 8 + self._v_bytes + self._a_bytes
         if mdat_size > MAX_FRAGMENT_BYTES:
@@ -185,6 +185,7 @@ class FragmentedMp4Muxer(MuxRules):
         else:
             entries = [x for row in zip(durations, self._v_sizes, flags) for x in row]
         boxes.append(struct.pack(f">{len(entries)}I", *entries))
+        boxes.append(self._traf_tail(VIDEO_TRACK_ID, 8 + 16 + 8 + 16 + 20 + v_trun))
         if a_count:
             ticks = self._a_ticks
             durations = [b - a for a, b in zip(ticks, ticks[1:])]
@@ -195,8 +196,24 @@ class FragmentedMp4Muxer(MuxRules):
                                      moof_size + 8 + self._v_bytes))
             entries = [x for row in zip(durations, self._a_sizes) for x in row]
             boxes.append(struct.pack(f">{len(entries)}I", *entries))
+            boxes.append(self._traf_tail(AUDIO_TRACK_ID,
+                                         8 + 16 + traf_v + 8 + 16 + 20 + a_trun))
         boxes.append(struct.pack(">I4s", mdat_size, b"mdat"))
         data = b"".join([head, *boxes, *self._v_parts, *self._a_parts])
+        self._start_fragment()
+        return data
+
+    def _traf_tail_size(self, track_id: int) -> int:
+        """Bytes of the boxes that end a track's traf after its trun: none in the clear (the
+        encrypting muxer's saiz, saio and senc, _mux_cenc)."""
+        return 0
+
+    def _traf_tail(self, track_id: int, at: int) -> bytes:
+        """Those boxes, the first of them ``at`` bytes from the start of the moof."""
+        return b""
+
+    def _start_fragment(self) -> None:
+        """Forget the samples of the fragment just written."""
         self._v_parts = []
         self._v_bytes = 0
         self._v_ticks = []
@@ -207,4 +224,3 @@ class FragmentedMp4Muxer(MuxRules):
         self._a_bytes = 0
         self._a_ticks = []
         self._a_sizes = []
-        return data
