@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .durability import fsync_directory, write_all
+
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -50,3 +52,24 @@ def open_private(path: Path | str, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def create_private_file_once(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data`` (0600, fsynced) unless it exists already. The file is written
+    whole under a temporary name and then linked into place, so a power cut never leaves half of
+    it, and of two processes racing here exactly one wins (the other's data is dropped)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask cannot widen 0600, but be explicit about intent
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process created it first: use theirs
+    finally:
+        os.unlink(temporary)
+    fsync_directory(path.parent)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import RecorderError
-from ..private_files import make_private_dir
+from ..private_files import create_private_file_once, make_private_dir
 # the data directory is a setting; re-exported so that keys.default_data_dir works as before
 from ..settings import DATA_DIR_ENV_VAR as DATA_DIR_ENV_VAR, default_data_dir as default_data_dir
 
@@ -200,27 +200,5 @@ class DeviceKey:
         pem = private_key.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
-        # Written whole to a temporary name, then linked into place: a power cut never leaves a
-        # half-written key, and of two processes racing here exactly one key wins.
-        temporary = data_dir / f".{name}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # the umask cannot widen 0600, but be explicit about intent
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        finally:
-            os.unlink(temporary)
-        directory = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        create_private_file_once(path, pem)
         return cls.load(path)

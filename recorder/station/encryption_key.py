@@ -20,7 +20,7 @@ from ..errors import RecorderError
 from ..integrity.content_key import (
     EncryptionKeyFormatError, EncryptionPrivateKey, Kem,
 )
-from ..private_files import make_private_dir
+from ..private_files import create_private_file_once, make_private_dir
 
 ENCRYPTION_KEY_FILE = "station_encryption_key"
 # Its public half, written beside it when it is made: a station that has it and not the private
@@ -99,20 +99,7 @@ def load_or_create(data_dir: Path, kem: Kem = Kem.X25519) -> EncryptionPrivateKe
         return existing
     make_private_dir(data_dir)
     path = data_dir / ENCRYPTION_KEY_FILE
-    temporary = data_dir / f".{ENCRYPTION_KEY_FILE}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        write_all(fd, _encode(EncryptionPrivateKey.generate(kem)))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        pass  # another process made it first: use theirs
-    finally:
-        os.unlink(temporary)
+    create_private_file_once(path, _encode(EncryptionPrivateKey.generate(kem)))
     key = load(path)
     public = key.public_key()
     marker = os.open(data_dir / ENCRYPTION_PUBLIC_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
