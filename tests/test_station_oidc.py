@@ -18,13 +18,12 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 from support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
-from support.staff import StaffBrowser, add_staff
-from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
-                             make_store, serve_app)
+from support.staff import StaffBrowser, add_staff, station_with_one_recording
+from support.station import FakeClock, ServedStation, camera_key, make_store, serve_app
 from support.http import http
 
 from recorder.integrity.keys import DeviceKey
-from recorder.station import accounts, audit, devices
+from recorder.station import accounts, audit
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.limits import Limits
 from recorder.station.web import create_web_app
@@ -45,11 +44,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture()
 def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceStore:
-    store = make_store(tmp_path / "station", clock=clock)
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    devices.assign(store, "cam7", "4121", by="admin", from_us=store.clock() - 86_400_000_000)
-    assert ingest(store, make_recording(tmp_path / "r", camera_key,
-                                        utc_start="2026-11-23T07:00:00.000000Z")).verified
+    store = station_with_one_recording(tmp_path, camera_key, clock)
     add_staff(store, "pc-jones", "officer", officer_id="4121", team="blue")
     return store
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.staff import StaffBrowser, add_staff, web
-from support.station import (FakeClock, ServedStation, camera_key, ingest, make_recording,
-                             make_store, serve_web)
+from support.staff import StaffBrowser, add_staff, station_with_one_recording, web
+from support.station import FakeClock, ServedStation, camera_key, serve_web
 from support.http import http
 
 from recorder.integrity.keys import DeviceKey
-from recorder.station import accounts, audit, devices, retention
+from recorder.station import accounts, audit, retention
 from recorder.station.evidence_store import EvidenceStore
 from recorder.station.web.proxy_auth import load_proxy_secret
 from recorder.station.web.secret_file import SecretFileError
@@ -39,11 +38,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture()
 def store(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock) -> EvidenceStore:
-    store = make_store(tmp_path / "station", clock=clock)
-    store.enroll("cam7", camera_key.public_key, by="admin")
-    devices.assign(store, "cam7", "4121", by="admin", from_us=store.clock() - 86_400_000_000)
-    assert ingest(store, make_recording(tmp_path / "r", camera_key,
-                                        utc_start=RECORDED)).verified
+    store = station_with_one_recording(tmp_path, camera_key, clock)
     add_staff(store, "pc-jones", "officer", officer_id="4121", team="blue")
     add_staff(store, "pc-patel", "officer", officer_id="5555", team="red")
     add_staff(store, "cust-ward", "custodian")

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,9 @@ import pytest
 
 from recorder.station import accounts
 from recorder.station.evidence_store import EvidenceStore
-from support.station import ServedStation, serve_web
+from recorder.integrity.keys import DeviceKey
+from recorder.station import devices
+from support.station import FakeClock, ServedStation, ingest, make_recording, make_store, serve_web
 
 CSRF_FIELD = re.compile(r'name=csrf value="([^"]+)"')
 
@@ -108,3 +111,15 @@ def web(store: EvidenceStore) -> Iterator[ServedStation]:
     served = serve_web(store)
     yield served
     served.stop()
+
+
+def station_with_one_recording(tmp_path: Path, camera_key: DeviceKey, clock: FakeClock,
+                               utc_start: str = "2026-11-23T07:00:00.000000Z") -> EvidenceStore:
+    """A station on ``clock`` with cam7 enrolled, worn by officer 4121 since the day before,
+    and one verified recording of it made at ``utc_start``."""
+    store = make_store(tmp_path / "station", clock=clock)
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    devices.assign(store, "cam7", "4121", by="admin", from_us=store.clock() - 86_400_000_000)
+    assert ingest(store, make_recording(tmp_path / "r", camera_key,
+                                        utc_start=utc_start)).verified
+    return store
