@@ -48,22 +48,40 @@ def _escape(body: bytes) -> bytes:
     return bytes(out)
 
 
+# Strategies are built once, here: hypothesis validates and labels a strategy each time one is
+# made, which, made afresh inside the draw loops, cost more than drawing from it.
+_BOOLEANS = st.booleans()
+_SLICE_COUNTS = st.integers(1, 3)
+_SLICE_BODIES = st.binary(min_size=0, max_size=300)
+_START_CODES = st.sampled_from([b"\x00\x00\x01", b"\x00\x00\x00\x01",
+                                b"\x00\x00\x01\x00\x00\x01"])
+_TRAILING_ZEROS = st.sampled_from([b"", b"\x00", b"\x00\x00"])
+
+
 @st.composite
 def nal_units(draw: st.DrawFn, first_type: int) -> bytes:
     """An Annex B access unit: optional AUD/SEI, slices of random bytes, varied start codes."""
     parts = []
-    if draw(st.booleans()):
+    if draw(_BOOLEANS):
         parts.append(b"\x09\xf0")
-    count = draw(st.integers(1, 3))
-    for index in range(count):
-        body = draw(st.binary(min_size=0, max_size=300))
-        parts.append(bytes([first_type if index == 0 else first_type]) + _escape(body))
+    for _ in range(draw(_SLICE_COUNTS)):
+        parts.append(bytes([first_type]) + _escape(draw(_SLICE_BODIES)))
     out = b""
     for part in parts:
-        out += draw(st.sampled_from([b"\x00\x00\x01", b"\x00\x00\x00\x01",
-                                     b"\x00\x00\x01\x00\x00\x01"])) + part
-        out += draw(st.sampled_from([b"", b"\x00", b"\x00\x00"]))
+        out += draw(_START_CODES) + part
+        out += draw(_TRAILING_ZEROS)
     return out
+
+
+_KEYFRAMES = nal_units(0x65)
+_DELTA_FRAMES = nal_units(0x41)
+_PARAMETER_SETS = st.sampled_from(PARAMETER_SETS)
+_KEY_EVERY = st.integers(0, 5)
+_NEW_PARAMETERS = st.integers(0, 3)
+_REORDER = st.integers(0, 200_000)
+_FRAME_GAPS = st.integers(12, 400_000)
+_AUDIO_SIZES = st.integers(1, 40)  # an empty AU is refused, as the ring does
+_AUDIO_STEPS = st.sampled_from([21_333, 21_334, 23_219, 60_000])
 
 
 @st.composite
@@ -74,22 +92,21 @@ def valid_sequences(draw: st.DrawFn) -> dict[str, Any]:
     units: list[tuple[int, int, bool, bytes, int | None]] = []
     video_dts = draw(st.integers(0, 10**9))
     audio_pts = video_dts + draw(st.integers(-50_000, 50_000))
-    params = draw(st.sampled_from(PARAMETER_SETS))
+    params = draw(_PARAMETER_SETS)
     for index in range(draw(st.integers(1, 60))):
-        key = index == 0 or draw(st.integers(0, 5)) == 0
-        if key and index and draw(st.integers(0, 3)) == 0:
-            params = draw(st.sampled_from(PARAMETER_SETS))
-        payload = nal_units(0x65 if key else 0x41)
-        body = draw(payload)
-        if key and (index == 0 or draw(st.booleans())):
+        key = index == 0 or draw(_KEY_EVERY) == 0
+        if key and index and draw(_NEW_PARAMETERS) == 0:
+            params = draw(_PARAMETER_SETS)
+        body = draw(_KEYFRAMES if key else _DELTA_FRAMES)
+        if key and (index == 0 or draw(_BOOLEANS)):
             body = params + body
-        pts = video_dts + (draw(st.integers(0, 200_000)) if bframes else 0)
+        pts = video_dts + (draw(_REORDER) if bframes else 0)
         units.append((VIDEO, pts, key, body, video_dts if bframes else None))
-        video_dts += draw(st.integers(12, 400_000))
+        video_dts += draw(_FRAME_GAPS)
         while with_audio and audio_pts < video_dts:
-            size = draw(st.integers(1, 40))  # an empty AU is refused, as the ring does
+            size = draw(_AUDIO_SIZES)
             units.append((AUDIO, audio_pts, True, bytes(range(size)), None))
-            audio_pts += draw(st.sampled_from([21_333, 21_334, 23_219, 60_000]))
+            audio_pts += draw(_AUDIO_STEPS)
     return {"units": units,
             "audio_config": draw(st.sampled_from(AUDIO_CONFIGS)) if with_audio else None,
             "segment_seconds": draw(st.sampled_from([0.05, 0.5, 1.0, 30.0])),

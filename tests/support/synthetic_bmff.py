@@ -113,36 +113,50 @@ def synth_fragment(sequence: int, runs: list[SynthRun], file_offset: int, option
     return moof + mdat
 
 
+# Strategies are built once, here: hypothesis validates and labels a strategy each time one is
+# made, which inside the draw loops below cost more than the drawing.
+_TRACK_COUNTS = st.integers(1, 2)
+_TIMESCALES = st.sampled_from([1000, 15360, 48000, 90000])
+_TREX_DURATIONS = st.integers(0, 3000)
+_BASES = st.sampled_from(["moof", "explicit"])
+_DURATION_PLACES = st.sampled_from(["trun", "tfhd", "trex"])
+_VERSIONS = st.integers(0, 1)
+_BOOLEANS = st.booleans()
+_DECODE_TIMES = {0: st.integers(0, 2**31), 1: st.integers(0, 2**33)}
+_FRAGMENT_COUNTS = st.integers(1, 4)
+_SAMPLE_COUNTS = st.integers(1, 6)
+_DURATIONS = st.integers(1, 3000)
+_SIZES = st.integers(0, 40)
+_OFFSETS = {0: st.integers(0, 1000), 1: st.integers(-1000, 1000)}
+
+
 @st.composite
 def synthetic_files(draw: st.DrawFn) -> tuple[bytes, list[SynthTrack], list[list[SynthRun]]]:
-    track_count = draw(st.integers(1, 2))
-    tracks = [SynthTrack(i + 1, b"vide" if i == 0 else b"soun",
-                         draw(st.sampled_from([1000, 15360, 48000, 90000])),
-                         draw(st.integers(0, 3000))) for i in range(track_count)]
-    options = {"base": draw(st.sampled_from(["moof", "explicit"])),
-               "durations": draw(st.sampled_from(["trun", "tfhd", "trex"])),
-               "trun_version": draw(st.integers(0, 1)),
-               "tfdt_version": draw(st.integers(0, 1)),
-               "large_mdat": draw(st.booleans())}
+    track_count = draw(_TRACK_COUNTS)
+    tracks = [SynthTrack(i + 1, b"vide" if i == 0 else b"soun", draw(_TIMESCALES),
+                         draw(_TREX_DURATIONS)) for i in range(track_count)]
+    options = {"base": draw(_BASES),
+               "durations": draw(_DURATION_PLACES),
+               "trun_version": draw(_VERSIONS),
+               "tfdt_version": draw(_VERSIONS),
+               "large_mdat": draw(_BOOLEANS)}
     by_id = {track.track_id: track for track in tracks}
     data = box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6cmfc") + synth_moov(tracks)
-    decode = {track.track_id: draw(st.integers(0, 2**33 if options["tfdt_version"] else 2**31))
-              for track in tracks}
+    decode = {track.track_id: draw(_DECODE_TIMES[options["tfdt_version"]]) for track in tracks}
+    offsets = _OFFSETS[options["trun_version"]]  # version 1 composition offsets are signed
     fragments = []
-    for sequence in range(1, draw(st.integers(1, 4)) + 1):
+    for sequence in range(1, draw(_FRAGMENT_COUNTS) + 1):
         runs = []
         for track in tracks:
-            count = draw(st.integers(1, 6))
-            uniform = draw(st.booleans())
-            first = draw(st.integers(1, 3000))
-            durations = tuple(first if uniform else draw(st.integers(1, 3000))
-                              for _ in range(count))
+            count = draw(_SAMPLE_COUNTS)
+            uniform = draw(_BOOLEANS)
+            first = draw(_DURATIONS)
+            durations = tuple(first if uniform else draw(_DURATIONS) for _ in range(count))
             if options["durations"] == "trex" and uniform:
                 durations = (track.trex_duration or first,) * count
-            low = -1000 if options["trun_version"] else 0
             runs.append(SynthRun(track.track_id, decode[track.track_id], durations,
-                                 tuple(draw(st.integers(0, 40)) for _ in range(count)),
-                                 tuple(draw(st.integers(low, 1000)) for _ in range(count))))
+                                 tuple(draw(_SIZES) for _ in range(count)),
+                                 tuple(draw(offsets) for _ in range(count))))
             decode[track.track_id] += sum(durations)
         data += synth_fragment(sequence, runs, len(data), options, by_id)
         fragments.append(runs)
