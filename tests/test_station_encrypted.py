@@ -17,8 +17,6 @@ import io
 import json
 import os
 import re
-import shutil
-import sys
 import subprocess
 import time
 import zipfile
@@ -32,7 +30,8 @@ import pytest
 from support import warm
 from support.browser import browser, page, page_problems, screenshot  # noqa: F401
 from support.staff import StaffBrowser, add_staff, logged_in
-from support.station import ServedStation, ingest, make_recording, make_store, serve_web
+from support.station import (ServedStation, copy_station, ingest, make_recording, make_store,
+                             serve_web)
 
 from recorder.capture.camera.test_pattern import read_frame_number
 from recorder.integrity import manifest
@@ -459,7 +458,7 @@ def test_bwv_station_export_writes_the_key_or_says_why_it_cannot(encrypted: Encr
         assert "-decryption_key " + key.key.hex() in package.read("README.txt").decode()
 
     lost = tmp_path / "station-without-its-key"  # a restore that left the key file behind
-    shutil.copytree(encrypted.station, lost)
+    copy_station(encrypted.station, lost)
     (lost / encryption_key.ENCRYPTION_KEY_FILE).unlink()
     failed = warm.run(["station", "export", "--data", str(lost), encrypted.a_id, "--out",
                        str(tmp_path / "none.zip"), "--purpose", "court bundle"],
@@ -510,15 +509,9 @@ def test_a_decrypted_export_has_clear_copies_with_both_hashes(encrypted: Encrypt
                                                               tmp_path: Path) -> None:
     key = encrypted.keys[encrypted.a_id]
     out = tmp_path / "decrypted.zip"
-    # a plain subprocess, not support.warm: forked from the warm process after the failing
-    # export of the station without its key (test_bwv_station_export_...), this export's audit
-    # entry was missing from the catalogue, though it wrote the package and exited 0; the same
-    # commands in the same order as plain processes record every entry (to be investigated in
-    # support/warm_zygote.py)
-    done = subprocess.run([sys.executable, "-m", "recorder", "station", "export", "--data",
-                           str(encrypted.station), encrypted.a_id, "--out", str(out),
-                           "--purpose", "for the jury", "--decrypted"], env=environment(),
-                          timeout=300, cwd="/", capture_output=True, text=True)
+    done = warm.run(["station", "export", "--data", str(encrypted.station), encrypted.a_id,
+                     "--out", str(out), "--purpose", "for the jury", "--decrypted"],
+                    env=environment(), timeout=300)
     assert done.returncode == 0, done.stderr
     exports = [e.detail for e in audit.entries(encrypted.store.engine)
                if e.action == audit.Action.EXPORT and e.detail["package_sha256"] == file_sha256(out)]

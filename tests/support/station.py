@@ -12,6 +12,7 @@ import itertools
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from recorder.integrity.sealed_segment import SealedSegment
 from recorder.integrity.station_pin import StationPin
 from recorder.station.app import create_app
 from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
-from recorder.station.catalogue import open_catalogue, sqlite_url, to_us
+from recorder.station.catalogue import CATALOGUE_FILE, open_catalogue, sqlite_url, to_us
 from recorder.station.evidence_store import EvidenceStore, Holdings
 from recorder.station.identity import StationIdentity
 from recorder.station.limits import Limits
@@ -446,3 +447,21 @@ def real_station(real_store: EvidenceStore) -> Iterator[ServedStation]:
     served = serve(real_store)
     yield served
     served.stop()
+
+
+def copy_station(source: Path, target: Path) -> None:
+    """Copy a station's directory whose catalogue this process has open (a store fixture).
+
+    Not shutil.copytree alone: reading the catalogue file through a descriptor of our own and
+    closing it drops every POSIX lock this process holds on that file (SQLite's locks are
+    such locks), so the next process to open the catalogue believes no one else has it open,
+    rebuilds the WAL index under our connections, and entries it then writes stay invisible to
+    them. The catalogue goes through SQLite's backup API, which shares SQLite's own descriptors."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(CATALOGUE_FILE + "*"))
+    if not (source / CATALOGUE_FILE).exists():
+        return
+    with sqlite3.connect(source / CATALOGUE_FILE) as original, \
+            sqlite3.connect(target / CATALOGUE_FILE) as copy:
+        original.backup(copy)
+    original.close()
+    copy.close()
