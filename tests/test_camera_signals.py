@@ -41,6 +41,17 @@ def burst(process: warm.Process | subprocess.Popen[bytes], numbers: tuple[signal
         time.sleep(0.0015)
 
 
+def wait_for_a_segment_line(recordings: Path, timeout_s: float = 60.0) -> None:
+    """Until a recording under ``recordings`` has a segment line in its manifest: the signals
+    then land with one segment sealed and the next being written."""
+    deadline = time.monotonic() + timeout_s
+    while not any('"type":"segment"' in manifest.read_text()
+                  for manifest in recordings.glob(f"*/{MANIFEST_NAME}")):
+        assert time.monotonic() < deadline, f"no segment line in {recordings} in {timeout_s} s"
+        time.sleep(0.05)
+    time.sleep(0.1)  # a few frames into the next segment
+
+
 def assert_clean(bwv: Bwv, code: int) -> None:
     assert code == 0, bwv.log.text
     assert "Traceback" not in bwv.log.text and "KeyboardInterrupt" not in bwv.log.text, bwv.log.text
@@ -55,7 +66,7 @@ def test_bwv_record_seals_whatever_signals_come(tmp_path: Path,
                   "0.5", "--out", str(out)], environment())
     try:
         record.log.wait_for("bwv record: recording 60 s into")
-        time.sleep(1.2)  # a segment line in the manifest, another segment being written
+        wait_for_a_segment_line(out)
         burst(record.process, numbers)
     finally:
         code = record.stop()
@@ -79,7 +90,7 @@ def test_bwv_run_seals_whatever_signals_come(tmp_path: Path,
         run.board.wait_for("buffering: ok")
         run.type(b"  ")  # a double press: recording
         run.board.wait_for("recording: ok")
-        time.sleep(1.2)
+        wait_for_a_segment_line(tmp_path / "data" / "recordings")
         burst(run.process, numbers)
     finally:
         code = run.stop()
