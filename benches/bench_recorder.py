@@ -2,13 +2,17 @@
 trigger latency, for native and pure, each in its own process (RECORDER_NATIVE picks at import).
 
 The figures that matter are in each bench's extra_info (printed by benches/table.py):
-cpu_percent_of_one_core per recorded second, first_fragment_synced_ms, buffer_drained_ms.
+cpu_percent_of_one_core per recorded second, first_fragment_synced_ms, buffer_drained_ms; and
+for encryption at rest, the recorder's CPU recording encrypted for a station against the same
+stream in the clear (ENCRYPTION_ROUNDS alternating pairs, the median of their ratios and its
+spread).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 
 WORKLOAD = Path(__file__).with_name("recorder_workload.py")
 POLICY = {"native": "required", "pure": "off"}
+ENCRYPTION_ROUNDS = 5
 
 
 def run_workload(kind: str, workload: str, directory: Path, *extra: str) -> dict[str, Any]:
@@ -44,6 +49,33 @@ def test_recorder_overhead_1080p30_10mbps_with_aac(benchmark: Any, kind: str, tm
     benchmark.extra_info.update(piece="recorder", op="overhead", size="1080p30 10Mbit/s+AAC",
                                 kind=kind, units=1, **figures)
     assert figures["implementation"] == kind
+
+
+@pytest.mark.parametrize("kind", ["native", "pure"])
+def test_recorder_overhead_encrypted_vs_clear(benchmark: Any, kind: str, tmp_path: Path) -> None:
+    """The same 20 s recorded in the clear and encrypted for a station, alternately, each in a
+    fresh process: CPU per recorded second of each and the ratio encrypted / clear."""
+    cpu: dict[str, list[float]] = {"clear": [], "encrypted": []}
+
+    def rounds() -> None:
+        for number in range(ENCRYPTION_ROUNDS):
+            for mode in ("clear", "encrypted"):
+                extra = ("--encrypted",) if mode == "encrypted" else ()
+                figures = run_workload(kind, "overhead", tmp_path / f"{mode}{number}",
+                                       "--seconds", "20", *extra)
+                assert figures["implementation"] == kind
+                assert figures["encrypted"] == (mode == "encrypted")
+                cpu[mode].append(figures["cpu_percent_of_one_core"])
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    ratios = [encrypted / clear for clear, encrypted in zip(cpu["clear"], cpu["encrypted"])]
+    benchmark.extra_info.update(
+        piece="recorder", op="encryption", size="1080p30 10Mbit/s+AAC", kind=kind, units=1,
+        rounds=ENCRYPTION_ROUNDS,
+        clear_cpu_percent_of_one_core=statistics.median(cpu["clear"]),
+        encrypted_cpu_percent_of_one_core=statistics.median(cpu["encrypted"]),
+        encrypted_vs_clear=statistics.median(ratios),
+        encrypted_vs_clear_spread=[min(ratios), max(ratios)])
 
 
 @pytest.mark.parametrize("kind", ["native", "pure"])

@@ -1,8 +1,13 @@
 """Workloads for benches/bench_recorder.py, run in a subprocess per implementation
 (RECORDER_NATIVE picks native or pure at import). Prints one JSON object.
 
-    python benches/recorder_workload.py overhead --seconds 20 --dir /tmp/x
+    python benches/recorder_workload.py overhead --seconds 20 --dir /tmp/x [--encrypted]
     python benches/recorder_workload.py latency --dir /tmp/x
+
+``--encrypted`` records for a station as a paired camera does (encryption at rest, 'cenc'): a
+station identity is made in the directory and its pin line set as ``station.public_key``, which
+the recorder turns into the key it wraps each recording's new content key to
+(`recorder.device.assembly.recording_encryption_key`, as `bwv record --station-key` does).
 
 The access units are pre-encoded 1080p30 at 10 Mbit/s (a real libx264 SPS/PPS for 1920x1080 and
 slices of realistic sizes: I-frames about 8x a P-frame, one per second) plus AAC-LC at 48 kHz,
@@ -27,6 +32,7 @@ import recorder
 from recorder import AUDIO, VIDEO, AccessUnit
 from recorder._native import load
 from recorder.capture.clock import monotonic_us
+from recorder.device.assembly import recording_encryption_key
 from recorder.device.writer import RecordingWriter
 from recorder.integrity.keys import DeviceKey
 from recorder.settings import Settings
@@ -82,19 +88,27 @@ def aac_config() -> bytes:
     return bytes.fromhex("1188")  # AAC-LC, 48 kHz, mono
 
 
-def make_recording(directory: Path) -> Any:
+def make_recording(directory: Path, encrypted: bool = False) -> Any:
     settings = Settings.load(None).with_values(storage_data_dir=str(directory / "data"))
+    if encrypted:
+        from recorder.station.identity import StationIdentity
+
+        pin = StationIdentity.load_or_create(directory / "station").pin_line()
+        settings = settings.with_values(station_public_key=pin)
     key = DeviceKey.load_or_create(directory / "data")
-    factory = RecordingFactory(directory / "recordings", key, settings, aac_config())
+    factory = RecordingFactory(directory / "recordings", key, settings, aac_config(),
+                               encrypt_for=recording_encryption_key(settings))
+    assert (factory.encrypt_for is not None) == encrypted
     (directory / "recordings").mkdir(parents=True, exist_ok=True)
     return factory.open()
 
 
-def overhead(seconds: float, directory: Path) -> dict[str, Any]:
-    """CPU seconds of ring push + pop + interleave + mux + hash + write + fsync per recorded s."""
+def overhead(seconds: float, directory: Path, encrypted: bool = False) -> dict[str, Any]:
+    """CPU seconds of ring push + pop + interleave + mux (+ encrypt) + hash + write + fsync per
+    recorded s."""
     units = stream(seconds, monotonic_us(), aac_config())
     ring = recorder.PreEventRing(30, 160 << 20)
-    recording = make_recording(directory)
+    recording = make_recording(directory, encrypted)
     ring.begin_consume()
     writer = RecordingWriter(ring, recording, 0, lambda: 1 << 62, monotonic_us)
     cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -107,9 +121,13 @@ def overhead(seconds: float, directory: Path) -> dict[str, Any]:
     wall = time.perf_counter() - wall_before
     assert writer.error is None, writer.error
     assert writer.units == len(units)
+    segments = [path for path in recording.path.iterdir() if path.suffix == ".mp4"]
+    assert segments, f"no segment in {recording.path}"
+    # an encrypted segment's init names its protected video as encv ('cenc'), a clear one avc1
+    assert all((b"encv" in path.read_bytes()[:4096]) == encrypted for path in segments)
     return {"implementation": recorder.implementation("ring"),
             "mux": load("mux").implementation, "sha256": load("sha256").implementation,
-            "recorded_s": seconds, "cpu_s": cpu, "wall_s": wall,
+            "encrypted": encrypted, "recorded_s": seconds, "cpu_s": cpu, "wall_s": wall,
             "cpu_percent_of_one_core": 100 * cpu / seconds,
             "bytes": sum(len(u.payload) for u in units)}
 
@@ -173,9 +191,14 @@ def main() -> None:
     parser.add_argument("workload", choices=["overhead", "latency"])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--encrypted", action="store_true",
+                        help="overhead: record encrypted for a station (made in --dir)")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    result = overhead(args.seconds, args.dir) if args.workload == "overhead" else latency(args.dir)
+    if args.workload == "overhead":
+        result = overhead(args.seconds, args.dir, args.encrypted)
+    else:
+        result = latency(args.dir)
     print(json.dumps(result))
 
 

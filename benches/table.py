@@ -1,6 +1,7 @@
 """Print a pytest-benchmark JSON file as the tables of docs/performance.md: per access unit (or
 buffer) times of native, pure and the baseline a user would otherwise pick, with their ratios;
-the recorder's own cost and trigger latency; upload throughput against a plain HTTP copy.
+the recorder's own cost and trigger latency, in the clear and encrypted; AES-128-CTR against
+`openssl speed`; upload throughput against a plain HTTP copy.
 
 usage: python benches/table.py bench.json
 """
@@ -20,12 +21,16 @@ def main(path: str) -> None:
     data = json.load(open(path))
     rows: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     recorder_rows: list[dict[str, Any]] = []
+    aes_rows: list[dict[str, Any]] = []
     upload: dict[str, float] = {}
     upload_bytes = 0
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         if info.get("piece") == "recorder":  # figures measured inside the workload process
             recorder_rows.append(info)
+            continue
+        if info.get("piece") == "aes-vs-openssl":  # throughputs measured inside the bench
+            aes_rows.append(info)
             continue
         if info.get("piece") == "upload":
             upload[info["kind"]] = bench["stats"]["median"]
@@ -37,7 +42,7 @@ def main(path: str) -> None:
     print(f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{machine.get('system', '')} {machine.get('machine', '')}, "
           f"Python {machine.get('python_version', '')}; medians, per access unit (per buffer for "
-          "sha256).\n")
+          "sha256 and aes).\n")
     print("| piece | op | size | native | pure | baseline | memcpy floor | pure / native "
           "| baseline / native | native / floor |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -61,12 +66,31 @@ def main(path: str) -> None:
             if info["op"] == "overhead":
                 figure = (f"{info['cpu_percent_of_one_core']:.2f}% of one core "
                           f"({info['cpu_s']:.3f} CPU s for {info['recorded_s']:g} s recorded)")
+            elif info["op"] == "encryption":
+                low, high = info["encrypted_vs_clear_spread"]
+                figure = (f"encrypted {info['encrypted_cpu_percent_of_one_core']:.2f}% of one "
+                          f"core, clear {info['clear_cpu_percent_of_one_core']:.2f}%: "
+                          f"{info['encrypted_vs_clear']:.2f}x ({low:.2f}-{high:.2f}; median of "
+                          f"{info['rounds']} alternating pairs)")
             else:
                 figure = (f"first fragment fsynced {info['first_fragment_synced_ms']:.1f} ms after "
                           f"the trigger; whole buffer ({info['buffered_bytes'] / 1e6:.0f} MB) on "
                           f"disk in {info['buffer_drained_ms']:.0f} ms; "
                           f"{info['overrun_units']} overruns")
             print(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
+    if aes_rows:
+        print("\n| AES-128-CTR | buffer | native MB/s | pure MB/s | openssl speed MB/s "
+              "| native / openssl (spread) | pure / openssl (spread) |")
+        print("|---|---|---|---|---|---|---|")
+        for info in aes_rows:
+            def ratio(kind: str) -> str:
+                low, high = info[f"{kind}_vs_openssl_spread"]
+                return f"{info[f'{kind}_vs_openssl']:.2f}x ({low:.2f}-{high:.2f})"
+
+            print(f"| in place | {info['size']} | {info['native_mb_s']:,.0f} "
+                  f"| {info['pure_mb_s']:,.0f} | {info['openssl_mb_s']:,.0f} "
+                  f"| {ratio('native')} | {ratio('pure')} |")
+        print(f"\n(median of {aes_rows[0]['rounds']} alternating rounds; MB/s per CPU second)")
     if "bwv" in upload and "plain-http" in upload:
         print(f"\nUpload of {upload_bytes / 1e9:.2f} GB on loopback: bwv upload "
               f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "

@@ -8,8 +8,13 @@ fills its byte hooks: mux.c scans the Annex B payload (with the GIL released for
 GIL_RELEASE_BYTES or more) and notes where its NAL units are, and when the fragment ends writes
 moof and mdat straight from the access units (kept alive in ``_payloads``) into the returned
 bytes, with the GIL released: one copy of every byte.
+
+``Aes128Ctr`` and ``aes128_ctr`` give Python the AES-128-CTR routine the encrypting muxer uses
+(mux.c's bwv_aes128_ctr over OpenSSL's libcrypto), for the tests and benches/bench_aes.py; their
+pure twins are in recorder/storage/_mux_cenc.py.
 """
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
@@ -48,6 +53,10 @@ cdef extern from "mux.h" nogil:
         bwv_run video, audio
         size_t *nals
         size_t nal_count
+
+    void *bwv_aes128_new(const uint8_t *key)
+    void bwv_aes128_free(void *aes)
+    int bwv_aes128_ctr(void *aes, const uint8_t *iv16, uint8_t *buf, size_t n)
 
     void bwv_mux_init(bwv_mux *m)
     void bwv_mux_free(bwv_mux *m)
@@ -187,3 +196,81 @@ cdef class EncryptingMp4Muxer(FragmentedMp4Muxer):
         FragmentedMp4Muxer._open_segment(self, dts_us)
         self._init = spec.init_segment(self._sps, self._pps, self._audio_config,
                                        self._origin_us, self._key_id)
+
+
+cdef class Aes128Ctr:
+    """AES-128-CTR under one 16-byte key, through the routine the encrypting muxer uses (mux.c's
+    bwv_aes128_ctr: OpenSSL's libcrypto; the key is expanded once, here). ``iv`` is the whole
+    16-byte first counter block, incremented as a 128-bit big-endian number. Buffers of
+    GIL_RELEASE_BYTES or more are encrypted with the GIL released; one object serves one call
+    at a time (another thread's call meanwhile raises RuntimeError)."""
+
+    cdef void *aes
+    cdef bint busy
+
+    def __cinit__(self, key):
+        cdef bytes raw = bytes(key)
+        if len(raw) != 16:
+            raise ValueError(f"an AES-128 key is 16 bytes, not {len(raw)}")
+        self.aes = bwv_aes128_new(<const uint8_t *> PyBytes_AS_STRING(raw))
+        if self.aes == NULL:
+            raise MemoryError("OpenSSL's libcrypto could not make an AES-128-CTR context")
+
+    def __dealloc__(self):
+        bwv_aes128_free(self.aes)
+
+    cdef int _run(self, const uint8_t *iv, uint8_t *buf, size_t n) except -1:
+        cdef int rc
+        if self.busy:
+            raise RuntimeError("this Aes128Ctr is in use by another thread")
+        self.busy = True
+        try:
+            if n >= GIL_RELEASE_BYTES:
+                with nogil:
+                    rc = bwv_aes128_ctr(self.aes, iv, buf, n)
+            else:
+                rc = bwv_aes128_ctr(self.aes, iv, buf, n)
+        finally:
+            self.busy = False
+        if rc != BWV_MUX_OK:
+            raise MuxError("OpenSSL's libcrypto failed to encrypt with AES-128-CTR")
+        return 0
+
+    def apply(self, iv, buffer) -> None:
+        """Encrypt (or decrypt: the same) the writable ``buffer`` in place."""
+        cdef bytes counter = _counter_block(iv)
+        cdef Py_buffer view
+        PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
+        try:
+            self._run(<const uint8_t *> PyBytes_AS_STRING(counter), <uint8_t *> view.buf,
+                      <size_t> view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    def encrypt(self, iv, data) -> bytes:
+        """``data`` (any bytes-like object) encrypted (or decrypted), as new bytes."""
+        cdef bytes counter = _counter_block(iv)
+        cdef Py_buffer view
+        cdef bytes out
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:  # not from view.buf: CPython would hand back its shared object of a 1-byte data
+            out = PyBytes_FromStringAndSize(NULL, view.len)
+            memcpy(PyBytes_AS_STRING(out), view.buf, <size_t> view.len)
+        finally:
+            PyBuffer_Release(&view)
+        self._run(<const uint8_t *> PyBytes_AS_STRING(counter),
+                  <uint8_t *> PyBytes_AS_STRING(out), <size_t> len(out))
+        return out
+
+
+cdef bytes _counter_block(iv):
+    cdef bytes block = iv if type(iv) is bytes else bytes(iv)
+    if len(block) != 16:
+        raise ValueError(f"an AES-CTR counter block is 16 bytes, not {len(block)}")
+    return block
+
+
+def aes128_ctr(key, iv, data) -> bytes:
+    """``data`` encrypted (or decrypted) with AES-128-CTR under ``key`` from counter block ``iv``
+    (16 bytes each): ``Aes128Ctr(key).encrypt(iv, data)``."""
+    return Aes128Ctr(key).encrypt(iv, data)

@@ -36,7 +36,7 @@ static void run_free(bwv_run *r)
 
 void bwv_mux_free(bwv_mux *m)
 {
-    EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *)m->cipher);  /* NULL: nothing */
+    bwv_aes128_free(m->cipher);
     free(m->video_aux.data);
     free(m->audio_aux.data);
     free(m->video_aux_sizes.data);
@@ -182,14 +182,49 @@ static inline uint8_t *put16(uint8_t *o, uint32_t v)
     return o + 2;
 }
 
+void *bwv_aes128_new(const uint8_t *key)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+    /* The key is expanded here, once: bwv_aes128_ctr only sets the counter. */
+    if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_128_ctr(), NULL, key, NULL) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void bwv_aes128_free(void *aes)
+{
+    EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *)aes);
+}
+
+int bwv_aes128_ctr(void *aes, const uint8_t *iv16, uint8_t *buf, size_t n)
+{
+    EVP_CIPHER_CTX *ctx = (EVP_CIPHER_CTX *)aes;
+    int done;
+
+    /* no cipher and no key: the context keeps both and takes only the new counter block */
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv16) != 1)
+        return BWV_MUX_ECRYPTO;
+    while (n) {  /* EVP takes an int length */
+        int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
+        if (EVP_EncryptUpdate(ctx, buf, &done, buf, chunk) != 1)
+            return BWV_MUX_ECRYPTO;
+        buf += chunk;
+        n -= (size_t)chunk;
+    }
+    return BWV_MUX_OK;
+}
+
 int bwv_mux_set_key(bwv_mux *m, const uint8_t *key)
 {
-    if (!m->cipher) {
-        m->cipher = EVP_CIPHER_CTX_new();
-        if (!m->cipher)
-            return BWV_MUX_ENOMEM;
-    }
-    memcpy(m->key, key, sizeof m->key);
+    void *aes = bwv_aes128_new(key);
+
+    if (!aes)
+        return BWV_MUX_ENOMEM;
+    bwv_aes128_free(m->cipher);
+    m->cipher = aes;
     return BWV_MUX_OK;
 }
 
@@ -199,28 +234,23 @@ static uint8_t *put_iv(uint8_t *o, uint32_t track_id, uint64_t number)
     return put64(o, (uint64_t)track_id << 56 | number);
 }
 
-/* Start a sample's AES-128-CTR stream: the counter block is its IV and 8 zero bytes. */
-static int ctr_start(bwv_mux *m, const uint8_t *iv8)
+/* A sample's first counter block: its 8-byte IV and 8 zero bytes. */
+static void counter_start(uint8_t *counter, const uint8_t *iv8)
 {
-    uint8_t counter[16] = {0};
-
     memcpy(counter, iv8, BWV_CENC_IV_BYTES);
-    return EVP_EncryptInit_ex((EVP_CIPHER_CTX *)m->cipher, EVP_aes_128_ctr(), NULL, m->key,
-                              counter) == 1 ? BWV_MUX_OK : BWV_MUX_ECRYPTO;
+    memset(counter + BWV_CENC_IV_BYTES, 0, 16 - BWV_CENC_IV_BYTES);
 }
 
-static int ctr_apply(bwv_mux *m, uint8_t *p, size_t n)
+/* Advance a counter block by `blocks`, as a 128-bit big-endian number (as CTR mode does). */
+static void counter_add(uint8_t *counter, uint64_t blocks)
 {
-    int done;
+    int k;
 
-    while (n) {  /* EVP takes an int length */
-        int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
-        if (EVP_EncryptUpdate((EVP_CIPHER_CTX *)m->cipher, p, &done, p, chunk) != 1)
-            return BWV_MUX_ECRYPTO;
-        p += chunk;
-        n -= (size_t)chunk;
+    for (k = 15; k >= 0 && blocks; k--) {
+        blocks += counter[k];
+        counter[k] = (uint8_t)blocks;
+        blocks >>= 8;
     }
-    return BWV_MUX_OK;
 }
 
 static int aux_push(bwv_bytes *aux, bwv_bytes *sizes, const uint8_t *info, size_t n)
@@ -345,10 +375,11 @@ int bwv_mux_add_audio(bwv_mux *m, const uint8_t *p, size_t n, int64_t ticks)
     if (m->cipher) {  /* an AAC frame is encrypted whole, as it is added */
         uint8_t iv[BWV_CENC_IV_BYTES];
 
+        uint8_t counter[16];
+
         put_iv(iv, AUDIO_TRACK_ID, m->audio_number + 1);
-        rc = ctr_start(m, iv);
-        if (rc == BWV_MUX_OK)
-            rc = ctr_apply(m, m->audio_data.data + m->audio_data.len, n);
+        counter_start(counter, iv);
+        rc = bwv_aes128_ctr(m->cipher, counter, m->audio_data.data + m->audio_data.len, n);
         if (rc == BWV_MUX_OK)
             rc = aux_push(&m->audio_aux, &m->audio_aux_sizes, iv, sizeof iv);
         if (rc != BWV_MUX_OK) {
@@ -458,17 +489,17 @@ static uint8_t *write_traf(uint8_t *o, const bwv_run *r, uint32_t track_id, uint
 }
 
 /* Encrypt the protected ranges of the video samples written at `o` (in place), following the
- * subsamples their auxiliary information lists. */
+ * subsamples their auxiliary information lists. A sample's protected ranges are one CTR stream;
+ * each is a whole number of blocks, so the next one starts at a fresh counter block. */
 static int encrypt_video(bwv_mux *m, uint8_t *o)
 {
     const uint8_t *info = m->video_aux.data;
+    uint8_t counter[16];
     size_t k, j, count, clear, protected_bytes;
     int rc;
 
     for (k = 0; k < m->video.n; k++) {
-        rc = ctr_start(m, info);
-        if (rc != BWV_MUX_OK)
-            return rc;
+        counter_start(counter, info);
         count = (size_t)info[BWV_CENC_IV_BYTES] << 8 | info[BWV_CENC_IV_BYTES + 1];
         for (j = 0; j < count; j++) {
             const uint8_t *entry = info + BWV_CENC_IV_BYTES + 2 + 6 * j;
@@ -476,9 +507,12 @@ static int encrypt_video(bwv_mux *m, uint8_t *o)
             protected_bytes = (size_t)entry[2] << 24 | (size_t)entry[3] << 16
                 | (size_t)entry[4] << 8 | entry[5];
             o += clear;
-            rc = ctr_apply(m, o, protected_bytes);
-            if (rc != BWV_MUX_OK)
-                return rc;
+            if (protected_bytes) {
+                rc = bwv_aes128_ctr(m->cipher, counter, o, protected_bytes);
+                if (rc != BWV_MUX_OK)
+                    return rc;
+                counter_add(counter, protected_bytes / 16);
+            }
             o += protected_bytes;
         }
         info += m->video_aux_sizes.data[k];

@@ -55,15 +55,25 @@ typedef struct {
     bwv_run video, audio;
     size_t *nals;                      /* (start, end) pairs of the last scanned access unit */
     size_t nal_count, nal_cap;
-    /* Encryption, when bwv_mux_set_key was called: cipher is libcrypto's EVP_CIPHER_CTX. Each
+    /* Encryption, when bwv_mux_set_key was called: cipher is a bwv_aes128_new context. Each
      * sample's auxiliary information (IV, then for video its subsamples) is kept as senc holds
      * it, one size byte per sample beside it; video is encrypted as the fragment is written,
      * audio as it is added. */
     void *cipher;
-    uint8_t key[16];
     uint64_t video_number, audio_number;  /* samples of each track so far: the IVs */
     bwv_bytes video_aux, audio_aux, video_aux_sizes, audio_aux_sizes;
 } bwv_mux;
+
+/* AES-128-CTR through OpenSSL's libcrypto: the one routine the muxer encrypts with, also
+ * recorder.storage._mux_c.Aes128Ctr. A context holds one key (expanded once); it is used by one
+ * thread at a time. bwv_aes128_new returns NULL when libcrypto cannot make it. */
+void *bwv_aes128_new(const uint8_t *key);
+void bwv_aes128_free(void *aes);  /* NULL: nothing */
+
+/* Encrypt (or decrypt, the same operation) the n bytes at buf in place as one CTR stream whose
+ * first counter block is iv16, incremented as a 128-bit big-endian number for each 16 bytes.
+ * BWV_MUX_OK, or BWV_MUX_ECRYPTO if libcrypto failed. */
+int bwv_aes128_ctr(void *aes, const uint8_t *iv16, uint8_t *buf, size_t n);
 
 void bwv_mux_init(bwv_mux *m);
 void bwv_mux_free(bwv_mux *m);

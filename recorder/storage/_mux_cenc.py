@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from ..integrity.content_key import ContentKey
 from ._mux_format import AUDIO_TRACK_ID, CENC_IV_BYTES, VIDEO_TRACK_ID, MuxError, init_segment
@@ -47,6 +47,38 @@ def too_many_subsamples_error(count: int) -> TooManySubsamplesError:
         f"a video frame of {count} NAL units needs more than the {MAX_SUBSAMPLES} encrypted "
         "parts an encrypted sample can describe: configure the encoder for fewer slices per "
         "frame")
+
+
+class Aes128Ctr:
+    """AES-128-CTR under one 16-byte key with ``cryptography``: the pure twin of
+    ``recorder.storage._mux_c.Aes128Ctr`` (the native muxer's routine), the same bytes. ``iv``
+    is the whole 16-byte first counter block, incremented as a 128-bit big-endian number."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 16:
+            raise ValueError(f"an AES-128 key is 16 bytes, not {len(key)}")
+        self._algorithm = algorithms.AES(bytes(key))
+
+    def _encryptor(self, iv: bytes) -> CipherContext:
+        if len(iv) != 16:
+            raise ValueError(f"an AES-CTR counter block is 16 bytes, not {len(iv)}")
+        return Cipher(self._algorithm, modes.CTR(bytes(iv))).encryptor()
+
+    def apply(self, iv: bytes, buffer: bytearray | memoryview) -> None:
+        """Encrypt (or decrypt: the same) the writable ``buffer`` in place."""
+        view = memoryview(buffer).cast("B")
+        view[:] = self._encryptor(iv).update(view)
+
+    def encrypt(self, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        """``data`` encrypted (or decrypted), as new bytes."""
+        encryptor = self._encryptor(iv)
+        return encryptor.update(data) + encryptor.finalize()
+
+
+def aes128_ctr(key: bytes, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    """``data`` encrypted (or decrypted) with AES-128-CTR under ``key`` from counter block ``iv``
+    (16 bytes each): ``Aes128Ctr(key).encrypt(iv, data)``."""
+    return Aes128Ctr(key).encrypt(iv, data)
 
 
 def sample_iv(track_id: int, sample_number: int) -> bytes:
@@ -86,7 +118,7 @@ class EncryptingMp4Muxer(FragmentedMp4Muxer):
         super().__init__(audio_config, segment_seconds=segment_seconds,
                          fragment_seconds=fragment_seconds)
         self._key_id = content_key.key_id
-        self._aes_key = content_key.key
+        self._aes = Aes128Ctr(content_key.key)
         self._v_number = 0
         self._a_number = 0
         self._v_aux: list[bytes] = []
@@ -98,9 +130,7 @@ class EncryptingMp4Muxer(FragmentedMp4Muxer):
                                   self._key_id)
 
     def _encrypt(self, iv: bytes, data: bytes) -> bytes:
-        encryptor = Cipher(algorithms.AES(self._aes_key),
-                           modes.CTR(iv + bytes(16 - CENC_IV_BYTES))).encryptor()
-        return encryptor.update(data) + encryptor.finalize()
+        return self._aes.encrypt(iv + bytes(16 - CENC_IV_BYTES), data)
 
     def _add_video(self, payload: bytes, ticks: int, cto: int, key: bool) -> None:
         sample = b"".join((end - start).to_bytes(4, "big") + payload[start:end]
