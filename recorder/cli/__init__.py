@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "whether the native or the pure-Python implementation is active, and why; "
                     "then this camera's device id and key, and the `bwv station enroll` "
                     "command that lets it upload to the station; on a Raspberry Pi, checks of "
-                    "the camera, microphone, GPIO, clock and storage.")
+                    "the camera, microphone, GPIO, clock, RTC and storage, each saying what to fix.")
     doctor_parser.add_argument("--config", metavar="FILE", type=Path,
                                help="the camera's settings file (device id, data directory; default "
                                     "$BWV_CONFIG, else /etc/bwv/bwv.toml if it exists)")
