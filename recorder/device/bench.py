@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from types import ModuleType
@@ -81,13 +81,17 @@ def _twin(piece: str, implementation: str) -> ModuleType | None:
         return None
 
 
-def _time(run: Callable[[], object], rounds: int) -> list[float]:
-    run()  # once untimed: first-touch page faults, lazy imports, caches
-    times = []
+def _time(runs: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds per round of each run. The runs take turns round by round, so that whatever else
+    the machine does meanwhile (a shared CI runner, a thermal throttle) weighs on each alike."""
+    for run in runs.values():
+        run()  # once untimed: first-touch page faults, lazy imports, caches
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -107,34 +111,46 @@ def bench_ring(profile: Profile) -> list[Result]:
     results = []
     for case, (nbytes, stream, key_every) in sizes.items():
         payload = bytes(range(256)) * (nbytes // 256) + bytes(nbytes % 256)
-        held: dict[str, tuple[int, ...]] = {}
+        rings: dict[str, Any] = {}
+        runs: dict[str, Callable[[], object]] = {}
         for implementation in IMPLEMENTATIONS:
             module = _twin("ring", implementation)
             if module is None:
                 continue
-            ring = module.PreEventRing(seconds=30, capacity_bytes=profile.ring_arena)
-            push = ring.push
-            clock = itertools.count()
-            for _ in range(profile.ring_arena // nbytes + 2 * key_every):  # fill it once
-                n = next(clock)
-                push(stream, n * 33_333, n % key_every == 0, payload)
-
-            def push_batch() -> None:
-                for _ in range(profile.ring_batch):
-                    n = next(clock)
-                    push(stream, n * 33_333, n % key_every == 0, payload)
-
-            times = _time(push_batch, profile.rounds)
-            stats = ring.stats()
-            held[implementation] = (stats.units, stats.bytes, stats.pushed_units,
-                                    stats.evicted_units, stats.skipped_units)
-            ring.close()
-            del ring, push  # the arena goes before the next twin's is allocated
+            rings[implementation] = module.PreEventRing(seconds=30,
+                                                        capacity_bytes=profile.ring_arena)
+            runs[implementation] = _push_batch(rings[implementation], profile, nbytes, stream,
+                                               key_every, payload)
+        times = _time(runs, profile.rounds)
+        held = set()
+        for implementation in rings:
+            stats = rings[implementation].stats()
+            held.add((stats.units, stats.bytes, stats.pushed_units, stats.evicted_units,
+                      stats.skipped_units))
+            rings[implementation].close()
             results.append(_result("ring", f"push {case}", implementation, profile.ring_batch,
-                                   profile.ring_batch * nbytes, times))
-        if len(set(held.values())) > 1:
+                                   profile.ring_batch * nbytes, times[implementation]))
+        if len(held) > 1:
             raise BenchMismatchError(f"ring {case}: the twins hold different units: {held}")
+        del rings, runs  # the arenas go before the next case's are allocated
     return results
+
+
+def _push_batch(ring: Any, profile: Profile, nbytes: int, stream: int, key_every: int,
+                payload: bytes) -> Callable[[], None]:
+    """A round of pushes into ``ring``, filled once first so that every push evicts."""
+    push = ring.push
+    clock = itertools.count()
+    for _ in range(profile.ring_arena // nbytes + 2 * key_every):
+        n = next(clock)
+        push(stream, n * 33_333, n % key_every == 0, payload)
+
+    def push_batch() -> None:
+        for _ in range(profile.ring_batch):
+            n = next(clock)
+            push(stream, n * 33_333, n % key_every == 0, payload)
+
+    return push_batch
 
 
 def _stream(profile: Profile) -> tuple[bytes, list[Any]]:
@@ -170,33 +186,39 @@ def bench_mux(profile: Profile) -> list[Result]:
     width, height, fps, frames = profile.video
     case = f"{height}p{fps} {frames / fps:g} s + AAC"
     payload = sum(len(u.payload) for u in units)
-    results = []
     outputs: dict[str, bytes] = {}
+    runs: dict[str, Callable[[], object]] = {}
     for implementation in IMPLEMENTATIONS:
         module = _twin("mux", implementation)
-        if module is None:
-            continue
-        muxer_class = module.FragmentedMp4Muxer
-
-        def mux(keep: bool = False) -> bytes:
-            muxer = muxer_class(config)
-            push = muxer.push
-            parts = []
-            for unit in units:
-                fragment = push(unit.stream, unit.pts_us, unit.is_keyframe, unit.payload)
-                if fragment is not None and keep:
-                    parts.append(bytes(fragment.data))
-            last = muxer.close()
-            if last is not None and keep:
-                parts.append(bytes(last.data))
-            return b"".join(parts)
-
-        outputs[implementation] = mux(keep=True)
-        results.append(_result("mux", case, implementation, len(units), payload,
-                               _time(mux, profile.rounds)))
+        if module is not None:
+            runs[implementation] = _muxing(module.FragmentedMp4Muxer, config, units)
+            outputs[implementation] = _muxing(module.FragmentedMp4Muxer, config, units,
+                                              keep=True)()
     if len(set(outputs.values())) > 1:
         raise BenchMismatchError(f"mux {case}: the twins wrote different bytes")
-    return results
+    times = _time(runs, profile.rounds)
+    return [_result("mux", case, implementation, len(units), payload, times[implementation])
+            for implementation in runs]
+
+
+def _muxing(muxer_class: Any, config: bytes, units: list[Any],
+            keep: bool = False) -> Callable[[], bytes]:
+    """A round of muxing every unit; returns the MP4's bytes if ``keep``."""
+
+    def mux() -> bytes:
+        muxer = muxer_class(config)
+        push = muxer.push
+        parts = []
+        for unit in units:
+            fragment = push(unit.stream, unit.pts_us, unit.is_keyframe, unit.payload)
+            if fragment is not None and keep:
+                parts.append(bytes(fragment.data))
+        last = muxer.close()
+        if last is not None and keep:
+            parts.append(bytes(last.data))
+        return b"".join(parts)
+
+    return mux
 
 
 def bench_sha256(profile: Profile) -> list[Result]:
@@ -210,22 +232,26 @@ def bench_sha256(profile: Profile) -> list[Result]:
     for label, size in (("64KiB buffers", 64 << 10), ("1MiB buffers", 1 << 20)):
         buffer = bytes(range(256)) * (size // 256)
         count = max(1, profile.sha_total // size)
-        digests = set()
-        for implementation, make in makers.items():
-            def run() -> bytes:
-                hasher = make()
-                update = hasher.update
-                for _ in range(count):
-                    update(buffer)
-                digest: bytes = hasher.digest()
-                return digest
-
-            digests.add(run())
-            results.append(_result("sha256", label, implementation, count, count * size,
-                                   _time(run, profile.rounds)))
-        if len(digests) > 1:
+        runs = {implementation: _hashing(make, buffer, count)
+                for implementation, make in makers.items()}
+        if len({run() for run in runs.values()}) > 1:
             raise BenchMismatchError(f"sha256 {label}: the native digest is not hashlib's")
+        times = _time(runs, profile.rounds)
+        results += [_result("sha256", label, implementation, count, count * size,
+                            times[implementation]) for implementation in runs]
     return results
+
+
+def _hashing(make: Callable[[], Any], buffer: bytes, count: int) -> Callable[[], bytes]:
+    def run() -> bytes:
+        hasher = make()
+        update = hasher.update
+        for _ in range(count):
+            update(buffer)
+        digest: bytes = hasher.digest()
+        return digest
+
+    return run
 
 
 def run(profile: Profile) -> list[Result]:
