@@ -4,6 +4,7 @@ as the field team runs them."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -326,3 +327,23 @@ def test_bwv_doctor_runs_its_pi_checks_or_says_skipped() -> None:
     else:
         [pi] = [line for line in lines if line.startswith("Raspberry Pi ")]
         assert "skipped: not a Raspberry Pi" in pi
+
+
+def test_the_real_camera_probe_says_how_to_install_picamera2(tmp_path: Path,
+                                                             factory: MockFactory) -> None:
+    if importlib.util.find_spec("picamera2") is not None:
+        pytest.skip("picamera2 is installed here: the camera is listed instead (below)")
+    from recorder.board.rpi_checks import picamera2_cameras
+
+    camera = checks(pi_root(tmp_path), factory, cameras=picamera2_cameras)["camera"]
+    assert camera.status is CheckStatus.FAIL and "picamera2" in camera.detail
+    assert "python3-picamera2" in camera.remedy
+
+
+@pytest.mark.picamera2
+def test_the_real_camera_probe_lists_the_camera(tmp_path: Path, factory: MockFactory) -> None:
+    from recorder.board.rpi_checks import picamera2_cameras
+
+    camera = checks(pi_root(tmp_path), factory, cameras=picamera2_cameras)["camera"]
+    assert camera.status is CheckStatus.OK, camera
+    assert camera.detail
