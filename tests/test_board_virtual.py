@@ -1,12 +1,11 @@
-"""The terminal and scripted boards, the Pi checks, and the README's pattern table."""
+"""The terminal and scripted boards, the not-a-Pi answer of the Pi checks (the checks on a Pi:
+test_field_kit.py), and the README's pattern table."""
 
 from __future__ import annotations
 
 import io
 import os
 import pty
-import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -120,56 +119,6 @@ def test_rpi_checks_say_not_a_pi_elsewhere(tmp_path: Path) -> None:
     checks = rpi_checks(model_path=tmp_path / "absent")
     assert [(c.label, c.status) for c in checks] == [("Raspberry Pi", CheckStatus.SKIPPED)]
     assert "not a Raspberry Pi" in checks[0].detail
-
-
-def fake_runner(outputs: dict[str, tuple[int, str]]):  # type: ignore[no-untyped-def]
-    def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        if command[0] not in outputs:
-            raise FileNotFoundError(command[0])
-        code, stdout = outputs[command[0]]
-        return subprocess.CompletedProcess(list(command), code, stdout, "")
-    return run
-
-
-def test_rpi_checks_on_a_pi_report_each_failure_with_a_remedy(tmp_path: Path) -> None:
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\0")
-    run = fake_runner({"rpicam-hello": (0, "No cameras available!\n"),
-                       "arecord": (0, "card 1: Device [USB Audio], device 0: USB Audio\n"),
-                       "timedatectl": (0, "no\n")})
-    saved, Device.pin_factory = Device.pin_factory, MockFactory()
-    try:
-        checks = {c.label: c for c in rpi_checks(storage_path=tmp_path, model_path=model,
-                                                 run=run)}
-    finally:
-        Device.pin_factory.reset()
-        Device.pin_factory = saved
-    assert checks["Raspberry Pi"].detail == "Raspberry Pi 5 Model B Rev 1.0"
-    assert checks["camera"].status is CheckStatus.FAIL and "ribbon" in checks["camera"].remedy
-    assert checks["microphone"].status is CheckStatus.OK
-    assert checks["GPIO pins"].status is CheckStatus.OK
-    assert checks["clock sync"].status is CheckStatus.FAIL
-    assert "set-ntp" in checks["clock sync"].remedy
-    assert checks["free storage"].status in (CheckStatus.OK, CheckStatus.FAIL)
-
-
-def test_rpi_checks_missing_tools_give_the_apt_command(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi Zero 2 W Rev 1.0\0")
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-    saved, Device.pin_factory = Device.pin_factory, MockFactory()
-    try:
-        checks = {c.label: c for c in rpi_checks(storage_path=tmp_path / "nowhere",
-                                                 model_path=model, run=fake_runner({}))}
-    finally:
-        Device.pin_factory.reset()
-        Device.pin_factory = saved
-    assert "apt install rpicam-apps" in checks["camera"].remedy
-    assert "alsa-utils" in checks["microphone"].remedy
-    assert checks["free storage"].status is CheckStatus.FAIL
 
 
 def test_board_readme_table_matches_the_code() -> None:

@@ -351,7 +351,7 @@ def test_bwv_help_works_with_the_base_install_only(base_venv: Path) -> None:
     bwv = [str(base_venv / "bin" / "bwv")]
     python_m = [str(base_venv / "bin" / "python"), "-m", "recorder"]
     for args in ([*bwv, "--help"], [*bwv, "station", "--help"], [*bwv, "record", "--help"],
-                 [*bwv, "doctor"], [*python_m, "--help"]):
+                 [*bwv, "doctor"], [*bwv, "bench", "--quick"], [*python_m, "--help"]):
         run = subprocess.run(args, cwd="/",
                              env={**os.environ, "RECORDER_NATIVE": "off"},
                              capture_output=True, text=True, timeout=120)

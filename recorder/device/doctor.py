@@ -42,10 +42,11 @@ def report(settings: Settings | None = None) -> list[DoctorLine]:
         if acceleration is not None:  # the SHA-256 hasher: which block function it runs
             detail += f"; hashing with {acceleration}"
         lines.append(DoctorLine(f"{name} ({piece.summary})", detail))
+    lines.append(_machine_line())
     lines.append(_device_id_line(settings))
     lines.extend(_device_key_lines(settings))
     lines.append(_station_line(settings))
-    lines.extend(_raspberry_pi_lines(settings.data_dir))
+    lines.extend(_raspberry_pi_lines(settings))
     return lines
 
 
@@ -67,20 +68,44 @@ def enroll_command(device_id: str, public_key_b64: str) -> str:
             f"--public-key {shlex.quote(public_key_b64)}")
 
 
-def _raspberry_pi_lines(data_dir: Path) -> list[DoctorLine]:
-    """Camera, microphone, GPIO, clock and storage checks on a Pi; one 'skipped' line elsewhere."""
-    from ..board import rpi_checks  # gpiozero is imported only when doctor gets this far
+def _raspberry_pi_lines(settings: Settings) -> list[DoctorLine]:
+    """Camera, microphone, GPIO, clock, RTC and storage checks on a Pi; one 'skipped' line
+    elsewhere. The pins checked are those of the settings' [board] table."""
+    from ..board import BoardSettings, BoardSettingsError, rpi_checks
 
-    storage = data_dir
+    try:
+        board = BoardSettings.from_mapping(settings.board)
+    except BoardSettingsError as exc:
+        return [DoctorLine("GPIO pins", f"FAIL: [board] settings: {exc}")]
+    storage = settings.data_dir
     while not storage.exists():  # free space is that of the nearest existing directory
         storage = storage.parent
     lines = []
-    for check in rpi_checks(storage_path=storage):
+    for check in rpi_checks(board, storage_path=storage, microphones=_portaudio_inputs):
         value = f"{check.status.value}: {check.detail}"
         if check.remedy:
             value += f" -> {check.remedy}"
         lines.append(DoctorLine(check.label, value))
     return lines
+
+
+def _portaudio_inputs() -> list[str]:
+    from ..capture.audio.pyaudio_source import list_input_devices
+
+    return [str(device) for device in list_input_devices()]
+
+
+def _machine_line() -> DoctorLine:
+    """The CPU facts a figure depends on (`bwv bench` prints them all)."""
+    from .machine import describe
+
+    m = describe(native=False)
+    rows = dict(m.rows())
+    value = (f"{rows['cpu']}; SHA-256 instructions {rows['SHA-256 instructions']}, AES "
+             f"{rows['AES instructions']}; cpufreq governor {rows['cpufreq governor']}")
+    if m.emulation:
+        value += f"; {m.emulation}"
+    return DoctorLine("machine", value)
 
 
 def _device_key_lines(settings: Settings) -> list[DoctorLine]:
