@@ -97,6 +97,9 @@ class Output:
     def wait_for(self, words: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while words not in self.text:
+            # the stream has ended (the process exited): what it said is all it will say
+            ended = not self._thread.is_alive()
+            assert not ended or words in self.text, f"no {words!r} before the end of:\n{self.text}"
             assert time.monotonic() < deadline, f"no {words!r} in:\n{self.text}"
             time.sleep(0.05)
 
