@@ -51,11 +51,14 @@ class Masker:
                                noise=False)
 
     def _pixelate(self, region: npt.NDArray[np.uint8], block: int, noise: bool) -> None:
+        """Each ``block`` x ``block`` cell becomes the mean of its pixels (OpenCV's area
+        resampling down, nearest-neighbour back up), then every pixel gets fresh noise."""
+        import cv2
+
         rows, cols = region.shape
-        for y in range(0, rows, block):
-            for x in range(0, cols, block):
-                cell = region[y:y + block, x:x + block]
-                cell[...] = int(cell.mean())
+        small = cv2.resize(region, (-(-cols // block), -(-rows // block)),
+                           interpolation=cv2.INTER_AREA)
+        region[...] = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_NEAREST)
         if noise:
             jitter = self._random.integers(-NOISE, NOISE + 1, size=region.shape)
             region[...] = np.clip(region.astype(np.int16) + jitter, 0, 255).astype(np.uint8)
