@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from . import audio
+from .audio import apply as apply_audio
 from .detect import Box, FaceDetector
 from .mask import Masker
 from .plan import Plan
@@ -168,7 +168,7 @@ def _audio_frame(frame: Any, plan: Plan, when: Fraction, stream: Any, sink: Any)
                                            rate=frame.sample_rate).resample(frame):
             _audio_frame(converted, plan, when, stream, sink)
         return
-    changed = audio.apply(plan, frame.to_ndarray(), float(when), frame.sample_rate)
+    changed = apply_audio(plan, frame.to_ndarray(), float(when), frame.sample_rate)
     out = av.AudioFrame.from_ndarray(np.ascontiguousarray(changed), format="fltp",
                                      layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
