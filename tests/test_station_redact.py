@@ -220,6 +220,7 @@ def test_each_redaction_is_in_the_audit_log_with_its_operations(redacted: Redact
     (["RID", "--bleep", "soon"], 2, "argument --bleep: 'soon' is not a range START-END"),
     (["RID", "--mute", "30-31"], 1, "--mute 30-31: the footage is 2.0"),
     (["RID", "--exclude-track", "zero"], 2, "'zero' is not a track id"),
+    (["RID", "--detect-every", "9"], 2, "'9' is not a whole number of frames from 1 to 4"),
     (["RID", "--out", "EXISTING"], 1, "exists: give another --out (nothing is overwritten)"),
 ])
 def test_bad_input_is_one_line_and_an_exit_status(redacted: Redacted, tmp_path: Path,

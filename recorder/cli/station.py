@@ -464,6 +464,12 @@ def _track_id(text: str) -> int:
     return int(text)
 
 
+def _every(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames from 1 to 4")
+    return int(text)
+
+
 def _redact(args: argparse.Namespace) -> int:
     from ..station.redact import Plan, redact_recording
 
@@ -871,9 +877,10 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         metavar="START-END", help="replace this range with a 1 kHz tone")
     redact.add_argument("--exclude-track", action="append", default=[], type=_track_id,
                         metavar="N", help="leave face track N visible (repeat for more)")
-    redact.add_argument("--detect-every", type=_track_id, default=2, metavar="N",
-                        help="run the face detector on every Nth frame (default 2; the tracker "
-                        "fills the frames between); 1 is slower and finds a face a frame sooner")
+    redact.add_argument("--detect-every", type=_every, default=2, metavar="N",
+                        help="run the face detector on every Nth frame, 1 to 4 (default 2; the "
+                        "tracker fills the frames between); 1 is slower, and finds a face a "
+                        "frame sooner")
     redact.add_argument("--progress", action="store_true",
                         help="show progress on stderr even when it is not a terminal")
     redact.set_defaults(station_func=_redact)
