@@ -3,8 +3,8 @@ appearance): a detection joins the live track whose last box it overlaps most (o
 is near), else starts a new one; a track survives ``max_gap`` frames without a detection, and
 the frames between two of its detections take a box interpolated between them (so a missed
 frame, or a frame the detector skipped, is still masked). Each box is padded (hair, chin, ears:
-the cascade's box is the face from brows to mouth) and held ``linger`` frames before the first
-detection and after the last one.
+the cascade's box is the face from brows to mouth) and carried on ``linger`` frames before the
+first detection and after the last one, at the speed the face had there.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .detect import Box
 
 MIN_IOU = 0.2
 MAX_CENTRE_DISTANCE = 0.6  # of the larger box's side
+VELOCITY_SPAN = 6  # frames over which a track's speed at either end is measured
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Tracking:
 
     max_gap: int = 8  # frames without a detection a track survives
     pad: float = 0.3  # added to each side, as a share of the box's width and height
-    linger: int = 15  # frames masked before a track's first detection and after its last (0.5 s at 30 fps)
+    # frames masked before a track's first detection and after its last (1 s at 30 fps)
+    linger: int = 30
 
     def link(self, detections: dict[int, list[Box]]) -> list[Track]:
         """Tracks from each frame's detections (frames with no entry were not looked at)."""
@@ -77,8 +79,8 @@ class Tracking:
         at = bisect.bisect_left(frames, frame)
         if at < len(frames) and frames[at] == frame:
             box = track.detections[frame]
-        elif at == 0 or at == len(frames):
-            box = track.detections[frames[min(at, len(frames) - 1)]]
+        elif at == 0 or at == len(frames):  # before the first sighting or after the last
+            box = self._carried(track, frames, frame)
         else:
             before, after = frames[at - 1], frames[at]
             if after - before > self.max_gap + 1:  # two sightings too far apart: not bridged
@@ -91,6 +93,24 @@ class Tracking:
                                (frame - before) / (after - before))
         return Box(box.x - self.pad * box.w, box.y - self.pad * box.h,
                    box.w * (1 + 2 * self.pad), box.h * (1 + 2 * self.pad))
+
+
+    def _carried(self, track: Track, frames: list[int], frame: int) -> Box:
+        """The box of an end of the track carried on to ``frame`` at the speed the face had
+        over that end's last ``VELOCITY_SPAN`` frames: a face leaving the picture (or
+        entering it) is followed while the detector no longer (or not yet) sees all of it."""
+        if frame < frames[0]:
+            end, other = frames[0], next((f for f in frames if f - frames[0] >= VELOCITY_SPAN),
+                                         frames[-1])
+        else:
+            end, other = frames[-1], next((f for f in reversed(frames)
+                                           if frames[-1] - f >= VELOCITY_SPAN), frames[0])
+        box = track.detections[end]
+        if other == end:
+            return box
+        moved = _between(box, track.detections[other], (frame - end) / (other - end))
+        return Box(moved.x + (moved.w - box.w) / 2, moved.y + (moved.h - box.h) / 2, box.w,
+                   box.h)  # the centre moves on; the size stays the end's
 
 
 def _near(box: Box, other: Box) -> bool:
