@@ -107,6 +107,7 @@ READ_ONLY_COMMANDS = {
     "sweep": [],
     "stats": [],
     "export": [RID, "--out", "OUT/x.zip", "--purpose", "court"],
+    "redact": [RID, "--out", "OUT/x.mp4"],
     "request": ["--ref", "R", "--requester", "x", "--from", "2026-11-23T06:00:00Z", "--to",
                 "2026-11-23T08:00:00Z"],
     "list": [],

@@ -596,3 +596,29 @@ def test_clear_copies_of_a_recording_in_the_clear_are_refused(encrypted: Encrypt
         client.close()
     [refusal] = entries(encrypted.store, "do-clear-page", audit.Action.ACCESS_REFUSED)
     assert refusal.detail["reason"] == "the recording is not encrypted"
+
+
+def test_a_redacted_copy_of_an_encrypted_recording_is_made_from_its_decrypted_footage(
+        encrypted: Encrypted, tmp_path: Path) -> None:
+    """Redaction (recorder.station.redact) reads an encrypted recording through the station's
+    decryptor: every picture of the synthetic camera (no face in it) comes out in order, its
+    burned-in frame number readable, and the audit entry says the footage was decrypted."""
+    from recorder.station.redact import Plan, redact_recording
+    from recorder.station.redact.detect import FaceDetector
+
+    out = tmp_path / "redacted.mp4"
+    # no face is this large: the cascade sometimes takes the burned-in text for one, and a mask
+    # over the barcode strip would hide the frame numbers this test reads
+    blind = FaceDetector(min_face=10_000)
+    result = redact_recording(encrypted.store, Plan(encrypted.b.name), out, by="DO 7",
+                              detector=blind)
+    assert result.encrypted and result.rendered.tracks == []
+    with av.open(str(out)) as container:
+        numbers = [read_frame_number(frame) for frame in container.decode(video=0)]
+    with av.open(str(encrypted.b / "000001.mp4"), options={
+            "decryption_key": encrypted.keys[encrypted.b.name].key.hex()}) as container:
+        first = read_frame_number(next(container.decode(video=0)))
+    assert first is not None and numbers[0] == first
+    assert numbers == list(range(first, first + len(numbers))) and len(numbers) >= 60
+    [entry] = entries(encrypted.store, "DO 7", audit.Action.REDACT)
+    assert entry.detail["decrypted"] is True and entry.detail["output_sha256"] == result.sha256

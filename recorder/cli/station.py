@@ -1,5 +1,5 @@
 """The ``bwv station`` subcommands: serve, enroll, key, audit, hold, release, sweep, stats, export,
-request, list.
+redact, request, list.
 
 Only the standard library is imported at module level, so `bwv --help` and `bwv station --help`
 work without the station's dependencies (SQLAlchemy, Starlette, uvicorn): they load when a
@@ -32,7 +32,7 @@ DB_ENV_VAR = "BWV_STATION_DB"
 DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
-                   "argon2": "station", "psycopg": "postgres"}
+                   "argon2": "station", "cv2": "station", "psycopg": "postgres"}
 MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
@@ -449,6 +449,64 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK if result.verified else EXIT_FAILED
 
 
+def _audio_range(text: str) -> object:
+    from ..station.redact.plan import parse_range
+
+    try:
+        return parse_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _track_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a track id (1, 2, ...)")
+    return int(text)
+
+
+def _every(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames from 1 to 4")
+    return int(text)
+
+
+def _redact(args: argparse.Namespace) -> int:
+    from ..station.redact import Plan, redact_recording
+
+    store = open_store(args)
+    plan = Plan(args.recording, mask=args.mask, exclude_tracks=tuple(args.exclude_track),
+                mute=tuple(args.mute), bleep=tuple(args.bleep))
+    phases: list[str] = []
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        """One line per phase on stderr, rewritten in place (its frames so far)."""
+        if not (args.progress or sys.stderr.isatty()):
+            return
+        if phases and phases[-1] != phase:
+            print(file=sys.stderr)
+        if not phases or phases[-1] != phase:
+            phases.append(phase)
+        print(f"\rbwv station redact: {phase} {done}{f'/{total}' if total else ''} frames",
+              end="", file=sys.stderr, flush=True)
+
+    try:
+        result = redact_recording(store, plan, args.out, by=_actor(args),
+                                  stride=args.detect_every, progress=progress)
+    finally:
+        if phases:
+            print(file=sys.stderr)
+    rendered = result.rendered
+    masked = [track for track in rendered.tracks if track.id not in plan.exclude_tracks]
+    print(f"wrote {result.path} ({rendered.frames} frames, {rendered.duration_s:.1f} s, sha256 "
+          f"{result.sha256}); {len(masked)} face tracks masked ({args.mask})"
+          + (f", {len(plan.exclude_tracks)} left visible" if plan.exclude_tracks else ""))
+    for track in rendered.tracks:
+        state = "visible" if track.id in plan.exclude_tracks else "masked"
+        print(f"  track {track.id}: frames {track.first}-{track.last} "
+              f"({len(track.detections)} detections), {state}")
+    return EXIT_OK
+
+
 def _utc_us(text: str, option: str) -> int:
     from ..station.catalogue import parse_utc
 
@@ -799,6 +857,33 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         help="an encrypted recording: add clear copies of its segments and "
                         "both hashes of each (decrypted.json)")
     export.set_defaults(station_func=_export)
+
+    redact = sub.add_parser(
+        "redact", parents=[common, who], help="write a redacted copy (faces masked)",
+        description="Write a redacted copy of a recording as one MP4 (H.264 and AAC): every face "
+        "the detector finds is tracked and masked, except the tracks given with "
+        "--exclude-track; audio ranges are muted or bleeped. The track ids are printed; run "
+        "again with --exclude-track to leave the requester visible. An encrypted recording is "
+        "decrypted with the station's key. Never overwrites --out. Audited.")
+    redact.add_argument("recording", metavar="RECORDING")
+    redact.add_argument("--out", required=True, type=Path, metavar="FILE.mp4",
+                        help="the redacted file (must not exist)")
+    redact.add_argument("--mask", choices=["pixelate", "solid"], default="pixelate",
+                        help="pixelate (coarse blocks plus noise; default) or solid (grey fill)")
+    redact.add_argument("--mute", action="append", default=[], type=_audio_range,
+                        metavar="START-END", help="silence this range of the audio, in seconds "
+                        "from the first frame (e.g. 12.5-20 or 1:02-1:10; repeat for more)")
+    redact.add_argument("--bleep", action="append", default=[], type=_audio_range,
+                        metavar="START-END", help="replace this range with a 1 kHz tone")
+    redact.add_argument("--exclude-track", action="append", default=[], type=_track_id,
+                        metavar="N", help="leave face track N visible (repeat for more)")
+    redact.add_argument("--detect-every", type=_every, default=2, metavar="N",
+                        help="run the face detector on every Nth frame, 1 to 4 (default 2; the "
+                        "tracker fills the frames between); 1 is slower, and finds a face a "
+                        "frame sooner")
+    redact.add_argument("--progress", action="store_true",
+                        help="show progress on stderr even when it is not a terminal")
+    redact.set_defaults(station_func=_redact)
 
     public = sub.add_parser("request", parents=[common, who],
                             help="record a request from the public; hold matching footage",

@@ -53,6 +53,7 @@ class Action:
     VIEW = "view"
     VIEW_MEDIA = "view_media"  # footage fetched from the web pages (each request, its range)
     EXPORT = "export"
+    REDACT = "redact"  # a redacted copy rendered (recorder.station.redact), its operations
     HOLD = "hold"
     RELEASE = "release"
     DELETE = "delete"

@@ -63,8 +63,14 @@ def write_segments(directory: Path, seconds: int = 4, segment_seconds: int = 2,
                    b_frames: int = 0, audio: bool = True) -> list[WrittenSegment]:
     """Encode ``seconds`` of test video (and AAC audio) and cut it into fragmented MP4 segments
     000001.mp4 ... at video keyframes every ``segment_seconds``; one fragment per second (GOP)."""
+    return cut_segments(directory, _encode_recording(seconds, b_frames, audio), segment_seconds)
+
+
+def cut_segments(directory: Path, encoded: bytes, segment_seconds: int = 2) -> list[WrittenSegment]:
+    """Cut an encoded MP4 (a keyframe each second) into fragmented MP4 segments 000001.mp4 ...
+    at video keyframes every ``segment_seconds``."""
     directory.mkdir(parents=True, exist_ok=True)
-    with av.open(io.BytesIO(_encode_recording(seconds, b_frames, audio))) as source:
+    with av.open(io.BytesIO(encoded)) as source:
         streams = list(source.streams)
         packets = [packet for packet in source.demux() if packet.size]
         keyframe_times = sorted(packet.pts * packet.time_base for packet in packets

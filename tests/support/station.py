@@ -39,7 +39,7 @@ from recorder.station.limits import Limits
 from recorder.station.server import server_config
 from recorder.station.web import create_web_app
 from recorder.station.web.security import WebSettings
-from support.segments import write_segments
+from support.segments import WrittenSegment, write_segments
 from support import session, warm
 
 MONOTONIC_START_US = 7_000_000
@@ -69,14 +69,21 @@ def _segment_template(seconds: int) -> tuple[Path, list[tuple[str, int, int, int
 def make_recording(root: Path, key: DeviceKey, device_id: str = "cam7",
                    utc_start: str = "2026-11-23T07:00:00.000000Z", seconds: int = 4,
                    sealed: bool = True, officer_id: str = "PC 1234",
-                   clock_source: str = "ntp", pre_event_us: int = 0) -> Path:
+                   clock_source: str = "ntp", pre_event_us: int = 0,
+                   segments: list[WrittenSegment] | None = None) -> Path:
     """A recording directory ``root/<id>`` with real fragmented MP4 segments (2 s each, made by
     PyAV) and a signed manifest; unsealed (no ``sealed`` line) when ``sealed`` is False;
     ``clock_source`` is what its header says of the camera's clock; the first
-    ``pre_event_us`` of footage come before the header's start (the pre-event buffer)."""
+    ``pre_event_us`` of footage come before the header's start (the pre-event buffer);
+    ``segments`` (support.segments.cut_segments) replace the test media."""
     recording_id = recording_id_for(utc_start, device_id)
     directory = root / recording_id
-    template, template_spans = _segment_template(seconds)
+    if segments is None:
+        template, template_spans = _segment_template(seconds)
+    else:
+        template = segments[0].path.parent
+        template_spans = [(w.path.name, w.first_pts_us, w.last_pts_us, w.video_keyframes)
+                          for w in segments]
     shutil.copytree(template, directory, dirs_exist_ok=True)
     spans = [(directory / name, first, last, keyframes)
              for name, first, last, keyframes in template_spans]

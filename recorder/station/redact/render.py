@@ -1,0 +1,177 @@
+"""Decode, detect, mask, encode: two passes over the clear footage with PyAV. The first decodes
+the video only and runs the face detector (every ``stride``-th frame; the tracker fills the
+frames between); the second decodes video and audio again, masks each frame's tracked boxes
+(minus the excluded tracks), applies the audio operations, and encodes H.264 (libx264) and AAC
+into one MP4 whose clock starts at the first video frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from .audio import apply as apply_audio
+from .detect import Box, FaceDetector
+from .mask import Masker
+from .plan import Plan
+from .track import Track, Tracking
+
+DETECT_EVERY = 2  # the detector runs on every 2nd frame; the tracker fills the others
+DETECT_THREADS = 2
+DETECT_BACKLOG = 8
+# (phase, frames done, frames in all or None when not known yet)
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The encoder's settings: libx264's preset and quality, AAC's bit rate."""
+
+    preset: str = "veryfast"
+    crf: int = 23
+    audio_bit_rate: int = 96_000
+
+
+@dataclass(frozen=True)
+class Rendered:
+    frames: int
+    duration_s: float
+    width: int
+    height: int
+    tracks: list[Track]
+    masked_boxes: int
+    seconds_detecting: float
+    seconds_rendering: float
+
+
+def _quiet(phase: str, done: int, total: int | None) -> None:
+    pass
+
+
+def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
+                 stride: int = DETECT_EVERY,
+                 progress: Progress = _quiet) -> tuple[list[Track], int, float, Fraction]:
+    """The face tracks of the footage, its frame count, duration and first video time. The
+    detector runs on ``DETECT_THREADS`` threads while the decoder goes on (OpenCV releases
+    the GIL), at most ``DETECT_BACKLOG`` frames behind."""
+    pending: dict[int, Future[list[Box]]] = {}
+    count, first, last = 0, None, Fraction(0)
+    with av.open(str(footage)) as container, \
+            ThreadPoolExecutor(DETECT_THREADS, thread_name_prefix="bwv-detect") as pool:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for number, frame in enumerate(container.decode(stream)):
+            when = _time(frame)
+            first = when if first is None else first
+            last = when
+            if number % stride == 0:
+                plane = frame.planes[0]
+                luma = np.frombuffer(bytes(plane), np.uint8).reshape(
+                    frame.height, plane.line_size)[:, :frame.width]
+                pending[number] = pool.submit(detector.detect, luma)
+                waiting = [future for future in pending.values() if not future.done()]
+                if len(waiting) > DETECT_BACKLOG:
+                    wait(waiting[:len(waiting) - DETECT_BACKLOG])
+            count = number + 1
+            if count % 30 == 0:
+                progress("detecting", count, None)
+        detections = {number: future.result() for number, future in pending.items()}
+    if first is None:
+        raise av.error.InvalidDataError(0, "the footage has no video frame")
+    fps = Fraction(count - 1, 1) / (last - first) if count > 1 and last > first else Fraction(30)
+    return tracking.link(detections), count, float(count / fps), first
+
+
+def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
+           tracking: Tracking = Tracking(), encoding: Encoding = Encoding(),
+           stride: int = DETECT_EVERY,
+           progress: Progress = _quiet) -> Rendered:
+    """Write the redacted MP4 of ``footage`` to ``out``."""
+    started = time.perf_counter()
+    with av.open(str(footage)) as probe:  # refuse a range past the end before the long work
+        if probe.duration:
+            plan.check(probe.duration / av.time_base, None)
+    tracks, total, duration, origin = detect_faces(footage, detector, tracking, stride, progress)
+    plan.check(duration, {track.id for track in tracks})
+    detected = time.perf_counter()
+    masked_tracks = [track for track in tracks if track.id not in plan.exclude_tracks]
+    masker = Masker(plan.mask)
+    boxes = 0
+    with av.open(str(footage)) as source, \
+            av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as sink:
+        video_in = source.streams.video[0]
+        video_in.thread_type = "AUTO"
+        audio_in = source.streams.audio[0] if source.streams.audio else None
+        rate = video_in.average_rate or Fraction(30)
+        video_out: Any = sink.add_stream("libx264", rate=rate)
+        video_out.width, video_out.height = video_in.width, video_in.height
+        video_out.pix_fmt = "yuv420p"
+        video_out.options = {"preset": encoding.preset, "crf": str(encoding.crf)}
+        video_out.codec_context.time_base = Fraction(1, 90_000)
+        audio_out: Any = None
+        if audio_in is not None:
+            audio_out = sink.add_stream("aac", rate=audio_in.rate,
+                                        layout=audio_in.layout.name)
+            audio_out.bit_rate = encoding.audio_bit_rate
+        streams = [video_in] if audio_in is None else [video_in, audio_in]
+        number = 0
+        for frame in source.decode(*streams):
+            when = _time(frame) - origin
+            if isinstance(frame, av.VideoFrame):
+                boxes += _mask_frame(frame, number, masked_tracks, tracking, masker,
+                                     video_out, sink, when)
+                number += 1
+                if number % 30 == 0:
+                    progress("rendering", number, total)
+            elif audio_out is not None and when >= 0:
+                _audio_frame(frame, plan, when, audio_out, sink)
+        sink.mux(video_out.encode(None))
+        if audio_out is not None:
+            sink.mux(audio_out.encode(None))
+    progress("rendering", number, total)
+    return Rendered(number, duration, video_in.width, video_in.height, tracks, boxes,
+                    detected - started, time.perf_counter() - detected)
+
+
+def _time(frame: Any) -> Fraction:
+    """A decoded frame's time in seconds."""
+    if frame.pts is None or frame.time_base is None:
+        raise av.error.InvalidDataError(0, "a frame without a time")
+    return Fraction(frame.pts) * Fraction(frame.time_base)
+
+
+def _mask_frame(frame: Any, number: int, tracks: list[Track], tracking: Tracking,
+                masker: Masker, stream: Any, sink: Any, when: Fraction) -> int:
+    found = [box for track in tracks if (box := tracking.box_at(track, number)) is not None]
+    if found:
+        planes = frame.to_ndarray(format="yuv420p")
+        masker.apply(planes, frame.width, frame.height, found)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    frame.pts = round(when * 90_000)
+    frame.time_base = Fraction(1, 90_000)
+    frame.pict_type = av.video.frame.PictureType.NONE
+    sink.mux(stream.encode(frame))
+    return len(found)
+
+
+def _audio_frame(frame: Any, plan: Plan, when: Fraction, stream: Any, sink: Any) -> None:
+    if frame.format.name != "fltp":  # AAC decodes to fltp; anything else is converted first
+        for converted in av.AudioResampler(format="fltp", layout=frame.layout.name,
+                                           rate=frame.sample_rate).resample(frame):
+            _audio_frame(converted, plan, when, stream, sink)
+        return
+    changed = apply_audio(plan, frame.to_ndarray(), float(when), frame.sample_rate)
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(changed), format="fltp",
+                                     layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    out.pts = round(when * frame.sample_rate)
+    out.time_base = Fraction(1, frame.sample_rate)
+    sink.mux(stream.encode(out))

@@ -1,0 +1,273 @@
+"""Face redaction at the station (issue 17): `bwv station redact` on a recording of the astronaut's
+face composited at three sizes onto the moving synthetic scene (support.faces), checked with an
+independent detector (libfacedetection's CNN, through yuface: not the Haar cascade that
+redacts), by decoding the output back (pixels inside the faces, audio ranges), with ffprobe, and
+in the audit log; and the command's refusals, each one line with its exit status.
+
+The footage is small (320x240, 2 s) and redacted twice for the module (pixelate with audio
+ranges; solid with one track left visible), to keep the suite's CPU down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+import pytest
+from support import faces
+from support.media import ffmpeg_decode_errors, ffprobe
+from support.segments import cut_segments
+from support.station import bwv, ingest, make_recording, make_store
+
+from recorder.integrity.keys import DeviceKey
+from recorder.station.redact.detect import Box
+from recorder.station.redact.plan import AudioRange, BadPlanError, Plan, parse_range
+from recorder.station.redact.mask import Masker
+
+WIDTH, HEIGHT, SECONDS = 320, 240, 2
+MUTE, BLEEP = (0.4, 0.9), (1.2, 1.6)  # seconds
+EDGE_S = 0.03  # AAC's overlapping windows smear a range's edges by a few milliseconds
+
+
+def independent_detector() -> Any:
+    """yuface's ``detect``, its OpenMP held to one thread (it spins on every core otherwise):
+    libgomp reads the variable when yuface loads it."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        yuface = pytest.importorskip("yuface", reason="yuface has wheels for CPython 3.11 on "
+                                     "x86-64 Linux only")
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    return yuface.detect
+
+
+def faces_in(frame: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int]]:
+    """The faces the independent detector finds in an RGB frame (x, y, w, h)."""
+    _, boxes, _ = independent_detector()(np.ascontiguousarray(frame[:, :, ::-1]), conf=0.5)
+    return [tuple(int(v) for v in box) for box in boxes]  # type: ignore[misc]
+
+
+def rgb_frames(path: Path) -> list[npt.NDArray[np.uint8]]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def audio_samples(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray()[0] for frame in container.decode(stream)]
+        return np.concatenate(chunks).astype(np.float32), stream.rate
+
+
+@dataclass(frozen=True)
+class Redacted:
+    data: Path  # the station's data directory
+    recording_id: str
+    original: Path  # the footage as the camera wrote it, joined
+    pixelated: Path  # --mask pixelate --mute --bleep
+    solid: Path  # --mask solid --exclude-track 1
+    pixelated_stdout: str
+    solid_stdout: str
+
+
+@pytest.fixture(scope="module")
+def redacted(tmp_path_factory: pytest.TempPathFactory) -> Redacted:
+    tmp = tmp_path_factory.mktemp("redact")
+    segments = cut_segments(tmp / "segments", faces.encode(WIDTH, HEIGHT, SECONDS), 1)
+    key = DeviceKey.load_or_create(tmp / "camera")
+    store = make_store(tmp / "station")
+    store.enroll("cam7", key.public_key, by="admin")
+    recording = make_recording(tmp / "recordings", key, segments=segments)
+    assert ingest(store, recording).verified
+    store.engine.dispose()
+    original = tmp / "original.mp4"
+    original.write_bytes(b"".join(path.read_bytes() for path in sorted(recording.glob("*.mp4"))))
+    pixelated, solid = tmp / "out" / "pixelated.mp4", tmp / "out" / "solid.mp4"
+    first = bwv("station", "redact", recording.name, "--data", str(tmp / "station"), "--out",
+                str(pixelated), "--by", "DO 42", "--mute", f"{MUTE[0]}-{MUTE[1]}", "--bleep",
+                f"{BLEEP[0]}-{BLEEP[1]}", "--progress")
+    assert first.returncode == 0, first.stderr
+    assert "rendering 60/60 frames" in first.stderr  # progress, for long work
+    second = bwv("station", "redact", recording.name, "--data", str(tmp / "station"), "--out",
+                 str(solid), "--by", "DO 42", "--mask", "solid", "--exclude-track", "1")
+    assert second.returncode == 0 and second.stderr == "", second.stderr
+    return Redacted(tmp / "station", recording.name, original, pixelated, solid, first.stdout,
+                    second.stdout)
+
+
+def test_the_independent_detector_finds_no_face_in_the_redacted_frames(
+        redacted: Redacted) -> None:
+    before = [bool(faces_in(frame)) for frame in rgb_frames(redacted.original)]
+    after = [bool(faces_in(frame)) for frame in rgb_frames(redacted.pixelated)]
+    assert len(before) == len(after) == SECONDS * faces.FPS
+    with_faces = [number for number, found in enumerate(before) if found]
+    assert len(with_faces) >= 0.9 * len(before)  # the footage does show faces
+    still = [number for number in with_faces if after[number]]
+    assert len(still) <= 0.01 * len(with_faces), f"faces found after redaction in {still}"
+
+
+def test_nothing_of_the_original_face_is_left_inside_its_box(redacted: Redacted) -> None:
+    import cv2
+
+    original, pixelated = rgb_frames(redacted.original), rgb_frames(redacted.pixelated)
+    checked = 0
+    for number in range(0, len(original), 6):
+        for x, y, w, h in faces_in(original[number]):
+            # the face's core (eyes, nose, mouth): the detectors' boxes differ at the edges
+            x, y, w, h = max(0, x + w * 15 // 100), max(0, y + h * 15 // 100), w * 7 // 10, \
+                h * 7 // 10
+            def detail(frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+                gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
+                region = gray[y:y + h, x:x + w]
+                return region - cv2.GaussianBlur(region, (0, 0), 2.0)
+
+            was, now = detail(original[number]), detail(pixelated[number])
+            # the face's fine detail (eyes, mouth, edges) is gone: no correlation with it
+            # (an unmasked face, re-encoded, keeps a correlation of about 0.9)
+            assert abs(np.corrcoef(was.ravel(), now.ravel())[0, 1]) < 0.3, (number, x, y)
+            box = (slice(y, y + h), slice(x, x + w))
+            changed = np.abs(original[number][box].astype(int) - pixelated[number][box]).mean()
+            assert changed > 10, (number, x, y)
+            checked += 1
+    assert checked >= 20
+
+
+def test_a_track_left_visible_stays_and_the_others_are_a_solid_fill(
+        redacted: Redacted) -> None:
+    assert "track 1: frames" in redacted.solid_stdout and "visible" in redacted.solid_stdout
+    original, solid = rgb_frames(redacted.original), rgb_frames(redacted.solid)
+    kept = masked = 0
+    for number in range(0, len(original), 5):
+        before, after = faces_in(original[number]), faces_in(solid[number])
+        masked += len(before) - len(after)
+        kept += len(after)
+        assert len(after) <= 1, number  # only the excluded track's face is left
+    assert kept >= 0.9 * len(range(0, len(original), 5))
+    assert masked >= 1.5 * len(range(0, len(original), 5))
+    # a solid box is one flat grey (up to the encoder's rounding)
+    with av.open(str(redacted.solid)) as container:
+        luma = next(container.decode(video=0)).to_ndarray(format="yuv420p")[:HEIGHT]
+    assert np.count_nonzero(np.abs(luma.astype(int) - 60) <= 2) > 0.05 * luma.size
+
+
+def test_muted_ranges_are_silent_and_bleeped_ones_a_1khz_tone(redacted: Redacted) -> None:
+    samples, rate = audio_samples(redacted.pixelated)
+
+    def span(start: float, end: float) -> npt.NDArray[np.float32]:
+        return samples[round((start + EDGE_S) * rate):round((end - EDGE_S) * rate)]
+
+    def rms(part: npt.NDArray[np.float32]) -> float:
+        return float(np.sqrt(np.mean(part.astype(np.float64) ** 2)))
+
+    assert rms(span(*MUTE)) < 1e-4
+    assert rms(span(0.0, MUTE[0])) > 0.1 and rms(span(MUTE[1], BLEEP[0])) > 0.1  # the tone
+    bleep = span(*BLEEP)
+    spectrum = np.abs(np.fft.rfft(bleep))
+    peak = np.fft.rfftfreq(len(bleep), 1 / rate)[int(np.argmax(spectrum))]
+    assert abs(peak - 1000) < 10, peak
+    before = span(MUTE[1], BLEEP[0])
+    peak_before = np.fft.rfftfreq(len(before), 1 / rate)[int(np.argmax(np.abs(
+        np.fft.rfft(before))))]
+    assert abs(peak_before - faces.TONE_HZ) < 10
+
+
+def test_ffprobe_reads_one_h264_and_aac_file_of_the_whole_recording(redacted: Redacted) -> None:
+    for path in (redacted.pixelated, redacted.solid):
+        video, sound = ffprobe(path)  # counted: every frame decoded
+        assert video["codec_name"] == "h264" and sound["codec_name"] == "aac"
+        assert (video["width"], video["height"]) == (WIDTH, HEIGHT)
+        assert int(video["nb_read_frames"]) == SECONDS * faces.FPS
+        assert float(video["start_time"]) == 0.0
+        assert abs(float(sound["duration"]) - SECONDS) < 0.1
+        assert ffmpeg_decode_errors(path) == ""
+        assert path.stat().st_mode & 0o077 == 0
+
+
+def test_each_redaction_is_in_the_audit_log_with_its_operations(redacted: Redacted) -> None:
+    result = bwv("station", "audit", "--data", str(redacted.data), "--recording",
+                 redacted.recording_id)
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    made = [entry for entry in entries if entry["action"] == "redact"]
+    assert [entry["actor"] for entry in made] == ["DO 42", "DO 42"]
+    first, second = (entry["detail"] for entry in made)
+    assert first["output_sha256"] == hashlib.sha256(redacted.pixelated.read_bytes()).hexdigest()
+    assert second["output_sha256"] == hashlib.sha256(redacted.solid.read_bytes()).hexdigest()
+    ops = first["operations"]
+    assert ops[0]["op"] == "mask_faces" and ops[0]["mask"] == "pixelate"
+    assert "haarcascade_frontalface_default.xml" in ops[0]["detector"]["model"]
+    assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
+    assert {"op": "bleep", "start_ms": 1200, "end_ms": 1600} in ops
+    assert {"op": "exclude_track", "track": 1} in second["operations"]
+    assert second["tracks_found"] >= 3 and 1 not in second["tracks_masked"]
+    assert bwv("station", "audit", "--data", str(redacted.data), "--verify").returncode == 0
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (["NOPE"], 1, "no recording NOPE in the catalogue"),
+    (["RID", "--mute", "5-2"], 2, "argument --mute: '5-2': the range ends before it starts"),
+    (["RID", "--bleep", "soon"], 2, "argument --bleep: 'soon' is not a range START-END"),
+    (["RID", "--mute", "30-31"], 1, "--mute 30-31: the footage is 2.0"),
+    (["RID", "--exclude-track", "zero"], 2, "'zero' is not a track id"),
+    (["RID", "--detect-every", "9"], 2, "'9' is not a whole number of frames from 1 to 4"),
+    (["RID", "--out", "EXISTING"], 1, "exists: give another --out (nothing is overwritten)"),
+])
+def test_bad_input_is_one_line_and_an_exit_status(redacted: Redacted, tmp_path: Path,
+                                                  args: list[str], status: int,
+                                                  message: str) -> None:
+    existing = tmp_path / "taken.mp4"
+    existing.write_bytes(b"keep me")
+    args = [redacted.recording_id if arg == "RID" else str(existing) if arg == "EXISTING"
+            else arg for arg in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "new.mp4")]
+    result = bwv("station", "redact", *args, "--data", str(redacted.data), *out)
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert message in last, result.stderr
+    if status == 1:
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert existing.read_bytes() == b"keep me"
+    assert [path.name for path in tmp_path.iterdir()] == ["taken.mp4"]  # nothing left behind
+
+
+def test_a_plan_refuses_ranges_past_the_end_and_tracks_not_found() -> None:
+    plan = Plan("R", exclude_tracks=(2, 9), mute=(parse_range("1:00-1:02.5"),))
+    assert plan.mute == (AudioRange(60.0, 62.5),)
+    with pytest.raises(BadPlanError, match=r"^--mute 60-62.5: the footage is 59.00 s long$"):
+        plan.check(59.0, None)
+    plan.check(61.0, None)  # a range may run past the end; it may not start there
+    with pytest.raises(BadPlanError, match=r"^--exclude-track 9: no such face track "
+                       r"\(found: 1, 2, 3\)$"):
+        plan.check(61.0, {1, 2, 3})
+    with pytest.raises(BadPlanError, match="mask 'blur'"):
+        Plan("R", mask="blur")
+
+
+def test_a_mask_keeps_nothing_of_the_pixels_inside_the_box() -> None:
+    random = np.random.default_rng(7)
+    frame = random.integers(0, 256, size=(48 * 3 // 2, 64), dtype=np.uint8)
+    original = frame.copy()
+    box = Box(10, 6, 30, 24)
+    Masker("pixelate").apply(frame, 64, 48, [box])
+    inside = (slice(6, 30), slice(10, 40))
+    assert np.abs(np.corrcoef(original[inside].ravel().astype(float),
+                              frame[inside].ravel().astype(float))[0, 1]) < 0.2
+    outside = frame.copy()
+    outside[inside] = original[inside]
+    assert np.array_equal(outside[:48], original[:48])  # the rest of the luma is untouched
+    again = original.copy()
+    Masker("solid").apply(again, 64, 48, [box])
+    assert np.all(again[inside] == 60)
+
