@@ -21,7 +21,7 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support import session
+from support import emulated, session
 from support.twins import twin_module
 
 # pytest rewrites the asserts of every test module it collects, and of every module of a
@@ -143,6 +143,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     on_pi = _on_raspberry_pi()
     skip = pytest.mark.skip(reason="needs a Raspberry Pi's own hardware (marked pi)")
     no_camera = _without_a_libcamera_camera()
+    if emulated.active():  # benches/arm/run-emulated: what emulation cannot run says why
+        for item in items:
+            why = emulated.reason(item.nodeid)
+            if why is not None:
+                item.add_marker(pytest.mark.skip(reason=why))
     # picamera2's preview thread still calls Thread.setDaemon; only that warning, only from it
     picamera2_deprecation = pytest.mark.filterwarnings(
         r"ignore:setDaemon\(\) is deprecated:DeprecationWarning:picamera2\.")

@@ -33,6 +33,7 @@ from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import MANIFEST_NAME
 from recorder.settings import Settings
 from recorder.storage.recording import RecordingFactory, recover_interrupted
+from support import emulated
 from test_camera_cli import BWV, Bwv, environment, last_manifest_line, verify, write_config
 
 SHIM_SOURCE = Path(__file__).parent / "support" / "storage_fault.c"
@@ -57,6 +58,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The storage-fault shim, compiled for this machine."""
+    if emulated.active():
+        pytest.skip(emulated.LD_PRELOAD_SHIM)
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed to build the system-call fault shim")
     library = tmp_path_factory.mktemp("shim") / "storage_fault.so"
