@@ -294,7 +294,9 @@ def test_bwv_bench_quick_prints_one_table_with_the_machine() -> None:
                                                                      "| sha256"))]
     kinds = {(row[0].strip("| "), row[2]) for row in rows}
     assert {("ring", "pure"), ("mux", "pure"), ("sha256", "hashlib")} <= kinds
-    native = _native.load("ring").implementation == "native"
+    # the bench compares the twins whatever RECORDER_NATIVE says (CI's pure run sets it off):
+    # a native row wherever the native module is built and importable
+    native = importlib.util.find_spec(_native.PIECES["ring"].native_module) is not None
     assert (("ring", "native") in kinds) == native
     for row in rows:  # a real figure in every row: per unit, spread, MB/s
         assert row[3][0].isdigit() and " - " in row[4] and float(row[5].replace(",", "")) > 0
