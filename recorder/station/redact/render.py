@@ -8,8 +8,9 @@ into one MP4 whose clock starts at the first video frame.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -63,6 +64,7 @@ def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
     detector runs on ``DETECT_THREADS`` threads while the decoder goes on (OpenCV releases
     the GIL), at most ``DETECT_BACKLOG`` frames behind."""
     pending: dict[int, Future[list[Box]]] = {}
+    in_flight: deque[Future[list[Box]]] = deque()  # oldest first
     count, first, last = 0, None, Fraction(0)
     with av.open(str(footage)) as container, \
             ThreadPoolExecutor(DETECT_THREADS, thread_name_prefix="bwv-detect") as pool:
@@ -76,10 +78,10 @@ def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
                 plane = frame.planes[0]
                 luma = np.frombuffer(bytes(plane), np.uint8).reshape(
                     frame.height, plane.line_size)[:, :frame.width]
-                pending[number] = pool.submit(detector.detect, luma)
-                waiting = [future for future in pending.values() if not future.done()]
-                if len(waiting) > DETECT_BACKLOG:
-                    wait(waiting[:len(waiting) - DETECT_BACKLOG])
+                pending[number] = future = pool.submit(detector.detect, luma)
+                in_flight.append(future)
+                while len(in_flight) > DETECT_BACKLOG:  # the decoder waits for the oldest
+                    in_flight.popleft().exception()
             count = number + 1
             if count % 30 == 0:
                 progress("detecting", count, None)
