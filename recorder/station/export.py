@@ -174,7 +174,7 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
             verdict="OK" if report.ok else f"FAILED: {report.first_problem}").encode("utf-8")
         sums = []
         for name, content in members.items():
-            sums.append(f"{_sha256(content)}  {name}\n")
+            sums.append(f"{sha256_of(content)}  {name}\n")
         checksums = "".join(sums).encode("ascii")
         members["SHA256SUMS"] = checksums
         members[SIGNATURE_MEMBER] = store.identity.sign(checksums)
@@ -186,7 +186,7 @@ def export_recording(store: EvidenceStore, recording_id: str, out: Path, by: str
                     package.write(content, name)
                 else:
                     package.writestr(name, content)
-    digest = _sha256(out)
+    digest = sha256_of(out)
     detail = {"purpose": purpose, "package_sha256": digest, "verified": report.ok}
     if content_key is not None:  # the package holds the key: the export is a key release too
         detail["content_key_id"] = content_key.key_id.hex()
@@ -208,8 +208,8 @@ def _clear_copies(directory: Path, recording_id: str,
         stored = segment.read_bytes()
         clear = decrypt_segment(stored, key)
         members[f"{DECRYPTED_DIR}/{recording_id}/{segment.name}"] = clear
-        report.append({"file": segment.name, "sha256": _sha256(stored),
-                       "decrypted_sha256": _sha256(clear)})
+        report.append({"file": segment.name, "sha256": sha256_of(stored),
+                       "decrypted_sha256": sha256_of(clear)})
     members[DECRYPTED_REPORT] = (json.dumps({"recording_id": recording_id, "segments": report},
                                             indent=1, sort_keys=True) + "\n").encode("ascii")
     return members
@@ -223,7 +223,8 @@ def _clock_verdict(flag: str | None) -> str:
             "station's receive time is the reliable bound")
 
 
-def _sha256(content: Path | bytes) -> str:
+def sha256_of(content: Path | bytes) -> str:
+    """The SHA-256 (hex) of bytes, or of a file read in 1 MiB pieces."""
     if isinstance(content, bytes):
         return hashlib.sha256(content).hexdigest()
     digest = hashlib.sha256()

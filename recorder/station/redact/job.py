@@ -6,7 +6,6 @@ an audit entry like an export's: who, when, the operations, the output's SHA-256
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import av
 from ..audit import Action
 from ..errors import ConflictError, StationError
 from ..evidence_store import EvidenceStore
+from ..export import sha256_of
 from .detect import FaceDetector
 from .plan import Plan
 from .render import DETECT_EVERY, Encoding, Progress, Rendered, _quiet, render
@@ -78,14 +78,11 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    digest = hashlib.sha256()
-    with open(out, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
+    digest = sha256_of(out)
     masked = [track.id for track in rendered.tracks if track.id not in plan.exclude_tracks]
     store.record_access(by, Action.REDACT, plan.recording_id, {
-        "output_sha256": digest.hexdigest(), "operations": plan.operations(),
+        "output_sha256": digest, "operations": plan.operations(),
         "tracks_found": len(rendered.tracks), "tracks_masked": masked,
         "frames": rendered.frames, "boxes_masked": rendered.masked_boxes,
         "decrypted": encrypted})
-    return RedactionResult(out, digest.hexdigest(), rendered, encrypted)
+    return RedactionResult(out, digest, rendered, encrypted)
