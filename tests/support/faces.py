@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 import numpy.typing as npt
 
 from recorder.capture.camera.test_pattern import TestPattern
+from support.media import mux_mono_audio
 
 FPS = 30
 SAMPLE_RATE = 48_000
@@ -85,6 +85,12 @@ def frames(width: int, height: int, count: int,
         yield frame
 
 
+def _tone(start: int) -> npt.NDArray[np.float32]:
+    """1024 samples of the 440 Hz tone from sample ``start``."""
+    t = np.arange(start, start + 1024) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32).reshape(1, -1)
+
+
 def encode(width: int, height: int, seconds: float, crf: int = 20) -> bytes:
     """An MP4 (H.264 with a keyframe each second, AAC mono 440 Hz tone) of the footage."""
     buffer = io.BytesIO()
@@ -99,13 +105,5 @@ def encode(width: int, height: int, seconds: float, crf: int = 20) -> bytes:
             frame.pts, frame.time_base = number, Fraction(1, FPS)
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        total = round(seconds * SAMPLE_RATE)
-        for start in range(0, total, 1024):
-            t = np.arange(start, start + 1024) / SAMPLE_RATE
-            tone = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32).reshape(1, -1)
-            chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
-            chunk.time_base = Fraction(1, SAMPLE_RATE)
-            out.mux(sound.encode(chunk))
-        out.mux(sound.encode(None))
+        mux_mono_audio(out, sound, round(seconds * SAMPLE_RATE), _tone)
     return buffer.getvalue()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -83,6 +84,19 @@ def aac(seconds: float = 3.0, sample_rate: int = 48_000, channels: int = 1,
     units = tuple(Unit(AUDIO, start_us + packet.pts * 1_000_000 // sample_rate, True,
                        bytes(packet), None) for packet in packets)
     return bytes(context.extradata), units
+
+
+def mux_mono_audio(out: Any, stream: Any, samples: int,
+                   chunk_at: Callable[[int], np.ndarray]) -> None:
+    """Encode ``samples`` of mono audio into ``stream`` of the open container ``out``, 1024
+    samples a frame, each frame's float32 samples (shape (1, 1024)) from ``chunk_at(start)``;
+    then flush the encoder."""
+    for start in range(0, samples, 1024):
+        chunk = av.AudioFrame.from_ndarray(chunk_at(start), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = stream.rate, start
+        chunk.time_base = Fraction(1, stream.rate)
+        out.mux(stream.encode(chunk))
+    out.mux(stream.encode(None))
 
 
 def interleave(*streams: tuple[Unit, ...]) -> list[Unit]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from support.media import mux_mono_audio
+
 FPS = 30
 SAMPLE_RATE = 48000
 # frag_discont makes the mov muxer write each packet's own dts as tfdt instead of restarting
@@ -50,12 +52,7 @@ def _encode_recording(seconds: int, b_frames: int, audio: bool) -> bytes:
         out.mux(video.encode(None))
         if sound is not None:
             tone = np.sin(np.arange(1024, dtype=np.float32) / 5).reshape(1, -1)
-            for start in range(0, seconds * SAMPLE_RATE, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
-                chunk.time_base = Fraction(1, SAMPLE_RATE)
-                out.mux(sound.encode(chunk))
-            out.mux(sound.encode(None))
+            mux_mono_audio(out, sound, seconds * SAMPLE_RATE, lambda start: tone)
     return buffer.getvalue()
 
 
