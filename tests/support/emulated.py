@@ -45,13 +45,13 @@ for _test in (
         "tests/test_record_e2e.py::test_a_power_cut_mid_recording_is_recovered_and_sealed"):
     SKIPPED[_test] = _REAL_TIME
 
-# BWV_EMULATED_SCOPE=camera (CI, for time): the evidence station's tests skip. The station runs on
-# a server, not on the camera's Pi, and is 43% of the emulated suite's test time.
+# BWV_EMULATED_SCOPE=camera, a quicker look (CI runs the whole suite): the station's tests skip.
+# The station runs on a server, not on the camera's Pi, and is about 40% of the emulated time.
 SCOPE_ENV = "BWV_EMULATED_SCOPE"
 STATION = ("tests/test_station_", "tests/test_trust_", "tests/test_fuzz_station_api.py",
            "tests/test_browser_playback.py")
 STATION_LEFT_OUT = ("emulated aarch64, BWV_EMULATED_SCOPE=camera: the station runs on a server, "
-                    "not the Pi; left out of CI's emulated run for time (benches/arm/README.md)")
+                    "not the Pi; left out of this quicker emulated run (benches/arm/README.md)")
 
 # The reason given by a fixture that cannot work under emulation (tests/test_storage_faults.py)
 LD_PRELOAD_SHIM = ("emulated aarch64: the fault shim is LD_PRELOADed, and under qemu-user the "
