@@ -459,3 +459,24 @@ def test_a_taken_report_path_is_refused_before_any_work(redacted: Redacted,
     assert result.stderr == (f"bwv station redact: {tmp_path / 'new.mp4.report.json.sig'} "
                              "exists: give another --out (nothing is overwritten)\n")
     assert [path.name for path in tmp_path.iterdir()] == ["new.mp4.report.json.sig"]
+
+
+def test_the_station_ca_is_made_once_and_refused_when_others_may_read_it(
+        tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from recorder.station.content_ca import ContentCa, ContentCaError
+
+    first = ContentCa.load_or_create(tmp_path, "station-x")
+    again = ContentCa.load_or_create(tmp_path, "station-x")
+    assert again == first  # read back, not made again
+    ca = x509.load_pem_x509_certificate(first.ca_cert_pem)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    signer = x509.load_pem_x509_certificate(first.signer_cert_pem)
+    usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {usage.dotted_string for usage in usages} == {"1.3.6.1.5.5.7.3.4",
+                                                         "1.3.6.1.5.5.7.3.36"}
+    os.chmod(tmp_path / "c2pa_ca_key.pem", 0o644)
+    with pytest.raises(ContentCaError, match=r"c2pa_ca_key.pem has mode 0644: .* chmod 600"):
+        ContentCa.load_or_create(tmp_path, "station-x")
