@@ -68,6 +68,9 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
     original = Original.of(store, plan.recording_id)
     missing = unavailable()
     made: dict[str, object] = {"added": False, "reason": missing}
+    # the CA before the work: a CA file others may read is refused before minutes of rendering
+    authority = None if missing is not None else ContentCa.load_or_create(
+        store.identity.key.path.parent, store.identity.station_id, _utc(store.clock()))
     detector = detector or FaceDetector()
     plan = Plan(plan.recording_id, plan.mask, plan.exclude_tracks, plan.mute, plan.bleep,
                 detector.describe() | {"stride": stride})
@@ -85,8 +88,9 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                 raise RenderError(f"the footage of {plan.recording_id} could not be redacted: "
                                   f"{exc}") from None
             os.chmod(partial, 0o600)
-            if missing is None:
-                partial, made = _with_credentials(store, Path(partial), out, original, plan)
+            if authority is not None:
+                partial, made = _with_credentials(authority, store.identity.station_id,
+                                                  Path(partial), out, original, plan)
             try:
                 os.link(partial, out)  # atomic, and fails rather than replace a file
             except FileExistsError:
@@ -112,19 +116,16 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
     return RedactionResult(out, digest, rendered, encrypted, report, made)
 
 
-def _with_credentials(store: EvidenceStore, rendered: Path, out: Path, original: Original,
-                      plan: Plan) -> tuple[str, dict[str, object]]:
-    """``rendered`` copied beside itself with the signed C2PA manifest in it (the station's CA
-    made on first use): the copy's path, and what the report says of it. The rendered file is
-    removed."""
+def _with_credentials(authority: ContentCa, station_id: str, rendered: Path, out: Path,
+                      original: Original, plan: Plan) -> tuple[str, dict[str, object]]:
+    """``rendered`` copied beside itself with the C2PA manifest in it, signed with the
+    certificate of the station's CA: the copy's path, and what the report says of it. The
+    rendered file is removed."""
     import c2pa
 
-    data_dir = store.identity.key.path.parent
-    authority = ContentCa.load_or_create(data_dir, store.identity.station_id,
-                                         _utc(store.clock()))
     signed = rendered.with_name(rendered.name + ".c2pa")
     try:
-        add_credentials(rendered, signed, store.identity.station_id, original, plan,
+        add_credentials(rendered, signed, station_id, original, plan,
                         authority.signer_cert_pem, authority.signer_key_pem, out.name)
     except c2pa.C2paError as exc:
         if signed.exists():
