@@ -2,10 +2,13 @@
 face composited at three sizes onto the moving synthetic scene (support.faces), checked with an
 independent detector (libfacedetection's CNN, through yuface: not the Haar cascade that
 redacts), by decoding the output back (pixels inside the faces, audio ranges), with ffprobe, and
-in the audit log; and the command's refusals, each one line with its exit status.
+in the audit log; its provenance: the station-signed report (checked with the real openssl) and
+the C2PA Content Credentials (checked with c2pa-python's Reader, on c2pa-rs, given the station's
+CA as trust anchor); and the command's refusals, each one line with its exit status.
 
 The footage is small (320x240, 2 s) and redacted twice for the module (pixelate with audio
-ranges; solid with one track left visible), to keep the suite's CPU down.
+ranges; solid with one track left visible, where c2pa-python cannot be imported), to keep the
+suite's CPU down.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
-from support import faces
+from cryptography.hazmat.primitives import serialization
+from support import faces, warm
 from support.media import ffmpeg_decode_errors, ffprobe
 from support.segments import cut_segments
 from support.station import bwv, ingest, make_recording, make_store
@@ -74,11 +80,25 @@ def audio_samples(path: Path) -> tuple[npt.NDArray[np.float32], int]:
 class Redacted:
     data: Path  # the station's data directory
     recording_id: str
+    recording: Path  # the recording as the camera wrote it (segments, manifest)
     original: Path  # the footage as the camera wrote it, joined
     pixelated: Path  # --mask pixelate --mute --bleep
-    solid: Path  # --mask solid --exclude-track 1
+    solid: Path  # --mask solid --exclude-track 1, run where c2pa-python cannot be imported
     pixelated_stdout: str
     solid_stdout: str
+    solid_stderr: str
+
+
+def without_c2pa(tmp: Path) -> dict[str, str]:
+    """The environment of `bwv` (support.station.bwv) with a ``c2pa`` package first on the path
+    that fails to import, as where c2pa-python has no wheel."""
+    (tmp / "no-c2pa" / "c2pa").mkdir(parents=True)
+    (tmp / "no-c2pa" / "c2pa" / "__init__.py").write_text(
+        'raise ImportError("No module named \'c2pa\' (hidden by the test)")\n')
+    environ = {**os.environ, "RECORDER_NATIVE": "off", "PYTHONPATH": str(tmp / "no-c2pa")}
+    environ.pop("BWV_STATION_DATA", None)
+    environ.pop("BWV_STATION_DB", None)
+    return environ
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +119,12 @@ def redacted(tmp_path_factory: pytest.TempPathFactory) -> Redacted:
                 f"{BLEEP[0]}-{BLEEP[1]}", "--progress")
     assert first.returncode == 0, first.stderr
     assert "rendering 60/60 frames" in first.stderr  # progress, for long work
-    second = bwv("station", "redact", recording.name, "--data", str(tmp / "station"), "--out",
-                 str(solid), "--by", "DO 42", "--mask", "solid", "--exclude-track", "1")
-    assert second.returncode == 0 and second.stderr == "", second.stderr
-    return Redacted(tmp / "station", recording.name, original, pixelated, solid, first.stdout,
-                    second.stdout)
+    second = warm.run(["station", "redact", recording.name, "--data", str(tmp / "station"),
+                       "--out", str(solid), "--by", "DO 42", "--mask", "solid",
+                       "--exclude-track", "1"], env=without_c2pa(tmp), timeout=60)
+    assert second.returncode == 0, second.stderr
+    return Redacted(tmp / "station", recording.name, recording, original, pixelated, solid,
+                    first.stdout, second.stdout, second.stderr)
 
 
 def test_the_independent_detector_finds_no_face_in_the_redacted_frames(
@@ -271,3 +292,191 @@ def test_a_mask_keeps_nothing_of_the_pixels_inside_the_box() -> None:
     Masker("solid").apply(again, 64, 48, [box])
     assert np.all(again[inside] == 60)
 
+
+
+# -- provenance: the signed report and the C2PA Content Credentials
+
+def report_of(output: Path) -> dict[str, Any]:
+    body = output.with_name(output.name + ".report.json").read_bytes()
+    assert body.endswith(b"\n") and body.count(b"\n") == 1  # one line of canonical JSON
+    report: dict[str, Any] = json.loads(body)
+    assert json.dumps(report, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode() + b"\n" == body
+    return report
+
+
+def openssl_verifies(report: Path, signature: Path, workdir: Path) -> bool:
+    """docs/redaction.md's recipe: the station's key out of the report (jq), then openssl."""
+    key = workdir / "station_key.pem"
+    extracted = subprocess.run(["jq", "-r", ".station_public_key", str(report)],
+                               capture_output=True, text=True, check=True)
+    key.write_text(extracted.stdout)
+    result = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(key),
+                             "-rawin", "-in", str(report), "-sigfile", str(signature)],
+                            capture_output=True, text=True)
+    assert ("Signature Verified Successfully" in result.stdout) == (result.returncode == 0)
+    return result.returncode == 0
+
+
+def test_the_signed_report_names_the_original_every_operation_and_the_output(
+        redacted: Redacted, tmp_path: Path) -> None:
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed (the recipe's first step)")
+    output = redacted.pixelated
+    report_path = output.with_name("pixelated.mp4.report.json")
+    signature = output.with_name("pixelated.mp4.report.json.sig")
+    assert f"report {report_path} (sha256 " in redacted.pixelated_stdout
+    assert str(signature) in redacted.pixelated_stdout
+    for path in (report_path, signature):
+        assert path.stat().st_mode & 0o777 == 0o600
+    report = report_of(output)
+    original = report["original"]
+    assert original["recording_id"] == redacted.recording_id and original["device_id"] == "cam7"
+    assert original["manifest_sha256"] == hashlib.sha256(
+        (redacted.recording / "manifest.jsonl").read_bytes()).hexdigest()
+    assert original["segments"] == [
+        {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        for path in sorted(redacted.recording.glob("*.mp4"))]
+    ops = report["operations"]
+    assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == 2
+    assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
+    assert {"op": "bleep", "start_ms": 1200, "end_ms": 1600} in ops
+    assert report["result"]["frames"] == SECONDS * faces.FPS
+    assert report["result"]["tracks_found"] >= 3 and report["result"]["boxes_masked"] > 0
+    assert report["output"]["file"] == "pixelated.mp4"
+    assert report["output"]["bytes"] == output.stat().st_size
+    assert report["output"]["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
+    assert report["approved_by"] == "DO 42" and report["approved_at"].endswith("Z")
+    station = bwv("station", "key", "--data", str(redacted.data))
+    assert f"key sha256 {report['station_key_sha256']}" in station.stderr
+    assert report["station_id"] in station.stdout
+    # the recipe of docs/redaction.md with the real openssl; then one byte changed
+    assert openssl_verifies(report_path, signature, tmp_path)
+    changed = tmp_path / "changed.report.json"
+    body = bytearray(report_path.read_bytes())
+    body[body.index(b'"approved_by":"DO 42"') + len('"approved_by":"DO ')] ^= 1  # 42 -> 52
+    changed.write_bytes(bytes(body))
+    assert not openssl_verifies(changed, signature, tmp_path)
+
+
+def test_the_audit_entry_names_the_report(redacted: Redacted) -> None:
+    result = bwv("station", "audit", "--data", str(redacted.data), "--recording",
+                 redacted.recording_id)
+    made = [json.loads(line)["detail"] for line in result.stdout.splitlines()
+            if json.loads(line)["action"] == "redact"]
+    for detail, output in zip(made, (redacted.pixelated, redacted.solid), strict=True):
+        report = output.with_name(output.name + ".report.json")
+        assert detail["report_sha256"] == hashlib.sha256(report.read_bytes()).hexdigest()
+    assert made[1]["content_credentials"] is False
+
+
+def test_without_c2pa_the_copy_is_made_and_both_stderr_and_the_report_say_why(
+        redacted: Redacted) -> None:
+    line, = redacted.solid_stderr.splitlines()
+    assert line == (f"bwv station redact: no content credentials added to {redacted.solid}: "
+                    "c2pa-python is not installed (No module named 'c2pa' (hidden by the "
+                    "test)); it has wheels for Linux (x86-64, aarch64), macOS and Windows only")
+    assert "content credentials: none" in redacted.solid_stdout
+    made = report_of(redacted.solid)["output"]["content_credentials"]
+    assert made["added"] is False and "c2pa-python is not installed" in made["reason"]
+    try:
+        import c2pa
+    except ImportError:
+        return
+    with open(redacted.solid, "rb") as file:
+        assert c2pa.Reader.try_create("video/mp4", file) is None  # no manifest in it
+
+
+def c2pa_reader(path: Path, anchors: bytes) -> Any:
+    c2pa = pytest.importorskip("c2pa", reason="c2pa-python has no wheel for this platform "
+                               "(pyproject.toml's station extra)")
+    context = c2pa.Context.from_dict({"trust": {"trust_anchors": anchors.decode()},
+                                      "verify": {"verify_trust": True}})
+    with open(path, "rb") as file:
+        return c2pa.Reader("video/mp4", file, context=context)
+
+
+def failures(reader: Any) -> list[str]:
+    results = reader.get_validation_results() or {}
+    return [item["code"] for item in results.get("activeManifest", {}).get("failure", [])]
+
+
+def test_content_credentials_verify_against_the_station_ca(redacted: Redacted,
+                                                            tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from recorder.station.content_ca import ContentCa
+
+    ca_pem = (redacted.data / "c2pa_ca.pem").read_bytes()
+    for name in ("c2pa_ca_key.pem", "c2pa_ca.pem", "c2pa_signer_key.pem", "c2pa_signer.pem"):
+        assert (redacted.data / name).stat().st_mode & 0o777 == 0o600
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+    assert f"(sha256 {fingerprint})" in redacted.pixelated_stdout
+    signer = x509.load_pem_x509_certificate((redacted.data / "c2pa_signer.pem").read_bytes())
+    assert signer.issuer == ca.subject != signer.subject
+    assert signer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert signer.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    reader = c2pa_reader(redacted.pixelated, ca_pem)
+    assert reader.get_validation_state() == "Trusted", failures(reader)
+    active = reader.get_active_manifest()
+    station_id = report_of(redacted.pixelated)["station_id"]
+    assert station_id in active["claim_generator_info"][0]["name"]
+    assert active["signature_info"]["common_name"] == f"{station_id} content credentials"
+    actions = next(assertion["data"]["actions"] for assertion in active["assertions"]
+                   if assertion["label"].startswith("c2pa.actions"))
+    assert [action["action"] for action in actions] == [
+        "c2pa.opened", "c2pa.edited", "c2pa.redacted", "c2pa.transcoded"]
+    assert actions[2]["reason"] == "c2pa.PII.present"
+    ingredient, = active["ingredients"]
+    original = report_of(redacted.pixelated)["original"]
+    assert ingredient["title"] == redacted.recording_id
+    assert ingredient["relationship"] == "parentOf"
+    assert original["manifest_sha256"] in ingredient["instance_id"]
+    assert ingredient["metadata"]["org.bwv-recorder.recording"]["segments"] == \
+        original["segments"]
+    # a byte of the picture changed after signing: the hash binding fails
+    tampered = tmp_path / "tampered.mp4"
+    data = bytearray(redacted.pixelated.read_bytes())
+    data[data.index(b"mdat") + 200] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    reader = c2pa_reader(tampered, ca_pem)
+    assert reader.get_validation_state() == "Invalid"
+    assert "assertion.bmffHash.mismatch" in failures(reader)
+    # another station's CA is no anchor for this one's credentials
+    other = ContentCa.load_or_create(tmp_path / "other", "station-other")
+    reader = c2pa_reader(redacted.pixelated, other.ca_cert_pem)
+    assert reader.get_validation_state() != "Trusted"
+    assert "signingCredential.untrusted" in failures(reader)
+
+
+def test_a_taken_report_path_is_refused_before_any_work(redacted: Redacted,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "new.mp4.report.json.sig").write_bytes(b"keep me")
+    result = bwv("station", "redact", redacted.recording_id, "--data", str(redacted.data),
+                 "--out", str(tmp_path / "new.mp4"))
+    assert result.returncode == 1
+    assert result.stderr == (f"bwv station redact: {tmp_path / 'new.mp4.report.json.sig'} "
+                             "exists: give another --out (nothing is overwritten)\n")
+    assert [path.name for path in tmp_path.iterdir()] == ["new.mp4.report.json.sig"]
+
+
+def test_the_station_ca_is_made_once_and_refused_when_others_may_read_it(
+        tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from recorder.station.content_ca import ContentCa, ContentCaError
+
+    first = ContentCa.load_or_create(tmp_path, "station-x")
+    again = ContentCa.load_or_create(tmp_path, "station-x")
+    assert again == first  # read back, not made again
+    ca = x509.load_pem_x509_certificate(first.ca_cert_pem)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    signer = x509.load_pem_x509_certificate(first.signer_cert_pem)
+    usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {usage.dotted_string for usage in usages} == {"1.3.6.1.5.5.7.3.4",
+                                                         "1.3.6.1.5.5.7.3.36"}
+    os.chmod(tmp_path / "c2pa_ca_key.pem", 0o644)
+    with pytest.raises(ContentCaError, match=r"c2pa_ca_key.pem has mode 0644: .* chmod 600"):
+        ContentCa.load_or_create(tmp_path, "station-x")

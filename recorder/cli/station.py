@@ -471,6 +471,7 @@ def _every(text: str) -> int:
 
 
 def _redact(args: argparse.Namespace) -> int:
+    from ..station.content_ca import CA_CERT_FILE
     from ..station.redact import Plan, redact_recording
 
     store = open_store(args)
@@ -504,6 +505,18 @@ def _redact(args: argparse.Namespace) -> int:
         state = "visible" if track.id in plan.exclude_tracks else "masked"
         print(f"  track {track.id}: frames {track.first}-{track.last} "
               f"({len(track.detections)} detections), {state}")
+    report = result.report
+    print(f"report {report.path} (sha256 {report.sha256}), signed by station "
+          f"{store.identity.station_id} in {report.signature}")
+    made = result.credentials
+    if made["added"]:
+        ca = store.identity.key.path.parent / CA_CERT_FILE
+        print(f"content credentials: C2PA manifest in {result.path}, signed with a certificate "
+              f"of the station's CA {ca} (sha256 {made['ca_sha256']})")
+    else:
+        print("content credentials: none (see stderr)")
+        print(f"bwv station redact: no content credentials added to {result.path}: "
+              f"{made['reason']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -864,10 +877,13 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
         "the detector finds is tracked and masked, except the tracks given with "
         "--exclude-track; audio ranges are muted or bleeped. The track ids are printed; run "
         "again with --exclude-track to leave the requester visible. An encrypted recording is "
-        "decrypted with the station's key. Never overwrites --out. Audited.")
+        "decrypted with the station's key. A report signed by the station is written beside "
+        "it (FILE.mp4.report.json and FILE.mp4.report.json.sig) and, where c2pa-python is "
+        "installed, C2PA Content Credentials signed by the station's own CA go into it. Never "
+        "overwrites a file. Audited.")
     redact.add_argument("recording", metavar="RECORDING")
     redact.add_argument("--out", required=True, type=Path, metavar="FILE.mp4",
-                        help="the redacted file (must not exist)")
+                        help="the redacted file (it and its report must not exist)")
     redact.add_argument("--mask", choices=["pixelate", "solid"], default="pixelate",
                         help="pixelate (coarse blocks plus noise; default) or solid (grey fill)")
     redact.add_argument("--mute", action="append", default=[], type=_audio_range,

@@ -4,10 +4,11 @@ ranges are muted or bleeped; the result is one MP4 re-encoded with libx264 and A
 
 The data path, one module each: ``source`` (the recording's segments, decrypted as for an
 export), ``detect`` (faces in a frame), ``track`` (detections linked across frames, gaps
-bridged, boxes padded), ``plan`` (the operations, as data: what the audit log, and later a
-signed report, record), ``mask`` (what replaces a box's pixels), ``audio`` (mute, bleep) and
-``render`` (decode, mask, encode, write). ``redact`` (recorder.station.redact.job) joins them
-for `bwv station redact` and audits the result.
+bridged, boxes padded), ``plan`` (the operations, as data: what the audit log and the signed
+report record), ``mask`` (what replaces a box's pixels), ``audio`` (mute, bleep), ``render``
+(decode, mask, encode, write), ``credentials`` (C2PA Content Credentials on the copy) and
+``report`` (the station-signed report beside it). ``redact`` (recorder.station.redact.job)
+joins them for `bwv station redact` and audits the result.
 """
 
 from __future__ import annotations

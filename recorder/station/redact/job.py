@@ -1,10 +1,12 @@
 """One redaction, start to finish: the clear footage in a scratch directory, the redacted MP4
-written beside ``out`` and linked into place only when whole (never over an existing file), and
-an audit entry like an export's: who, when, the operations, the output's SHA-256.
+written beside ``out``, given C2PA Content Credentials (``credentials``) and linked into place
+only when whole (never over an existing file), the signed report beside it (``report``), and an
+audit entry like an export's: who, when, the operations, the output's and the report's SHA-256.
 """
 
 from __future__ import annotations
 
+import datetime
 import errno
 import os
 import tempfile
@@ -16,9 +18,12 @@ import av
 from ..audit import Action
 from ..errors import ConflictError, StationError
 from ..evidence_store import EvidenceStore
+from ..content_ca import ContentCa
 from ..export import sha256_of
+from .credentials import add_credentials, unavailable
 from .detect import FaceDetector
 from .plan import Plan
+from .report import Original, ReportFiles, check_free, make_report, write_report
 from .render import DETECT_EVERY, Encoding, Progress, Rendered, _quiet, render
 from .source import clear_footage
 from .track import Tracking
@@ -34,21 +39,38 @@ class OutputExistsError(ConflictError):
     """The redacted file's path is taken: nothing is overwritten."""
 
 
+class CredentialsError(StationError):
+    """c2pa-python is there but could not sign the copy (its message)."""
+
+    code = "credentials_failed"
+
+
 @dataclass(frozen=True)
 class RedactionResult:
     path: Path
     sha256: str
     rendered: Rendered
     encrypted: bool
+    report: ReportFiles
+    # as the report has it: {"added": True, "ca_sha256": ...} or {"added": False, "reason": ...}
+    credentials: dict[str, object]
 
 
 def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                      detector: FaceDetector | None = None, tracking: Tracking = Tracking(),
                      encoding: Encoding = Encoding(), stride: int = DETECT_EVERY,
                      progress: Progress = _quiet) -> RedactionResult:
-    """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist) and audit it."""
+    """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist), with Content
+    Credentials where c2pa-python is installed, write its signed report and audit it."""
     if out.exists() or out.is_symlink():
         raise OutputExistsError(f"{out} exists: give another --out (nothing is overwritten)")
+    check_free(out)
+    original = Original.of(store, plan.recording_id)
+    missing = unavailable()
+    made: dict[str, object] = {"added": False, "reason": missing}
+    # the CA before the work: a CA file others may read is refused before minutes of rendering
+    authority = None if missing is not None else ContentCa.load_or_create(
+        store.identity.key.path.parent, store.identity.station_id, _utc(store.clock()))
     detector = detector or FaceDetector()
     plan = Plan(plan.recording_id, plan.mask, plan.exclude_tracks, plan.mute, plan.bleep,
                 detector.describe() | {"stride": stride})
@@ -66,6 +88,9 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                 raise RenderError(f"the footage of {plan.recording_id} could not be redacted: "
                                   f"{exc}") from None
             os.chmod(partial, 0o600)
+            if authority is not None:
+                partial, made = _with_credentials(authority, store.identity.station_id,
+                                                  Path(partial), out, original, plan)
             try:
                 os.link(partial, out)  # atomic, and fails rather than replace a file
             except FileExistsError:
@@ -79,10 +104,39 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
             if os.path.exists(partial):
                 os.unlink(partial)
     digest = sha256_of(out)
+    report = write_report(store, make_report(store, original, plan, rendered, out, digest, by,
+                                             made, encrypted), out)
     masked = [track.id for track in rendered.tracks if track.id not in plan.exclude_tracks]
     store.record_access(by, Action.REDACT, plan.recording_id, {
         "output_sha256": digest, "operations": plan.operations(),
         "tracks_found": len(rendered.tracks), "tracks_masked": masked,
         "frames": rendered.frames, "boxes_masked": rendered.masked_boxes,
-        "decrypted": encrypted})
-    return RedactionResult(out, digest, rendered, encrypted)
+        "decrypted": encrypted, "report_sha256": report.sha256,
+        "content_credentials": missing is None})
+    return RedactionResult(out, digest, rendered, encrypted, report, made)
+
+
+def _with_credentials(authority: ContentCa, station_id: str, rendered: Path, out: Path,
+                      original: Original, plan: Plan) -> tuple[str, dict[str, object]]:
+    """``rendered`` copied beside itself with the C2PA manifest in it, signed with the
+    certificate of the station's CA: the copy's path, and what the report says of it. The
+    rendered file is removed."""
+    import c2pa
+
+    signed = rendered.with_name(rendered.name + ".c2pa")
+    try:
+        add_credentials(rendered, signed, station_id, original, plan,
+                        authority.signer_cert_pem, authority.signer_key_pem, out.name)
+    except c2pa.C2paError as exc:
+        if signed.exists():
+            signed.unlink()
+        raise CredentialsError(f"the Content Credentials of {out.name} could not be signed: "
+                               f"{exc}") from None
+    finally:
+        rendered.unlink()
+    return str(signed), {"added": True, "format": "C2PA", "alg": "ES256",
+                         "ca_sha256": authority.ca_fingerprint}
+
+
+def _utc(microseconds: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(microseconds / 1e6, datetime.timezone.utc)

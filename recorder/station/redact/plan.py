@@ -1,6 +1,7 @@
 """A redaction as data: the list of operations that turn a recording into its redacted copy.
-What the audit log records of a redaction, and what a signed report or the web app's editor can
-read and write later, is this list (``Plan.operations``), not the code that applied it.
+What the audit log and the signed report (``report``) record of a redaction, and what the web
+app's editor can read and write later, is this list (``Plan.operations``), not the code that
+applied it.
 
 Operations (each a JSON object with ``op``):
   ``mask_faces``     every face track the detector found, masked (``mask``: pixelate or solid)
