@@ -6,6 +6,7 @@ audit entry like an export's: who, when, the operations, the output's and the re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import errno
 import os
@@ -24,7 +25,7 @@ from .credentials import add_credentials, unavailable
 from .detect import FaceDetector
 from .plan import Plan
 from .report import Original, ReportFiles, check_free, make_report, write_report
-from .render import DETECT_EVERY, Encoding, Progress, Rendered, _quiet, render
+from .render import DETECT_EVERY, Encoding, Found, Progress, Rendered, _quiet, render
 from .source import clear_footage
 from .track import Tracking
 
@@ -59,9 +60,11 @@ class RedactionResult:
 def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                      detector: FaceDetector | None = None, tracking: Tracking = Tracking(),
                      encoding: Encoding = Encoding(), stride: int = DETECT_EVERY,
-                     progress: Progress = _quiet) -> RedactionResult:
+                     progress: Progress = _quiet, found: Found | None = None) -> RedactionResult:
     """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist), with Content
-    Credentials where c2pa-python is installed, write its signed report and audit it."""
+    Credentials where c2pa-python is installed, write its signed report and audit it.
+    ``found``: the recording's face tracks found before with the same detector, tracking and
+    stride (recorder.station.redact.review), so that the ids the plan names are those."""
     if out.exists() or out.is_symlink():
         raise OutputExistsError(f"{out} exists: give another --out (nothing is overwritten)")
     check_free(out)
@@ -72,8 +75,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
     authority = None if missing is not None else ContentCa.load_or_create(
         store.identity.key.path.parent, store.identity.station_id, _utc(store.clock()))
     detector = detector or FaceDetector()
-    plan = Plan(plan.recording_id, plan.mask, plan.exclude_tracks, plan.mute, plan.bleep,
-                detector.describe() | {"stride": stride})
+    plan = dataclasses.replace(plan, detector=detector.describe() | {"stride": stride})
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bwv-redact-") as scratch:
         footage, encrypted = clear_footage(store, plan.recording_id, Path(scratch))
@@ -83,7 +85,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
         try:
             try:
                 rendered = render(footage, Path(partial), plan, detector, tracking, encoding,
-                                  stride, progress)
+                                  stride, progress, found)
             except av.error.FFmpegError as exc:
                 raise RenderError(f"the footage of {plan.recording_id} could not be redacted: "
                                   f"{exc}") from None
