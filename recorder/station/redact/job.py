@@ -11,6 +11,7 @@ import datetime
 import errno
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +61,13 @@ class RedactionResult:
 def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                      detector: FaceDetector | None = None, tracking: Tracking = Tracking(),
                      encoding: Encoding = Encoding(), stride: int = DETECT_EVERY,
-                     progress: Progress = _quiet, found: Found | None = None) -> RedactionResult:
+                     progress: Progress = _quiet, found: Found | None = None,
+                     detail: Mapping[str, object] | None = None) -> RedactionResult:
     """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist), with Content
     Credentials where c2pa-python is installed, write its signed report and audit it.
     ``found``: the recording's face tracks found before with the same detector, tracking and
-    stride (recorder.station.redact.review), so that the ids the plan names are those."""
+    stride (recorder.station.redact.review), so that the ids the plan names are those;
+    ``detail``: added to the audit entry (the public request, the staff page's client)."""
     if out.exists() or out.is_symlink():
         raise OutputExistsError(f"{out} exists: give another --out (nothing is overwritten)")
     check_free(out)
@@ -114,7 +117,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
         "tracks_found": len(rendered.tracks), "tracks_masked": masked,
         "frames": rendered.frames, "boxes_masked": rendered.masked_boxes,
         "decrypted": encrypted, "report_sha256": report.sha256,
-        "content_credentials": missing is None})
+        "content_credentials": missing is None, **(detail or {})})
     return RedactionResult(out, digest, rendered, encrypted, report, made)
 
 
