@@ -89,8 +89,7 @@ class Reviews:
 
     def __init__(self, store: EvidenceStore, root: Path | None = None) -> None:
         self.store = store
-        self.root = root if root is not None else \
-            store.identity.key.path.parent / REDACTED_DIR
+        self._root = root
         self._detected: dict[str, Detected] = {}
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -102,6 +101,13 @@ class Reviews:
     def job(self, recording_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(recording_id)
+
+    @property
+    def root(self) -> Path:
+        """The station's ``redacted/`` directory (beside its key: the data directory)."""
+        if self._root is None:
+            self._root = self.store.identity.key.path.parent / REDACTED_DIR
+        return self._root
 
     def directory(self, reference: str) -> Path:
         """Where the request's redacted copies are kept (its reference hashed: a reference is
