@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 from support import faces
 from support.segments import cut_segments
@@ -105,8 +107,14 @@ def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
         pages = wait_until_done(browser, station.page)
         tracks = [int(n) for n in re.findall(r'name="keep-(\d+)"', pages[-1])]
         assert len(tracks) >= 3, pages[-1]  # three faces cross the footage
-        assert re.search(r"<td>1</td><td>0.00 s</td><td>\d\.\d\d s</td><td>\d+</td>",
-                         pages[-1])
+        assert re.search(r'<td>1</td><td><img src="[^"]+/tracks/1.jpg" alt="track 1" height=96>'
+                         r"</td><td>0.00 s</td><td>\d\.\d\d s</td><td>\d+</td>", pages[-1])
+        still = browser.get(f"{station.page}/tracks/1.jpg")  # a small crop of the face
+        assert still.headers["content-type"] == "image/jpeg"
+        assert still.headers["cache-control"] == "no-store"
+        picture = cv2.imdecode(np.frombuffer(still.content, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape[0] == 96 and picture.shape[1] < WIDTH
+        assert browser.get(f"{station.page}/tracks/99.jpg").status_code == 404
         # bad input: one line on the page, nothing started
         for bad, message in (({"boxes": "0.5:300,10,40,40"},
                               "box 0.5:300,10,40,40: 0.5:300,10,40,40 is outside the "

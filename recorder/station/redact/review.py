@@ -30,6 +30,7 @@ from .source import clear_footage
 from .track import Track, Tracking
 
 REDACTED_DIR = "redacted"
+STILL_HEIGHT = 96  # pixels: a track's still on the review page
 FINDING, RENDERING = "finding faces", "rendering"
 
 
@@ -44,6 +45,7 @@ class Detected:
     found: Found
     width: int
     height: int
+    stills: dict[int, bytes]  # a small JPEG of each track's face, by track id
 
     @property
     def tracks(self) -> list[Track]:
@@ -145,8 +147,9 @@ class Reviews:
                     job.total = stream.frames or None
                 found = detect_faces(footage, FaceDetector(), Tracking(), DETECT_EVERY,
                                      _progress(job))
+                stills = track_stills(footage, found[0], Tracking())
             with self._lock:
-                self._detected[recording_id] = Detected(found, width, height)
+                self._detected[recording_id] = Detected(found, width, height, stills)
 
         return self._start(recording_id, job, work)
 
@@ -204,6 +207,44 @@ def _progress(job: Job) -> Callable[[str, int, int | None], None]:
             job.total = total
 
     return progress
+
+
+def track_stills(footage: Path, tracks: list[Track], tracking: Tracking,
+                 height: int = STILL_HEIGHT) -> dict[int, bytes]:
+    """A JPEG of each track's padded box on the frame of its middle detection, ``height``
+    pixels high: what the officer needs to tell the requester's face from the others."""
+    import cv2
+
+    wanted: dict[int, list[Track]] = {}
+    for track in tracks:
+        frames = sorted(track.detections)
+        wanted.setdefault(frames[len(frames) // 2], []).append(track)
+    stills: dict[int, bytes] = {}
+    if not wanted:
+        return stills
+    last = max(wanted)
+    with av.open(str(footage)) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number in wanted:
+                picture = frame.to_ndarray(format="bgr24")
+                for track in wanted[number]:
+                    box = tracking.box_at(track, number)
+                    if box is None:
+                        continue
+                    left, top = max(0, int(box.x)), max(0, int(box.y))
+                    right = min(picture.shape[1], int(box.x + box.w))
+                    bottom = min(picture.shape[0], int(box.y + box.h))
+                    if right <= left or bottom <= top:
+                        continue
+                    crop = picture[top:bottom, left:right]
+                    width = max(1, round(crop.shape[1] * height / crop.shape[0]))
+                    small = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+                    done, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                    if done:
+                        stills[track.id] = jpeg.tobytes()
+            if number >= last:
+                break
+    return stills
 
 
 def companions(output: Path) -> list[Path]:

@@ -133,6 +133,19 @@ def redaction_routes(store: EvidenceStore, settings: WebSettings,
                        "operations": plan.operations()})
         return RedirectResponse(_path(reference, recording_id), status_code=303)
 
+    async def still(request: Request) -> Response:
+        """A track's small still, for the page (served no-store, as every answer here)."""
+        await officer(request)
+        recording_id = str(request.path_params["recording_id"])
+        detected = reviews.detected(recording_id)
+        track = str(request.path_params["track"])
+        jpeg = None
+        if detected is not None and track.isdigit():
+            jpeg = detected.stills.get(int(track))
+        if jpeg is None:
+            raise NoSuchRedactionError(f"no still of track {track[:20]}")
+        return Response(jpeg, media_type="image/jpeg")
+
     async def download(request: Request) -> Response:
         who, reference, _ = await officer(request)
         name = str(request.path_params["file"])
@@ -155,6 +168,8 @@ def redaction_routes(store: EvidenceStore, settings: WebSettings,
                   methods=["POST"]),
             Route("/requests/{reference}/recordings/{recording_id}/redact/render", render,
                   methods=["POST"]),
+            Route("/requests/{reference}/recordings/{recording_id}/redact/tracks/{track}.jpg",
+                  still, methods=["GET"]),
             Route("/requests/{reference}/redacted/{file}", download, methods=["GET"])]
 
 
@@ -235,7 +250,8 @@ def _page(reference: str, state: RequestState, recording_id: str, csrf: str, job
                          f'<form method=post action="{action}/faces">{token}'
                          "<button>find the faces</button></form>")
     else:
-        parts.append(_render_form(action, token, detected, fields, busy))
+        parts.append(_render_form(action, token, detected, fields, busy,
+                                  _path(reference, recording_id)))
     if outputs:
         links = "".join(
             f"<li><a href='/requests/{e(reference)}/redacted/{e(name)}'>{e(name)}</a> "
@@ -248,14 +264,16 @@ def _page(reference: str, state: RequestState, recording_id: str, csrf: str, job
 
 
 def _render_form(action: str, token: str, detected: Detected, fields: dict[str, str],
-                 busy: bool) -> str:
+                 busy: bool, path: str) -> str:
     fps = detected.fps
-    rows = [[e(track.id), f"{track.first / fps:.2f} s", f"{track.last / fps:.2f} s",
+    rows = [[e(track.id),
+             f'<img src="{e(path)}/tracks/{track.id}.jpg" alt="track {track.id}" height=96>'
+             if track.id in detected.stills else "", f"{track.first / fps:.2f} s", f"{track.last / fps:.2f} s",
              e(track.last - track.first + 1), e(len(track.detections)),
              f'<label><input type=checkbox name="keep-{track.id}"'
              f'{" checked" if fields.get(f"keep-{track.id}") == "on" else ""}> '
              "leave visible</label>"] for track in detected.tracks]
-    tracks = (table(("track", "first seen", "last seen", "frames", "detections", "keep"), rows)
+    tracks = (table(("track", "face", "first seen", "last seen", "frames", "detections", "keep"), rows)
               if rows else "<p>No face was found: only boxes drawn by hand are masked.</p>")
     chosen = fields.get("mask", MASKS[0])
     masks = "".join(f'<option value="{e(mask)}"{" selected" if mask == chosen else ""}>'
