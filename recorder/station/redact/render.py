@@ -1,8 +1,8 @@
 """Decode, detect, mask, encode: two passes over the clear footage with PyAV. The first decodes
 the video only and runs the face detector (every ``stride``-th frame; the tracker fills the
 frames between); the second decodes video and audio again, masks each frame's tracked boxes
-(minus the excluded tracks) and the plan's manual boxes, applies the audio operations, and encodes H.264 (libx264) and AAC
-into one MP4 whose clock starts at the first video frame.
+(minus the excluded tracks) and the plan's manual boxes, applies the audio operations, and
+encodes H.264 (libx264) and AAC into one MP4 whose clock starts at the first video frame.
 """
 
 from __future__ import annotations

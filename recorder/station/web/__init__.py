@@ -77,7 +77,8 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
     static = StaticFiles(directory=str(resources.files("recorder.station") / "static"))
     routes = [*login_routes(store, settings), *oidc_routes(store, settings, safe_next),
               *web_routes(store, settings),
-              *request_routes(store, settings, reviews), *redaction_routes(store, settings, reviews),
+              *request_routes(store, settings, reviews),
+              *redaction_routes(store, settings, reviews),
               Mount("/static", static, name="static")]
     handlers = {NotLoggedIn: not_logged_in, Refused: refused, ForbiddenForm: forbidden_form,
                 StationError: station_error, HTTPException: http_error}

@@ -268,12 +268,14 @@ def _render_form(action: str, token: str, detected: Detected, fields: dict[str, 
     fps = detected.fps
     rows = [[e(track.id),
              f'<img src="{e(path)}/tracks/{track.id}.jpg" alt="track {track.id}" height=96>'
-             if track.id in detected.stills else "", f"{track.first / fps:.2f} s", f"{track.last / fps:.2f} s",
+             if track.id in detected.stills else "",
+             f"{track.first / fps:.2f} s", f"{track.last / fps:.2f} s",
              e(track.last - track.first + 1), e(len(track.detections)),
              f'<label><input type=checkbox name="keep-{track.id}"'
              f'{" checked" if fields.get(f"keep-{track.id}") == "on" else ""}> '
              "leave visible</label>"] for track in detected.tracks]
-    tracks = (table(("track", "face", "first seen", "last seen", "frames", "detections", "keep"), rows)
+    tracks = (table(("track", "face", "first seen", "last seen", "frames", "detections",
+                     "keep"), rows)
               if rows else "<p>No face was found: only boxes drawn by hand are masked.</p>")
     chosen = fields.get("mask", MASKS[0])
     masks = "".join(f'<option value="{e(mask)}"{" selected" if mask == chosen else ""}>'
