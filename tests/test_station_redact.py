@@ -33,12 +33,14 @@ from support.segments import cut_segments
 from support.station import bwv, ingest, make_recording, make_store
 
 from recorder.integrity.keys import DeviceKey
-from recorder.station.redact.detect import Box
-from recorder.station.redact.plan import AudioRange, BadPlanError, Plan, parse_range
+from recorder.station.redact.detect import Box, FaceDetector
+from recorder.station.redact.plan import AudioRange, BadPlanError, Plan, parse_box, parse_range
+from recorder.station.redact.render import render
 from recorder.station.redact.mask import Masker
 
 WIDTH, HEIGHT, SECONDS = 320, 240, 2
 MUTE, BLEEP = (0.4, 0.9), (1.2, 1.6)  # seconds
+BOX = "0.5:20,150,60,30;1.5:200,100,100,60"  # a box drawn by hand, two keyframes
 EDGE_S = 0.03  # AAC's overlapping windows smear a range's edges by a few milliseconds
 
 
@@ -116,7 +118,7 @@ def redacted(tmp_path_factory: pytest.TempPathFactory) -> Redacted:
     pixelated, solid = tmp / "out" / "pixelated.mp4", tmp / "out" / "solid.mp4"
     first = bwv("station", "redact", recording.name, "--data", str(tmp / "station"), "--out",
                 str(pixelated), "--by", "DO 42", "--mute", f"{MUTE[0]}-{MUTE[1]}", "--bleep",
-                f"{BLEEP[0]}-{BLEEP[1]}", "--progress")
+                f"{BLEEP[0]}-{BLEEP[1]}", "--box", BOX, "--progress")
     assert first.returncode == 0, first.stderr
     assert "rendering 60/60 frames" in first.stderr  # progress, for long work
     second = warm.run(["station", "redact", recording.name, "--data", str(tmp / "station"),
@@ -243,6 +245,12 @@ def test_each_redaction_is_in_the_audit_log_with_its_operations(redacted: Redact
     (["RID", "--exclude-track", "zero"], 2, "'zero' is not a track id"),
     (["RID", "--detect-every", "9"], 2, "'9' is not a whole number of frames from 1 to 4"),
     (["RID", "--out", "EXISTING"], 1, "exists: give another --out (nothing is overwritten)"),
+    (["RID", "--box", "1:10,10"], 2, "argument --box: '1:10,10' is not a keyframe T:X,Y,W,H"),
+    (["RID", "--box", "1:1,1,0,4"], 2, "a box is at least one pixel wide and high"),
+    (["RID", "--box", "1:1,1,4,4;0.5:1,1,4,4"], 2, "the keyframes' times must increase"),
+    (["RID", "--box", "0.5:300,10,40,40"], 2,
+     "--box 0.5:300,10,40,40: 0.5:300,10,40,40 is outside the 320x240 frame"),
+    (["RID", "--box", "1:1,1,4,4;2.5:1,1,4,4"], 2, "2.5 s is past the end (the footage is 2.0"),
 ])
 def test_bad_input_is_one_line_and_an_exit_status(redacted: Redacted, tmp_path: Path,
                                                   args: list[str], status: int,
@@ -257,7 +265,7 @@ def test_bad_input_is_one_line_and_an_exit_status(redacted: Redacted, tmp_path: 
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]
     assert message in last, result.stderr
-    if status == 1:
+    if status == 1 or message.startswith("--box"):  # a box outside the frame: one line
         assert result.stderr.count("\n") == 1, result.stderr
     assert existing.read_bytes() == b"keep me"
     assert [path.name for path in tmp_path.iterdir()] == ["taken.mp4"]  # nothing left behind
@@ -274,6 +282,52 @@ def test_a_plan_refuses_ranges_past_the_end_and_tracks_not_found() -> None:
         plan.check(61.0, {1, 2, 3})
     with pytest.raises(BadPlanError, match="mask 'blur'"):
         Plan("R", mask="blur")
+
+
+def test_a_box_is_parsed_interpolated_and_checked_against_the_frame() -> None:
+    box = parse_box("0.5:20,150,60,30; 1:30:200,100,100,60")
+    assert [k.t_ms for k in box.keyframes] == [500, 90_000]
+    assert box.at(0.0, 0.4) is None and box.at(90.01, 90.05) is None
+    assert box.at(0.48, 0.52) == Box(20, 150, 60, 30)  # a frame that overlaps the start
+    assert box.at(45.25, 45.28) == Box(110, 125, 80, 45)  # halfway
+    assert box.at(90.0, 90.03) == Box(200, 100, 100, 60)
+    plan = Plan("R", boxes=(box,))
+    assert plan.operations()[-1]["keyframes"][1] == {"t_ms": 90_000, "x": 200, "y": 100,
+                                                      "w": 100, "h": 60}
+    plan.check(90.0, None, (300, 240))
+    with pytest.raises(BadPlanError, match=r"is outside the 299x240 frame$"):
+        plan.check(90.0, None, (299, 240))
+    with pytest.raises(BadPlanError, match=r"90 s is past the end"):
+        plan.check(89.9, None, (300, 240))
+
+
+class NoFaces(FaceDetector):
+    """A detector that finds nothing: what changes is the manual box alone."""
+
+    def detect(self, luma: npt.NDArray[np.uint8]) -> list[Box]:
+        return []
+
+
+def test_a_manual_box_masks_its_interpolated_place_and_nothing_else(redacted: Redacted,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "box.mp4"
+    box = parse_box(BOX)
+    render(redacted.original, out, Plan(redacted.recording_id, mask="solid", boxes=(box,)),
+           NoFaces())
+    original, boxed = rgb_frames(redacted.original), rgb_frames(out)
+    assert len(original) == len(boxed) == SECONDS * faces.FPS
+    for number, (x, y, w, h) in ((15, (20, 150, 60, 30)), (30, (110, 125, 80, 45)),
+                                 (45, (200, 100, 100, 60))):  # 0.5 s, 1 s (halfway), 1.5 s
+        was, now = original[number].astype(int), boxed[number].astype(int)
+        inside = (slice(y + 2, y + h - 2), slice(x + 2, x + w - 2))
+        assert np.abs(was[inside] - now[inside]).mean() > 10, number
+        # one flat grey where the original had detail: nothing of it is left
+        assert now[inside].std() < 3 and was[inside].std() > 10, number
+        outside = np.ones(was.shape[:2], bool)
+        outside[max(0, y - 4):y + h + 4, max(0, x - 4):x + w + 4] = False
+        assert np.abs(was[outside] - now[outside]).mean() < 3, number  # the re-encoding only
+    for number in (0, 10, 50, 59):  # before the first keyframe and after the last
+        assert np.abs(original[number].astype(int) - boxed[number]).mean() < 3, number
 
 
 def test_a_mask_keeps_nothing_of_the_pixels_inside_the_box() -> None:
@@ -341,6 +395,9 @@ def test_the_signed_report_names_the_original_every_operation_and_the_output(
     assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == 2
     assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
     assert {"op": "bleep", "start_ms": 1200, "end_ms": 1600} in ops
+    assert {"op": "box", "keyframes": [{"t_ms": 500, "x": 20, "y": 150, "w": 60, "h": 30},
+                                       {"t_ms": 1500, "x": 200, "y": 100, "w": 100, "h": 60}]} \
+        in ops
     assert report["result"]["frames"] == SECONDS * faces.FPS
     assert report["result"]["tracks_found"] >= 3 and report["result"]["boxes_masked"] > 0
     assert report["output"]["file"] == "pixelated.mp4"
@@ -428,6 +485,8 @@ def test_content_credentials_verify_against_the_station_ca(redacted: Redacted,
     assert [action["action"] for action in actions] == [
         "c2pa.opened", "c2pa.edited", "c2pa.redacted", "c2pa.transcoded"]
     assert actions[2]["reason"] == "c2pa.PII.present"
+    assert "a box drawn by hand masked from 500 to 1500 ms (2 keyframes)" in \
+        actions[1]["description"]
     ingredient, = active["ingredients"]
     original = report_of(redacted.pixelated)["original"]
     assert ingredient["title"] == redacted.recording_id

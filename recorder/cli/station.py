@@ -458,6 +458,15 @@ def _audio_range(text: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _box(text: str) -> object:
+    from ..station.redact.plan import parse_box
+
+    try:
+        return parse_box(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _track_id(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a track id (1, 2, ...)")
@@ -473,10 +482,11 @@ def _every(text: str) -> int:
 def _redact(args: argparse.Namespace) -> int:
     from ..station.content_ca import CA_CERT_FILE
     from ..station.redact import Plan, redact_recording
+    from ..station.redact.plan import BadBoxError
 
     store = open_store(args)
     plan = Plan(args.recording, mask=args.mask, exclude_tracks=tuple(args.exclude_track),
-                mute=tuple(args.mute), bleep=tuple(args.bleep))
+                mute=tuple(args.mute), bleep=tuple(args.bleep), boxes=tuple(args.box))
     phases: list[str] = []
 
     def progress(phase: str, done: int, total: int | None) -> None:
@@ -493,6 +503,8 @@ def _redact(args: argparse.Namespace) -> int:
     try:
         result = redact_recording(store, plan, args.out, by=_actor(args),
                                   stride=args.detect_every, progress=progress)
+    except BadBoxError as exc:  # a box outside the frame: a mistyped option, as a bad range
+        raise StationUsageError(str(exc)) from None
     finally:
         if phases:
             print(file=sys.stderr)
@@ -891,6 +903,12 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         "from the first frame (e.g. 12.5-20 or 1:02-1:10; repeat for more)")
     redact.add_argument("--bleep", action="append", default=[], type=_audio_range,
                         metavar="START-END", help="replace this range with a 1 kHz tone")
+    redact.add_argument("--box", action="append", default=[], type=_box,
+                        metavar="T:X,Y,W,H[;T:X,Y,W,H...]",
+                        help="also mask a box drawn by hand (a number plate, a screen): "
+                        "keyframes, T in seconds as for --mute, X, Y, W, H in pixels of the "
+                        "footage; the box moves linearly between keyframes and is masked from "
+                        "the first keyframe's time to the last's (repeat for more)")
     redact.add_argument("--exclude-track", action="append", default=[], type=_track_id,
                         metavar="N", help="leave face track N visible (repeat for more)")
     redact.add_argument("--detect-every", type=_every, default=2, metavar="N",

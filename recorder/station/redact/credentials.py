@@ -57,6 +57,10 @@ def manifest(station_id: str, original: Original, plan: Plan, title: str) -> dic
             edits.append(f"every face the detector found masked ({op['mask']})")
         elif op["op"] == "exclude_track":
             edits.append(f"face track {op['track']} left visible")
+        elif op["op"] == "box":
+            first, last = op["keyframes"][0], op["keyframes"][-1]
+            edits.append(f"a box drawn by hand masked from {first['t_ms']} to {last['t_ms']} ms "
+                         f"({len(op['keyframes'])} keyframes)")
         else:
             edits.append(f"audio {op['start_ms']}-{op['end_ms']} ms {op['op']}d")
     return {

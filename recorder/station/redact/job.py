@@ -6,10 +6,12 @@ audit entry like an export's: who, when, the operations, the output's and the re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import errno
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from .credentials import add_credentials, unavailable
 from .detect import FaceDetector
 from .plan import Plan
 from .report import Original, ReportFiles, check_free, make_report, write_report
-from .render import DETECT_EVERY, Encoding, Progress, Rendered, _quiet, render
+from .render import DETECT_EVERY, Encoding, Found, Progress, Rendered, _quiet, render
 from .source import clear_footage
 from .track import Tracking
 
@@ -59,9 +61,13 @@ class RedactionResult:
 def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                      detector: FaceDetector | None = None, tracking: Tracking = Tracking(),
                      encoding: Encoding = Encoding(), stride: int = DETECT_EVERY,
-                     progress: Progress = _quiet) -> RedactionResult:
+                     progress: Progress = _quiet, found: Found | None = None,
+                     detail: Mapping[str, object] | None = None) -> RedactionResult:
     """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist), with Content
-    Credentials where c2pa-python is installed, write its signed report and audit it."""
+    Credentials where c2pa-python is installed, write its signed report and audit it.
+    ``found``: the recording's face tracks found before with the same detector, tracking and
+    stride (recorder.station.redact.review), so that the ids the plan names are those;
+    ``detail``: added to the audit entry (the public request, the staff page's client)."""
     if out.exists() or out.is_symlink():
         raise OutputExistsError(f"{out} exists: give another --out (nothing is overwritten)")
     check_free(out)
@@ -72,8 +78,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
     authority = None if missing is not None else ContentCa.load_or_create(
         store.identity.key.path.parent, store.identity.station_id, _utc(store.clock()))
     detector = detector or FaceDetector()
-    plan = Plan(plan.recording_id, plan.mask, plan.exclude_tracks, plan.mute, plan.bleep,
-                detector.describe() | {"stride": stride})
+    plan = dataclasses.replace(plan, detector=detector.describe() | {"stride": stride})
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bwv-redact-") as scratch:
         footage, encrypted = clear_footage(store, plan.recording_id, Path(scratch))
@@ -83,7 +88,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
         try:
             try:
                 rendered = render(footage, Path(partial), plan, detector, tracking, encoding,
-                                  stride, progress)
+                                  stride, progress, found)
             except av.error.FFmpegError as exc:
                 raise RenderError(f"the footage of {plan.recording_id} could not be redacted: "
                                   f"{exc}") from None
@@ -112,7 +117,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
         "tracks_found": len(rendered.tracks), "tracks_masked": masked,
         "frames": rendered.frames, "boxes_masked": rendered.masked_boxes,
         "decrypted": encrypted, "report_sha256": report.sha256,
-        "content_credentials": missing is None})
+        "content_credentials": missing is None, **(detail or {})})
     return RedactionResult(out, digest, rendered, encrypted, report, made)
 
 

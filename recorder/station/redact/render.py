@@ -1,8 +1,8 @@
 """Decode, detect, mask, encode: two passes over the clear footage with PyAV. The first decodes
 the video only and runs the face detector (every ``stride``-th frame; the tracker fills the
 frames between); the second decodes video and audio again, masks each frame's tracked boxes
-(minus the excluded tracks), applies the audio operations, and encodes H.264 (libx264) and AAC
-into one MP4 whose clock starts at the first video frame.
+(minus the excluded tracks) and the plan's manual boxes, applies the audio operations, and
+encodes H.264 (libx264) and AAC into one MP4 whose clock starts at the first video frame.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ DETECT_THREADS = 2
 DETECT_BACKLOG = 8
 # (phase, frames done, frames in all or None when not known yet)
 Progress = Callable[[str, int, int | None], None]
+# what detect_faces found: the tracks, the frame count, the duration, the first frame's time
+Found = tuple[list[Track], int, float, Fraction]
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def _quiet(phase: str, done: int, total: int | None) -> None:
 
 def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
                  stride: int = DETECT_EVERY,
-                 progress: Progress = _quiet) -> tuple[list[Track], int, float, Fraction]:
+                 progress: Progress = _quiet) -> Found:
     """The face tracks of the footage, its frame count, duration and first video time. The
     detector runs on ``DETECT_THREADS`` threads while the decoder goes on (OpenCV releases
     the GIL), at most ``DETECT_BACKLOG`` frames behind."""
@@ -94,15 +96,20 @@ def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
 
 def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
            tracking: Tracking = Tracking(), encoding: Encoding = Encoding(),
-           stride: int = DETECT_EVERY,
-           progress: Progress = _quiet) -> Rendered:
-    """Write the redacted MP4 of ``footage`` to ``out``."""
+           stride: int = DETECT_EVERY, progress: Progress = _quiet,
+           found: Found | None = None) -> Rendered:
+    """Write the redacted MP4 of ``footage`` to ``out``; ``found``: what ``detect_faces``
+    found in this footage with this detector, tracking and stride (then it is not run again)."""
     started = time.perf_counter()
     with av.open(str(footage)) as probe:  # refuse a range past the end before the long work
+        stream = probe.streams.video[0]
+        size = (stream.codec_context.width, stream.codec_context.height)
         if probe.duration:
-            plan.check(probe.duration / av.time_base, None)
-    tracks, total, duration, origin = detect_faces(footage, detector, tracking, stride, progress)
-    plan.check(duration, {track.id for track in tracks})
+            plan.check(probe.duration / av.time_base, None, size)
+    if found is None:
+        found = detect_faces(footage, detector, tracking, stride, progress)
+    tracks, total, duration, origin = found
+    plan.check(duration, {track.id for track in tracks}, size)
     detected = time.perf_counter()
     masked_tracks = [track for track in tracks if track.id not in plan.exclude_tracks]
     masker = Masker(plan.mask)
@@ -113,6 +120,7 @@ def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
         video_in.thread_type = "AUTO"
         audio_in = source.streams.audio[0] if source.streams.audio else None
         rate = video_in.average_rate or Fraction(30)
+        period = float(1 / rate)  # a frame's time on screen, for the manual boxes
         video_out: Any = sink.add_stream("libx264", rate=rate)
         video_out.width, video_out.height = video_in.width, video_in.height
         video_out.pix_fmt = "yuv420p"
@@ -128,7 +136,8 @@ def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
         for frame in source.decode(*streams):
             when = _time(frame) - origin
             if isinstance(frame, av.VideoFrame):
-                boxes += _mask_frame(frame, number, masked_tracks, tracking, masker,
+                manual = plan.boxes_at(float(when), float(when) + period)
+                boxes += _mask_frame(frame, number, masked_tracks, manual, tracking, masker,
                                      video_out, sink, when)
                 number += 1
                 if number % 30 == 0:
@@ -150,9 +159,11 @@ def _time(frame: Any) -> Fraction:
     return Fraction(frame.pts) * Fraction(frame.time_base)
 
 
-def _mask_frame(frame: Any, number: int, tracks: list[Track], tracking: Tracking,
-                masker: Masker, stream: Any, sink: Any, when: Fraction) -> int:
+def _mask_frame(frame: Any, number: int, tracks: list[Track], manual: list[Box],
+                tracking: Tracking, masker: Masker, stream: Any, sink: Any,
+                when: Fraction) -> int:
     found = [box for track in tracks if (box := tracking.box_at(track, number)) is not None]
+    found += manual
     if found:
         planes = frame.to_ndarray(format="yuv420p")
         masker.apply(planes, frame.width, frame.height, found)

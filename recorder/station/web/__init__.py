@@ -31,6 +31,8 @@ from .html import error_page
 from .oidc import oidc_routes
 from .pages import Refused, web_routes
 from .proxy_auth import ProxyAuthentication
+from ..redact.review import Reviews
+from .redaction import redaction_routes
 from .requests import request_routes
 from .security import SecurityHeaders, WebSettings
 
@@ -71,10 +73,13 @@ def create_web_app(store: EvidenceStore, settings: WebSettings | None = None) ->
         assert isinstance(exc, HTTPException)
         return error_page(exc.status_code, str(exc.detail))
 
+    reviews = Reviews(store)  # the redactions under review and their background work
     static = StaticFiles(directory=str(resources.files("recorder.station") / "static"))
     routes = [*login_routes(store, settings), *oidc_routes(store, settings, safe_next),
               *web_routes(store, settings),
-              *request_routes(store, settings), Mount("/static", static, name="static")]
+              *request_routes(store, settings, reviews),
+              *redaction_routes(store, settings, reviews),
+              Mount("/static", static, name="static")]
     handlers = {NotLoggedIn: not_logged_in, Refused: refused, ForbiddenForm: forbidden_form,
                 StationError: station_error, HTTPException: http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)

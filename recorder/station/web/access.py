@@ -6,7 +6,7 @@ hiding a link.
 |---|---|---|
 | officer | their own | list, view, play, note |
 | supervisor | their team's | list, view, play, note, hold (flag as evidence) |
-| disclosure | all | list, view, play, note, download, export, public requests |
+| disclosure | all | list, view, play, note, download, export, public requests, redact |
 | custodian | all | list, view (no footage), note, hold, release |
 | auditor | none | read the audit log |
 | admin | none | staff accounts |
@@ -36,6 +36,7 @@ class Permission:
     HOLD = "hold"
     RELEASE = "release"
     REQUESTS = "requests"  # public (subject access) requests
+    REDACT = "redact"  # review and render a redacted copy for a public request
     AUDIT = "audit"
     USERS = "users"
 
@@ -45,7 +46,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "officer": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE}),
     "supervisor": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.HOLD}),
     "disclosure": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.DOWNLOAD, _P.EXPORT,
-                             _P.REQUESTS}),
+                             _P.REQUESTS, _P.REDACT}),
     "custodian": frozenset({_P.LIST, _P.VIEW, _P.NOTE, _P.HOLD, _P.RELEASE}),
     "auditor": frozenset({_P.AUDIT}),
     "admin": frozenset({_P.USERS}),

@@ -25,14 +25,16 @@ def date(value: int | None, width: int | None = None) -> str:
 
 
 def page(title: str, body: str, *, user: str | None = None, csrf: str | None = None,
-         status: int = 200) -> HTMLResponse:
-    """A whole page; with ``user`` and ``csrf``, the bar naming who is logged in, with logout."""
+         status: int = 200, refresh_s: int | None = None) -> HTMLResponse:
+    """A whole page; with ``user`` and ``csrf``, the bar naming who is logged in, with logout;
+    with ``refresh_s``, reloaded by the browser that often (work under way: no script)."""
     bar = ""
     if user is not None and csrf is not None:
         bar = (f'<nav><a href="/">recordings</a> <span class=who>{e(user)}</span> '
                + form("/logout", "log out", csrf) + "</nav>")
     return HTMLResponse(
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        + (f'<meta http-equiv=refresh content="{int(refresh_s)}">' if refresh_s else "") +
         f"<title>{e(title)} · bwv station</title>"
         '<link rel=stylesheet href="/static/station.css"></head>'
         f"<body>{bar}<main>{body}</main></body></html>", status_code=status)

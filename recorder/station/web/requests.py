@@ -24,6 +24,8 @@ from ..audit import Action
 from ..catalogue import shown
 from ..errors import BadRequestError
 from ..evidence_store import EvidenceStore
+from ..export import sha256_of
+from ..redact.review import Reviews, companions
 from ..public_requests import RequestState, Status
 from .access import Permission, may
 from .auth import Visitor, check_csrf, visitor
@@ -47,7 +49,8 @@ def _utc_us(text: str, name: str) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def request_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
+def request_routes(store: EvidenceStore, settings: WebSettings,
+                   reviews: Reviews) -> list[Route]:
     """GET/POST /requests, GET /requests/{reference}, its status and export forms."""
 
     async def officer(request: Request) -> Visitor:
@@ -102,7 +105,10 @@ def request_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         reference = str(request.path_params["reference"])
         state = await run_in_threadpool(public_requests.request_state, store, reference)
         await audited(who, {"request": reference})
-        return shell(who, reference, _detail(state, who, store.clock()))
+        redacted = {rid: [path.name for path in reviews.outputs(reference, rid)]
+                    for rid in state.held}
+        return shell(who, reference, _detail(state, who, store.clock(), redacted,
+                                             may(who.user, Permission.REDACT)))
 
     async def status(request: Request) -> Response:
         who = await officer(request)
@@ -129,10 +135,18 @@ def request_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
         def build() -> None:
             packages = scratch / "packages"
             packages.mkdir()
-            public_requests.export_request(store, reference, packages, who.name)
+            redacted = reviews.latest(reference)  # disclosed instead of their originals
+            public_requests.export_request(store, reference, packages, who.name,
+                                           skip=set(redacted))
             with zipfile.ZipFile(out, "w") as bundle:
                 for package in sorted(packages.iterdir()):
                     bundle.write(package, package.name)
+                for recording_id, output in sorted(redacted.items()):
+                    for path in companions(output):
+                        bundle.write(path, f"redacted/{path.name}")
+                    store.record_access(who.name, Action.EXPORT, recording_id, {
+                        "request": reference, "redacted": output.name,
+                        "sha256": sha256_of(output), "client": who.client})
             public_requests.set_status(store, reference, Status.DISCLOSED, who.name,
                                        f"export downloaded from the staff pages ({who.client})")
 
@@ -161,10 +175,23 @@ def _deadline(state: RequestState, now_us: int) -> str:
             else f"{text} ({days} days left)")
 
 
-def _detail(state: RequestState, who: Visitor, now_us: int) -> str:
+def _detail(state: RequestState, who: Visitor, now_us: int, redacted: dict[str, list[str]],
+            may_redact: bool) -> str:
     row = state.row
     csrf = who.session.csrf
-    held = "".join(f'<li><a href="/recordings/{e(rid)}">{e(rid)}</a></li>' for rid in state.held)
+    reference = e(row.reference)
+
+    def item(rid: str) -> str:
+        link = ""
+        if may_redact:
+            link = (f' <a class=redact href="/requests/{reference}/recordings/{e(rid)}/redact">'
+                    "redact</a>")
+        copies = "".join(f' <a href="/requests/{reference}/redacted/{e(name)}">{e(name)}</a>'
+                         for name in redacted.get(rid, []))
+        return (f'<li><a href="/recordings/{e(rid)}">{e(rid)}</a>{link}'
+                + (f" redacted copies:{copies}" if copies else "") + "</li>")
+
+    held = "".join(item(rid) for rid in state.held)
     actions = ""
     if state.status == Status.RECEIVED:
         actions = form(f"/requests/{e(row.reference)}/status", "the matches are reviewed",

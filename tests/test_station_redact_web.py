@@ -1,0 +1,237 @@
+"""The review of a redaction on the staff pages (issue 17): a disclosure officer opens a public
+request's recording, has its faces found (in the background, the page reloading itself until
+done), leaves one track visible, draws a box, mutes a range and renders; the copy and its signed
+report are downloaded and checked (PyAV, the station's key), and the request's export discloses
+them instead of the original. Roles without the ``redact`` permission are refused and the
+refusal is audited; a form without the session's CSRF token starts nothing.
+
+A real station under uvicorn on loopback with real accounts, and the small footage with faces
+of tests/test_station_redact.py (320x240, 2 s): one detection and one render for the module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from support import faces
+from support.segments import cut_segments
+from support.staff import StaffBrowser, add_staff, logged_in
+from support.station import FakeClock, ServedStation, ingest, make_recording, make_store, serve_web
+
+from recorder.integrity.keys import DeviceKey
+from recorder.station import audit, public_requests
+from recorder.station.evidence_store import EvidenceStore
+
+WIDTH, HEIGHT, SECONDS = 320, 240, 2
+REFERENCE = "SAR-9"
+BOX = "0.5:20,150,60,30;1.5:200,100,100,60"
+REFRESH = '<meta http-equiv=refresh content="2">'
+
+
+def utc_us(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1e6)
+
+
+@dataclass(frozen=True)
+class Station:
+    store: EvidenceStore
+    web: ServedStation
+    recording_id: str
+
+    @property
+    def page(self) -> str:
+        return f"/requests/{REFERENCE}/recordings/{self.recording_id}/redact"
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    tmp = tmp_path_factory.mktemp("redact-web")
+    store = make_store(tmp / "station", clock=FakeClock("2026-11-23T10:00:00+00:00"))
+    key = DeviceKey.load_or_create(tmp / "camera")
+    store.enroll("cam7", key.public_key, by="admin")
+    segments = cut_segments(tmp / "segments", faces.encode(WIDTH, HEIGHT, SECONDS), 1)
+    recording = make_recording(tmp / "recordings", key, segments=segments)
+    assert ingest(store, recording).verified
+    public_requests.record_request(store, REFERENCE, "A. Member", "stopped in the street",
+                                   utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
+                                   "intake")
+    web = serve_web(store)
+    yield Station(store, web, recording.name)
+    web.stop()
+
+
+def wait_until_done(browser: StaffBrowser, path: str) -> list[str]:
+    """The pages shown while the work runs, up to the first without a reload."""
+    shown = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        answer = browser.get(path)
+        assert answer.status_code == 200, answer.text
+        shown.append(answer.text)
+        if REFRESH not in answer.text:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError("the work did not end in 120 s")
+
+
+def alert(text: str) -> str:
+    found = re.search(r"<p class=failed role=alert>([^<]*)</p>", text)
+    assert found is not None, text
+    return html.unescape(found.group(1))
+
+
+def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
+        station: Station) -> None:
+    store, rid = station.store, station.recording_id
+    browser = logged_in(station.web.url, store, "disclosure", "do-lee")
+    try:
+        request_page = browser.get(f"/requests/{REFERENCE}").text
+        assert f'href="{station.page}"' in request_page
+        first = browser.get(station.page).text
+        assert "find the faces" in first and "keep-" not in first
+        assert browser.post(station.page + "/faces", {}).status_code == 303
+        pages = wait_until_done(browser, station.page)
+        tracks = [int(n) for n in re.findall(r'name="keep-(\d+)"', pages[-1])]
+        assert len(tracks) >= 3, pages[-1]  # three faces cross the footage
+        assert re.search(r'<td>1</td><td><img src="[^"]+/tracks/1.jpg" alt="track 1" height=96>'
+                         r"</td><td>0.00 s</td><td>\d\.\d\d s</td><td>\d+</td>", pages[-1])
+        still = browser.get(f"{station.page}/tracks/1.jpg")  # a small crop of the face
+        assert still.headers["content-type"] == "image/jpeg"
+        assert still.headers["cache-control"] == "no-store"
+        picture = cv2.imdecode(np.frombuffer(still.content, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape[0] == 96 and picture.shape[1] < WIDTH
+        assert browser.get(f"{station.page}/tracks/99.jpg").status_code == 404
+        # bad input: one line on the page, nothing started
+        for bad, message in (({"boxes": "0.5:300,10,40,40"},
+                              "box 0.5:300,10,40,40: 0.5:300,10,40,40 is outside the "
+                              "320x240 frame"),
+                             ({"boxes": "soon"}, "box 1: 'soon' is not a keyframe T:X,Y,W,H"),
+                             ({"mute": "5-2"}, "mute: '5-2': the range ends before it starts"),
+                             ({"mute": "3-4"}, "mute 3-4: the footage is 2.00 s long"),
+                             ({"keep-99": "on"}, "keep-99: no such face track"),
+                             ({"mask": "blur"}, "mask: one of pixelate, solid")):
+            answer = browser.post(station.page + "/render", {"mask": "pixelate", **bad})
+            assert answer.status_code == 400, bad
+            assert alert(answer.text).startswith(message), bad
+        # the render: track 1 left visible, a box, a muted range
+        form = {"mask": "pixelate", "keep-1": "on", "boxes": BOX, "mute": "0.4-0.9"}
+        assert browser.post(station.page + "/render", form).status_code == 303
+        again = browser.post(station.page + "/render", form)  # never twice at once
+        assert again.status_code == 409 and "under way already" in alert(again.text)
+        pages = wait_until_done(browser, station.page)
+        assert re.search(r"rendering: <progress max=100 value=\d+></progress> <strong>\d+%",
+                         pages[0]), pages[0]
+        name = f"{rid}-redacted-1.mp4"
+        assert f"rendered {name} (100%)" in pages[-1]
+        video = browser.get(f"/requests/{REFERENCE}/redacted/{name}")
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        assert video.headers["cache-control"] == "no-store"
+        with av.open(io.BytesIO(video.content)) as container:
+            assert container.streams.video[0].codec_context.name == "h264"
+            assert sum(1 for _ in container.decode(video=0)) == SECONDS * faces.FPS
+        body = browser.get(f"/requests/{REFERENCE}/redacted/{name}.report.json").content
+        signature = browser.get(f"/requests/{REFERENCE}/redacted/{name}.report.json.sig")
+        store.identity.public_key.verify(signature.content, body)  # raises if it does not
+        report = json.loads(body)
+        ops = report["operations"]
+        assert {"op": "exclude_track", "track": 1} in ops
+        assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
+        assert {"op": "box", "keyframes": [
+            {"t_ms": 500, "x": 20, "y": 150, "w": 60, "h": 30},
+            {"t_ms": 1500, "x": 200, "y": 100, "w": 100, "h": 60}]} in ops
+        assert report["result"]["tracks_visible"] == [1]
+        assert report["result"]["tracks_found"] == len(tracks)
+        assert report["approved_by"] == "do-lee"
+        assert report["output"]["sha256"] == hashlib.sha256(video.content).hexdigest()
+        assert browser.get(f"/requests/{REFERENCE}/redacted/other.mp4").status_code == 404
+        # the request's export discloses the redacted copy instead of the original
+        assert browser.post(f"/requests/{REFERENCE}/status",
+                            {"status": "searched"}).status_code == 303
+        exported = browser.post(f"/requests/{REFERENCE}/export", {})
+        assert exported.status_code == 200, exported.text
+        with zipfile.ZipFile(io.BytesIO(exported.content)) as bundle:
+            assert sorted(bundle.namelist()) == [f"redacted/{name}",
+                                                 f"redacted/{name}.report.json",
+                                                 f"redacted/{name}.report.json.sig"]
+            assert bundle.read(f"redacted/{name}") == video.content
+    finally:
+        browser.close()
+    mine = [entry for entry in audit.entries(store.engine) if entry.actor == "do-lee"]
+    redacted, = [entry for entry in mine if entry.action == "redact"]
+    assert redacted.detail["request"] == REFERENCE and redacted.recording_id == rid
+    assert redacted.detail["operations"] == ops
+    assert [entry.detail.get("started") for entry in mine
+            if entry.detail.get("started")] == ["finding faces", "rendering"]
+    assert {entry.detail["redacted"] for entry in mine if entry.action == "download"} == {
+        name, f"{name}.report.json", f"{name}.report.json.sig"}
+    exports = [entry for entry in mine if entry.action == "export"]
+    assert [entry.detail["redacted"] for entry in exports] == [name]
+
+
+@pytest.mark.parametrize(("role", "account", "officer_id", "team"), [
+    ("supervisor", "sgt-okafor", None, "blue"), ("officer", "pc-jones", "4121", "blue")])
+def test_roles_without_the_permission_are_refused_and_audited(
+        station: Station, role: str, account: str, officer_id: str | None, team: str) -> None:
+    browser = StaffBrowser(station.web.url, station.store)
+    try:
+        browser.login(add_staff(station.store, account, role, officer_id=officer_id, team=team))
+        browser.get("/")
+        assert browser.get(station.page).status_code == 403
+        assert browser.post(station.page + "/render", {"mask": "solid"}).status_code == 403
+        assert browser.post(station.page + "/faces", {}).status_code == 403
+        assert browser.get(f"/requests/{REFERENCE}/redacted/x.mp4").status_code == 403
+    finally:
+        browser.close()
+    refused = [entry for entry in audit.entries(station.store.engine)
+               if entry.actor == account and entry.action == "access_refused"]
+    assert [entry.detail["wanted"] for entry in refused] == ["redact"] * 4
+    assert [entry.recording_id for entry in refused[:3]] == [station.recording_id] * 3
+
+
+def test_a_forged_form_starts_nothing(station: Station) -> None:
+    browser = logged_in(station.web.url, station.store, "disclosure", "do-forged")
+    try:
+        browser.get(station.page)
+        for path in ("/faces", "/render"):
+            answer = browser.post(station.page + path, {"mask": "solid"}, csrf=False)
+            assert answer.status_code == 403 and "not sent from this station" in answer.text
+            forged = browser.post(station.page + path, {"mask": "solid", "csrf": "x" * 43},
+                                  csrf=False)
+            assert forged.status_code == 403
+        assert REFRESH not in browser.get(station.page).text  # no work under way
+    finally:
+        browser.close()
+    assert not [entry for entry in audit.entries(station.store.engine)
+                if entry.actor == "do-forged" and "started" in entry.detail]
+
+
+def test_a_request_not_holding_the_recording_is_refused(station: Station) -> None:
+    other = add_staff(station.store, "do-other", "disclosure")
+    browser = StaffBrowser(station.web.url, station.store)
+    try:
+        browser.login(other)
+        public_requests.record_request(station.store, "SAR-10", "B", "elsewhere",
+                                       utc_us("2026-11-22T06:59"), utc_us("2026-11-22T07:01"),
+                                       "intake")
+        path = f"/requests/SAR-10/recordings/{station.recording_id}/redact"
+        assert browser.get(path).status_code == 403
+        assert browser.get("/requests/NOPE/recordings/x/redact").status_code == 404
+    finally:
+        browser.close()
+    refused, = [entry for entry in audit.entries(station.store.engine)
+                if entry.actor == "do-other" and entry.action == "access_refused"]
+    assert refused.detail["reason"] == "not held for request SAR-10"
