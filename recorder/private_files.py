@@ -9,6 +9,7 @@ the mode it was made with.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -73,3 +74,16 @@ def create_private_file_once(path: Path, data: bytes) -> None:
     finally:
         os.unlink(temporary)
     fsync_directory(path.parent)
+
+
+def link_into_place(partial: Path | str, path: Path) -> None:
+    """Give the whole file ``partial`` the name ``path``, never replacing a file there
+    (FileExistsError): a hard link, which is atomic and fails on an existing name; on a file
+    system without hard links, a rename after checking that ``path`` is free. ``partial`` is
+    left for the caller to remove."""
+    try:
+        os.link(partial, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP) or os.path.lexists(path):
+            raise
+        os.rename(partial, path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import errno
 import os
 import tempfile
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from ...private_files import link_into_place
 from ..audit import Action
 from ..errors import ConflictError, StationError
 from ..evidence_store import EvidenceStore
@@ -97,14 +97,10 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                 partial, made = _with_credentials(authority, store.identity.station_id,
                                                   Path(partial), out, original, plan)
             try:
-                os.link(partial, out)  # atomic, and fails rather than replace a file
+                link_into_place(partial, out)
             except FileExistsError:
                 raise OutputExistsError(f"{out} appeared while redacting: not overwritten") \
                     from None
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
-                    raise
-                os.rename(partial, out)  # no hard links on this file system
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)

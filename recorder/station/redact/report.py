@@ -20,7 +20,6 @@ Credentials and if not, why); who approved it and when (the station's clock).
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 from ...integrity import keys
 from ...integrity.manifest import canonical_bytes
-from ...private_files import FILE_MODE
+from ...private_files import FILE_MODE, link_into_place
 from ..catalogue import iso
 from ..errors import ConflictError
 from ..evidence_store import EvidenceStore
@@ -133,17 +132,10 @@ def _write_new(path: Path, data: bytes) -> None:
             file.flush()
             os.fsync(file.fileno())
         try:
-            os.link(partial, path)
+            link_into_place(partial, path)
         except FileExistsError:
             raise ReportExistsError(f"{path} appeared while redacting: not overwritten") \
                 from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
-                raise
-            if os.path.lexists(path):
-                raise ReportExistsError(f"{path} appeared while redacting: not overwritten") \
-                    from None
-            os.rename(partial, path)  # no hard links on this file system
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
