@@ -235,3 +235,53 @@ def test_a_request_not_holding_the_recording_is_refused(station: Station) -> Non
     refused, = [entry for entry in audit.entries(station.store.engine)
                 if entry.actor == "do-other" and entry.action == "access_refused"]
     assert refused.detail["reason"] == "not held for request SAR-10"
+
+
+def test_nothing_unredacted_is_disclosed_and_what_has_no_copy_is_withheld(
+        station: Station, tmp_path: Path) -> None:
+    """A request holding two recordings: its export is refused while neither has a redacted
+    copy (the originals never go to a requester), then, with one redacted, the zip holds that
+    copy and names the other as withheld, as does the request's status note."""
+    store, rid = station.store, station.recording_id
+    key = DeviceKey.load_or_create(tmp_path / "camera2")
+    store.enroll("cam8", key.public_key, by="admin")
+    second = make_recording(tmp_path / "recordings", key, device_id="cam8",
+                            utc_start="2026-11-23T07:00:30.000000Z", seconds=2)
+    assert ingest(store, second, device_id="cam8").verified
+    held = public_requests.record_request(store, "SAR-11", "C. Member", "on the corner",
+                                          utc_us("2026-11-23T06:59"),
+                                          utc_us("2026-11-23T07:01"), "intake")
+    assert sorted(held.matches) == sorted([rid, second.name])
+    browser = logged_in(station.web.url, store, "disclosure", "do-withheld")
+    page = f"/requests/SAR-11/recordings/{rid}/redact"
+    try:
+        assert browser.get("/requests/SAR-11").status_code == 200
+        assert browser.post("/requests/SAR-11/status", {"status": "searched"}).status_code == 303
+        refused = browser.post("/requests/SAR-11/export", {})
+        assert refused.status_code == 400
+        assert "no recording has a redacted copy yet" in refused.text
+        assert not [entry for entry in audit.entries(store.engine)
+                    if entry.actor == "do-withheld" and entry.action == "export"]
+        if "keep-" not in browser.get(page).text:  # the faces may be found already
+            assert browser.post(page + "/faces", {}).status_code == 303
+            wait_until_done(browser, page)
+        assert browser.post(page + "/render", {"mask": "solid"}).status_code == 303
+        assert "rendered" in wait_until_done(browser, page)[-1]
+        exported = browser.post("/requests/SAR-11/export", {})
+        assert exported.status_code == 200, exported.text
+        with zipfile.ZipFile(io.BytesIO(exported.content)) as bundle:
+            names = sorted(bundle.namelist())
+            withheld = bundle.read("WITHHELD.txt").decode()
+        name = f"{rid}-redacted-1.mp4"
+        assert names == ["WITHHELD.txt", f"redacted/{name}", f"redacted/{name}.report.json",
+                         f"redacted/{name}.report.json.sig"]
+        assert withheld == f"{second.name}: held for this request, not disclosed (no " \
+                           "redacted copy)\n"
+    finally:
+        browser.close()
+    exports = [entry for entry in audit.entries(store.engine)
+               if entry.actor == "do-withheld" and entry.action == "export"]
+    assert [(entry.recording_id, entry.detail["redacted"]) for entry in exports] == [(rid, name)]
+    disclosed, = [entry for entry in audit.entries(store.engine)
+                  if entry.actor == "do-withheld" and entry.detail.get("to") == "disclosed"]
+    assert f"withheld, no redacted copy: {second.name}" in str(disclosed.detail)

@@ -100,12 +100,14 @@ def test_a_supervisor_plays_flags_and_is_refused_and_the_auditor_sees_it(
         context.close()
 
 
-def test_a_disclosure_officer_takes_a_request_from_intake_to_export(
+def test_a_disclosure_officer_takes_a_request_from_intake_to_review_and_is_refused_the_original(
         page: Any, web: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
         tmp_path: Path) -> None:
     """A written request about 07:58-07:59 UTC, which only the pre-event seconds of a recording
-    started at 08:00 cover: logged through the form, matched and held, reviewed, exported and
-    downloaded; the request then shows as disclosed and every step is in the audit log."""
+    started at 08:00 cover: logged through the form, matched and held, reviewed; its export is
+    refused while no redacted copy exists (the original never goes to a requester: the
+    redaction and the disclosure are tests/test_station_redact_web.py), and every step is in the
+    audit log."""
     early = make_recording(tmp_path / "r2", camera_key, utc_start="2026-11-23T08:00:00.000000Z",
                            pre_event_us=90_000_000)  # footage from 07:58:30
     assert ingest(store, early).verified
@@ -128,20 +130,16 @@ def test_a_disclosure_officer_takes_a_request_from_intake_to_export(
     page.click("text=the matches are reviewed")
     page.wait_for_url(f"{web.url}/requests/SAR-2026-0042")
     assert "searched" in page.locator("p.status").inner_text()
-    with page.expect_download() as download:
+    with page.expect_response(lambda answer: answer.url.endswith("/export")) as refused:
         page.click("text=export and disclose")
-    saved = tmp_path / "disclosed.zip"
-    download.value.save_as(saved)
-    import zipfile
-
-    with zipfile.ZipFile(saved) as bundle:
-        assert bundle.namelist() == [f"SAR-2026-0042-{early.name}.zip"]
+    assert refused.value.status == 400
+    assert "no recording has a redacted copy yet" in refused.value.text()
     page.goto(f"{web.url}/requests/SAR-2026-0042")
-    assert "disclosed" in page.locator("p.status").inner_text()
-    screenshot(page, "request-disclosed")
+    assert "searched" in page.locator("p.status").inner_text()
+    screenshot(page, "request-export-refused")
 
     steps = [(e.action, e.detail.get("to")) for e in audit.entries(store.engine)
              if e.actor == "do-lee"]
-    for step in (("public_request", None), ("hold", None), ("public_request_status", "searched"),
-                 ("export", None), ("public_request_status", "disclosed")):
+    for step in (("public_request", None), ("hold", None), ("public_request_status", "searched")):
         assert step in steps, steps
+    assert ("export", None) not in steps and ("public_request_status", "disclosed") not in steps

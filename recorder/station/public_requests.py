@@ -6,7 +6,6 @@ footage is then exported with its verification report (recorder.station.export).
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +128,10 @@ def _hold_matches(conn: Connection, now: int, query: Select[Any], reason: str,
 
 
 def export_request(store: EvidenceStore, reference: str, out_dir: Path,
-                   by: str, skip: Collection[str] = ()) -> list[ExportResult]:
-    """Export every recording held for the request into ``out_dir`` (one zip each), but those
-    in ``skip`` (whose redacted copy is disclosed instead: recorder.station.web.requests)."""
+                   by: str) -> list[ExportResult]:
+    """Export every recording held for the request into ``out_dir`` (one zip each): the
+    original footage, as evidence for the force's own file. What a requester receives is the
+    redacted copies (recorder.station.web.requests)."""
     own_reason = f"public request {reference}:"  # the holds record_request placed, only
     held = [hold.recording_id for row in store.list_recordings()
             for hold in retention.active_holds(store, row.recording_id)
@@ -139,7 +139,7 @@ def export_request(store: EvidenceStore, reference: str, out_dir: Path,
     return [export_recording(store, recording_id, out_dir / f"{reference}-{recording_id}.zip",
                              by=by, purpose=f"public request {reference}",
                              request_ref=reference)
-            for recording_id in dict.fromkeys(held) if recording_id not in skip]
+            for recording_id in dict.fromkeys(held)]
 
 
 @dataclass(frozen=True)

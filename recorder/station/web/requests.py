@@ -1,7 +1,8 @@
 """Requests from the public on the staff pages, for disclosure officers: intake of a written
 request (who, when it arrived, the time window, place, description), its 31-day deadline, the
 recordings its window matches (held at intake, pre-event seconds included), and its course:
-received -> searched -> disclosed (the export is downloaded from here) or refused with a reason.
+received -> searched -> disclosed (a zip of the redacted copies, downloaded from here; nothing
+unredacted goes to a requester) or refused with a reason.
 Every page and step is an audit entry under the officer's account.
 """
 
@@ -33,6 +34,7 @@ from .html import e, form, page, table
 from .pages import Refused
 from .security import WebSettings, read_form
 
+WITHHELD = "WITHHELD.txt"  # in a disclosure zip: the held recordings not disclosed, and why
 FIELDS = (("reference", "reference", "text"), ("requester", "requester's name", "text"),
           ("received", "received on (date on the letter)", "date"),
           ("from", "from (UTC)", "datetime-local"), ("to", "to (UTC)", "datetime-local"),
@@ -129,26 +131,35 @@ def request_routes(store: EvidenceStore, settings: WebSettings,
         if state.status != Status.SEARCHED:
             raise BadRequestError(f"request {reference} is {state.status}: review what it "
                                   "matches (searched) before disclosing")
+        # A member of the public receives redacted copies only: a recording held for the request
+        # without one is withheld (named in WITHHELD.txt), and with none there is nothing to send
+        redacted = {rid: output for rid, output in
+                    (await run_in_threadpool(reviews.latest, reference)).items()
+                    if rid in state.held}
+        if not redacted:
+            raise BadRequestError(f"request {reference}: no recording has a redacted copy yet; "
+                                  "redact what is to be disclosed first (nothing unredacted "
+                                  "goes to a requester)")
+        withheld = [rid for rid in state.held if rid not in redacted]
         scratch = Path(tempfile.mkdtemp(prefix="bwv-web-request-"))
         out = scratch / f"{reference}.zip"
 
         def build() -> None:
-            packages = scratch / "packages"
-            packages.mkdir()
-            redacted = reviews.latest(reference)  # disclosed instead of their originals
-            public_requests.export_request(store, reference, packages, who.name,
-                                           skip=set(redacted))
             with zipfile.ZipFile(out, "w") as bundle:
-                for package in sorted(packages.iterdir()):
-                    bundle.write(package, package.name)
                 for recording_id, output in sorted(redacted.items()):
                     for path in companions(output):
                         bundle.write(path, f"redacted/{path.name}")
                     store.record_access(who.name, Action.EXPORT, recording_id, {
                         "request": reference, "redacted": output.name,
                         "sha256": sha256_of(output), "client": who.client})
-            public_requests.set_status(store, reference, Status.DISCLOSED, who.name,
-                                       f"export downloaded from the staff pages ({who.client})")
+                if withheld:
+                    bundle.writestr(WITHHELD, "".join(
+                        f"{rid}: held for this request, not disclosed (no redacted copy)\n"
+                        for rid in withheld))
+            note = f"export downloaded from the staff pages ({who.client})"
+            if withheld:
+                note += f"; withheld, no redacted copy: {', '.join(withheld)}"
+            public_requests.set_status(store, reference, Status.DISCLOSED, who.name, note)
 
         try:
             await run_in_threadpool(build)
