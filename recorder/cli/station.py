@@ -933,7 +933,9 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     public.add_argument("--officer", metavar="ID")
     public.add_argument("--description", default="", help="place, what happened")
     public.add_argument("--export", type=Path, metavar="DIR",
-                        help="also write the export packages into DIR")
+                        help="also write the original export packages into DIR, for the "
+                             "force's own file (a requester receives redacted copies: bwv "
+                             "station redact)")
     public.set_defaults(station_func=_request)
 
     listing = sub.add_parser("list", parents=[common], help="list the recordings",
