@@ -30,8 +30,7 @@ from .writer import Recording, RecordingWriter, Ring
 log = logging.getLogger("recorder.controller")  # the name log lines have always shown
 
 HANDLE_WAIT_S = 0.5  # a board stop waits this long for the seal, then check() finishes it
-HELD_AUDIO_US = 2_000_000  # audio held while buffering: longer than a start's write can take
-HELD_AUDIO_UNITS = 256  # and at most this many units (AAC: about 5 s)
+HELD_AUDIO_UNITS = 256  # audio held while buffering (AAC: about 5 s, more than a start takes)
 
 
 class State(enum.Enum):
@@ -130,7 +129,7 @@ class Controller:
         self.errors: list[str] = []
         self._fault_conditions: set[Condition] = set()  # shown until a recording starts again
         self._lock = threading.Lock()
-        # Audio while buffering without pre-event audio: the last HELD_AUDIO_US of it is held
+        # Audio while buffering without pre-event audio: the last HELD_AUDIO_UNITS of it are held
         # here, so that audio stamped after the trigger but arriving while the start is still
         # being written is not lost. The gate is the trigger's pts while recording, else None.
         self._audio_gate = threading.Lock()
@@ -149,10 +148,7 @@ class Controller:
             return
         with self._audio_gate:  # one audio thread: its units enter the ring in pts order
             if self._audio_from_us is None:
-                held = self._held_audio
-                held.append(unit)
-                while held and held[0].pts_us < unit.pts_us - HELD_AUDIO_US:
-                    held.popleft()
+                self._held_audio.append(unit)  # the oldest falls out; a start takes what it needs
             elif unit.pts_us >= self._audio_from_us:
                 self.ring.push(*unit)
 

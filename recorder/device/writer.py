@@ -43,6 +43,13 @@ class Ring(Protocol):
 QUIET_MIN_S = 0.3  # after a stop, nothing new for this long (or 2.5 frame gaps): nothing is coming
 AUDIO_GRACE_S = 1.0  # after the video reached the stop: how long the audio may still lag behind
 STOP_GRACE_S = 5.0  # a stop never waits longer than this for the sources to reach its instant
+# How often the writer looks into the ring while recording. It takes everything there at once,
+# then sleeps: a few wake-ups a second instead of one per access unit (each wake-up of a thread
+# costs more CPU than the unit's own work; docs/performance.md). A fragment (2 s) reaches the
+# card at most this much later. A stop request wakes the writer at once, and while it stops it
+# looks every STOPPING_POLL_S, so that the seal follows the last unit closely.
+WRITER_POLL_S = 0.25
+STOPPING_POLL_S = 0.02
 
 
 class RecordingWriter:
@@ -81,6 +88,7 @@ class RecordingWriter:
         self._stop_requested_at = 0.0  # monotonic seconds
         self._video_reached_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
+        self._wake = threading.Event()  # set by a stop request: no need to wait for the poll
         self.done = threading.Event()
 
     def start(self) -> None:
@@ -91,6 +99,7 @@ class RecordingWriter:
             self.stop_reason = reason
             self._stop_requested_at = self._monotonic()
             self.stop_at_us = self.clock_us()
+            self._wake.set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -98,7 +107,12 @@ class RecordingWriter:
     def _run(self) -> None:
         try:
             while True:
-                unit = self.ring.pop(timeout=0.05)
+                unit = self.ring.pop(timeout=0)
+                if unit is None and not self._finished(None):
+                    stopping = self.stop_at_us is not None  # the ring is empty: sleep
+                    self._wake.wait(STOPPING_POLL_S if stopping else WRITER_POLL_S)
+                    self._wake.clear()
+                    continue
                 if unit is not None:
                     self.recording.write(unit)
                     self.units += 1

@@ -82,6 +82,13 @@ def _check_timeout(timeout: float | None) -> float | None:
     """Validate pop()'s timeout; return it in seconds (None: wait forever; +inf too, in effect)."""
     if timeout is None:
         return None
+    kind = type(timeout)
+    if kind is float and timeout >= 0 or kind is int and 0 <= timeout < 1 << 53:
+        return float(timeout)  # the usual case, without the ABC checks (NaN is not >= 0)
+    return _check_timeout_slow(timeout)
+
+
+def _check_timeout_slow(timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise TypeError(f"timeout must be None or a number, not {type(timeout).__name__}")
     try:
