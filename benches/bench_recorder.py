@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 
 WORKLOAD = Path(__file__).with_name("recorder_workload.py")
+# the paced bench: seconds fed per run, and rounds (each round: pacing only, then both states
+# for both implementations, in an order that turns from round to round)
+PACED_SECONDS = float(os.environ.get("BWV_PACED_SECONDS", "20"))
+PACED_ROUNDS = int(os.environ.get("BWV_PACED_ROUNDS", "5"))
 POLICY = {"native": "required", "pure": "off"}
 ENCRYPTION_ROUNDS = 5
 
@@ -36,6 +40,55 @@ def run_workload(kind: str, workload: str, directory: Path, *extra: str) -> dict
         raise AssertionError(result.stderr)
     figures: dict[str, Any] = json.loads(result.stdout)
     return figures
+
+
+def test_recorder_paced_at_real_time(benchmark: Any, tmp_path: Path) -> None:
+    """What a camera lives through: 1080p30 10 Mbit/s + AAC fed at real time (each unit pushed
+    at its pts from a capture thread) while buffering (all day) and while recording, native and
+    pure, each run in a fresh process. Each round also runs the feeding loop alone (pacing); its
+    CPU is subtracted from the same round's runs. Reported per state and implementation: the
+    median over the rounds of the recorder's own % of one core, with the spread of the rounds,
+    and the median and spread of the rounds' native / pure ratios."""
+    runs = [("pacing", "native")] + [(state, kind) for state in ("buffering", "recording")
+                                      for kind in ("native", "pure")]
+    net: dict[tuple[str, str], list[float]] = {run: [] for run in runs[1:]}
+    threads: dict[tuple[str, str], list[tuple[float, float]]] = {run: [] for run in runs[1:]}
+    pacing: list[float] = []
+
+    def rounds() -> None:
+        for number in range(PACED_ROUNDS):
+            order = runs[1:][number % 4:] + runs[1:][:number % 4]
+            figures = {}
+            for state, kind in [runs[0], *order]:
+                figures[state, kind] = run_workload(
+                    kind, "paced", tmp_path / f"{state}-{kind}-{number}", "--state", state,
+                    "--seconds", str(PACED_SECONDS))
+                assert figures[state, kind]["implementation"] == kind
+            base = figures["pacing", "native"]["cpu_percent_of_one_core"]
+            pacing.append(base)
+            for run in net:
+                net[run].append(figures[run]["cpu_percent_of_one_core"] - base)
+                threads[run].append((figures[run]["capture_thread_percent"] - base,
+                                     figures[run]["writer_thread_percent"]))
+            assert figures["recording", "native"]["written_units"] == figures[
+                "recording", "native"]["units"]
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    figures: dict[str, Any] = {"rounds": PACED_ROUNDS, "fed_s": PACED_SECONDS,
+                               "pacing_percent": statistics.median(pacing),
+                               "pacing_spread": [min(pacing), max(pacing)]}
+    for (state, kind), values in net.items():
+        figures[f"{state}_{kind}_percent"] = statistics.median(values)
+        figures[f"{state}_{kind}_spread"] = [min(values), max(values)]
+        figures[f"{state}_{kind}_capture_writer"] = [
+            statistics.median(t[0] for t in threads[state, kind]),
+            statistics.median(t[1] for t in threads[state, kind])]
+    for state in ("buffering", "recording"):
+        ratios = [n / p for n, p in zip(net[state, "native"], net[state, "pure"]) if p > 0]
+        figures[f"{state}_native_vs_pure"] = statistics.median(ratios) if ratios else None
+        figures[f"{state}_native_vs_pure_spread"] = [min(ratios), max(ratios)] if ratios else None
+    benchmark.extra_info.update(piece="recorder", op="paced", size="1080p30 10Mbit/s+AAC",
+                                kind="both", units=1, **figures)
 
 
 @pytest.mark.parametrize("kind", ["native", "pure"])

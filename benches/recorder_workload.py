@@ -3,6 +3,7 @@
 
     python benches/recorder_workload.py overhead --seconds 20 --dir /tmp/x [--encrypted]
     python benches/recorder_workload.py latency --dir /tmp/x
+    python benches/recorder_workload.py paced --state buffering|recording|pacing --seconds 20 --dir /tmp/x
 
 ``--encrypted`` records for a station as a paired camera does (encryption at rest, 'cenc'): a
 station identity is made in the directory and its pin line set as ``station.public_key``, which
@@ -132,6 +133,97 @@ def overhead(seconds: float, directory: Path, encrypted: bool = False) -> dict[s
             "bytes": sum(len(u.payload) for u in units)}
 
 
+class _QuietBoard:
+    """The controller's board, doing nothing: the bench measures the recorder, not the LEDs."""
+
+    docked = False
+
+    def show(self, status: Any) -> None:
+        pass
+
+    def cue(self, cue: Any) -> None:
+        pass
+
+    def get_event(self, timeout: float | None = None) -> None:
+        return None
+
+
+WARM_S = 45.0  # more than the ring holds (30 s + slack): every page of its arena is touched
+
+
+def paced(state: str, seconds: float, directory: Path) -> dict[str, Any]:
+    """What a camera lives through: the stream fed at real time, unit by unit at its pts, from
+    one capture thread into `Controller.push` (as the sources do), for ``seconds``.
+
+    ``buffering``: the camera's all-day state (video into the pre-event ring, audio held for a
+    trigger). ``recording``: the same after a start, the writer thread draining the ring into a
+    recording (mux, hash, write, fdatasync). ``pacing``: the same loop with nothing pushed, the
+    cost of feeding at real time, which the bench subtracts. CPU is the whole process's (every
+    thread, user + system) over the fed interval.
+
+    Measured in the steady state, as a camera spends its day: first ``WARM_S`` of stream is
+    pushed at once (the ring full, its arena's pages all touched; the camera's first minute),
+    and for ``recording`` the start's pre-event drain is over before the clock starts. The
+    writer's seal after the interval is not counted."""
+    from recorder.device.controller import Controller, ring_size
+
+    now = monotonic_us()
+    warm = stream(WARM_S, now - int(WARM_S * 1e6), aac_config())
+    start_us = now + 2_000_000  # time for the warm-up and the drain of the pre-event buffer
+    units = stream(seconds, start_us, aac_config())
+    size = ring_size(30, VIDEO_BPS, 64_000, FPS, AUDIO_RATE / 1024, 1.0)
+    ring = recorder.PreEventRing(30, size.capacity_bytes, size.max_units)
+    controller = Controller(ring, _QuietBoard(), lambda: make_recording(directory),  # type: ignore[arg-type]
+                            min_free_bytes=0, storage=lambda: 1 << 62, clock_us=monotonic_us)
+    if state != "pacing":
+        for unit in warm:
+            controller.push(unit)
+    if state == "recording":
+        assert controller.start_recording("bench") is not None
+        while len(ring):  # the pre-event buffer is written
+            time.sleep(0.01)
+    push = controller.push if state != "pacing" else (lambda unit: None)
+    writer_tid = controller.writer._thread.native_id if controller.writer else None
+    written_before = controller.writer.units if controller.writer else 0
+    late = 0
+    time.sleep(max(0.0, (start_us - monotonic_us()) / 1e6))
+    writer_before = _thread_cpu_s(writer_tid)
+    capture_before = time.thread_time()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    for unit in units:
+        delay = (unit.pts_us - monotonic_us()) / 1e6
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            late += 1
+        push(unit)
+    cpu = time.process_time() - cpu_before
+    wall = time.perf_counter() - wall_before
+    capture = time.thread_time() - capture_before
+    writer_cpu = _thread_cpu_s(writer_tid) - writer_before
+    written = 0
+    if state == "recording":
+        writer = controller.writer
+        assert writer is not None
+        controller.stop_recording("bench over", timeout=30)
+        assert writer.error is None, writer.error
+        written = writer.units - written_before  # every unit fed in the interval
+    return {"implementation": recorder.implementation("ring"), "state": state,
+            "fed_s": seconds, "cpu_s": cpu, "wall_s": wall, "units": len(units),
+            "late_units": late, "written_units": written,
+            "cpu_percent_of_one_core": 100 * cpu / wall,
+            "capture_thread_percent": 100 * capture / wall,
+            "writer_thread_percent": 100 * writer_cpu / wall}
+
+
+def _thread_cpu_s(tid: int | None) -> float:
+    """CPU seconds thread ``tid`` of this process has run (the kernel's schedstat, in ns)."""
+    if tid is None:
+        return 0.0
+    with open(f"/proc/self/task/{tid}/schedstat") as stat:
+        return int(stat.read().split()[0]) / 1e9
+
+
 def latency(directory: Path, buffered_s: float = 30.0) -> dict[str, Any]:
     """Start request -> first pre-event fragment fsynced, with ``buffered_s`` in the ring; then
     the time to drain the whole buffer to disk while live units keep arriving in real time."""
@@ -188,7 +280,9 @@ def latency(directory: Path, buffered_s: float = 30.0) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("workload", choices=["overhead", "latency"])
+    parser.add_argument("workload", choices=["overhead", "latency", "paced"])
+    parser.add_argument("--state", choices=["buffering", "recording", "pacing"],
+                        default="buffering", help="paced: what the camera is doing")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--encrypted", action="store_true",
@@ -197,6 +291,8 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.workload == "overhead":
         result = overhead(args.seconds, args.dir, args.encrypted)
+    elif args.workload == "paced":
+        result = paced(args.state, args.seconds, args.dir)
     else:
         result = latency(args.dir)
     print(json.dumps(result))
