@@ -8,7 +8,6 @@ import shlex
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import __version__
 from .._native import ENV_VAR, PIECES, NativeFallbackWarning, load, policy_from_environ
