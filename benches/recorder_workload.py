@@ -148,7 +148,6 @@ class _QuietBoard:
         return None
 
 
-WARM_S = 45.0  # more than the ring holds (30 s + slack): every page of its arena is touched
 
 
 def paced(state: str, seconds: float, directory: Path) -> dict[str, Any]:
@@ -161,17 +160,19 @@ def paced(state: str, seconds: float, directory: Path) -> dict[str, Any]:
     cost of feeding at real time, which the bench subtracts. CPU is the whole process's (every
     thread, user + system) over the fed interval.
 
-    Measured in the steady state, as a camera spends its day: first ``WARM_S`` of stream is
-    pushed at once (the ring full, its arena's pages all touched; the camera's first minute),
+    Measured in the steady state, as a camera spends its day: first enough of the stream to go
+    once round the ring's arena is pushed at once (the ring full, every page of its arena touched,
+    as after the camera's first minute or two; the first touches are page faults that a camera
+    pays once, not every second),
     and for ``recording`` the start's pre-event drain is over before the clock starts. The
     writer's seal after the interval is not counted."""
     from recorder.device.controller import Controller, ring_size
 
-    now = monotonic_us()
-    warm = stream(WARM_S, now - int(WARM_S * 1e6), aac_config())
-    start_us = now + 2_000_000  # time for the warm-up and the drain of the pre-event buffer
-    units = stream(seconds, start_us, aac_config())
     size = ring_size(30, VIDEO_BPS, 64_000, FPS, AUDIO_RATE / 1024, 1.0)
+    warm_s = size.capacity_bytes / (VIDEO_BPS / 8) + 5  # once round the arena, and more
+    now = monotonic_us()
+    warm = stream(warm_s, now - int(warm_s * 1e6), aac_config())
+    units = stream(seconds, 0, aac_config())  # stamped when the warm-up is over
     ring = recorder.PreEventRing(30, size.capacity_bytes, size.max_units)
     controller = Controller(ring, _QuietBoard(), lambda: make_recording(directory),  # type: ignore[arg-type]
                             min_free_bytes=0, storage=lambda: 1 << 62, clock_us=monotonic_us)
@@ -186,6 +187,8 @@ def paced(state: str, seconds: float, directory: Path) -> dict[str, Any]:
     writer_tid = controller.writer._thread.native_id if controller.writer else None
     written_before = controller.writer.units if controller.writer else 0
     late = 0
+    start_us = monotonic_us() + 200_000
+    units = [AccessUnit(u.stream, u.pts_us + start_us, u.is_keyframe, u.payload) for u in units]
     time.sleep(max(0.0, (start_us - monotonic_us()) / 1e6))
     writer_before = _thread_cpu_s(writer_tid)
     capture_before = time.thread_time()
