@@ -27,6 +27,8 @@ class PtsInterleaver:
         self.streams = streams
         self.max_wait_us = max_wait_us
         self._queues: dict[int, deque[AccessUnit]] = {stream: deque() for stream in streams}
+        # the same queues in stream order: of two heads with one pts, the lower stream goes first
+        self._in_order = tuple(self._queues[stream] for stream in sorted(streams))
         self._newest_us: int | None = None
 
     def push(self, unit: AccessUnit) -> list[AccessUnit]:
@@ -34,19 +36,24 @@ class PtsInterleaver:
         if queue is None:  # a stream we do not interleave passes straight through
             return [unit]
         queue.append(unit)
-        if self._newest_us is None or unit.pts_us > self._newest_us:
-            self._newest_us = unit.pts_us
+        newest = self._newest_us
+        if newest is None or unit.pts_us > newest:
+            self._newest_us = newest = unit.pts_us
         ready = []
-        while True:
-            heads = [q[0] for q in self._queues.values() if q]
-            if not heads:
+        while True:  # written out, not with min(): this runs for every unit the camera records
+            earliest: deque[AccessUnit] | None = None  # the queue whose head has the lowest pts
+            everyone_here = True
+            for candidate in self._in_order:
+                if not candidate:
+                    everyone_here = False
+                elif earliest is None or candidate[0].pts_us < earliest[0].pts_us:
+                    earliest = candidate
+            if earliest is None:
                 break
-            earliest = min(heads, key=lambda u: (u.pts_us, u.stream))
-            everyone_here = len(heads) == len(self._queues)
-            stale = self._newest_us - earliest.pts_us >= self.max_wait_us
+            stale = newest - earliest[0].pts_us >= self.max_wait_us
             if not (everyone_here or stale):
                 break
-            ready.append(self._queues[earliest.stream].popleft())
+            ready.append(earliest.popleft())
         return ready
 
     def flush(self) -> list[AccessUnit]:
