@@ -103,10 +103,9 @@ cdef class PreEventRing:
         self._seconds = seconds
 
     def __dealloc__(self):
-        cdef size_t i
         if self.slots != NULL:
-            for i in range(self.r.nmax):
-                Py_XDECREF(self.slots[i])
+            if self.ready:  # the payloads still held, and no other slot, hold references
+                self._release_below(self.first + bwv_ring_len(&self.r))
             free(self.slots)
             self.slots = NULL
         if self.ready:
@@ -221,16 +220,29 @@ cdef class PreEventRing:
         ``timeout`` must be None or a number >= 0 (NaN and negative numbers are refused); any
         larger number, even infinity, is honoured.
         """
-        seconds = _check_timeout(timeout)
-        cdef double wait_s = -1.0 if seconds is None else <double> seconds
+        cdef double wait_s
+        if timeout is None:
+            wait_s = -1.0
+        elif type(timeout) is float and <double> timeout >= 0:  # NaN fails this: checked below
+            wait_s = <double> timeout
+        else:
+            seconds = _check_timeout(timeout)
+            wait_s = -1.0 if seconds is None else <double> seconds
+        return self._pop(wait_s)
+
+    cdef object _pop(self, double wait_s):
+        """pop() with a checked timeout in seconds (< 0: forever)."""
         cdef uint64_t seq
         cdef size_t n, i
         cdef int rc, stream, key
         cdef int64_t pts
         cdef object out
         while True:
-            with nogil:
-                rc = bwv_ring_peek(&self.r, wait_s, &seq, &n)
+            # an AU already held is taken without letting the GIL go; only a wait releases it
+            rc = bwv_ring_peek(&self.r, 0.0, &seq, &n)
+            if rc == BWV_NONE and wait_s != 0:
+                with nogil:
+                    rc = bwv_ring_peek(&self.r, wait_s, &seq, &n)
             if rc == BWV_ESTATE:
                 raise errors.RingStateError("pop() needs consume mode: call begin_consume() first")
             if rc == BWV_NONE:
@@ -249,7 +261,7 @@ cdef class PreEventRing:
     def drain(self):
         """Yield every AU held, oldest first, until the ring is momentarily empty (consume mode)."""
         while True:
-            unit = self.pop(0)
+            unit = self._pop(0.0)
             if unit is None:
                 return
             yield unit
