@@ -4,11 +4,12 @@ On a 120 s stream of 1080p30 at 10 Mbit/s plus AAC (`recorder_workload.stream`: 
 access units of ~40 KB, I-frames ~330 KB, and 5,625 AAC frames of 170 B), each round pushes the
 whole stream, in capture order, into a fresh ``CircularOutput2`` (started, no output open: the
 buffering state, 30 s kept) and a fresh ``recorder.PreEventRing``, native and pure (30 s, a
-64 MiB capacity), and times each with ``time.perf_counter_ns`` around the loop; the three take
-turns inside every round, in an order that rotates from round to round, so a drift of the
-machine's speed reaches them alike; the ratios are taken within each round. Every target is
-called the same way (``fn(*args)`` over a list of prepared argument tuples), so the loop costs
-the same for all. The payloads are the ``bytes`` objects an encoder hands over, as picamera2's
+64 MiB capacity). The three take turns every CHUNK access units, in an order that rotates from
+chunk to chunk, so that a change of the machine's speed (neighbours, frequency) reaches them
+alike; each chunk is timed in this thread's CPU time (``time.thread_time_ns``: what the call
+costs the encoder's thread, not the time other processes took the core), and the ratios are
+taken within each round. Every target is called the same way (``fn(*args)`` over a list of
+prepared argument tuples), so the loop costs the same for all. The payloads are the ``bytes`` objects an encoder hands over, as picamera2's
 encoder thread passes them to its output and as the recorder's sources pass them to the ring.
 
 picamera2 0.3.38 imports only over libcamera: run under the virtual camera,
@@ -39,6 +40,7 @@ SECONDS = 120
 PRE_EVENT_S = 30
 CAPACITY = 64 << 20
 ROUNDS = 9
+CHUNK = 256
 
 
 def circular_output2() -> Any:
@@ -52,15 +54,11 @@ def circular_output2() -> Any:
 
 
 def timed(fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> int:
-    """Nanoseconds to make every call, the collector off as in a steady encoder thread."""
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for args in calls:
-            fn(*args)
-        return time.perf_counter_ns() - start
-    finally:
-        gc.enable()
+    """CPU nanoseconds of this thread to make every call."""
+    start = time.thread_time_ns()
+    for args in calls:
+        fn(*args)
+    return time.thread_time_ns() - start
 
 
 def test_push_against_circular_output2(benchmark: Any) -> None:
@@ -73,29 +71,35 @@ def test_push_against_circular_output2(benchmark: Any) -> None:
     times: dict[str, list[int]] = {"circular_output2": [], "native": [], "pure": []}
     held: dict[str, int] = {}
 
-    def run_anchor() -> None:
+    def one_round() -> None:
         anchor = anchor_class(buffer_duration_ms=PRE_EVENT_S * 1000)
         anchor.start()
-        times["circular_output2"].append(timed(anchor.outputframe, anchor_calls))
+        ring = {kind: module.PreEventRing(PRE_EVENT_S, CAPACITY) for kind, module in rings.items()}
+        targets = [("circular_output2", anchor.outputframe, anchor_calls),
+                   ("native", ring["native"].push, ring_calls),
+                   ("pure", ring["pure"].push, ring_calls)]
+        spent = dict.fromkeys(times, 0)
+        gc.disable()  # as in a steady encoder thread; the payloads are not tracked anyway
+        try:
+            for n, start in enumerate(range(0, len(units), CHUNK)):
+                for kind, fn, calls in targets[n % 3:] + targets[:n % 3]:
+                    spent[kind] += timed(fn, calls[start:start + CHUNK])
+        finally:
+            gc.enable()
+        for kind, value in spent.items():
+            times[kind].append(value)
         buffered = list(anchor._circular)  # what it holds: the last 30 s, as the rings do
         assert buffered and buffered[-1][2] - buffered[0][2] >= (PRE_EVENT_S - 1) * 1_000_000
         anchor.stop()
-
-    def run_ring(kind: str) -> None:
-        ring = rings[kind].PreEventRing(PRE_EVENT_S, CAPACITY)
-        times[kind].append(timed(ring.push, ring_calls))
-        stats = ring.stats()
-        assert stats.pushed_units == len(units) and 0 < stats.bytes <= CAPACITY
-        assert stats.span_us >= PRE_EVENT_S * 1_000_000
-        held[kind] = stats.bytes
-
-    runs: list[Callable[[], None]] = [run_anchor, lambda: run_ring("native"),
-                                      lambda: run_ring("pure")]
+        for kind in rings:
+            stats = ring[kind].stats()
+            assert stats.pushed_units == len(units) and 0 < stats.bytes <= CAPACITY
+            assert stats.span_us >= PRE_EVENT_S * 1_000_000
+            held[kind] = stats.bytes
 
     def rounds() -> None:
-        for n in range(ROUNDS):
-            for run in runs[n % 3:] + runs[:n % 3]:
-                run()
+        for _ in range(ROUNDS):
+            one_round()
 
     benchmark.pedantic(rounds, rounds=1, iterations=1)
     per_unit = {kind: [t / len(units) for t in values] for kind, values in times.items()}
