@@ -1,8 +1,10 @@
-"""The baseline: a pre-event buffer as picamera2's CircularOutput2 builds it.
+"""The baseline: a pre-event buffer built as picamera2's CircularOutput2 builds it.
 
-A `collections.deque` of `(bytes, keyframe, timestamp)` tuples, one fresh `bytes` copy per frame
-(picamera2 copies each frame out of the encoder's mmap buffer; so does this, through memoryview),
-trimmed by duration from the left, then forward to the next keyframe.
+A `collections.deque` of `(stream, timestamp, keyframe, frame)` tuples holding the `bytes` object
+it is given (as CircularOutput2 keeps the encoder's: picamera2's one copy, out of the encoder's
+mmap buffer, is made before its output sees the frame), trimmed by duration from the left, then
+forward to the next keyframe. A stand-in for the piece-sized benches of bench_ring.py; the real
+CircularOutput2 is measured in bench_ring_anchor.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ class DequeRing:
 
     def push(self, stream: int, pts_us: int, is_keyframe: bool, payload: bytes) -> None:
         frames = self.frames
-        frames.append((stream, pts_us, is_keyframe, bytes(memoryview(payload))))
+        frames.append((stream, pts_us, is_keyframe, payload))
         if pts_us - frames[0][1] > self.duration_us:
             frames.popleft()
             while frames and not frames[0][2]:

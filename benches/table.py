@@ -22,6 +22,7 @@ def main(path: str) -> None:
     rows: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     recorder_rows: list[dict[str, Any]] = []
     aes_rows: list[dict[str, Any]] = []
+    anchor_rows: list[dict[str, Any]] = []
     upload: dict[str, float] = {}
     upload_bytes = 0
     for bench in data["benchmarks"]:
@@ -31,6 +32,9 @@ def main(path: str) -> None:
             continue
         if info.get("piece") == "aes-vs-openssl":  # throughputs measured inside the bench
             aes_rows.append(info)
+            continue
+        if info.get("piece") == "ring-vs-circular-output2":  # rounds timed inside the bench
+            anchor_rows.append(info)
             continue
         if info.get("piece") == "upload":
             upload[info["kind"]] = bench["stats"]["median"]
@@ -94,6 +98,22 @@ def main(path: str) -> None:
                   f"| {info['pure_mb_s']:,.0f} | {info['openssl_mb_s']:,.0f} "
                   f"| {ratio('native')} | {ratio('pure')} |")
         print(f"\n(median of {aes_rows[0]['rounds']} alternating rounds; MB/s per CPU second)")
+    if anchor_rows:
+        print("\n| ring push against picamera2's CircularOutput2 | stream | implementation "
+              "| per access unit (spread) | CircularOutput2.outputframe (spread) "
+              "| ring / CircularOutput2 (spread) |")
+        print("|---|---|---|---|---|---|")
+        for info in anchor_rows:
+            low, high = info["circular_output2_ns_spread"]
+            anchor = f"{info['circular_output2_ns']:,.0f} ns ({low:,.0f}-{high:,.0f})"
+            for kind in ("native", "pure"):
+                low, high = info[f"{kind}_ns_spread"]
+                rlow, rhigh = info[f"{kind}_vs_anchor_spread"]
+                print(f"| push | {info['size']} | {kind} | {info[f'{kind}_ns']:,.0f} ns "
+                      f"({low:,.0f}-{high:,.0f}) | {anchor} | {info[f'{kind}_vs_anchor']:.2f}x "
+                      f"({rlow:.2f}-{rhigh:.2f}) |")
+        print(f"\n(median of {anchor_rows[0]['rounds']} rounds of {anchor_rows[0]['units']:,} "
+              "access units each, the three in turn within a round; ratios per round)")
     if "bwv" in upload and "plain-http" in upload:
         print(f"\nUpload of {upload_bytes / 1e9:.2f} GB on loopback: bwv upload "
               f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "

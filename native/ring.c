@@ -1,4 +1,5 @@
-/* Pre-event ring buffer core. The rules, and the names, follow recorder/ring/_ring_py.py. */
+/* Pre-event ring buffer core. The rules, and the names, follow recorder/ring/_ring_py.py; the
+ * payloads are the caller's (ring.h). */
 #include "ring.h"
 
 #include <stdlib.h>
@@ -28,14 +29,13 @@ int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us)
     r->cap = cap;
     r->nmax = nmax;
     r->seconds_us = seconds_us;
-    r->arena = malloc(cap);
     r->streams = malloc(nmax);
     r->keys = malloc(nmax);
     r->pts = malloc(nmax * sizeof *r->pts);
     r->offs = malloc(nmax * sizeof *r->offs);
     r->lens = malloc(nmax * sizeof *r->lens);
     r->kseq = malloc(nmax * sizeof *r->kseq);
-    if (!r->arena || !r->streams || !r->keys || !r->pts || !r->offs || !r->lens || !r->kseq) {
+    if (!r->streams || !r->keys || !r->pts || !r->offs || !r->lens || !r->kseq) {
         bwv_ring_free(r);
         return BWV_ENOMEM;
     }
@@ -49,18 +49,16 @@ int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us)
 
 void bwv_ring_free(bwv_ring *r)
 {
-    if (r->arena && r->streams && r->keys && r->pts && r->offs && r->lens && r->kseq) {
+    if (r->streams && r->keys && r->pts && r->offs && r->lens && r->kseq) {
         pthread_cond_destroy(&r->readable);
         pthread_mutex_destroy(&r->mutex);
     }
-    free(r->arena);
     free(r->streams);
     free(r->keys);
     free(r->pts);
     free(r->offs);
     free(r->lens);
     free(r->kseq);
-    r->arena = NULL;
     r->streams = r->keys = NULL;
     r->pts = NULL;
     r->offs = r->lens = NULL;
@@ -191,8 +189,8 @@ static int check_push(const bwv_ring *r, int stream, int64_t pts, size_t n, int6
     return BWV_OK;
 }
 
-int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *data,
-                  size_t n, int64_t *last_pts)
+int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, size_t n, int64_t *last_pts,
+                  uint64_t *seq_out, uint64_t *head)
 {
     int rc, video_key = key && stream == VIDEO;
     int64_t offset;
@@ -223,8 +221,8 @@ int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *
             goto out;
         }
     }
-    memcpy(r->arena + offset, data, n);
     seq = r->tail;
+    *seq_out = seq;
     i = seq % r->nmax;
     r->streams[i] = (uint8_t)stream;
     r->keys[i] = key ? 1 : 0;
@@ -250,6 +248,8 @@ int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *
         age(r);
     }
 out:
+    if (rc >= 0)
+        *head = r->head;
     pthread_mutex_unlock(&r->mutex);
     return rc;
 }
@@ -269,7 +269,7 @@ int bwv_ring_begin_consume(bwv_ring *r)
     return rc;
 }
 
-int bwv_ring_end_consume(bwv_ring *r)
+int bwv_ring_end_consume(bwv_ring *r, uint64_t *head)
 {
     int rc = BWV_OK;
 
@@ -279,6 +279,7 @@ int bwv_ring_end_consume(bwv_ring *r)
     } else {
         r->consuming = 0;
         age(r);
+        *head = r->head;
     }
     pthread_mutex_unlock(&r->mutex);
     return rc;
@@ -356,8 +357,7 @@ out:
     return rc;
 }
 
-int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *stream,
-                      int64_t *pts, int *key)
+int bwv_ring_take(bwv_ring *r, uint64_t seq, size_t n, int *stream, int64_t *pts, int *key)
 {
     size_t i;
 
@@ -367,7 +367,6 @@ int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *st
         return BWV_RETRY;
     }
     i = seq % r->nmax;
-    memcpy(dst, r->arena + r->offs[i], n);
     *stream = r->streams[i];
     *pts = r->pts[i];
     *key = r->keys[i];

@@ -1,7 +1,11 @@
 /* Pre-event ring buffer core: the C twin of recorder/ring/_ring_py.py (read that file for the rules).
  *
- * Every function that takes a bwv_ring locks its mutex itself and never touches Python, so the
- * Cython wrapper (native/_ring_c.pyx) may call any of them with the GIL released.
+ * The core keeps the ring's order, accounting and eviction; it holds no payload. Each stored AU
+ * is known by its seq (counting every AU ever stored): the caller keeps the payload of AU `seq`
+ * in its own slot `seq % nmax`, stores it when push returns BWV_OK with that seq, and lets go of
+ * every payload below the head that push, end_consume and take report (those were evicted or
+ * taken). Every function that takes a bwv_ring locks its mutex itself and never touches Python,
+ * so the Cython wrapper (native/_ring_c.pyx) may call any of them with the GIL released.
  */
 #ifndef BWV_RING_H
 #define BWV_RING_H
@@ -36,8 +40,7 @@ typedef struct {
     pthread_cond_t readable;
     int waiters;
 
-    uint8_t *arena;
-    size_t cap;
+    size_t cap;           /* bytes held at most: the size of the arena the places are laid in */
     size_t nmax;
     int64_t seconds_us;
 
@@ -45,7 +48,7 @@ typedef struct {
     uint8_t *streams;
     uint8_t *keys;
     int64_t *pts;
-    size_t *offs;
+    size_t *offs;         /* the payload's place in an arena laid out, never allocated */
     size_t *lens;
     /* seqs of held video keyframes, indexed by k % nmax */
     uint64_t *kseq;
@@ -70,22 +73,25 @@ typedef struct {
 int bwv_ring_init(bwv_ring *r, size_t cap, size_t nmax, int64_t seconds_us);
 void bwv_ring_free(bwv_ring *r);
 
-/* Store one AU. Returns BWV_OK, BWV_DROPPED, or a negative error; *last_pts receives the
- * previous pts of the stream when BWV_EPTS is returned. */
-int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, const uint8_t *data,
-                  size_t n, int64_t *last_pts);
+/* Account for one AU of n bytes. Returns BWV_OK (stored as AU *seq: the caller keeps its
+ * payload), BWV_DROPPED, or a negative error (nothing changed); *last_pts receives the previous
+ * pts of the stream when BWV_EPTS is returned. *head receives the oldest held seq after the call
+ * on BWV_OK and BWV_DROPPED: the payloads of seqs below it are gone. */
+int bwv_ring_push(bwv_ring *r, int stream, int64_t pts, int key, size_t n, int64_t *last_pts,
+                  uint64_t *seq, uint64_t *head);
 
 int bwv_ring_begin_consume(bwv_ring *r);
-int bwv_ring_end_consume(bwv_ring *r);
+/* *head receives the oldest held seq after the AUs not taken were aged (on BWV_OK). */
+int bwv_ring_end_consume(bwv_ring *r, uint64_t *head);
 
 /* Wait up to timeout_s (< 0 or NaN: forever; 0: not at all; any larger value, even +inf, is
  * waited out a day at a time) until an AU is held or the ring is closed. Returns BWV_OK with the
  * oldest AU's seq and size, BWV_NONE, or BWV_ESTATE. */
 int bwv_ring_peek(bwv_ring *r, double timeout_s, uint64_t *seq, size_t *n);
 
-/* Copy AU `seq` (of size n, from bwv_ring_peek) into dst and free it. BWV_RETRY if it is gone. */
-int bwv_ring_pop_into(bwv_ring *r, uint64_t seq, size_t n, uint8_t *dst, int *stream,
-                      int64_t *pts, int *key);
+/* Take AU `seq` (of size n, from bwv_ring_peek): the head moves past it, the caller hands its
+ * payload on. BWV_RETRY if it is gone. */
+int bwv_ring_take(bwv_ring *r, uint64_t seq, size_t n, int *stream, int64_t *pts, int *key);
 
 void bwv_ring_close(bwv_ring *r);
 void bwv_ring_get_stats(bwv_ring *r, bwv_ring_stats *out);

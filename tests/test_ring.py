@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import array
+import os
+import sys
 import threading
 import time
 from types import ModuleType
@@ -329,8 +331,8 @@ def test_pop_with_a_huge_timeout_waits_until_a_push_wakes_it(ring_impl: ModuleTy
     consumer.start()
     consumer.join(0.3)
     assert consumer.is_alive(), f"pop(timeout={timeout}) returned early: {outcome}"
-    # pushed from a thread of its own, and large enough that the native push waits for the
-    # ring's lock without the GIL: a pop() spinning on that lock fails the test, not hangs it
+    # pushed from a thread of its own, that takes the ring's lock (the native one with the GIL
+    # held): a pop() spinning on that lock, or on the GIL, fails the test, not hangs it
     woken = payload(1, 8192)
     producer = threading.Thread(target=ring.push, args=(VIDEO, 0, True, woken), daemon=True)
     producer.start()
@@ -399,6 +401,100 @@ def test_two_producers_and_one_consumer_lose_nothing_when_room_suffices(
     assert [u for u in got if u.stream == VIDEO] == video
     assert [u for u in got if u.stream == AUDIO] == audio
     assert ring.stats().overrun_units == 0
+
+
+# -- payloads: held, not copied -------------------------------------------------------------------
+
+
+def test_a_bytes_payload_is_held_and_popped_as_the_very_object(ring_impl: ModuleType) -> None:
+    """bytes cannot change: the ring keeps the caller's object (no copy) and hands it back."""
+    ring = ring_impl.PreEventRing(seconds=10, capacity_bytes=1 << 16)
+    key, delta = payload(1, 500), payload(2, 300)
+    ring.push(VIDEO, 0, True, key)
+    ring.push(VIDEO, FRAME_US, False, delta)
+    units = take_all(ring)
+    assert units[0].payload is key and units[1].payload is delta
+
+
+def test_any_other_payload_is_copied_once_when_pushed(ring_impl: ModuleType) -> None:
+    """A bytearray (or a view of one, a subclass of bytes) may change after push(): what pops is
+    what was pushed, as exact ``bytes``."""
+
+    class Tagged(bytes):
+        pass
+
+    ring = ring_impl.PreEventRing(seconds=10, capacity_bytes=1 << 16)
+    source = bytearray(payload(1, 5000))  # above the native twin's GIL-release size
+    small = bytearray(b"\x00\x00\x01\x41delta")
+    tagged = Tagged(b"tagged")
+    ring.push(VIDEO, 0, True, source)
+    ring.push(VIDEO, FRAME_US, False, memoryview(small))
+    ring.push(AUDIO, 0, True, tagged)
+    source[:] = bytes(len(source))
+    small[0] = 0xFF
+    units = take_all(ring)
+    assert [u.payload for u in units] == [payload(1, 5000), b"\x00\x00\x01\x41delta", b"tagged"]
+    assert all(type(u.payload) is bytes for u in units)
+
+
+def test_the_ring_lets_go_of_every_payload_it_no_longer_holds(ring_impl: ModuleType) -> None:
+    """Evicted while buffering, aged by end_consume(), overrun while consuming, popped, dropped,
+    or held when the ring goes: the ring keeps no reference to any of them afterwards."""
+    frames = [payload(n, 200) for n in range(8)]
+
+    def counts() -> list[int]:
+        return [sys.getrefcount(frame) for frame in frames]
+
+    baseline = counts()
+
+    def extra() -> list[int]:
+        return [now - before for now, before in zip(counts(), baseline)]
+
+    ring = ring_impl.PreEventRing(seconds=0, capacity_bytes=500, max_units=4)
+    ring.push(VIDEO, 0, True, frames[0])
+    ring.push(VIDEO, FRAME_US, True, frames[1])  # seconds=0: frames[0]'s GOP is evicted
+    assert extra()[:2] == [0, 1]
+    ring.begin_consume()
+    ring.push(VIDEO, 2 * FRAME_US, True, frames[2])
+    ring.push(VIDEO, 3 * FRAME_US, True, frames[3])  # 800 bytes > 500: frames[1] overrun
+    assert extra()[:4] == [0, 0, 1, 1]
+    popped = ring.pop(timeout=0)
+    assert popped is not None and popped.payload is frames[2]
+    assert extra()[2] == 1  # the popped unit's, not the ring's
+    del popped
+    ring.push(VIDEO, 4 * FRAME_US, True, frames[4])
+    ring.end_consume()  # ages: only frames[4]'s GOP stays
+    assert extra()[:5] == [0, 0, 0, 0, 1]
+    ring.push(VIDEO, 5 * FRAME_US, True, frames[5])
+    ring.push(VIDEO, 6 * FRAME_US, False, frames[6])
+    assert extra()[4:7] == [0, 1, 1]
+    with pytest.raises(NonMonotonicPtsError):
+        ring.push(VIDEO, 6 * FRAME_US, False, frames[7])  # refused: not held
+    ring.close()
+    assert extra()[7] == 0
+    del ring  # the ring's last references go with it
+    assert extra() == [0] * 8
+
+
+def test_a_dropped_unit_is_not_held(ring_impl: ModuleType) -> None:
+    delta = payload(3, 100)
+    before = sys.getrefcount(delta)
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=1 << 16)
+    ring.push(VIDEO, 0, False, delta)  # no keyframe to decode it from: skipped
+    assert ring.stats().skipped_units == 1 and len(ring) == 0
+    assert sys.getrefcount(delta) == before
+
+
+def test_capacity_bounds_what_is_held_and_is_not_allocated_up_front(ring_impl: ModuleType) -> None:
+    """capacity_bytes is the most the ring may hold, not memory taken at construction; a capacity
+    beyond the machine's physical memory is refused as one that could not be allocated."""
+    if not hasattr(os, "sysconf") or "SC_PHYS_PAGES" not in os.sysconf_names:
+        pytest.skip("the system does not say how much physical memory it has")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with pytest.raises(MemoryError, match=f"cannot allocate a ring of {memory + 1} bytes"):
+        ring_impl.PreEventRing(seconds=1, capacity_bytes=memory + 1, max_units=16)
+    ring = ring_impl.PreEventRing(seconds=1, capacity_bytes=memory, max_units=16)
+    assert ring.capacity_bytes == memory  # would have taken all the memory if allocated
 
 
 # -- start/stop/close (picamera2 failure modes) ------------------------------------------------

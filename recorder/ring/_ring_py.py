@@ -3,8 +3,16 @@
 This file is also the readable specification of the ring's rules; `native/ring.c` follows it
 line for line, and the differential tests hold the two to the same results.
 
-Storage. Payloads live in one `bytearray` arena allocated at construction; each payload is stored
-contiguously (one that does not fit before the end of the arena goes to offset 0, leaving a gap).
+Storage. The ring holds each payload as one immutable ``bytes`` object: the very object pushed
+when it is exactly ``bytes`` (no copy: the encoders' sources already made it, as picamera2's
+``CircularOutput2`` keeps the encoder's), or one copy of any other bytes-like payload. pop()
+hands that object back. What may be held is bounded by an *arena* of ``capacity_bytes`` that is
+laid out but never allocated: each payload is given a contiguous place in it (one that does not
+fit before its end goes to offset 0, leaving a gap), and a payload is stored only where it fits
+without touching held ones. So the bytes held never exceed ``capacity_bytes``, evictions are
+what a real arena would need, and the memory held stays flat however many AUs pass; the
+payloads' places are kept for that accounting only. A capacity beyond the machine's physical
+memory is refused, as an arena of that size could not be given.
 Per-AU metadata lives in preallocated lists indexed by ``seq % max_units``, where ``seq`` counts
 every AU ever stored. The oldest held AU has seq ``_head``, the next to be stored ``_tail``.
 
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -72,6 +81,21 @@ def _check_construction(seconds: float, capacity_bytes: int, max_units: int) -> 
     return round(seconds * 1_000_000)
 
 
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_capacity(capacity_bytes: int, max_units: int) -> None:
+    """Refuse a capacity no machine here could hold (both twins: one rule, one error)."""
+    memory = _physical_memory()
+    if memory is not None and memory > 0 and capacity_bytes > memory:
+        raise _allocation_error(capacity_bytes, max_units)
+
+
 def _allocation_error(capacity_bytes: int, max_units: int) -> MemoryError:
     """The error of both twins for a ring whose arena or index cannot be allocated."""
     return MemoryError(f"cannot allocate a ring of {capacity_bytes} bytes indexing {max_units} "
@@ -104,12 +128,12 @@ class PreEventRing:
     """A pre-event buffer of access units, bounded by duration (video pts) and by bytes.
 
     ``seconds``: how much video to keep while buffering (at least this much once available, at
-    most one GOP more). ``capacity_bytes``: the arena, allocated once. ``max_units``: how many AUs
-    the ring can index at once.
+    most one GOP more). ``capacity_bytes``: the most payload bytes held at once. ``max_units``:
+    how many AUs the ring can index at once.
     """
 
     __slots__ = (
-        "_seconds", "_seconds_us", "_cap", "_nmax", "_arena", "_lock", "_readable", "_waiters",
+        "_seconds", "_seconds_us", "_cap", "_nmax", "_data", "_lock", "_readable", "_waiters",
         "_streams", "_keys", "_pts", "_offs", "_lens", "_kseq", "_khead", "_ktail",
         "_head", "_tail", "_last_pts", "_gop_open", "_last_key_seq", "_video_held",
         "_held_bytes", "_consuming", "_closed",
@@ -120,11 +144,12 @@ class PreEventRing:
     def __init__(self, seconds: float, capacity_bytes: int,
                  max_units: int = DEFAULT_MAX_UNITS) -> None:
         self._seconds_us = _check_construction(seconds, capacity_bytes, max_units)
+        _check_capacity(capacity_bytes, max_units)
         self._seconds = float(seconds)
         self._cap = capacity_bytes
         self._nmax = max_units
         try:
-            self._arena = bytearray(capacity_bytes)
+            self._data: list[bytes | None] = [None] * max_units  # the payloads held
             self._streams = [0] * max_units
             self._keys = [False] * max_units
             self._pts = [0] * max_units
@@ -184,9 +209,10 @@ class PreEventRing:
     # -- producers ----------------------------------------------------------------------------
 
     def push(self, stream: int, pts_us: int, is_keyframe: bool, payload: Buffer) -> None:
-        """Store one access unit (copying ``payload``), evicting old ones as the rules say."""
+        """Store one access unit, evicting old ones as the rules say. A ``bytes`` payload is held
+        as it is (it is immutable); any other bytes-like payload is copied once into ``bytes``."""
         if type(payload) is bytes:
-            data: Buffer = payload
+            data = payload
             size = len(payload)
         else:
             try:
@@ -196,7 +222,8 @@ class PreEventRing:
             if not view.c_contiguous:
                 raise payload_type_error(payload)
             size = view.nbytes
-            data = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+            # copied before the lock, unless push() will refuse it for its size anyway
+            data = view.tobytes() if size <= self._cap else b""
         with self._lock:
             if self._closed:
                 raise ring_closed_error()
@@ -224,9 +251,9 @@ class PreEventRing:
                 if stream == VIDEO and not key and not self._gop_open:
                     self._drop(size)
                     return
-            self._arena[offset:offset + size] = data
             seq = self._tail
             i = seq % self._nmax
+            self._data[i] = data
             self._streams[i] = stream
             self._keys[i] = bool(is_keyframe)
             self._pts[i] = pts_us
@@ -272,6 +299,7 @@ class PreEventRing:
         seq = self._head
         i = seq % self._nmax
         size = self._lens[i]
+        self._data[i] = None
         if self._streams[i] == VIDEO:
             self._video_held -= 1
             if self._keys[i]:
@@ -364,11 +392,12 @@ class PreEventRing:
                 return None
             seq = self._head
             i = seq % self._nmax
-            offset = self._offs[i]
             size = self._lens[i]
             stream = self._streams[i]
-            unit = AccessUnit(stream, self._pts[i], self._keys[i],
-                              bytes(self._arena[offset:offset + size]))
+            data = self._data[i]
+            assert data is not None
+            self._data[i] = None
+            unit = AccessUnit(stream, self._pts[i], self._keys[i], data)
             if stream == VIDEO:
                 self._video_held -= 1
                 if self._keys[i]:
