@@ -276,8 +276,10 @@ def fleets() -> Iterator[dict[int, list[tuple[str, DeviceKey, Path]]]]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def make_fleets(root: Path,
-                sizes: tuple[int, ...] = FLEET_SIZES) -> dict[int, list[tuple[str, DeviceKey, Path]]]:
+Fleet = list[tuple[str, DeviceKey, Path]]  # (device id, its key, its sealed recording)
+
+
+def make_fleets(root: Path, sizes: tuple[int, ...] = FLEET_SIZES) -> dict[int, Fleet]:
     """For each N: N cameras, each (device id, its own key, its sealed recording), the
     FLEET_SEGMENTS segments shared out among them. Every segment is real fragmented MP4 padded
     with random bytes of its camera, so no two blobs are alike."""
@@ -351,14 +353,15 @@ def _under_load(port: int, pid: int, jobs: list[Callable[[], None]]) -> dict[str
                               stdout=subprocess.PIPE)
     assert poller.stdout is not None and poller.stdin is not None
     poller.stdout.readline()  # it is running
-    cpu_before = _cpu_s(pid)
+    cpu_before, clients_before = _cpu_s(pid), _cpu_s(os.getpid())
     took = _together(jobs)
-    cpu = _cpu_s(pid) - cpu_before
+    cpu, clients = _cpu_s(pid) - cpu_before, _cpu_s(os.getpid()) - clients_before
     poller.stdin.close()
     polled = json.loads(poller.stdout.read())
     poller.stdout.close()
     poller.wait()
-    return {"s": took, "server_cpu_s": cpu, "health": polled["latencies"],
+    return {"s": took, "server_cpu_s": cpu, "client_cpu_s": clients,
+            "health": polled["latencies"],
             "health_errors": polled["errors"]}
 
 
@@ -474,7 +477,9 @@ def test_station_fleet(benchmark: Any,
                 f"{kind}_health_samples": len(health),
                 f"{kind}_health_errors": sum(run["health_errors"] for run in runs),
                 f"{kind}_server_cpu_per_gb_s": statistics.median(
-                    run["server_cpu_s"] / (total / 1e9) for run in runs)})
+                    run["server_cpu_s"] / (total / 1e9) for run in runs),
+                f"{kind}_client_cpu_per_gb_s": statistics.median(
+                    run["client_cpu_s"] / (total / 1e9) for run in runs)})
         row.update(ratio=statistics.median(ratios), ratio_spread=[min(ratios), max(ratios)])
         rows.append(row)
         print(f"  N={count:2d} ({total / 1e9:.2f} GB): bwv {row['bwv_mb_s']:.0f} MB/s "
@@ -485,7 +490,8 @@ def test_station_fleet(benchmark: Any,
               f"({row['bwv_health_errors']} failed of {row['bwv_health_samples']}), plain "
               f"{row['plain_health_p50_ms']:.1f}/{row['plain_health_p99_ms']:.1f} ms; server "
               f"CPU s/GB bwv {row['bwv_server_cpu_per_gb_s']:.2f}, plain "
-              f"{row['plain_server_cpu_per_gb_s']:.2f}")
+              f"{row['plain_server_cpu_per_gb_s']:.2f}; clients' CPU s/GB bwv "
+              f"{row['bwv_client_cpu_per_gb_s']:.2f}, plain {row['plain_client_cpu_per_gb_s']:.2f}")
     benchmark.extra_info.update(piece="station-fleet", op="upload", kind="bwv-vs-plain",
                                 size=f"{FLEET_SEGMENTS}x{FLEET_SEGMENT_BYTES / 1e6:g}MB",
                                 units=1, fleet=rows)
