@@ -1,7 +1,7 @@
 """Upload throughput on loopback: `Uploader` to a real `bwv station serve` against a plain HTTP
 copy of the same bytes (the same uvicorn server as the station's, its protocol, event loop and
 limits, and the same httpx; the body streamed to a file and fsynced, with no signing, hashing,
-catalogue or verification). Target: the upload reaches at least 90% of it.
+catalogue or verification). Target: the upload reaches at least 95% of it.
 
 The recording is 30 minutes at 10 Mbit/s (60 segments of 30 s, 37.5 MB each, 2.25 GB): real
 fragmented MP4 from PyAV at a tiny frame size, each padded with a ``free`` box to the size a
