@@ -25,6 +25,7 @@ def main(path: str) -> None:
     anchor_rows: list[dict[str, Any]] = []
     upload: dict[str, float] = {}
     upload_bytes = 0
+    fleet_rows: list[dict[str, Any]] = []
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         if info.get("piece") == "recorder":  # figures measured inside the workload process
@@ -39,6 +40,9 @@ def main(path: str) -> None:
         if info.get("piece") == "upload":
             upload[info["kind"]] = bench["stats"]["median"]
             upload_bytes = info["bytes"]
+            continue
+        if info.get("piece") == "station-fleet":  # rows measured inside the bench
+            fleet_rows.extend(info["fleet"])
             continue
         per_unit_ns = bench["stats"]["median"] / info["units"] * 1e9
         rows[(info["piece"], info["op"], info["size"])][info["kind"]] = per_unit_ns
@@ -119,6 +123,28 @@ def main(path: str) -> None:
               f"{upload_bytes / upload['bwv'] / 1e6:.0f} MB/s (signed, hashed, verified) against a "
               f"plain HTTP copy {upload_bytes / upload['plain-http'] / 1e6:.0f} MB/s: "
               f"{upload['plain-http'] / upload['bwv']:.0%} of the plain copy's throughput.")
+    if fleet_rows:
+        print("\n| cameras at once | bwv upload MB/s | plain copy MB/s | upload / plain "
+              "| /health p50 / p99 during upload | /health p50 / p99 during plain copy |")
+        print("|---|---|---|---|---|---|")
+        for row in fleet_rows:
+            def speed(kind: str) -> str:
+                low, high = row[f"{kind}_mb_s_spread"]
+                return f"{row[f'{kind}_mb_s']:.0f} ({low:.0f}-{high:.0f})"
+
+            def health(kind: str) -> str:
+                failed = row[f"{kind}_health_errors"]
+                return (f"{row[f'{kind}_health_p50_ms']:.1f} / {row[f'{kind}_health_p99_ms']:.1f}"
+                        f" ms" + (f" ({failed} failed)" if failed else ""))
+
+            low, high = row["ratio_spread"]
+            print(f"| {row['cameras']} | {speed('bwv')} | {speed('plain')} "
+                  f"| {row['ratio']:.0%} ({low:.0%}-{high:.0%}) | {health('bwv')} "
+                  f"| {health('plain')} |")
+        first = fleet_rows[0]
+        print(f"\n(median (min-max) of {first['rounds']} interleaved rounds of "
+              f"{first['bytes'] / 1e9:.2f} GB each; /health polled every 20 ms with a fresh "
+              "connection, all rounds pooled)")
 
 
 def _print_paced(info: dict[str, Any]) -> None:

@@ -651,3 +651,109 @@ def test_connections_being_closed_do_not_count_against_a_new_client() -> None:
     protocol.connections = {newcomer, _Connection("127.0.0.1", False),  # type: ignore
                             _Connection("127.0.0.1", False)}
     assert protocol._over_limit()  # three from one address: over its two
+
+
+# --- the two HTTP protocols: httptools (the fast path) and h11 (without it) hold the same limits
+
+
+def test_the_fast_path_serves_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The station extra installs httptools and uvloop: `serve` then runs on them, with the
+    limits' protocol; BWV_STATION_HTTP=h11 (or their absence) gives h11 and asyncio."""
+    from recorder.station.limits import Limits
+    from recorder.station.server import StationHttpToolsProtocol, StationProtocol, server_config
+
+    monkeypatch.delenv("BWV_STATION_HTTP", raising=False)
+    fast = server_config(None, Limits())  # type: ignore[arg-type]
+    assert isinstance(fast.http, type) and issubclass(fast.http, StationHttpToolsProtocol)
+    assert fast.loop == "uvloop"
+    monkeypatch.setenv("BWV_STATION_HTTP", "h11")
+    slow = server_config(None, Limits())  # type: ignore[arg-type]
+    assert isinstance(slow.http, type) and issubclass(slow.http, StationProtocol)
+    assert slow.loop == "asyncio"
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def small_limits_station(request: pytest.FixtureRequest, tmp_path: Path, camera_key: DeviceKey,
+                         monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, str]]:
+    """A station in a thread, on either protocol, with limits small enough to reach in a test:
+    (its port, the protocol's name)."""
+    from recorder.station.limits import Limits
+    from support.station import serve
+
+    if request.param == "h11":
+        monkeypatch.setenv("BWV_STATION_HTTP", "h11")
+    else:
+        monkeypatch.delenv("BWV_STATION_HTTP", raising=False)
+    store = make_store(tmp_path / "station")
+    store.enroll("cam7", camera_key.public_key, by="admin")
+    limits = Limits(header_timeout_s=1.0, body_timeout_s=1.0, max_header_bytes=4096,
+                    max_connections_per_client=3)
+    station = serve(store, limits=limits)
+    served_by = station.server.config.http
+    assert isinstance(served_by, type)
+    assert ("HttpTools" in served_by.__name__) == (request.param == "httptools")
+    yield station.port, request.param
+    station.stop()
+
+
+def test_each_protocol_cuts_a_head_too_long_or_too_slow(
+        small_limits_station: tuple[int, str]) -> None:
+    port, _ = small_limits_station
+    long_head = socket.create_connection(("127.0.0.1", port), timeout=5)
+    _opened.append(long_head)
+    long_head.sendall(f"GET {API}/health HTTP/1.1\r\nHost: s\r\nX-Big: {'a' * 8000}".encode())
+    time.sleep(0.2)  # held incomplete: over max_header_bytes (4096) before it ends
+    try:
+        long_head.sendall(b"\r\n\r\n")
+    except OSError:
+        pass  # already refused
+    assert read_answer(long_head).status == 400
+    slow_head = socket.create_connection(("127.0.0.1", port), timeout=5)
+    _opened.append(slow_head)
+    started = time.monotonic()
+    slow_head.sendall(f"GET {API}/health HTTP/1.1\r\n".encode())
+    try:
+        for _ in range(10):  # a line every 0.3 s: never a whole head
+            slow_head.sendall(b"X-Slow: 1\r\n")
+            time.sleep(0.3)
+    except OSError:
+        pass  # closed by the station
+    slow_head.settimeout(5)
+    assert slow_head.recv(1) == b""
+    assert 0.8 < time.monotonic() - started < 2.5
+
+
+def test_each_protocol_limits_connections_per_client(
+        small_limits_station: tuple[int, str]) -> None:
+    port, _ = small_limits_station
+    idle = []
+    for _ in range(5):
+        connection = socket.socket()
+        _opened.append(connection)
+        connection.bind((ATTACKER, 0))
+        connection.connect(("127.0.0.1", port))
+        idle.append(connection)
+    time.sleep(0.3)
+    assert sum(_open(c) for c in idle) == 3
+
+
+def test_each_protocol_cuts_a_stalled_body_and_reads_no_further_than_its_length(
+        small_limits_station: tuple[int, str], camera_key: DeviceKey, recording: Path,
+        tmp_path: Path) -> None:
+    port, _ = small_limits_station
+    data = (recording / "000001.mp4").read_bytes()
+    path = segment_path(recording.name, "000001.mp4")
+    stalled = put_head(port, path, {**signed(camera_key, "PUT", path, sha256(data)),
+                                    "Content-Length": str(len(data))})
+    stalled.sendall(data[:len(data) // 2])
+    started = time.monotonic()
+    assert b"201" not in stalled.recv(65536)[:20]
+    assert 0.8 < time.monotonic() - started < 4
+    # the whole segment and 8 MiB more: the segment is answered 201, and only then refused
+    longer = put_head(port, path, {**signed(camera_key, "PUT", path, sha256(data)),
+                                   "Content-Length": str(len(data))})
+    longer.sendall(data)
+    answer, sent = answer_while_sending(longer, 8 * MIB)
+    assert answer.status == 201, answer.body
+    blobs = list((tmp_path / "station" / "blobs").glob("??/??/*"))
+    assert [blob.read_bytes() for blob in blobs] == [data]
