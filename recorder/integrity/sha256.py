@@ -7,8 +7,9 @@ OpenSSL's libcrypto otherwise (never slower than hashlib, which uses it too) and
 without libcrypto, releasing the GIL while it hashes; ``ACCELERATION`` says which.
 
 ``hash_file`` and ``file_sha256`` are the one routine that hashes whole files (``bwv verify``, the
-station's export, redaction and request files): one read buffer kept in the CPU's cache, and in
-the native piece the whole file read and hashed in C without the GIL.
+station's export, redaction and request files): one reusable read buffer, and in the native piece
+the whole file read and hashed in C without the GIL, the buffer small enough (128 KiB) to stay in
+the CPU's cache between the kernel's copy and the hash.
 """
 
 from __future__ import annotations
