@@ -1,6 +1,7 @@
 /* SHA-256 (FIPS 180-4): x86 SHA-NI and ARMv8 crypto-extension block functions, OpenSSL's
  * libcrypto where the CPU has neither, and portable C where libcrypto is missing too. */
 #define _GNU_SOURCE 1  /* RTLD_NOLOAD */
+#define _FILE_OFFSET_BITS 64  /* pread past 2 GiB on 32-bit ARM (Raspberry Pi OS armhf) */
 #include "sha256.h"
 
 #include <dlfcn.h>
