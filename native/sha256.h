@@ -27,6 +27,12 @@ void bwv_sha256_update(bwv_sha256 *h, const uint8_t *data, size_t n);
 /* Write the digest of everything hashed so far; h itself is left unchanged. */
 void bwv_sha256_digest(const bwv_sha256 *h, uint8_t out[32]);
 
+/* Hash the file open on fd from its first byte to its end, read with pread into buffer (size
+ * bytes: small enough to stay in the CPU's cache between the kernel's copy and the hash), so the
+ * descriptor's offset is left where it was. *hashed is the number of bytes hashed. Returns 0, or
+ * the errno of the read that failed. */
+int bwv_sha256_fd(bwv_sha256 *h, int fd, uint8_t *buffer, size_t size, uint64_t *hashed);
+
 /* "sha-ni", "armv8-ce", "openssl" or "portable": the block function in use. */
 const char *bwv_sha256_acceleration(void);
 /* Force the portable block function (tests compare it with the accelerated one). */

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -203,3 +204,93 @@ def test_public_module_uses_the_native_hasher_when_built() -> None:
     if _native.policy_from_environ() is _native.NativePolicy.REQUIRED:
         assert choice.implementation == "native"
         assert recorder.integrity.sha256.ACCELERATION in ("sha-ni", "armv8-ce", "openssl", "portable")
+
+
+# --- whole files (hash_file): the one routine verify and the station hash files with
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, -1, -2, -3, (3 << 20) + 7],
+                         ids=str)  # -1, -2, -3: one read buffer less one, exactly, plus one byte
+def test_hash_file_gives_the_digest_and_size_of_the_whole_file(sha_impl: ModuleType,
+                                                               tmp_path: Path, size: int) -> None:
+    if size < 0:
+        size = sha_impl.FILE_BUFFER_BYTES + size + 2
+    data = os.urandom(size)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    with open(path, "rb") as file:
+        file.seek(size // 2)  # hashed from the first byte all the same; the offset is left alone
+        assert sha_impl.hash_file(file.fileno()) == (hashlib.sha256(data).hexdigest(), size)
+        assert file.tell() == size // 2
+        assert file.read() == data[size // 2:]
+
+
+@pytest.mark.parametrize("buffer_bytes", [64, 100, 4096, 1 << 20])
+def test_hash_file_any_read_size_gives_the_same_digest(native_sha: ModuleType, tmp_path: Path,
+                                                       buffer_bytes: int) -> None:
+    """On every native block function too: reads of any size, a partial block between them."""
+    data = os.urandom(300_001)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    with open(path, "rb") as file:
+        assert native_sha.hash_file(file.fileno(), buffer_bytes) == (
+            hashlib.sha256(data).hexdigest(), len(data))
+
+
+def test_hash_file_refuses_a_buffer_smaller_than_a_block_and_reports_read_errors(
+        sha_impl: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"abc")
+    with open(path, "rb") as file:
+        with pytest.raises(ValueError):
+            sha_impl.hash_file(file.fileno(), 63)
+    with pytest.raises(OSError) as directory:  # read(2) of a directory: EISDIR
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            sha_impl.hash_file(fd)
+        finally:
+            os.close(fd)
+    assert directory.value.errno == errno.EISDIR
+    read_fd, write_fd = os.pipe()
+    try:
+        with pytest.raises(OSError) as pipe:  # no offsets on a pipe: ESPIPE, not a hang
+            sha_impl.hash_file(read_fd)
+        assert pipe.value.errno == errno.ESPIPE
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_hash_file_lets_other_threads_run(sha_impl: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(48 << 20))
+    counter = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counter[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.2)  # holding the GIL would starve the counter for the whole file
+    thread = threading.Thread(target=count)
+    try:
+        thread.start()
+        while counter[0] == 0:
+            pass
+        before = counter[0]
+        with open(path, "rb") as file:
+            sha_impl.hash_file(file.fileno())
+        during = counter[0] - before
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert during > 1000
+
+
+def test_public_file_sha256_hashes_a_path(tmp_path: Path) -> None:
+    from recorder.integrity.sha256 import file_sha256
+    path = tmp_path / "blob"
+    path.write_bytes(b"abc" * 100_000)
+    assert file_sha256(path) == (hashlib.sha256(b"abc" * 100_000).hexdigest(), 300_000)

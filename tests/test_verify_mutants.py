@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from support.segments import write_segments
 
-from recorder.integrity import bmff, manifest, verify
+from recorder.integrity import bmff, manifest, sha256, verify
 from recorder.integrity.keys import DeviceKey
 from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHeader
 from recorder.integrity.sealed_segment import SealedSegment
@@ -382,7 +382,7 @@ def test_a_copy_is_recognised_only_against_hashed_segments(tmp_path: Path) -> No
     assert verify._copy_of(tmp_path / "x", {"a": "0" * 64, "b": digest}) == "b"
     assert verify._copy_of(tmp_path / "absent", {"b": digest}) is None
     assert verify._hash_file(tmp_path / "x") == (digest, 3)
-    big = os.urandom(verify.READ_CHUNK + 1)  # read in two chunks
+    big = os.urandom(sha256.FILE_BUFFER_BYTES + 1)  # read in two pieces
     (tmp_path / "big").write_bytes(big)
     assert verify._hash_file(tmp_path / "big") == (hashlib.sha256(big).hexdigest(), len(big))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..integrity import keys, verify
 from ..integrity.content_key import ContentKey
+from ..integrity.sha256 import file_sha256
 from ..private_files import open_private
 from . import audit, content_keys, notes
 from .audit import Action
@@ -224,11 +225,7 @@ def _clock_verdict(flag: str | None) -> str:
 
 
 def sha256_of(content: Path | bytes) -> str:
-    """The SHA-256 (hex) of bytes, or of a file read in 1 MiB pieces."""
+    """The SHA-256 (hex) of bytes, or of a file (recorder.integrity.sha256's file routine)."""
     if isinstance(content, bytes):
         return hashlib.sha256(content).hexdigest()
-    digest = hashlib.sha256()
-    with open(content, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(content)[0]
