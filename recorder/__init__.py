@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 try:
@@ -28,7 +29,13 @@ except KeyboardInterrupt:
     # Ctrl-C while bwv (`python -m recorder`, whose argv[0] is "-m" until its __main__ runs, or
     # the `bwv` script) imports this package: nothing has begun, so bwv stops as it does for a
     # Ctrl-C anywhere in start-up, exit 130 and no traceback. An import by other code re-raises.
-    if sys.argv[:1] == ["-m"] or sys.argv[0].rsplit("/", 1)[-1:] == ["bwv"]:
+    # A second Ctrl-C right behind the first (a double press) must not land in that exit either:
+    # from here SIGINT is ignored, and one that comes before that takes effect ends bwv the same.
+    try:
+        if sys.argv[:1] == ["-m"] or sys.argv[0].rsplit("/", 1)[-1:] == ["bwv"]:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            raise SystemExit(130) from None
+    except KeyboardInterrupt:
         raise SystemExit(130) from None
     raise
 
