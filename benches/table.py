@@ -26,6 +26,7 @@ def main(path: str) -> None:
     upload: dict[str, float] = {}
     upload_bytes = 0
     fleet_rows: list[dict[str, Any]] = []
+    redact_rows: list[tuple[float, dict[str, Any]]] = []
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         if info.get("piece") == "recorder":  # figures measured inside the workload process
@@ -43,6 +44,9 @@ def main(path: str) -> None:
             continue
         if info.get("piece") == "station-fleet":  # rows measured inside the bench
             fleet_rows.extend(info["fleet"])
+            continue
+        if info.get("piece") == "redact":  # real-time factors and checks, not per unit
+            redact_rows.append((bench["stats"]["median"], info))
             continue
         per_unit_ns = bench["stats"]["median"] / info["units"] * 1e9
         rows[(info["piece"], info["op"], info["size"])][info["kind"]] = per_unit_ns
@@ -145,6 +149,8 @@ def main(path: str) -> None:
         print(f"\n(median (min-max) of {first['rounds']} interleaved rounds of "
               f"{first['bytes'] / 1e9:.2f} GB each; /health polled every 20 ms with a fresh "
               "connection, all rounds pooled)")
+    if redact_rows:
+        _print_redact(redact_rows)
 
 
 def _print_paced(info: dict[str, Any]) -> None:
@@ -164,6 +170,26 @@ def _print_paced(info: dict[str, Any]) -> None:
         print(f"| fed at real time, {state} | {info['size']} | both | {'; '.join(cells)}; "
               f"{ratio_text}; median of {info['rounds']} rounds of {info['fed_s']:g} s, the "
               f"feeding loop alone ({info['pacing_percent']:.3f}%) subtracted |")
+
+
+def _print_redact(rows: list[tuple[float, dict[str, Any]]]) -> None:
+    """The redaction benches: speed as a real-time factor, and what the checks found."""
+    print("\n| redaction | footage | case | figure |")
+    print("|---|---|---|---|")
+    for median_s, info in rows:
+        if "realtime_factor_median" in info:
+            factors = info["realtime_factors"]
+            figure = (f"{info['realtime_factor_median']:.2f}x real time ({min(factors):.2f}-"
+                      f"{max(factors):.2f} over {len(factors)} rounds), "
+                      f"{info['cpu_s_per_footage_s']:.2f} CPU s per second of footage on "
+                      f"{info['cores']} cores")
+        elif "frames_with_faces_left" in info:
+            figure = (f"{info['frames_with_faces_left']} of {info['frames_with_faces']} frames "
+                      f"with a face still show one after redaction ({info['tracks']} tracks)")
+        else:
+            figure = (f"{median_s * 1000:,.0f} ms for 60 frames (median); finds all three faces "
+                      f"in {info['all_three_share']:.0%} of them")
+        print(f"| {info['op']} | {info['size']} | {info['kind']} | {figure} |")
 
 
 if __name__ == "__main__":
