@@ -73,7 +73,37 @@ def _over_limit(protocol: Any, limits: Limits) -> bool:
     return bool(same > per_client)
 
 
-class StationProtocol(H11Protocol):
+class _Timers:
+    """The header timer of both protocols, and the cancelling of both timers: a request head
+    not whole within ``header_timeout_s`` (keep-alive wait included) closes the connection."""
+
+    limits: Limits
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+    _header_timer: asyncio.TimerHandle | None
+    _body_timer: asyncio.TimerHandle | None
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s,
+                                                  self._header_timed_out)
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing() and (self.cycle is None
+                                                or self.cycle.response_complete):
+            self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._header_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._body_timer = None
+
+
+class StationProtocol(_Timers, H11Protocol):
     """uvicorn's h11 protocol with header and body timeouts and connection limits; the limits
     are class attributes, set by ``protocol_for``."""
 
@@ -111,18 +141,6 @@ class StationProtocol(H11Protocol):
             self._arm_header_timer()  # the next request's head, keep-alive wait included
         super().on_response_complete()
 
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.limits.header_timeout_s,
-                                                  self._header_timed_out)
-
-    def _header_timed_out(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing() and (self.cycle is None
-                                                or self.cycle.response_complete):
-            self.transport.close()
-
     def _arm_body_timer(self) -> None:
         if self._body_timer is not None:
             self._body_timer.cancel()
@@ -142,15 +160,10 @@ class StationProtocol(H11Protocol):
             return
         self.transport.close()  # the app sees a disconnect; a partial blob is discarded
 
-    def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._header_timer = self._body_timer = None
 
 
 if HAVE_HTTPTOOLS:
-    class StationHttpToolsProtocol(HttpToolsProtocol):
+    class StationHttpToolsProtocol(_Timers, HttpToolsProtocol):
         """uvicorn's httptools protocol with the limits of ``StationProtocol``: the header and
         body timeouts, the connection limits, and the cap on an incomplete request head's
         bytes (llhttp has none of its own; h11 has max_incomplete_event_size). As with h11, a
@@ -242,19 +255,7 @@ if HAVE_HTTPTOOLS:
                 self._arm_header_timer()  # the next request's head, keep-alive wait included
             super().on_response_complete()
 
-        # the timers
-
-        def _arm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(self.limits.header_timeout_s,
-                                                      self._header_timed_out)
-
-        def _header_timed_out(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing() and (self.cycle is None
-                                                    or self.cycle.response_complete):
-                self.transport.close()
+        # the timers (the header timer's are _Timers')
 
         def _body_timed_out(self) -> None:
             """One timer per body, not one per chunk: when it fires it looks at how long the
@@ -275,11 +276,6 @@ if HAVE_HTTPTOOLS:
                 return
             self.transport.close()  # the app sees a disconnect; a partial blob is discarded
 
-        def _cancel_timers(self) -> None:
-            for timer in (self._header_timer, self._body_timer):
-                if timer is not None:
-                    timer.cancel()
-            self._header_timer = self._body_timer = None
 
 
 def fast_path() -> bool:
