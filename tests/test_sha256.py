@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -109,8 +110,9 @@ def test_agrees_with_sha256sum(sha_impl: ModuleType, tmp_path: Path) -> None:
     assert sha_impl.Sha256(data).hexdigest() == out.split()[0]
 
 
-def test_large_update_lets_other_threads_run(sha_impl: ModuleType) -> None:
-    data = bytes(48 << 20)
+def counted_while(work: Callable[[], object]) -> int:
+    """How often another Python thread counted while ``work`` ran: with the GIL held all along,
+    it would be starved for the whole call (the switch interval is made 0.2 s meanwhile)."""
     counter = [0]
     stop = threading.Event()
 
@@ -119,20 +121,24 @@ def test_large_update_lets_other_threads_run(sha_impl: ModuleType) -> None:
             counter[0] += 1
 
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.2)  # holding the GIL would starve the counter for the whole update
+    sys.setswitchinterval(0.2)
     thread = threading.Thread(target=count)
     try:
         thread.start()
         while counter[0] == 0:
             pass
         before = counter[0]
-        sha_impl.Sha256(data)
-        during = counter[0] - before
+        work()
+        return counter[0] - before
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(interval)
-    assert during > 1000
+
+
+def test_large_update_lets_other_threads_run(sha_impl: ModuleType) -> None:
+    data = bytes(48 << 20)
+    assert counted_while(lambda: sha_impl.Sha256(data)) > 1000
 
 
 def test_threads_hashing_their_own_data_get_their_own_digests(sha_impl: ModuleType) -> None:
@@ -264,29 +270,8 @@ def test_hash_file_refuses_a_buffer_smaller_than_a_block_and_reports_read_errors
 def test_hash_file_lets_other_threads_run(sha_impl: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(bytes(48 << 20))
-    counter = [0]
-    stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            counter[0] += 1
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.2)  # holding the GIL would starve the counter for the whole file
-    thread = threading.Thread(target=count)
-    try:
-        thread.start()
-        while counter[0] == 0:
-            pass
-        before = counter[0]
-        with open(path, "rb") as file:
-            sha_impl.hash_file(file.fileno())
-        during = counter[0] - before
-    finally:
-        stop.set()
-        thread.join()
-        sys.setswitchinterval(interval)
-    assert during > 1000
+    with open(path, "rb") as file:
+        assert counted_while(lambda: sha_impl.hash_file(file.fileno())) > 1000
 
 
 def test_public_file_sha256_hashes_a_path(tmp_path: Path) -> None:
