@@ -108,22 +108,23 @@ class RecordingWriter:
         try:
             while True:
                 unit = self.ring.pop(timeout=0)
-                if unit is None and not self._finished(None):
-                    stopping = self.stop_at_us is not None  # the ring is empty: sleep
+                if unit is None:  # the ring is empty: done, or sleep until the next look
+                    if self._finished(None):
+                        break
+                    stopping = self.stop_at_us is not None
                     self._wake.wait(STOPPING_POLL_S if stopping else WRITER_POLL_S)
                     self._wake.clear()
                     continue
-                if unit is not None:
-                    self.recording.write(unit)
-                    self.units += 1
-                    self._note(unit)
-                    if self.units % 64 == 0:
-                        self._check_overrun()
-                        if self.storage() < self.min_free_bytes:
-                            self.storage_ran_out = True
-                            self.recording.event("error", reason="storage full: recording "
-                                                 "stopped and sealed")
-                            break
+                self.recording.write(unit)
+                self.units += 1
+                self._note(unit)
+                if self.units % 64 == 0:
+                    self._check_overrun()
+                    if self.storage() < self.min_free_bytes:
+                        self.storage_ran_out = True
+                        self.recording.event("error", reason="storage full: recording stopped "
+                                             "and sealed")
+                        break
                 if self._finished(unit):
                     break
             self._check_overrun()
