@@ -1,7 +1,8 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, notes, deletions, request nonces, the audit log, staff accounts and web
-sessions. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times
-are integer microseconds since the Unix epoch.
+markers, holds, notes, deletions, request nonces, the audit log, staff accounts, web sessions,
+and the redacted copies of public requests with their approval. One schema for SQLite
+(embedded) and PostgreSQL (fleet): only the URL differs. Times are integer microseconds since
+the Unix epoch.
 """
 
 from __future__ import annotations
@@ -246,6 +247,28 @@ audit_checkpoints = Table(
     Column("signature", String(128), nullable=False),  # base64 raw Ed25519 signature
 )
 Index("audit_checkpoints_seq", audit_checkpoints.c.seq)
+
+# the redacted copies rendered for a public request on the staff pages (recorder.station.redact.
+# approval): one row per copy, bound to its file's and signed report's SHA-256, and the
+# decision of a second person with the approve_redaction permission (NULL: not decided yet)
+redacted_copies = Table(
+    "redacted_copies", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(128), nullable=False),  # the public request
+    Column("recording_id", String(128), nullable=False),
+    Column("file", String(255), nullable=False),  # ID-redacted-N.mp4 in the request's directory
+    Column("sha256", String(64), nullable=False),
+    Column("report_sha256", String(64), nullable=False),
+    Column("rendered_by", String(128), nullable=False),
+    Column("rendered_us", BigInteger, nullable=False),
+    Column("decision", String(16)),  # approved or rejected
+    Column("decided_by", String(128)),
+    Column("decided_us", BigInteger),
+    Column("reason", Text),  # why it was rejected
+    Column("approval_sha256", String(64)),  # the signed approval record beside the report
+    UniqueConstraint("reference", "file"),
+)
+Index("redacted_copies_request", redacted_copies.c.reference, redacted_copies.c.recording_id)
 
 # staff accounts for the web pages (recorder.station.accounts): an argon2id hash of the password,
 # the TOTP secret (base32; the catalogue must be protected like the station key), the last TOTP

@@ -22,6 +22,7 @@ import av
 from ..errors import ConflictError, StationError
 from ..evidence_store import EvidenceStore
 from .detect import FaceDetector
+from .approval import APPROVAL_SIGNATURE_SUFFIX, APPROVAL_SUFFIX, record_copy
 from .job import redact_recording
 from .plan import Plan
 from .render import DETECT_EVERY, Found, detect_faces
@@ -170,7 +171,10 @@ class Reviews:
             out = directory / f"{plan.recording_id}-redacted-{number}.mp4"
             result = redact_recording(self.store, plan, out, by, found=detected.found,
                                       progress=_progress(job),
-                                      detail={"request": reference, "client": client})
+                                      detail={"request": reference, "client": client},
+                                      approved=False)
+            record_copy(self.store, reference, plan.recording_id, result.path, result.sha256,
+                        result.report.sha256, by)
             job.output = result.path
 
         return self._start(plan.recording_id, job, work)
@@ -248,6 +252,8 @@ def track_stills(footage: Path, tracks: list[Track], tracking: Tracking,
 
 
 def companions(output: Path) -> list[Path]:
-    """A redacted copy and its report and signature, as they are written together."""
-    return [output, output.with_name(output.name + REPORT_SUFFIX),
-            output.with_name(output.name + SIGNATURE_SUFFIX)]
+    """A redacted copy, its report and signature (written with it) and its approval record and
+    signature (written when a second person approves it: they may not exist)."""
+    return [output, *(output.with_name(output.name + suffix) for suffix in
+                      (REPORT_SUFFIX, SIGNATURE_SUFFIX, APPROVAL_SUFFIX,
+                       APPROVAL_SIGNATURE_SUFFIX))]
