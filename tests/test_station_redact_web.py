@@ -7,7 +7,7 @@ the original. Roles without the ``redact`` or ``approve_redaction`` permission a
 the refusal is audited; a form without the session's CSRF token starts nothing. Every
 protection of the approval is tried as an attack: the renderer approving their own copy, a role
 without the permission, a forged form, approving a copy rendered again since, disclosing before
-approval.
+approval. The tracks found survive a restart of the server (kept in the catalogue).
 
 A real station under uvicorn on loopback with real accounts, and the small footage with faces
 of tests/test_station_redact.py (320x240, 2 s): one detection and one render for the module.
@@ -51,7 +51,7 @@ def utc_us(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1e6)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Station:
     store: EvidenceStore
     web: ServedStation
@@ -74,9 +74,9 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     public_requests.record_request(store, REFERENCE, "A. Member", "stopped in the street",
                                    utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
                                    "intake")
-    web = serve_web(store)
-    yield Station(store, web, recording.name)
-    web.stop()
+    served = Station(store, serve_web(store), recording.name)
+    yield served
+    served.web.stop()  # the server of the restart test, when it ran
 
 
 def wait_until_done(browser: StaffBrowser, path: str) -> list[str]:
@@ -454,3 +454,43 @@ def test_the_approval_takes_a_second_person_and_the_newest_copy(station: Station
     assert not [entry for entry in entries if entry.action == "export"
                 and entry.detail.get("request") == reference]
 
+
+def test_the_tracks_found_survive_a_restart_of_the_server(station: Station) -> None:
+    """The review's tracks and stills are kept in the catalogue: the server stopped and a new
+    one started on a store opened afresh from the same data directory shows the same tracks
+    (ids, times, stills) without finding them again, and renders with them. Runs last: it
+    replaces the module's server."""
+    rid = station.recording_id
+    page = f"/requests/{REFERENCE}/recordings/{rid}/redact"
+    before = logged_in(station.web.url, station.store, "disclosure", "do-before")
+    try:
+        shown = before.get(page).text
+        rows = re.findall(r"<tr><td>\d+</td>.*?</tr>", shown)
+        assert len(rows) >= 3, shown
+        stills = {n: before.get(f"{page}/tracks/{n}.jpg").content for n in (1, 2)}
+    finally:
+        before.close()
+    station.web.stop()
+    data = station.store.identity.key.path.parent
+    station.store = make_store(data, clock=station.store.clock)
+    station.web = serve_web(station.store)
+    public_requests.record_request(station.store, "SAR-13", "E. Member", "again",
+                                   utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
+                                   "intake")
+    after = logged_in(station.web.url, station.store, "disclosure", "do-after")
+    try:
+        again = after.get(page).text
+        assert "find the faces" not in again
+        assert re.findall(r"<tr><td>\d+</td>.*?</tr>", again) == rows
+        assert {n: after.get(f"{page}/tracks/{n}.jpg").content for n in (1, 2)} == stills
+        other = f"/requests/SAR-13/recordings/{rid}/redact"
+        render_copy(after, "SAR-13", rid, {"mask": "solid", "keep-2": "on"})
+        name = f"{rid}-redacted-1.mp4"
+        report = json.loads(after.get(f"/requests/SAR-13/redacted/{name}.report.json").content)
+        assert report["result"]["tracks_found"] == len(rows)
+        assert report["result"]["tracks_visible"] == [2]
+        assert "find the faces" not in after.get(other).text
+    finally:
+        after.close()
+    assert not [entry for entry in audit.entries(station.store.engine)
+                if entry.actor == "do-after" and entry.detail.get("started") == "finding faces"]
