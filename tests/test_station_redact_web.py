@@ -36,6 +36,7 @@ from support import faces
 from support.segments import cut_segments
 from support.staff import StaffBrowser, add_staff, logged_in
 from support.station import FakeClock, ServedStation, ingest, make_recording, make_store, serve_web
+from test_station_redact import openssl_verifies
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, public_requests
@@ -100,7 +101,7 @@ def alert(text: str) -> str:
 
 
 def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
-        station: Station) -> None:
+        station: Station, tmp_path: Path) -> None:
     store, rid = station.store, station.recording_id
     browser = logged_in(station.web.url, store, "disclosure", "do-lee")
     try:
@@ -191,8 +192,19 @@ def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
                                                  f"redacted/{name}.report.json.sig"]
             assert bundle.read(f"redacted/{name}") == video.content
             assert bundle.read(f"redacted/{name}.approval.json") == approved["body"]
+            bundle.extractall(tmp_path)
     finally:
         browser.close()
+    # the record verifies with docs/redaction.md's recipe (jq, openssl), and not once changed
+    record_path = tmp_path / "redacted" / f"{name}.approval.json"
+    record_signature = record_path.with_name(record_path.name + ".sig")
+    assert openssl_verifies(record_path, record_signature, tmp_path)
+    assert openssl_verifies(record_path.with_name(f"{name}.report.json"),
+                            record_path.with_name(f"{name}.report.json.sig"), tmp_path)
+    changed = tmp_path / "changed.json"
+    changed.write_bytes(approved["body"].replace(b'"approved_by":"sgt-approver"',
+                                                 b'"approved_by":"sgt-approvee"'))
+    assert not openssl_verifies(changed, record_signature, tmp_path)
     mine = [entry for entry in audit.entries(store.engine) if entry.actor == "do-lee"]
     redacted, = [entry for entry in mine if entry.action == "redact"]
     assert redacted.detail["request"] == REFERENCE and redacted.recording_id == rid
