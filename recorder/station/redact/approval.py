@@ -140,6 +140,9 @@ def decide(store: EvidenceStore, directory: Path, reference: str, recording_id: 
     reason = reason.strip()[:MAX_REASON]
     if not approve and not reason:
         raise BadRequestError("a rejection needs its reason")
+    # the copy's hash before the lock (a long file must not hold up ingest); checked against
+    # the row inside the transaction below
+    on_disk = _hash_of(directory / _newest_file(store, reference, recording_id))
     now = store.clock()
     with store.write_lock, store.engine.begin() as conn:
         row = conn.execute(select(redacted_copies)
@@ -157,7 +160,7 @@ def decide(store: EvidenceStore, directory: Path, reference: str, recording_id: 
         if row.rendered_by == by:
             raise OwnCopyError(f"{by} rendered {row.file}: a second person approves it")
         output = directory / row.file
-        if not output.is_file() or sha256_of(output) != row.sha256:
+        if on_disk.get(row.file) != row.sha256:
             raise CopyChangedError(f"{row.file} on disk is not the copy rendered (SHA-256 "
                                    "differs): render it again")
         values: dict[str, Any] = {"decision": APPROVED if approve else REJECTED,
@@ -177,6 +180,16 @@ def decide(store: EvidenceStore, directory: Path, reference: str, recording_id: 
         decided = conn.execute(select(redacted_copies)
                                .where(redacted_copies.c.id == row.id)).one()
     return Copy.of(decided)
+
+
+def _newest_file(store: EvidenceStore, reference: str, recording_id: str) -> str:
+    copy = newest(store, reference).get(recording_id)
+    return copy.file if copy is not None else ""
+
+
+def _hash_of(path: Path) -> dict[str, str]:
+    """{file name: SHA-256} of ``path`` when it is a file, else empty."""
+    return {path.name: sha256_of(path)} if path.name and path.is_file() else {}
 
 
 def _record(store: EvidenceStore, row: Any, by: str, now: int) -> dict[str, Any]:
