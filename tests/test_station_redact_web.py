@@ -41,6 +41,7 @@ from test_station_redact import openssl_verifies
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, public_requests
 from recorder.station.evidence_store import EvidenceStore
+from recorder.station.redact import review
 
 WIDTH, HEIGHT, SECONDS = 320, 240, 2
 REFERENCE = "SAR-9"
@@ -506,3 +507,7 @@ def test_the_tracks_found_survive_a_restart_of_the_server(station: Station) -> N
         after.close()
     assert not [entry for entry in audit.entries(station.store.engine)
                 if entry.actor == "do-after" and entry.detail.get("started") == "finding faces"]
+    # tracks found by another detector or other settings are not used (their ids could differ)
+    current = review._settings()
+    assert review.load_detected(station.store, rid, current) is not None
+    assert review.load_detected(station.store, rid, current | {"stride": 3}) is None
