@@ -1,9 +1,13 @@
 """The review of a redaction on the staff pages (issue 17): a disclosure officer opens a public
 request's recording, has its faces found (in the background, the page reloading itself until
 done), leaves one track visible, draws a box, mutes a range and renders; the copy and its signed
-report are downloaded and checked (PyAV, the station's key), and the request's export discloses
-them instead of the original. Roles without the ``redact`` permission are refused and the
-refusal is audited; a form without the session's CSRF token starts nothing.
+report are downloaded and checked (PyAV, the station's key); a second person (a supervisor)
+watches the copy and approves it, and only then does the request's export disclose it instead of
+the original. Roles without the ``redact`` or ``approve_redaction`` permission are refused and
+the refusal is audited; a form without the session's CSRF token starts nothing. Every
+protection of the approval is tried as an attack: the renderer approving their own copy, a role
+without the permission, a forged form, approving a copy rendered again since, disclosing before
+approval. The tracks found survive a restart of the server (kept in the catalogue).
 
 A real station under uvicorn on loopback with real accounts, and the small footage with faces
 of tests/test_station_redact.py (320x240, 2 s): one detection and one render for the module.
@@ -22,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -31,10 +36,12 @@ from support import faces
 from support.segments import cut_segments
 from support.staff import StaffBrowser, add_staff, logged_in
 from support.station import FakeClock, ServedStation, ingest, make_recording, make_store, serve_web
+from test_station_redact import openssl_verifies
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, public_requests
 from recorder.station.evidence_store import EvidenceStore
+from recorder.station.redact import review
 
 WIDTH, HEIGHT, SECONDS = 320, 240, 2
 REFERENCE = "SAR-9"
@@ -46,7 +53,7 @@ def utc_us(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1e6)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Station:
     store: EvidenceStore
     web: ServedStation
@@ -69,9 +76,9 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     public_requests.record_request(store, REFERENCE, "A. Member", "stopped in the street",
                                    utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
                                    "intake")
-    web = serve_web(store)
-    yield Station(store, web, recording.name)
-    web.stop()
+    served = Station(store, serve_web(store), recording.name)
+    yield served
+    served.web.stop()  # the server of the restart test, when it ran
 
 
 def wait_until_done(browser: StaffBrowser, path: str) -> list[str]:
@@ -95,7 +102,7 @@ def alert(text: str) -> str:
 
 
 def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
-        station: Station) -> None:
+        station: Station, tmp_path: Path) -> None:
     store, rid = station.store, station.recording_id
     browser = logged_in(station.web.url, store, "disclosure", "do-lee")
     try:
@@ -155,21 +162,50 @@ def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
             {"t_ms": 1500, "x": 200, "y": 100, "w": 100, "h": 60}]} in ops
         assert report["result"]["tracks_visible"] == [1]
         assert report["result"]["tracks_found"] == len(tracks)
-        assert report["approved_by"] == "do-lee"
+        assert report["rendered_by"] == "do-lee" and report["approval"] == "separate"
+        assert "approved_by" not in report  # a second person approves it, in its own record
         assert report["output"]["sha256"] == hashlib.sha256(video.content).hexdigest()
         assert browser.get(f"/requests/{REFERENCE}/redacted/other.mp4").status_code == 404
-        # the request's export discloses the redacted copy instead of the original
+        # not disclosed before a second person approves it
         assert browser.post(f"/requests/{REFERENCE}/status",
                             {"status": "searched"}).status_code == 303
+        early = browser.post(f"/requests/{REFERENCE}/export", {})
+        assert early.status_code == 400
+        assert f"{name} awaits approval by a second person" in html.unescape(early.text)
+        assert "awaiting approval by a second person (rendered by do-lee)" in browser.get(
+            f"/requests/{REFERENCE}").text
+        # a supervisor watches it and approves it
+        approved = approve(station, "sgt-approver", REFERENCE, video.content)
+        record = approved["record"]
+        assert record["approved_by"] == "sgt-approver" and record["rendered_by"] == "do-lee"
+        assert record["output"] == {"file": name, "sha256": report["output"]["sha256"]}
+        assert record["report"] == {"file": f"{name}.report.json",
+                                    "sha256": hashlib.sha256(body).hexdigest()}
+        assert "approved by sgt-approver" in browser.get(f"/requests/{REFERENCE}").text
+        # the request's export discloses the approved copy instead of the original
         exported = browser.post(f"/requests/{REFERENCE}/export", {})
         assert exported.status_code == 200, exported.text
         with zipfile.ZipFile(io.BytesIO(exported.content)) as bundle:
             assert sorted(bundle.namelist()) == [f"redacted/{name}",
+                                                 f"redacted/{name}.approval.json",
+                                                 f"redacted/{name}.approval.json.sig",
                                                  f"redacted/{name}.report.json",
                                                  f"redacted/{name}.report.json.sig"]
             assert bundle.read(f"redacted/{name}") == video.content
+            assert bundle.read(f"redacted/{name}.approval.json") == approved["body"]
+            bundle.extractall(tmp_path)
     finally:
         browser.close()
+    # the record verifies with docs/redaction.md's recipe (jq, openssl), and not once changed
+    record_path = tmp_path / "redacted" / f"{name}.approval.json"
+    record_signature = record_path.with_name(record_path.name + ".sig")
+    assert openssl_verifies(record_path, record_signature, tmp_path)
+    assert openssl_verifies(record_path.with_name(f"{name}.report.json"),
+                            record_path.with_name(f"{name}.report.json.sig"), tmp_path)
+    changed = tmp_path / "changed.json"
+    changed.write_bytes(approved["body"].replace(b'"approved_by":"sgt-approver"',
+                                                 b'"approved_by":"sgt-approvee"'))
+    assert not openssl_verifies(changed, record_signature, tmp_path)
     mine = [entry for entry in audit.entries(store.engine) if entry.actor == "do-lee"]
     redacted, = [entry for entry in mine if entry.action == "redact"]
     assert redacted.detail["request"] == REFERENCE and redacted.recording_id == rid
@@ -180,6 +216,41 @@ def test_a_disclosure_officer_reviews_renders_and_discloses_a_redacted_copy(
         name, f"{name}.report.json", f"{name}.report.json.sig"}
     exports = [entry for entry in mine if entry.action == "export"]
     assert [entry.detail["redacted"] for entry in exports] == [name]
+    assert exports[0].detail["approved_by"] == "sgt-approver"
+    decided, = [entry for entry in audit.entries(store.engine)
+                if entry.actor == "sgt-approver" and entry.action == "redaction_approve"]
+    assert decided.recording_id == rid and decided.detail["sha256"] == record["output"]["sha256"]
+    assert decided.detail["rendered_by"] == "do-lee"
+
+
+def approve(station: Station, account: str, reference: str, video: bytes | None = None,
+            role: str = "supervisor") -> dict[str, Any]:
+    """``account`` (new, of ``role``) opens the approval page of the recording for the
+    request, sees the newest copy in its player (``video``: its bytes, fetched and compared)
+    and approves it; the signed approval record, checked with the station's key."""
+    browser = StaffBrowser(station.web.url, station.store)
+    try:
+        browser.login(add_staff(station.store, account, role, team="blue"))
+        path = f"/requests/{reference}/recordings/{station.recording_id}/approve"
+        shown = browser.get(path)
+        assert shown.status_code == 200, shown.text
+        src = re.search(r'<video controls preload=metadata src="([^"]+)">', shown.text)
+        assert src is not None, shown.text
+        if video is not None:
+            assert browser.get(html.unescape(src.group(1))).content == video
+        sha = re.search(r'name=sha256 value="([0-9a-f]{64})"', shown.text)
+        assert sha is not None, shown.text
+        answer = browser.post(path, {"decision": "approve", "sha256": sha.group(1)})
+        assert answer.status_code == 303, answer.text
+        after = browser.get(path).text
+        assert f"approved by {account}" in after
+        files = html.unescape(src.group(1))
+        body = browser.get(files + ".approval.json").content
+        signature = browser.get(files + ".approval.json.sig").content
+        station.store.identity.public_key.verify(signature, body)  # raises if it does not
+        return {"record": json.loads(body), "body": body, "sha256": sha.group(1)}
+    finally:
+        browser.close()
 
 
 @pytest.mark.parametrize(("role", "account", "officer_id", "team"), [
@@ -193,12 +264,15 @@ def test_roles_without_the_permission_are_refused_and_audited(
         assert browser.get(station.page).status_code == 403
         assert browser.post(station.page + "/render", {"mask": "solid"}).status_code == 403
         assert browser.post(station.page + "/faces", {}).status_code == 403
-        assert browser.get(f"/requests/{REFERENCE}/redacted/x.mp4").status_code == 403
+        # a supervisor approves copies (and so may fetch them); an officer may not
+        fetched = browser.get(f"/requests/{REFERENCE}/redacted/x.mp4").status_code
+        assert fetched == (404 if role == "supervisor" else 403)
     finally:
         browser.close()
     refused = [entry for entry in audit.entries(station.store.engine)
                if entry.actor == account and entry.action == "access_refused"]
-    assert [entry.detail["wanted"] for entry in refused] == ["redact"] * 4
+    assert [entry.detail["wanted"] for entry in refused] == ["redact"] * (
+        3 if role == "supervisor" else 4)
     assert [entry.recording_id for entry in refused[:3]] == [station.recording_id] * 3
 
 
@@ -267,13 +341,15 @@ def test_nothing_unredacted_is_disclosed_and_what_has_no_copy_is_withheld(
             wait_until_done(browser, page)
         assert browser.post(page + "/render", {"mask": "solid"}).status_code == 303
         assert "rendered" in wait_until_done(browser, page)[-1]
+        approve(station, "do-second", "SAR-11", role="disclosure")
         exported = browser.post("/requests/SAR-11/export", {})
         assert exported.status_code == 200, exported.text
         with zipfile.ZipFile(io.BytesIO(exported.content)) as bundle:
             names = sorted(bundle.namelist())
             withheld = bundle.read("WITHHELD.txt").decode()
         name = f"{rid}-redacted-1.mp4"
-        assert names == ["WITHHELD.txt", f"redacted/{name}", f"redacted/{name}.report.json",
+        assert names == ["WITHHELD.txt", f"redacted/{name}", f"redacted/{name}.approval.json",
+                         f"redacted/{name}.approval.json.sig", f"redacted/{name}.report.json",
                          f"redacted/{name}.report.json.sig"]
         assert withheld == f"{second.name}: held for this request, not disclosed (no " \
                            "redacted copy)\n"
@@ -285,3 +361,153 @@ def test_nothing_unredacted_is_disclosed_and_what_has_no_copy_is_withheld(
     disclosed, = [entry for entry in audit.entries(store.engine)
                   if entry.actor == "do-withheld" and entry.detail.get("to") == "disclosed"]
     assert f"withheld, no redacted copy: {second.name}" in str(disclosed.detail)
+
+
+def render_copy(browser: StaffBrowser, reference: str, recording_id: str,
+                form: dict[str, str]) -> None:
+    page = f"/requests/{reference}/recordings/{recording_id}/redact"
+    assert browser.post(page + "/render", form).status_code == 303
+    assert "rendered" in wait_until_done(browser, page)[-1]
+
+
+def test_the_approval_takes_a_second_person_and_the_newest_copy(station: Station) -> None:
+    """Each protection of the four eyes, tried as an attack: the renderer approving their own
+    copy, roles without the permission, a forged form, disclosing before approval, approving a
+    copy rendered again since (and the re-render voiding an approval given before it), a
+    rejection without its reason; a rejected copy is not disclosed."""
+    store, rid = station.store, station.recording_id
+    reference = "SAR-12"
+    public_requests.record_request(store, reference, "D. Member", "by the station",
+                                   utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
+                                   "intake")
+    path = f"/requests/{reference}/recordings/{rid}/approve"
+    renderer = logged_in(station.web.url, store, "disclosure", "do-render")
+    supervisor = StaffBrowser(station.web.url, store)
+    try:
+        page = f"/requests/{reference}/recordings/{rid}/redact"
+        if "keep-" not in renderer.get(page).text:  # the faces may be found already
+            assert renderer.post(page + "/faces", {}).status_code == 303
+            wait_until_done(renderer, page)
+        render_copy(renderer, reference, rid, {"mask": "solid"})
+        assert renderer.post(f"/requests/{reference}/status",
+                             {"status": "searched"}).status_code == 303
+        # disclosing before approval
+        early = renderer.post(f"/requests/{reference}/export", {})
+        assert early.status_code == 400 and "awaits approval" in early.text
+        # the renderer approving their own copy: no form, and the POST refused and audited
+        own = renderer.get(path)
+        assert own.status_code == 200 and "You rendered this copy" in own.text
+        assert "name=decision" not in own.text
+        first = re.search(r"SHA-256 <code>([0-9a-f]{64})</code>", own.text)
+        assert first is not None, own.text
+        refused = renderer.post(path, {"decision": "approve", "sha256": first.group(1)})
+        assert refused.status_code == 403
+        # a forged form (no token, or a wrong one) decides nothing
+        supervisor.login(add_staff(store, "sgt-four-eyes", "supervisor", team="blue"))
+        assert supervisor.get("/approvals").status_code == 200
+        assert path in supervisor.get("/approvals").text
+        shown = supervisor.get(path).text
+        assert f'name=sha256 value="{first.group(1)}"' in shown
+        for forged in ({"decision": "approve", "sha256": first.group(1)},
+                       {"decision": "approve", "sha256": first.group(1), "csrf": "x" * 43}):
+            answer = supervisor.post(path, forged, csrf=False)
+            assert answer.status_code == 403 and "not sent from this station" in answer.text
+        assert "awaiting approval" in supervisor.get(path).text
+        # approved, then rendered again: the approval no longer counts, the new copy awaits one
+        assert supervisor.post(path, {"decision": "approve",
+                                      "sha256": first.group(1)}).status_code == 303
+        render_copy(renderer, reference, rid, {"mask": "pixelate"})
+        again = renderer.post(f"/requests/{reference}/export", {})
+        assert again.status_code == 400
+        assert f"{rid}-redacted-2.mp4 awaits approval" in html.unescape(again.text)
+        # approving the copy the page showed before the re-render
+        stale = supervisor.post(path, {"decision": "approve", "sha256": first.group(1)})
+        assert stale.status_code == 409
+        assert "was rendered again since that copy was shown" in alert(stale.text)
+        second = re.search(r'name=sha256 value="([0-9a-f]{64})"', supervisor.get(path).text)
+        assert second is not None and second.group(1) != first.group(1)
+        # a rejection needs its reason; a rejected copy is not disclosed
+        bare = supervisor.post(path, {"decision": "reject", "sha256": second.group(1)})
+        assert bare.status_code == 400 and "needs its reason" in alert(bare.text)
+        assert supervisor.post(path, {"decision": "reject", "sha256": second.group(1),
+                                      "reason": "a face at 1.2 s is visible"}).status_code == 303
+        rejected = renderer.post(f"/requests/{reference}/export", {})
+        assert rejected.status_code == 400
+        assert "rejected by sgt-four-eyes (a face at 1.2 s is visible)" in html.unescape(
+            rejected.text)
+    finally:
+        renderer.close()
+        supervisor.close()
+    for role, account in (("officer", "pc-approve"), ("custodian", "cu-approve"),
+                          ("auditor", "au-approve")):
+        browser = StaffBrowser(station.web.url, store)
+        try:  # roles without the permission
+            browser.login(add_staff(store, account, role, officer_id="4122", team="blue"))
+            assert browser.get(path).status_code == 403
+            assert browser.post(path, {"decision": "approve",
+                                       "sha256": second.group(1)}).status_code == 403
+            assert browser.get("/approvals").status_code == 403
+        finally:
+            browser.close()
+    entries = list(audit.entries(store.engine))
+    own_refusal, = [entry for entry in entries
+                    if entry.actor == "do-render" and entry.action == "access_refused"]
+    assert own_refusal.detail["wanted"] == "approve_redaction"
+    assert own_refusal.detail["reason"] == (f"rendered {rid}-redacted-1.mp4: a second person "
+                                            "approves it")
+    for account in ("pc-approve", "cu-approve", "au-approve"):
+        assert [entry.detail["wanted"] for entry in entries if entry.actor == account
+                and entry.action == "access_refused"] == ["approve_redaction"] * 3
+    decisions = [(entry.action, entry.detail["redacted"], entry.detail.get("reason"))
+                 for entry in entries if entry.actor == "sgt-four-eyes"
+                 and entry.action.startswith("redaction_")]
+    assert decisions == [("redaction_approve", f"{rid}-redacted-1.mp4", None),
+                         ("redaction_reject", f"{rid}-redacted-2.mp4",
+                          "a face at 1.2 s is visible")]
+    assert not [entry for entry in entries if entry.action == "export"
+                and entry.detail.get("request") == reference]
+
+
+def test_the_tracks_found_survive_a_restart_of_the_server(station: Station) -> None:
+    """The review's tracks and stills are kept in the catalogue: the server stopped and a new
+    one started on a store opened afresh from the same data directory shows the same tracks
+    (ids, times, stills) without finding them again, and renders with them. Runs last: it
+    replaces the module's server."""
+    rid = station.recording_id
+    page = f"/requests/{REFERENCE}/recordings/{rid}/redact"
+    before = logged_in(station.web.url, station.store, "disclosure", "do-before")
+    try:
+        shown = before.get(page).text
+        rows = re.findall(r"<tr><td>\d+</td>.*?</tr>", shown)
+        assert len(rows) >= 3, shown
+        stills = {n: before.get(f"{page}/tracks/{n}.jpg").content for n in (1, 2)}
+    finally:
+        before.close()
+    station.web.stop()
+    data = station.store.identity.key.path.parent
+    station.store = make_store(data, clock=station.store.clock)
+    station.web = serve_web(station.store)
+    public_requests.record_request(station.store, "SAR-13", "E. Member", "again",
+                                   utc_us("2026-11-23T06:59"), utc_us("2026-11-23T07:01"),
+                                   "intake")
+    after = logged_in(station.web.url, station.store, "disclosure", "do-after")
+    try:
+        again = after.get(page).text
+        assert "find the faces" not in again
+        assert re.findall(r"<tr><td>\d+</td>.*?</tr>", again) == rows
+        assert {n: after.get(f"{page}/tracks/{n}.jpg").content for n in (1, 2)} == stills
+        other = f"/requests/SAR-13/recordings/{rid}/redact"
+        render_copy(after, "SAR-13", rid, {"mask": "solid", "keep-2": "on"})
+        name = f"{rid}-redacted-1.mp4"
+        report = json.loads(after.get(f"/requests/SAR-13/redacted/{name}.report.json").content)
+        assert report["result"]["tracks_found"] == len(rows)
+        assert report["result"]["tracks_visible"] == [2]
+        assert "find the faces" not in after.get(other).text
+    finally:
+        after.close()
+    assert not [entry for entry in audit.entries(station.store.engine)
+                if entry.actor == "do-after" and entry.detail.get("started") == "finding faces"]
+    # tracks found by another detector or other settings are not used (their ids could differ)
+    current = review._settings()
+    assert review.load_detected(station.store, rid, current) is not None
+    assert review.load_detected(station.store, rid, current | {"stride": 3}) is None

@@ -6,6 +6,8 @@ under the supervisor's name, in the audit page. Screenshots are kept (support.br
 
 from __future__ import annotations
 
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from support.station import (ServedStation, camera_key, ingest, make_recording, 
                              serve_web)
 
 from recorder.integrity.keys import DeviceKey
-from recorder.station import accounts, audit, devices, retention
+from recorder.station import accounts, audit, devices, public_requests, retention
 from recorder.station.evidence_store import EvidenceStore
 
 __all__ = ["camera_key", "web"]  # fixtures used by name below
@@ -101,13 +103,15 @@ def test_a_supervisor_plays_flags_and_is_refused_and_the_auditor_sees_it(
 
 
 def test_a_disclosure_officer_takes_a_request_from_intake_to_review_and_is_refused_the_original(
-        page: Any, web: ServedStation, store: EvidenceStore, camera_key: DeviceKey,
-        tmp_path: Path) -> None:
+        page: Any, browser: Any, web: ServedStation, store: EvidenceStore,
+        camera_key: DeviceKey, tmp_path: Path) -> None:
     """A written request about 07:58-07:59 UTC, which only the pre-event seconds of a recording
     started at 08:00 cover: logged through the form, matched and held, reviewed; its export is
-    refused while no redacted copy exists (the original never goes to a requester: the
-    redaction and the disclosure are tests/test_station_redact_web.py), and every step is in the
-    audit log."""
+    refused while no redacted copy exists (the original never goes to a requester), then while
+    the copy the officer rendered in the browser awaits approval; a supervisor watches it and
+    approves it in a browser of their own, and the export then downloads the zip of the copy
+    with its report and approval record (the details of redaction and approval are
+    tests/test_station_redact_web.py). Every step is in the audit log."""
     early = make_recording(tmp_path / "r2", camera_key, utc_start="2026-11-23T08:00:00.000000Z",
                            pre_event_us=90_000_000)  # footage from 07:58:30
     assert ingest(store, early).verified
@@ -143,3 +147,55 @@ def test_a_disclosure_officer_takes_a_request_from_intake_to_review_and_is_refus
     for step in (("public_request", None), ("hold", None), ("public_request_status", "searched")):
         assert step in steps, steps
     assert ("export", None) not in steps and ("public_request_status", "disclosed") not in steps
+
+    # redacted in the browser: the pages reload themselves while the work runs
+    page.click("a.redact")
+    redact_url = page.url
+    page.click("text=find the faces")
+    wait_for_text(page, redact_url, "render the redacted copy")
+    page.click("text=render the redacted copy")
+    name = f"{early.name}-redacted-1.mp4"
+    wait_for_text(page, redact_url, f"rendered {name} (100%)")
+    screenshot(page, "request-rendered")
+    page.goto(f"{web.url}/requests/SAR-2026-0042")
+    assert "awaiting approval by a second person" in page.locator("ul.held").inner_text()
+    with page.expect_response(lambda answer: answer.url.endswith("/export")) as waiting:
+        page.click("text=export and disclose")
+    assert waiting.value.status == 400 and "awaits approval" in waiting.value.text()
+
+    # a second person, in a browser of their own, watches the copy and approves it
+    supervisor = add_staff(store, "sgt-okafor", "supervisor", team="blue")
+    context = browser.new_context()
+    try:
+        other = context.new_page()
+        log_in(other, web, store, supervisor)
+        other.click("text=redacted copies awaiting approval")
+        other.click(f"text={name}")
+        other.wait_for_function("() => document.querySelector('video').readyState >= 1",
+                                timeout=15_000)
+        screenshot(other, "request-approve")
+        other.click("text=approve this copy for disclosure")
+        other.wait_for_selector("text=approved by sgt-okafor")
+    finally:
+        context.close()
+
+    page.goto(f"{web.url}/requests/SAR-2026-0042")
+    assert "approved by sgt-okafor" in page.locator("ul.held").inner_text()
+    with page.expect_download() as download:
+        page.click("text=export and disclose")
+    with zipfile.ZipFile(download.value.path()) as bundle:
+        assert sorted(bundle.namelist()) == [f"redacted/{name}{suffix}" for suffix in (
+            "", ".approval.json", ".approval.json.sig", ".report.json", ".report.json.sig")]
+    assert public_requests.request_state(store, "SAR-2026-0042").status == "disclosed"
+
+
+def wait_for_text(page: Any, url: str, text: str) -> None:
+    """Load ``url`` until it shows ``text`` (the page reloads itself while work runs: loading
+    it afresh is what the reload does)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        page.goto(url)
+        if text in page.content():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not show {text!r} in 120 s")

@@ -1,7 +1,8 @@
 """The station's catalogue as SQLAlchemy Core tables: devices, officers, recordings, segments,
-markers, holds, notes, deletions, request nonces, the audit log, staff accounts and web
-sessions. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL differs. Times
-are integer microseconds since the Unix epoch.
+markers, holds, notes, deletions, request nonces, the audit log, staff accounts, web sessions,
+the redacted copies of public requests with their approval, and the face tracks found for a
+redaction's review. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL
+differs. Times are integer microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, ForeignKey, Index,
-                        Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine,
-                        event, insert, inspect, make_url, select)
+from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, Float, ForeignKey,
+                        Index, Integer, LargeBinary, MetaData, String, Table, Text,
+                        UniqueConstraint, create_engine, event, insert, inspect, make_url,
+                        select)
 from sqlalchemy.exc import OperationalError
 
 from ..private_files import FILE_MODE, open_private
@@ -246,6 +248,55 @@ audit_checkpoints = Table(
     Column("signature", String(128), nullable=False),  # base64 raw Ed25519 signature
 )
 Index("audit_checkpoints_seq", audit_checkpoints.c.seq)
+
+# the redacted copies rendered for a public request on the staff pages (recorder.station.redact.
+# approval): one row per copy, bound to its file's and signed report's SHA-256, and the
+# decision of a second person with the approve_redaction permission (NULL: not decided yet)
+redacted_copies = Table(
+    "redacted_copies", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(128), nullable=False),  # the public request
+    Column("recording_id", String(128), nullable=False),
+    Column("file", String(255), nullable=False),  # ID-redacted-N.mp4 in the request's directory
+    Column("sha256", String(64), nullable=False),
+    Column("report_sha256", String(64), nullable=False),
+    Column("rendered_by", String(128), nullable=False),
+    Column("rendered_us", BigInteger, nullable=False),
+    Column("decision", String(16)),  # approved or rejected
+    Column("decided_by", String(128)),
+    Column("decided_us", BigInteger),
+    Column("reason", Text),  # why it was rejected
+    Column("approval_sha256", String(64)),  # the signed approval record beside the report
+    UniqueConstraint("reference", "file"),
+)
+Index("redacted_copies_request", redacted_copies.c.reference, redacted_copies.c.recording_id)
+
+# the face tracks found in a recording for its review on the staff pages (recorder.station.
+# redact.review), so that a restarted station shows and renders the same tracks: one row per
+# review (the frame count, duration, first frame time, size, the detector), one per track (its
+# detections as JSON [[frame, x, y, w, h], ...], its still as a small JPEG)
+redaction_reviews = Table(
+    "redaction_reviews", metadata,
+    Column("recording_id", String(128), primary_key=True),
+    Column("frames", Integer, nullable=False),
+    Column("duration_s", Float, nullable=False),  # as detect_faces measured it
+    Column("first_num", BigInteger, nullable=False),  # the first frame's time, a fraction
+    Column("first_den", BigInteger, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("detector", Text, nullable=False),  # JSON: the detector and tracking settings
+    Column("found_by", String(128), nullable=False),
+    Column("found_us", BigInteger, nullable=False),
+)
+
+redaction_tracks = Table(
+    "redaction_tracks", metadata,
+    Column("recording_id", String(128), ForeignKey("redaction_reviews.recording_id"),
+           primary_key=True),
+    Column("track_id", Integer, primary_key=True),
+    Column("detections", Text, nullable=False),
+    Column("still", LargeBinary),  # at most review.MAX_STILL_BYTES
+)
 
 # staff accounts for the web pages (recorder.station.accounts): an argon2id hash of the password,
 # the TOTP secret (base32; the catalogue must be protected like the station key), the last TOTP

@@ -62,12 +62,15 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                      detector: FaceDetector | None = None, tracking: Tracking = Tracking(),
                      encoding: Encoding = Encoding(), stride: int = DETECT_EVERY,
                      progress: Progress = _quiet, found: Found | None = None,
-                     detail: Mapping[str, object] | None = None) -> RedactionResult:
+                     detail: Mapping[str, object] | None = None,
+                     approved: bool = True) -> RedactionResult:
     """Render ``plan`` of its recording to ``out`` (an MP4 that must not exist), with Content
     Credentials where c2pa-python is installed, write its signed report and audit it.
     ``found``: the recording's face tracks found before with the same detector, tracking and
     stride (recorder.station.redact.review), so that the ids the plan names are those;
-    ``detail``: added to the audit entry (the public request, the staff page's client)."""
+    ``detail``: added to the audit entry (the public request, the staff page's client);
+    ``approved``: ``by`` approves the copy as they render it (the CLI), else the report leaves
+    the approval to a second person (recorder.station.redact.approval)."""
     if out.exists() or out.is_symlink():
         raise OutputExistsError(f"{out} exists: give another --out (nothing is overwritten)")
     check_free(out)
@@ -106,7 +109,7 @@ def redact_recording(store: EvidenceStore, plan: Plan, out: Path, by: str, *,
                 os.unlink(partial)
     digest = sha256_of(out)
     report = write_report(store, make_report(store, original, plan, rendered, out, digest, by,
-                                             made, encrypted), out)
+                                             made, encrypted, approved), out)
     masked = [track.id for track in rendered.tracks if track.id not in plan.exclude_tracks]
     store.record_access(by, Action.REDACT, plan.recording_id, {
         "output_sha256": digest, "operations": plan.operations(),

@@ -15,7 +15,11 @@ a recipient compares out of band as for an export package); the original recordi
 device, its manifest's SHA-256 and every segment's, from the catalogue: the hashes the camera
 signed, as an export package has them); every operation (``Plan.operations``) and what the
 detector found and masked; the output (file name, size, SHA-256, whether it carries Content
-Credentials and if not, why); who approved it and when (the station's clock).
+Credentials and if not, why); who rendered it and when (the station's clock), and who
+approved it and when: the same person at render for ``bwv station redact`` (its ``--by``); for
+a copy rendered on the staff pages, a second person later, in a separate approval record
+signed by the station beside the report (recorder.station.redact.approval), so the report
+itself says ``"approval": "separate"`` and names no approver.
 """
 
 from __future__ import annotations
@@ -81,8 +85,13 @@ def report_paths(out: Path) -> tuple[Path, Path]:
 
 def make_report(store: EvidenceStore, original: Original, plan: Plan, rendered: Rendered,
                 out: Path, output_sha256: str, by: str, credentials: dict[str, Any],
-                decrypted: bool) -> dict[str, Any]:
-    """The report as a JSON object (integers, strings, booleans: canonical JSON takes no float)."""
+                decrypted: bool, approved: bool = True) -> dict[str, Any]:
+    """The report as a JSON object (integers, strings, booleans: canonical JSON takes no float).
+    ``approved``: ``by`` approves the copy as they render it (the CLI); else a second person
+    approves it later (recorder.station.redact.approval)."""
+    now = iso(store.clock())
+    approval: dict[str, str] = ({"approved_by": by, "approved_at": now} if approved
+                                else {"approval": "separate"})
     visible = [track.id for track in rendered.tracks if track.id in plan.exclude_tracks]
     return {
         "format": REPORT_FORMAT,
@@ -99,18 +108,16 @@ def make_report(store: EvidenceStore, original: Original, plan: Plan, rendered: 
                    "tracks_visible": visible, "boxes_masked": rendered.masked_boxes},
         "output": {"file": out.name, "bytes": out.stat().st_size, "sha256": output_sha256,
                    "content_credentials": credentials},
-        "approved_by": by,
-        "approved_at": iso(store.clock()),
+        "rendered_by": by,
+        "rendered_at": now,
+        **approval,
     }
 
 
 def write_report(store: EvidenceStore, report: dict[str, Any], out: Path) -> ReportFiles:
     """Write ``report`` and its signature beside ``out``; ReportExistsError if either exists."""
     path, signature = report_paths(out)
-    body = canonical_bytes(report) + b"\n"
-    _write_new(path, body)
-    _write_new(signature, store.identity.sign(body))
-    return ReportFiles(path, signature, sha256_of(body))
+    return write_signed(store, report, path, signature)
 
 
 def check_free(out: Path) -> None:
@@ -119,6 +126,16 @@ def check_free(out: Path) -> None:
         if os.path.lexists(path):
             raise ReportExistsError(f"{path} exists: give another --out (nothing is "
                                     "overwritten)")
+
+
+def write_signed(store: EvidenceStore, record: dict[str, Any], path: Path,
+                 signature: Path) -> ReportFiles:
+    """``record`` as one line of canonical JSON at ``path`` and the station's signature of it
+    at ``signature``, neither over an existing file (ReportExistsError)."""
+    body = canonical_bytes(record) + b"\n"
+    _write_new(path, body)
+    _write_new(signature, store.identity.sign(body))
+    return ReportFiles(path, signature, sha256_of(body))
 
 
 def _write_new(path: Path, data: bytes) -> None:

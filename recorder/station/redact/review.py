@@ -1,6 +1,9 @@
 """A redaction reviewed on the staff pages (recorder.station.web.redaction): the face tracks of a
-recording found once and kept (so that a page view does not run the detector again, and so that
-the track ids the officer chose are the ones rendered), and the long work (finding the faces,
+recording found once and kept in the catalogue (``redaction_reviews`` and ``redaction_tracks``,
+with each track's still), so that a page view does not run the detector again, a restarted
+station shows and renders the same tracks, and the track ids the officer chose are the ones
+rendered (tracks found by another detector or other settings are not used: found again); and
+the long work (finding the faces,
 rendering) run in a background thread per recording, one at a time, its progress readable by
 the page. The redacted copies of a request's recordings, with their signed reports, are kept
 in the station's data directory under ``redacted/`` (one directory per request), where the
@@ -10,27 +13,35 @@ request's export takes them.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
+from sqlalchemy import delete, insert, select
 
+from ..catalogue import redaction_reviews, redaction_tracks
 from ..errors import ConflictError, StationError
 from ..evidence_store import EvidenceStore
 from .detect import FaceDetector
+from .approval import APPROVAL_SIGNATURE_SUFFIX, APPROVAL_SUFFIX, record_copy
 from .job import redact_recording
 from .plan import Plan
 from .render import DETECT_EVERY, Found, detect_faces
 from .report import REPORT_SUFFIX, SIGNATURE_SUFFIX
 from .source import clear_footage
+from .detect import Box
 from .track import Track, Tracking
 
 REDACTED_DIR = "redacted"
 STILL_HEIGHT = 96  # pixels: a track's still on the review page
+MAX_STILL_BYTES = 64 * 1024  # a still larger than this is not kept (a 96-pixel JPEG is ~4 KB)
 FINDING, RENDERING = "finding faces", "rendering"
 
 
@@ -97,8 +108,17 @@ class Reviews:
         self._lock = threading.Lock()
 
     def detected(self, recording_id: str) -> Detected | None:
+        """The tracks found in the recording: from memory, else from the catalogue (found
+        before a restart) when the same detector and settings found them."""
         with self._lock:
-            return self._detected.get(recording_id)
+            known = self._detected.get(recording_id)
+        if known is not None:
+            return known
+        loaded = load_detected(self.store, recording_id, _settings())
+        if loaded is not None:
+            with self._lock:
+                known = self._detected.setdefault(recording_id, loaded)
+        return known
 
     def job(self, recording_id: str) -> Job | None:
         with self._lock:
@@ -148,8 +168,10 @@ class Reviews:
                 found = detect_faces(footage, FaceDetector(), Tracking(), DETECT_EVERY,
                                      _progress(job))
                 stills = track_stills(footage, found[0], Tracking())
+            detected = Detected(found, width, height, stills)
+            save_detected(self.store, recording_id, detected, _settings(), by)
             with self._lock:
-                self._detected[recording_id] = Detected(found, width, height, stills)
+                self._detected[recording_id] = detected
 
         return self._start(recording_id, job, work)
 
@@ -170,7 +192,10 @@ class Reviews:
             out = directory / f"{plan.recording_id}-redacted-{number}.mp4"
             result = redact_recording(self.store, plan, out, by, found=detected.found,
                                       progress=_progress(job),
-                                      detail={"request": reference, "client": client})
+                                      detail={"request": reference, "client": client},
+                                      approved=False)
+            record_copy(self.store, reference, plan.recording_id, result.path, result.sha256,
+                        result.report.sha256, by)
             job.output = result.path
 
         return self._start(plan.recording_id, job, work)
@@ -198,6 +223,58 @@ class Reviews:
 
 
 _OUTPUT = re.compile(r"[A-Za-z0-9._-]+-redacted-\d+\.mp4")
+
+
+def _settings() -> dict[str, Any]:
+    """What finds the tracks of a review: the detector, its stride and the tracking."""
+    tracking = Tracking()
+    return {"detector": FaceDetector().describe(), "stride": DETECT_EVERY,
+            "tracking": {"max_gap": tracking.max_gap, "pad": tracking.pad,
+                         "linger": tracking.linger}}
+
+
+def save_detected(store: EvidenceStore, recording_id: str, detected: Detected,
+                  settings: dict[str, Any], by: str) -> None:
+    """Keep what was found in the catalogue, in place of what was found before."""
+    tracks, frames, duration, first = detected.found
+    with store.write_lock, store.engine.begin() as conn:
+        conn.execute(delete(redaction_tracks)
+                     .where(redaction_tracks.c.recording_id == recording_id))
+        conn.execute(delete(redaction_reviews)
+                     .where(redaction_reviews.c.recording_id == recording_id))
+        conn.execute(insert(redaction_reviews).values(
+            recording_id=recording_id, frames=frames, duration_s=duration,
+            first_num=first.numerator, first_den=first.denominator, width=detected.width,
+            height=detected.height, detector=json.dumps(settings, sort_keys=True),
+            found_by=by, found_us=store.clock()))
+        for track in tracks:
+            still = detected.stills.get(track.id)
+            conn.execute(insert(redaction_tracks).values(
+                recording_id=recording_id, track_id=track.id,
+                detections=json.dumps([[frame, float(box.x), float(box.y), float(box.w),
+                                        float(box.h)] for frame, box
+                                       in sorted(track.detections.items())]),
+                still=still if still is not None and len(still) <= MAX_STILL_BYTES else None))
+
+
+def load_detected(store: EvidenceStore, recording_id: str,
+                  settings: dict[str, Any]) -> Detected | None:
+    """What the catalogue keeps of the recording's review, or None (never found, or found
+    with another detector or settings: its track ids would not be the ones rendered now)."""
+    with store.engine.connect() as conn:
+        review = conn.execute(select(redaction_reviews)
+                              .where(redaction_reviews.c.recording_id == recording_id)).first()
+        if review is None or json.loads(review.detector) != settings:
+            return None
+        rows = conn.execute(select(redaction_tracks)
+                            .where(redaction_tracks.c.recording_id == recording_id)
+                            .order_by(redaction_tracks.c.track_id)).all()
+    tracks = [Track(int(row.track_id), {int(frame): Box(x, y, w, h) for frame, x, y, w, h
+                                        in json.loads(row.detections)}) for row in rows]
+    stills = {int(row.track_id): bytes(row.still) for row in rows if row.still is not None}
+    found = (tracks, int(review.frames), float(review.duration_s),
+             Fraction(int(review.first_num), int(review.first_den)))
+    return Detected(found, int(review.width), int(review.height), stills)
 
 
 def _progress(job: Job) -> Callable[[str, int, int | None], None]:
@@ -248,6 +325,8 @@ def track_stills(footage: Path, tracks: list[Track], tracking: Tracking,
 
 
 def companions(output: Path) -> list[Path]:
-    """A redacted copy and its report and signature, as they are written together."""
-    return [output, output.with_name(output.name + REPORT_SUFFIX),
-            output.with_name(output.name + SIGNATURE_SUFFIX)]
+    """A redacted copy, its report and signature (written with it) and its approval record and
+    signature (written when a second person approves it: they may not exist)."""
+    return [output, *(output.with_name(output.name + suffix) for suffix in
+                      (REPORT_SUFFIX, SIGNATURE_SUFFIX, APPROVAL_SUFFIX,
+                       APPROVAL_SIGNATURE_SUFFIX))]

@@ -5,15 +5,17 @@ hiding a link.
 | role | recordings seen | may |
 |---|---|---|
 | officer | their own | list, view, play, note |
-| supervisor | their team's | list, view, play, note, hold (flag as evidence) |
-| disclosure | all | list, view, play, note, download, export, public requests, redact |
+| supervisor | their team's | list, view, play, note, hold (flag as evidence), approve a redacted copy |
+| disclosure | all | list, view, play, note, download, export, public requests, redact, approve a redacted copy |
 | custodian | all | list, view (no footage), note, hold, release |
 | auditor | none | read the audit log |
 | admin | none | staff accounts |
 
 A recording is an officer's when the station assigned them the camera that made it
 (``station_officer_id``, recorder.station.devices); only where the station had no assignment is
-the officer id the camera signed believed. A supervisor's team is every officer account with
+the officer id the camera signed believed. Approving a redacted copy (a second person, never
+the one who rendered it: recorder.station.redact.approval) shows only that redacted copy, of
+any team's recording held for a public request. A supervisor's team is every officer account with
 the same team as theirs.
 """
 
@@ -37,6 +39,7 @@ class Permission:
     RELEASE = "release"
     REQUESTS = "requests"  # public (subject access) requests
     REDACT = "redact"  # review and render a redacted copy for a public request
+    APPROVE_REDACTION = "approve_redaction"  # watch another's redacted copy, approve or reject
     AUDIT = "audit"
     USERS = "users"
 
@@ -44,9 +47,10 @@ class Permission:
 _P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "officer": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE}),
-    "supervisor": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.HOLD}),
+    "supervisor": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.HOLD,
+                             _P.APPROVE_REDACTION}),
     "disclosure": frozenset({_P.LIST, _P.VIEW, _P.PLAY, _P.NOTE, _P.DOWNLOAD, _P.EXPORT,
-                             _P.REQUESTS, _P.REDACT}),
+                             _P.REQUESTS, _P.REDACT, _P.APPROVE_REDACTION}),
     "custodian": frozenset({_P.LIST, _P.VIEW, _P.NOTE, _P.HOLD, _P.RELEASE}),
     "auditor": frozenset({_P.AUDIT}),
     "admin": frozenset({_P.USERS}),

@@ -201,6 +201,8 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                                 for name, value in counts.items() if name != "bytes_stored")
         requests = ("<p><a href='/requests'>requests from the public</a></p>"
                     if may(who.user, Permission.REQUESTS) else "")
+        if may(who.user, Permission.APPROVE_REDACTION):
+            requests += "<p><a href='/approvals'>redacted copies awaiting approval</a></p>"
         return shell(who, "recordings", f"<p>{e(summary)}</p>" * bool(summary) + requests
                      + _list_page(found, filters, dict(request.query_params)))
 

@@ -7,7 +7,12 @@ the background, one piece of work per recording at a time; the page shows its pr
 reloads itself (a meta refresh) until it is done. The copy and its signed report are kept with
 the request (its export discloses them instead of the original) and downloaded from here.
 
-Every page, start and download is an audit entry under the officer's account, and the
+A copy is disclosed only once a second person approves it (recorder.station.redact.approval):
+anyone with the ``approve_redaction`` permission but the one who rendered it watches the newest
+copy on its approval page, ``/requests/{reference}/recordings/{recording_id}/approve``, and
+approves or rejects it (with a reason); ``/approvals`` lists the copies awaiting a decision.
+
+Every page, start, decision and download is an audit entry under the account, and the
 redaction itself is the ``redact`` entry of recorder.station.redact.job; a refusal is audited
 by the app's handler (recorder.station.web). Forms are POSTs with the session's CSRF token.
 """
@@ -25,10 +30,13 @@ from starlette.routing import Route
 from ...integrity.request_signing import is_safe_name
 from .. import public_requests
 from ..audit import Action
+from ..catalogue import shown as shown_time
 from ..errors import BadRequestError, StationError
 from ..evidence_store import EvidenceStore
 from ..export import sha256_of
 from ..public_requests import RequestState, Status
+from ..redact import approval
+from ..redact.approval import Copy, OwnCopyError
 from ..redact.plan import MASKS, AudioRange, BadPlanError, ManualBox, Plan, parse_box, \
     parse_range
 from ..redact.review import BusyError, Detected, Job, Reviews, companions
@@ -53,21 +61,22 @@ class NoSuchRedactionError(StationError):
 
 def redaction_routes(store: EvidenceStore, settings: WebSettings,
                      reviews: Reviews) -> list[Route]:
-    """GET /requests/{reference}/recordings/{recording_id}/redact and its two forms; GET
-    /requests/{reference}/redacted/{file}."""
+    """GET /requests/{reference}/recordings/{recording_id}/redact and its two forms, its
+    approval page and form; GET /requests/{reference}/redacted/{file}; GET /approvals."""
 
-    async def officer(request: Request) -> tuple[Visitor, str, RequestState]:
-        """The disclosure officer, the request's reference and state: Refused unless the
-        role may redact and the recording is held for the request."""
+    async def officer(request: Request, permission: str = Permission.REDACT,
+                      also: str | None = None) -> tuple[Visitor, str, RequestState]:
+        """The person, the request's reference and state: Refused unless the role may do
+        ``permission`` (or ``also``) and the recording is held for the request."""
         who = await visitor(request, store, settings)
         recording_id = str(request.path_params.get("recording_id", ""))
         named = recording_id if is_safe_name(recording_id) else None
-        if not may(who.user, Permission.REDACT):
-            raise Refused(who, Permission.REDACT, named)
+        if not may(who.user, permission) and not (also is not None and may(who.user, also)):
+            raise Refused(who, permission, named)
         reference = str(request.path_params["reference"])
         state = await run_in_threadpool(public_requests.request_state, store, reference)
         if recording_id and recording_id not in state.held:
-            raise Refused(who, Permission.REDACT, named,
+            raise Refused(who, permission, named,
                           {"reason": f"not held for request {reference}"})
         return who, reference, state
 
@@ -81,10 +90,11 @@ def redaction_routes(store: EvidenceStore, settings: WebSettings,
               fields: dict[str, str] | None = None) -> Response:
         job = reviews.job(recording_id)
         busy = job is not None and not job.finished
+        decided = {copy.file: copy for copy in approval.copies(store, reference)}
         body = _page(reference, state, recording_id, who.session.csrf, job,
                      reviews.detected(recording_id),
                      [path.name for path in reviews.outputs(reference, recording_id)],
-                     error, fields or {})
+                     error, fields or {}, decided)
         return page(f"redact {recording_id}", body, user=who.name, csrf=who.session.csrf,
                     status=status, refresh_s=REFRESH_S if busy and error is None else None)
 
@@ -147,7 +157,8 @@ def redaction_routes(store: EvidenceStore, settings: WebSettings,
         return Response(jpeg, media_type="image/jpeg")
 
     async def download(request: Request) -> Response:
-        who, reference, _ = await officer(request)
+        who, reference, _ = await officer(request, Permission.REDACT,
+                                          Permission.APPROVE_REDACTION)
         name = str(request.path_params["file"])
         for output in reviews.outputs(reference):
             for path in companions(output):
@@ -162,7 +173,81 @@ def redaction_routes(store: EvidenceStore, settings: WebSettings,
                     return FileResponse(path, media_type=kind, filename=name)
         raise NoSuchRedactionError(f"no redacted copy {name} for request {reference}")
 
-    return [Route("/requests/{reference}/recordings/{recording_id}/redact", review,
+    def approval_page(who: Visitor, reference: str, state: RequestState, recording_id: str,
+                      copy: Copy | None, error: str | None = None,
+                      status: int = 200) -> Response:
+        body = _approval(reference, state, recording_id, who, copy, error)
+        return page(f"approve {recording_id}", body, user=who.name, csrf=who.session.csrf,
+                    status=status)
+
+    async def newest_copy(reference: str, recording_id: str) -> Copy | None:
+        found = await run_in_threadpool(approval.newest, store, reference)
+        return found.get(recording_id)
+
+    async def to_approve(request: Request) -> Response:
+        who, reference, state = await officer(request, Permission.APPROVE_REDACTION)
+        recording_id = str(request.path_params["recording_id"])
+        copy = await newest_copy(reference, recording_id)
+        await audited(who, Action.REQUEST_VIEW, recording_id,
+                      {"request": reference, "page": "approve",
+                       **({"redacted": copy.file, "sha256": copy.sha256} if copy else {})})
+        return approval_page(who, reference, state, recording_id, copy)
+
+    async def decide(request: Request) -> Response:
+        who, reference, state = await officer(request, Permission.APPROVE_REDACTION)
+        recording_id = str(request.path_params["recording_id"])
+        fields = await read_form(request)
+        check_csrf(who, fields)
+        if state.status not in (Status.RECEIVED, Status.SEARCHED):
+            raise BadRequestError(f"request {reference} is {state.status}: nothing more is "
+                                  "approved for it")
+        choice = fields.get("decision", "")
+        if choice not in ("approve", "reject"):
+            raise BadRequestError("decision: approve or reject")
+        copy = await newest_copy(reference, recording_id)
+        if copy is not None and copy.rendered_by == who.name:  # four eyes: never one's own
+            raise Refused(who, Permission.APPROVE_REDACTION, recording_id,
+                          {"reason": f"rendered {copy.file}: a second person approves it",
+                           "request": reference})
+        try:
+            await run_in_threadpool(lambda: approval.decide(
+                store, reviews.directory(reference), reference, recording_id,
+                fields.get("sha256", ""), who.name, choice == "approve",
+                fields.get("reason", ""), {"client": who.client}))
+        except OwnCopyError as exc:  # rendered since the check above, by this very person
+            raise Refused(who, Permission.APPROVE_REDACTION, recording_id,
+                          {"reason": str(exc), "request": reference}) from None
+        except StationError as exc:
+            if exc.status >= 500:
+                raise
+            return approval_page(who, reference, state, recording_id,
+                                 await newest_copy(reference, recording_id), str(exc),
+                                 exc.status)
+        return RedirectResponse(_approve_path(reference, recording_id), status_code=303)
+
+    async def waiting(request: Request) -> Response:
+        who = await visitor(request, store, settings)
+        if not may(who.user, Permission.APPROVE_REDACTION):
+            raise Refused(who, Permission.APPROVE_REDACTION, None)
+        found = await run_in_threadpool(approval.undecided, store)
+        await audited(who, Action.REQUEST_VIEW, None, {"page": "approvals",
+                                                       "shown": len(found)})
+        rows = [[e(copy.reference), e(copy.recording_id),
+                 f'<a href="{e(_approve_path(copy.reference, copy.recording_id))}">'
+                 f"{e(copy.file)}</a>", e(copy.rendered_by),
+                 e(shown_time(copy.rendered_us))] for copy in found]
+        body = ("<h1>Redacted copies awaiting approval</h1><p>A copy is disclosed only once "
+                "someone other than the person who rendered it has watched and approved it.</p>"
+                + (table(("request", "recording", "copy", "rendered by", "rendered at"), rows)
+                   if rows else "<p>None.</p>"))
+        return page("approvals", body, user=who.name, csrf=who.session.csrf)
+
+    return [Route("/approvals", waiting, methods=["GET"]),
+            Route("/requests/{reference}/recordings/{recording_id}/approve", to_approve,
+                  methods=["GET"]),
+            Route("/requests/{reference}/recordings/{recording_id}/approve", decide,
+                  methods=["POST"]),
+            Route("/requests/{reference}/recordings/{recording_id}/redact", review,
                   methods=["GET"]),
             Route("/requests/{reference}/recordings/{recording_id}/redact/faces", find_faces,
                   methods=["POST"]),
@@ -177,6 +262,10 @@ def _path(reference: str, recording_id: str) -> str:
     from urllib.parse import quote
 
     return f"/requests/{quote(reference, safe='')}/recordings/{recording_id}/redact"
+
+
+def _approve_path(reference: str, recording_id: str) -> str:
+    return _path(reference, recording_id).removesuffix("/redact") + "/approve"
 
 
 def _ranges(text: str, what: str) -> tuple[AudioRange, ...]:
@@ -221,9 +310,49 @@ def _plan(recording_id: str, fields: dict[str, str], detected: Detected) -> Plan
     return plan
 
 
+def _approval(reference: str, state: RequestState, recording_id: str, who: Visitor,
+              copy: Copy | None, error: str | None) -> str:
+    """The newest copy in a player, its report, who rendered it, and the two forms."""
+    target = e(_approve_path(reference, recording_id))
+    token = f'<input type=hidden name=csrf value="{e(who.session.csrf)}">'
+    parts = [f"<p><a href='/approvals'>copies awaiting approval</a></p>",
+             f"<h1>Approve the redacted copy of {e(recording_id)}</h1>",
+             f"<p>for request {e(reference)} ({e(state.status)})</p>"]
+    if error is not None:
+        parts.append(f"<p class=failed role=alert>{e(error)}</p>")
+    if copy is None:
+        parts.append("<p>No redacted copy has been rendered yet.</p>")
+        return "".join(parts)
+    files = f"/requests/{e(reference)}/redacted/{e(copy.file)}"
+    parts.append(f'<video controls preload=metadata src="{files}"></video>'
+                 f"<p>{e(copy.file)}, SHA-256 <code>{e(copy.sha256)}</code>, rendered by "
+                 f"{e(copy.rendered_by)} at {e(shown_time(copy.rendered_us))} (<a href='{files}"
+                 f".report.json'>signed report</a>)</p>"
+                 f"<p class=decision>{e(copy.status())}</p>")
+    if copy.decision is None and state.status in (Status.RECEIVED, Status.SEARCHED):
+        if copy.rendered_by == who.name:
+            parts.append("<p>You rendered this copy: someone else approves it.</p>")
+        else:
+            hidden = f'{token}<input type=hidden name=sha256 value="{e(copy.sha256)}">'
+            parts.append(
+                "<p>Watch the whole copy: approve it only if no one but the requester can be "
+                "seen or heard.</p>"
+                f'<form method=post action="{target}">{hidden}'
+                "<input type=hidden name=decision value=approve>"
+                "<button>approve this copy for disclosure</button></form>"
+                f'<form method=post action="{target}">{hidden}'
+                "<input type=hidden name=decision value=reject>"
+                "<label>reason <input name=reason required maxlength=2000></label>"
+                "<button>reject this copy</button></form>")
+    elif copy.approved:
+        parts.append(f"<p>approval record: <a href='{files}.approval.json'>signed</a>, "
+                     f"<a href='{files}.approval.json.sig'>signature</a></p>")
+    return "".join(parts)
+
+
 def _page(reference: str, state: RequestState, recording_id: str, csrf: str, job: Job | None,
           detected: Detected | None, outputs: list[str], error: str | None,
-          fields: dict[str, str]) -> str:
+          fields: dict[str, str], decided: dict[str, Copy]) -> str:
     back = f"/requests/{e(reference)}"
     action = e(_path(reference, recording_id))
     token = f'<input type=hidden name=csrf value="{e(csrf)}">'
@@ -257,9 +386,15 @@ def _page(reference: str, state: RequestState, recording_id: str, csrf: str, job
             f"<li><a href='/requests/{e(reference)}/redacted/{e(name)}'>{e(name)}</a> "
             f"(<a href='/requests/{e(reference)}/redacted/{e(name)}.report.json'>signed "
             f"report</a>, <a href='/requests/{e(reference)}/redacted/{e(name)}.report.json"
-            f".sig'>signature</a>)</li>" for name in outputs)
+            f".sig'>signature</a>)"
+            + (f" <span class=decision>{e(decided[name].status())}</span>" if name in decided
+               else "") + "</li>" for name in outputs)
+        approve = e(_approve_path(reference, recording_id))
         parts.append(f"<h2>Redacted copies</h2><ul class=redacted>{links}</ul><p>The "
-                     "request's export discloses the newest copy instead of the original.</p>")
+                     "request's export discloses the newest copy instead of the original, "
+                     "once someone other than the person who rendered it has watched and "
+                     f"<a href='{approve}'>approved</a> it (a new render needs a new "
+                     "approval).</p>")
     return "".join(parts)
 
 

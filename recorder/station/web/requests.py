@@ -1,8 +1,8 @@
 """Requests from the public on the staff pages, for disclosure officers: intake of a written
 request (who, when it arrived, the time window, place, description), its 31-day deadline, the
 recordings its window matches (held at intake, pre-event seconds included), and its course:
-received -> searched -> disclosed (a zip of the redacted copies, downloaded from here; nothing
-unredacted goes to a requester) or refused with a reason.
+received -> searched -> disclosed (a zip of the redacted copies, each approved by a second
+person, downloaded from here; nothing unredacted goes to a requester) or refused with a reason.
 Every page and step is an audit entry under the officer's account.
 """
 
@@ -26,6 +26,8 @@ from ..catalogue import shown
 from ..errors import BadRequestError
 from ..evidence_store import EvidenceStore
 from ..export import sha256_of
+from ..redact import approval
+from ..redact.approval import Copy
 from ..redact.review import Reviews, companions
 from ..public_requests import RequestState, Status
 from .access import Permission, may
@@ -109,8 +111,10 @@ def request_routes(store: EvidenceStore, settings: WebSettings,
         await audited(who, {"request": reference})
         redacted = {rid: [path.name for path in reviews.outputs(reference, rid)]
                     for rid in state.held}
+        newest = await run_in_threadpool(approval.newest, store, reference)
         return shell(who, reference, _detail(state, who, store.clock(), redacted,
-                                             may(who.user, Permission.REDACT)))
+                                             may(who.user, Permission.REDACT), newest,
+                                             may(who.user, Permission.APPROVE_REDACTION)))
 
     async def status(request: Request) -> Response:
         who = await officer(request)
@@ -131,15 +135,25 @@ def request_routes(store: EvidenceStore, settings: WebSettings,
         if state.status != Status.SEARCHED:
             raise BadRequestError(f"request {reference} is {state.status}: review what it "
                                   "matches (searched) before disclosing")
-        # A member of the public receives redacted copies only: a recording held for the request
-        # without one is withheld (named in WITHHELD.txt), and with none there is nothing to send
-        redacted = {rid: output for rid, output in
-                    (await run_in_threadpool(reviews.latest, reference)).items()
-                    if rid in state.held}
-        if not redacted:
+        # A member of the public receives redacted copies only, each approved by a second
+        # person (recorder.station.redact.approval): a recording held for the request without
+        # one is withheld (named in WITHHELD.txt), with none there is nothing to send, and a
+        # newest copy not approved (or changed since) stops the export
+        directory = reviews.directory(reference)
+        copies = {rid: copy for rid, copy in
+                  (await run_in_threadpool(approval.newest, store, reference)).items()
+                  if rid in state.held}
+        if not copies:
             raise BadRequestError(f"request {reference}: no recording has a redacted copy yet; "
                                   "redact what is to be disclosed first (nothing unredacted "
                                   "goes to a requester)")
+        waiting = [why for why in await run_in_threadpool(
+            lambda: [approval.disclosable(store, directory, copy) for copy in copies.values()])
+            if why is not None]
+        if waiting:
+            raise BadRequestError(f"request {reference}: nothing is disclosed until every "
+                                  f"redacted copy is approved: {'; '.join(waiting)}")
+        redacted = {rid: directory / copy.file for rid, copy in copies.items()}
         withheld = [rid for rid in state.held if rid not in redacted]
         scratch = Path(tempfile.mkdtemp(prefix="bwv-web-request-"))
         out = scratch / f"{reference}.zip"
@@ -147,11 +161,15 @@ def request_routes(store: EvidenceStore, settings: WebSettings,
         def build() -> None:
             with zipfile.ZipFile(out, "w") as bundle:
                 for recording_id, output in sorted(redacted.items()):
-                    for path in companions(output):
+                    for path in companions(output):  # with its approval record
                         bundle.write(path, f"redacted/{path.name}")
+                    digest = sha256_of(output)
+                    if digest != copies[recording_id].sha256:
+                        raise BadRequestError(f"{output.name} changed while it was exported")
                     store.record_access(who.name, Action.EXPORT, recording_id, {
-                        "request": reference, "redacted": output.name,
-                        "sha256": sha256_of(output), "client": who.client})
+                        "request": reference, "redacted": output.name, "sha256": digest,
+                        "approved_by": copies[recording_id].decided_by,
+                        "client": who.client})
                 if withheld:
                     bundle.writestr(WITHHELD, "".join(
                         f"{rid}: held for this request, not disclosed (no redacted copy)\n"
@@ -187,7 +205,7 @@ def _deadline(state: RequestState, now_us: int) -> str:
 
 
 def _detail(state: RequestState, who: Visitor, now_us: int, redacted: dict[str, list[str]],
-            may_redact: bool) -> str:
+            may_redact: bool, newest: dict[str, Copy], may_approve: bool) -> str:
     row = state.row
     csrf = who.session.csrf
     reference = e(row.reference)
@@ -199,8 +217,15 @@ def _detail(state: RequestState, who: Visitor, now_us: int, redacted: dict[str, 
                     "redact</a>")
         copies = "".join(f' <a href="/requests/{reference}/redacted/{e(name)}">{e(name)}</a>'
                          for name in redacted.get(rid, []))
+        decision = ""
+        if rid in newest:
+            decision = f" <span class=decision>{e(newest[rid].file)}: {e(newest[rid].status())}"
+            if may_approve:
+                decision += (f' (<a class=approve href="/requests/{reference}/recordings/'
+                             f'{e(rid)}/approve">watch and decide</a>)')
+            decision += "</span>"
         return (f'<li><a href="/recordings/{e(rid)}">{e(rid)}</a>{link}'
-                + (f" redacted copies:{copies}" if copies else "") + "</li>")
+                + (f" redacted copies:{copies}" if copies else "") + decision + "</li>")
 
     held = "".join(item(rid) for rid in state.held)
     actions = ""
