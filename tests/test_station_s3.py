@@ -6,15 +6,23 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support.ceph import ceph, s3_bucket
+from support.staff import logged_in
+from support.station import camera, serve, serve_web
 
+from recorder import cli
+from recorder.cli.station import open_store
+from recorder.integrity import keys
+from recorder.integrity.keys import DeviceKey
+from recorder.station import retention
 from recorder.station.blobs_s3 import BlobLockedError, S3BlobStore, client_from_environment
 from recorder.station.errors import BlobMissingError, HashMismatchError
 
-__all__ = ["ceph", "s3_bucket"]  # fixtures used by name below
+__all__ = ["camera", "ceph", "s3_bucket"]  # fixtures used by name below
 
 MIB = 1 << 20
 
@@ -124,3 +132,82 @@ def test_ceph_startup_seconds_are_recorded(ceph: dict[str, Any]) -> None:
     print(f"Ceph single-node cluster started in {ceph['startup_s']} s")
     assert 0 < ceph["startup_s"] < 120
 
+
+def _bwv(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_station_on_ceph_ingests_an_upload_plays_a_range_and_locks_a_held_recording(
+        s3_bucket: str, tmp_path: Path, camera: tuple[Path, DeviceKey],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data, key = camera
+    station = str(tmp_path / "station")
+    blobs = f"s3://{s3_bucket}/fleet-a"
+    code, _, err = _bwv(capsys, "station", "enroll", "--data", station, "--blobs", blobs,
+                        "--device-id", "cam7", "--public-key",
+                        keys.public_key_spki_b64(key.public_key), "--by", "sgt-lee")
+    assert code == 0, err
+    args = cli.build_parser().parse_args(["station", "serve", "--data", station, "--blobs", blobs])
+    store = open_store(args)
+    assert isinstance(store.blobs, S3BlobStore) and store.blobs.prefix == "fleet-a"
+    served = serve(store)
+    try:
+        code, out, err = _bwv(capsys, "upload", "--station", served.url, "--data", str(data),
+                              "--device-id", "cam7", "--station-key", str(served.pin))
+    finally:
+        served.stop()
+    assert code == 0, err
+    rid = "20261123T070000Z-cam7"
+    assert f"uploaded {rid}: 2 segments sent" in out and "verified by the station" in out
+    holdings = store.holdings(rid)
+    assert holdings.verified and not (tmp_path / "station" / "blobs").exists()
+    stored = sorted(store.blobs.key_of(sha) for sha in
+                    [*holdings.segments.values(), holdings.manifest_sha256])
+    assert _keys(store.blobs) == stored  # every blob in the bucket, nothing on local disk
+
+    web = serve_web(store)
+    try:
+        officer = logged_in(web.url, store)
+        path = f"/recordings/{rid}/media/000001.mp4"
+        whole = officer.get(path)
+        digest = holdings.segments["000001.mp4"]
+        assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == digest
+        part = officer.get(path, headers={"Range": "bytes=4-1003"})
+        assert part.status_code == 206 and part.content == whole.content[4:1004]
+        assert part.headers["content-range"] == f"bytes 4-1003/{len(whole.content)}"
+        tail = officer.get(path, headers={"Range": "bytes=-100"})
+        assert tail.status_code == 206 and tail.content == whole.content[-100:]
+        beyond = officer.get(path, headers={"Range": f"bytes={len(whole.content)}-"})
+        assert beyond.status_code == 416
+        officer.close()
+    finally:
+        web.stop()
+
+    # a hold locks the recording's objects in the bucket: the server refuses their deletion
+    retention.place_hold(store, rid, "assault complaint", "CR-2026-118", by="sgt-lee")
+    with pytest.raises(BlobLockedError):
+        store.blobs.delete(digest)
+    assert store.blobs.exists(digest)
+    assert retention.release_holds(store, rid, by="sgt-lee", reason="case closed") == 1
+    assert store.blobs.delete(digest) and not store.blobs.exists(digest)
+
+
+def test_blob_urls_with_credentials_or_unusable_stores_are_one_line_errors(
+        s3_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    station = str(tmp_path / "station")
+    base = ["station", "serve", "--data", station]
+    code, _, err = _bwv(capsys, *base, "--blobs", f"s3://AKID:secret@{s3_bucket}/p")
+    assert code == 2 and "credentials in the --blobs URL are refused" in err
+    assert err.count("\n") == 1 and "secret" not in err.replace("AWS_SECRET", "")
+    code, _, err = _bwv(capsys, *base, "--blobs", "s3://no-such-bucket-here/p")
+    assert code == 1 and "no bucket 'no-such-bucket-here'" in err and err.count("\n") == 1
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    code, _, err = _bwv(capsys, *base, "--blobs", f"s3://{s3_bucket}/p")
+    assert code == 1 and "refused the credentials" in err and err.count("\n") == 1
+    monkeypatch.setenv("BWV_S3_ENDPOINT", "http://127.0.0.1:9")
+    code, _, err = _bwv(capsys, *base, "--blobs", f"s3://{s3_bucket}/p")
+    assert code == 1 and "cannot be reached" in err and err.count("\n") == 1
+    assert not (tmp_path / "station").exists()  # nothing was made for a store that failed
