@@ -6,9 +6,9 @@ as it arrives, in parts of ``part_size`` bytes (the memory a writer holds is at 
 a blob smaller than one part is one PUT, a larger one a multipart upload. Its SHA-256 is
 computed here as the bytes pass, and a blob whose hash is not the declared one is never stored
 (the PUT is not sent, or the multipart upload is aborted, which leaves no object). The server is
-told the hash too: ``x-amz-checksum-sha256`` on a PUT (per part on a multipart upload), and the
-request signature covers the payload's SHA-256 (``payload_signing_enabled``), which every
-SigV4 server checks, old RADOS gateways included. A stored object is never overwritten: the
+told the hash too, ``x-amz-checksum-sha256`` on a PUT (per part on a multipart upload), for the
+servers that check it; Ceph 16's gateway ignores it (it stores a PUT with a wrong one), so the
+check here is the one that counts there. A stored object is never overwritten: the
 store asks whether it is there before sending anything, and sends ``If-None-Match: *`` for the
 servers that honour it (Ceph 16's gateway does not on a versioned bucket).
 
@@ -83,7 +83,7 @@ def client_from_environment() -> Any:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         # a gateway is addressed by path (no wildcard DNS for bucket names on a station's LAN)
-        s3={"addressing_style": "path", "payload_signing_enabled": True},
+        s3={"addressing_style": "path"},
         # checksums only where sent explicitly (the SHA-256 below): the CRC32 trailers newer
         # botocore adds by default are not understood by older gateways (Ceph 16)
         request_checksum_calculation="when_required",
