@@ -19,8 +19,11 @@ from recorder.cli.station import open_store
 from recorder.integrity import keys
 from recorder.integrity.keys import DeviceKey
 from recorder.station import retention
-from recorder.station.blobs_s3 import BlobLockedError, S3BlobStore, client_from_environment
+from recorder.station.blobs_s3 import (BlobLockedError, S3BlobStore, client_from_environment,
+                                       parse_url)
 from recorder.station.errors import BlobMissingError, HashMismatchError
+from recorder.station.export import export_recording
+from recorder.station.media import parse_range
 
 __all__ = ["camera", "ceph", "s3_bucket"]  # fixtures used by name below
 
@@ -44,6 +47,28 @@ def _put(store: S3BlobStore, data: bytes, chunk: int = 64 * 1024) -> str:
 def _keys(store: S3BlobStore) -> list[str]:
     answer = store.client.list_object_versions(Bucket=store.bucket)
     return sorted(entry["Key"] for entry in answer.get("Versions", []))
+
+
+def test_blob_urls_are_bucket_and_prefix_and_never_carry_credentials() -> None:
+    assert parse_url("s3://evidence/force-a/station-1/") == ("evidence", "force-a/station-1")
+    assert parse_url("s3://evidence") == ("evidence", "")
+    for refused in ("s3://AKID:secret@evidence/p", "s3://AKID@evidence/p", "http://evidence/p",
+                    "s3://evidence:9000/p", "s3:///p", "s3://evidence/p?key=secret"):
+        with pytest.raises(ValueError):
+            parse_url(refused)
+
+
+def test_player_ranges_are_parsed_as_http_says() -> None:
+    assert parse_range("bytes=0-7", 100) == (0, 7)
+    assert parse_range("bytes=90-", 100) == (90, 99)
+    assert parse_range("bytes=90-500", 100) == (90, 99)
+    assert parse_range("bytes=-10", 100) == (90, 99)
+    assert parse_range("bytes=-500", 100) == (0, 99)
+    assert parse_range("bytes=0-1,5-6", 100) is None  # several ranges: the whole body
+    assert parse_range("items=0-1", 100) is None
+    for unsatisfiable in ("bytes=100-", "bytes=7-3", "bytes=-0"):
+        with pytest.raises(ValueError):
+            parse_range(unsatisfiable, 100)
 
 
 def test_a_blob_is_stored_under_its_hash_and_read_back(s3_store: S3BlobStore) -> None:
@@ -184,6 +209,10 @@ def test_a_station_on_ceph_ingests_an_upload_plays_a_range_and_locks_a_held_reco
         officer.close()
     finally:
         web.stop()
+
+    exported = export_recording(store, rid, tmp_path / "export" / "package.zip", by="insp-khan",
+                                purpose="court bundle")
+    assert exported.verified  # the package's blobs came from the bucket
 
     # a hold locks the recording's objects in the bucket: the server refuses their deletion
     retention.place_hold(store, rid, "assault complaint", "CR-2026-118", by="sgt-lee")
