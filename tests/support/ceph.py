@@ -284,7 +284,9 @@ def s3_bucket(ceph: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
 
 if __name__ == "__main__":  # python3 tests/support/ceph.py: start, print, stop
     here = Path(tempfile.mkdtemp(prefix="bwv-ceph-pids-"))
-    cluster = start_cluster(here)
-    print(json.dumps(cluster, indent=1))
-    kill_now(cluster)
-    shutil.rmtree(here)
+    try:
+        cluster = start_cluster(here)
+        print(json.dumps(cluster, indent=1))
+        kill_now(cluster)
+    finally:
+        shutil.rmtree(here)
