@@ -1,18 +1,26 @@
 """The S3 blob store (recorder.station.blobs_s3) against a real S3 server: Ceph 16's RADOS gateway,
-started by the tests (support.ceph), never a mock."""
+started by the tests (support.ceph), never a mock. The store alone (parts, wrong hashes, aborts,
+no overwrite, deletes, legal holds), and a whole station: `bwv station serve --blobs s3://...`
+in its own process takes a `bwv upload`, the staff pages play ranges of it from the bucket, an
+export is built from it, and a hold makes the gateway refuse to delete its segments."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from support.ceph import ceph, s3_bucket
 from support.staff import logged_in
-from support.station import camera, serve, serve_web
+from support.station import camera, serve_web
 
 from recorder import cli
 from recorder.cli.station import open_store
@@ -23,6 +31,7 @@ from recorder.station.blobs_s3 import (BlobLockedError, S3BlobStore, client_from
                                        parse_url)
 from recorder.station.errors import BlobMissingError, HashMismatchError
 from recorder.station.export import export_recording
+from recorder.station.identity import StationIdentity
 from recorder.station.media import parse_range
 
 __all__ = ["camera", "ceph", "s3_bucket"]  # fixtures used by name below
@@ -158,6 +167,25 @@ def test_ceph_startup_seconds_are_recorded(ceph: dict[str, Any]) -> None:
     assert 0 < ceph["startup_s"] < 120
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the station did not start: {log.read_text()}")
+        time.sleep(0.1)
+
+
 def _bwv(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = cli.main(list(args))
     captured = capsys.readouterr()
@@ -174,18 +202,31 @@ def test_a_station_on_ceph_ingests_an_upload_plays_a_range_and_locks_a_held_reco
                         "--device-id", "cam7", "--public-key",
                         keys.public_key_spki_b64(key.public_key), "--by", "sgt-lee")
     assert code == 0, err
-    args = cli.build_parser().parse_args(["station", "serve", "--data", station, "--blobs", blobs])
-    store = open_store(args)
-    assert isinstance(store.blobs, S3BlobStore) and store.blobs.prefix == "fleet-a"
-    served = serve(store)
+    identity = StationIdentity.find(Path(station))
+    assert identity is not None
+    pin = tmp_path / "station.pin"
+    pin.write_text(identity.pin_line() + "\n")
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as errors:  # `bwv station serve --blobs`, the environment inherited
+        process = subprocess.Popen(
+            [sys.executable, "-m", "recorder", "station", "serve", "--data", station, "--blobs",
+             blobs, "--listen", f"127.0.0.1:{port}", "--sweep-every", "0", "--log-level",
+             "warning"], cwd="/", stdout=subprocess.DEVNULL, stderr=errors)
     try:
-        code, out, err = _bwv(capsys, "upload", "--station", served.url, "--data", str(data),
-                              "--device-id", "cam7", "--station-key", str(served.pin))
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(url, process, log)
+        code, out, err = _bwv(capsys, "upload", "--station", url, "--data", str(data),
+                              "--device-id", "cam7", "--station-key", str(pin))
     finally:
-        served.stop()
-    assert code == 0, err
+        process.terminate()
+        process.wait(timeout=20)
+    assert code == 0, err + log.read_text()
     rid = "20261123T070000Z-cam7"
     assert f"uploaded {rid}: 2 segments sent" in out and "verified by the station" in out
+    args = cli.build_parser().parse_args(["station", "list", "--data", station, "--blobs", blobs])
+    store = open_store(args)
+    assert isinstance(store.blobs, S3BlobStore) and store.blobs.prefix == "fleet-a"
     holdings = store.holdings(rid)
     assert holdings.verified and not (tmp_path / "station" / "blobs").exists()
     stored = sorted(store.blobs.key_of(sha) for sha in
