@@ -6,6 +6,7 @@ export is built from it, and a hold makes the gateway refuse to delete its segme
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -114,6 +115,38 @@ def test_a_large_blob_goes_in_parts_and_a_wrong_hash_leaves_nothing(
     with pytest.raises(HashMismatchError):
         small.commit()
     assert _keys(s3_store) == [s3_store.key_of(sha256)]
+
+
+def test_the_hash_and_if_none_match_go_to_the_server_and_memory_stays_one_part(
+        s3_store: S3BlobStore) -> None:
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append((request.method, {k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+                                      for k, v in request.headers.items()}))
+
+    s3_store.client.meta.events.register("before-send.s3", capture)
+    small = os.urandom(1000)
+    sha256 = _put(s3_store, small)
+    puts = [headers for method, headers in sent if method == "PUT"]
+    assert len(puts) == 1 and puts[0]["if-none-match"] == "*"
+    assert puts[0]["x-amz-checksum-sha256"] == base64.b64encode(
+        hashlib.sha256(small).digest()).decode()
+    assert "aws-chunked" not in puts[0].get("content-encoding", "")
+    sent.clear()
+    large = os.urandom(11 * MIB)
+    large_sha256 = hashlib.sha256(large).hexdigest()
+    writer = s3_store.begin(large_sha256)
+    for at in range(0, len(large), MIB):
+        writer.write(large[at:at + MIB])
+        assert len(writer._buffer) < s3_store.part_size  # parts leave as they fill
+    writer.commit()
+    parts = [headers for method, headers in sent if method == "PUT"]
+    assert [int(h["content-length"]) for h in parts] == [5 * MIB, 5 * MIB, MIB]
+    for at, headers in zip(range(0, len(large), 5 * MIB), parts):
+        assert headers["x-amz-checksum-sha256"] == base64.b64encode(
+            hashlib.sha256(large[at:at + 5 * MIB]).digest()).decode()
+    assert s3_store.size(large_sha256) == len(large) and s3_store.exists(sha256)
 
 
 def test_an_aborted_upload_leaves_nothing(s3_store: S3BlobStore) -> None:
