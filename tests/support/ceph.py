@@ -247,10 +247,10 @@ def kill_now(cluster: dict[str, Any]) -> None:
 def ceph() -> dict[str, Any]:
     """The session's Ceph cluster (started by the first worker that asks, killed at the end):
     ``endpoint``, ``access_key``, ``secret_key``, ``startup_s``. Skipped without the packages,
-    and under emulated aarch64 (the daemons would be emulated too: minutes to start)."""
+    and under emulated aarch64 (the daemons would run under qemu too)."""
     if emulated.active():
-        pytest.skip("emulated aarch64: Ceph's daemons would run emulated too, minutes to start; "
-                    "the S3 store is a station's, which runs on a server")
+        pytest.skip("emulated aarch64: Ceph's daemons would run under qemu too; the S3 store is "
+                    "a station's, which runs on a server, not the camera's Pi")
     absent = missing_binaries()
     if absent:
         pytest.skip(f"Ceph is not installed (no {', '.join(absent)}): apt-get install "
