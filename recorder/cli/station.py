@@ -33,7 +33,8 @@ BLOBS_ENV_VAR = "BWV_STATION_BLOBS"
 DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
-                   "argon2": "station", "cv2": "station", "psycopg": "postgres"}
+                   "argon2": "station", "cv2": "station", "boto3": "station",
+                   "botocore": "station", "psycopg": "postgres"}
 MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
