@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
 DB_ENV_VAR = "BWV_STATION_DB"
+BLOBS_ENV_VAR = "BWV_STATION_BLOBS"
 DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
-                   "argon2": "station", "cv2": "station", "psycopg": "postgres"}
+                   "argon2": "station", "cv2": "station", "boto3": "station",
+                   "botocore": "station", "psycopg": "postgres"}
 MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
@@ -53,13 +55,20 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
     """The EvidenceStore of ``--data`` / ``--db``. With ``create`` (serve, enroll) a new station
     is made when there is none; otherwise there must already be one there, so that a mistyped
     ``--data`` is a usage error naming the path rather than a new, empty station."""
-    from ..station.blobs import LocalBlobStore
+    from ..station.blobs import open_blob_store
     from ..station.catalogue import missing_catalogue, open_catalogue, sqlite_url
     from ..station.evidence_store import EvidenceStore
     from ..station.identity import STATION_KEY_FILE, StationIdentity
 
     data = _data_dir(args)
     url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
+    where = getattr(args, "blobs", None) or os.environ.get(BLOBS_ENV_VAR, "")
+    blobs = None
+    if "://" in where:  # checked before anything is made: an unusable store makes nothing
+        try:
+            blobs = open_blob_store(where, data)
+        except ValueError as exc:
+            raise StationUsageError(f"--blobs: {exc}") from None
     if not create and not data.is_dir():
         raise StationUsageError(f"no station in {data}: the directory does not exist "
                                 f"({_where_stations_come_from()})")
@@ -97,7 +106,9 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
             f"this station's encryption key is {identity.encryption.kem.value}, not {wanted}: "
             "the KEM is chosen when the key is made, and recordings already made for it need "
             "it to be unwrapped")
-    return EvidenceStore(open_catalogue(url), LocalBlobStore(data / "blobs"), identity,
+    if blobs is None:  # a directory, made with the station
+        blobs = open_blob_store(where, data)
+    return EvidenceStore(open_catalogue(url), blobs, identity,
                          retention_days=getattr(args, "retention_days", 31))
 
 
@@ -684,6 +695,11 @@ def _store_options(data_help: str) -> argparse.ArgumentParser:
     options.add_argument("--data", metavar="DIR", help=data_help)
     options.add_argument("--db", metavar="URL", help=f"catalogue URL (default ${DB_ENV_VAR}, "
                          "else SQLite in DIR; e.g. postgresql+psycopg://bwv@db.example/bwv)")
+    options.add_argument("--blobs", metavar="WHERE",
+                         help=f"where the blobs are (default ${BLOBS_ENV_VAR}, else DIR/blobs): "
+                              "a directory, or s3://BUCKET/PREFIX with the endpoint and "
+                              "credentials from the environment (BWV_S3_ENDPOINT, AWS_*), never "
+                              "on the command line (docs/station.md, \"Blobs in S3\")")
     options.add_argument("--encryption-kem", choices=["x25519", "mlkem768-x25519"],
                          help="the KEM of the station's encryption key when it is made (default "
                               "x25519; mlkem768-x25519 is the post-quantum hybrid, for footage "

@@ -3,7 +3,8 @@ backend. Blobs are named by their SHA-256, so a second upload of the same bytes 
 
 A write goes to a partial file, is hashed as it arrives, and only a blob whose hash equals the
 declared one is fsynced and renamed into place: a cut or a wrong hash never leaves a blob behind.
-An S3-compatible backend implements the same interface (see docs/station.md, "Current limits").
+An S3-compatible backend implements the same interface (recorder.station.blobs_s3; docs/station.md,
+"Blobs in S3"); ``open_blob_store`` picks one by URL.
 """
 
 from __future__ import annotations
@@ -65,6 +66,24 @@ class BlobStore(Protocol):
     def remove_partials(self) -> int:
         """Remove what interrupted writes left; returns how many."""
         ...
+
+    def set_legal_hold(self, sha256: str, on: bool) -> None:
+        """Ask the storage itself to refuse deleting the blob (``on``) or no longer (an S3
+        legal hold); nothing where the storage has no such lock (a local directory)."""
+        ...
+
+
+def open_blob_store(where: str, data_dir: Path) -> BlobStore:
+    """The store of ``--blobs``: an ``s3://BUCKET/PREFIX`` URL (configured from the environment,
+    recorder.station.blobs_s3), else the local directory (``blobs`` in the station's data
+    directory when ``where`` is empty). Raises ValueError for a URL it refuses."""
+    if where.startswith("s3://"):
+        from .blobs_s3 import S3BlobStore
+
+        return S3BlobStore.from_url(where)
+    if "://" in where:
+        raise ValueError(f"{where!r}: --blobs is a directory or s3://BUCKET/PREFIX")
+    return LocalBlobStore(Path(where).expanduser() if where else data_dir / "blobs")
 
 
 def _missing(sha256: str) -> BlobMissingError:
@@ -194,6 +213,9 @@ class LocalBlobStore:
             return False
         self.fsync_directory(path.parent)
         return True
+
+    def set_legal_hold(self, sha256: str, on: bool) -> None:
+        del sha256, on  # a directory has no lock of its own: the catalogue's hold keeps it
 
     def remove_partials(self) -> int:
         removed = 0

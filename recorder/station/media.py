@@ -3,11 +3,18 @@ Extensions need it: ``MediaSource.addSourceBuffer`` refuses a type without codec
 profile or level can make a browser refuse footage it could play. The codecs are read from the
 segment itself (the ``avcC`` of the video track, the ``esds`` of the audio track), never assumed:
 a camera's encoder settings decide them.
+
+And a segment's bytes as an HTTP answer (``blob_response``): a file of a local store as a file
+(its range requests served by Starlette), a blob of an object store streamed from it, a range
+asked for by the player passed on to the store as a ranged GET (only those bytes cross).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..errors import RecorderError
 from ..integrity.bmff import SampleEntry, read_sample_entries
@@ -21,6 +28,68 @@ _STREAM_DEPENDENCE = 0x80
 _URL = 0x40
 _OCR_STREAM = 0x20
 _AVC_ENTRIES = ("avc1", "avc3")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_CHUNK = 1 << 20
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from .blobs import BlobStore
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte (inclusive) of a single ``Range: bytes=`` of a ``size``-byte
+    body; None when the whole body is to be sent (no header, several ranges, another unit).
+    Raises ValueError for a range the body cannot satisfy (416)."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        count = int(last)
+        if count == 0 or size == 0:
+            raise ValueError("an empty suffix range")
+        return max(0, size - count), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise ValueError(f"bytes {header} of {size}")
+    return start, end
+
+
+def blob_response(blobs: BlobStore, sha256: str, range_header: str) -> Response:
+    """The blob as the answer to a GET with ``range_header`` ("" for none)."""
+    from starlette.responses import FileResponse, Response, StreamingResponse
+
+    local = blobs.local_path(sha256)
+    if local is not None:
+        return FileResponse(local, media_type="video/mp4")
+    size = blobs.size(sha256)
+    try:
+        wanted = parse_range(range_header, size) if range_header else None
+    except ValueError:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    open_range = getattr(blobs, "open_range", None)
+    if wanted is not None and open_range is not None:
+        reader, _ = open_range(sha256, wanted)
+        status = 206
+        headers = {"Content-Range": f"bytes {wanted[0]}-{wanted[1]}/{size}",
+                   "Content-Length": str(wanted[1] - wanted[0] + 1)}
+    else:
+        reader = blobs.open(sha256)
+        status = 200
+        headers = {"Content-Length": str(size)}
+    headers["Accept-Ranges"] = "bytes" if open_range is not None else "none"
+
+    def chunks() -> Iterator[bytes]:
+        with reader:
+            while chunk := reader.read(_CHUNK):
+                yield chunk
+
+    return StreamingResponse(chunks(), status_code=status, headers=headers,
+                             media_type="video/mp4")
 _ENCRYPTED_ENTRIES = ("encv", "enca")
 
 

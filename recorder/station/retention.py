@@ -65,7 +65,36 @@ def place_hold(store: EvidenceStore, recording_id: str, reason: str, case_ref: s
             raise ConflictError(f"{case_ref} is the reference of a request from the public: "
                                 "give the case a reference of its own")
         hold = hold_locked(conn, now, recording_id, reason, case_ref, by, pause)
+        # the storage's own lock too (an S3 legal hold where the bucket has object lock), in the
+        # transaction: if the store refuses, no hold is recorded that the storage does not keep
+        for sha256 in _recording_blobs(conn, recording_id):
+            store.blobs.set_legal_hold(sha256, True)
     return hold
+
+
+def _recording_blobs(conn: Connection, recording_id: str) -> list[str]:
+    """The blobs a recording has in the store: its segments and its manifest."""
+    found = [r.sha256 for r in conn.execute(
+        select(segments.c.sha256).where(segments.c.recording_id == recording_id)
+        .where(segments.c.blob_deleted.is_(False)))]
+    manifest = conn.execute(select(recordings.c.manifest_sha256)
+                            .where(recordings.c.recording_id == recording_id)).scalar()
+    return sorted(set(found + ([manifest] if manifest else [])))
+
+
+def _held_elsewhere(conn: Connection, sha256: str, recording_id: str) -> bool:
+    """Whether another recording with an active hold has the same blob."""
+    active = exists().where(and_(holds.c.recording_id == recordings.c.recording_id,
+                                 holds.c.released_us.is_(None)))
+    by_segment = conn.execute(
+        select(segments.c.recording_id).where(segments.c.sha256 == sha256)
+        .where(segments.c.recording_id != recording_id)
+        .where(exists().where(and_(holds.c.recording_id == segments.c.recording_id,
+                                   holds.c.released_us.is_(None))))).first()
+    by_manifest = conn.execute(
+        select(recordings.c.recording_id).where(recordings.c.manifest_sha256 == sha256)
+        .where(recordings.c.recording_id != recording_id).where(active)).first()
+    return by_segment is not None or by_manifest is not None
 
 
 def hold_locked(conn: Connection, now: int, recording_id: str, reason: str, case_ref: str,
@@ -103,6 +132,12 @@ def release_holds(store: EvidenceStore, recording_id: str, by: str, reason: str 
                 released_by=by, released_us=now, release_reason=reason))
             audit.append(conn, now, by, Action.RELEASE, recording_id,
                          {"hold": hold.id, "case_ref": hold.case_ref, "reason": reason})
+        still_held = conn.execute(select(holds.c.id).where(holds.c.recording_id == recording_id)
+                                  .where(holds.c.released_us.is_(None))).first() is not None
+        if active and not still_held:  # the storage's lock goes with the last hold
+            for sha256 in _recording_blobs(conn, recording_id):
+                if not _held_elsewhere(conn, sha256, recording_id):
+                    store.blobs.set_legal_hold(sha256, False)
     return len(active)
 
 

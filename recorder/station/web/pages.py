@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from urllib.parse import urlencode
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ...integrity.bmff import BoxFormatError
@@ -37,7 +36,7 @@ from ..device_records import officer_note
 from ..errors import UnknownRecordingError
 from ..evidence_store import EvidenceStore, Status
 from ..export import export_recording
-from ..media import MediaTypeError, mime_type
+from ..media import MediaTypeError, blob_response, mime_type
 from ..search import Filters, search
 from .clearkey import licence, requested_key_ids
 from .access import Permission, allowed, may
@@ -255,16 +254,8 @@ def web_routes(store: EvidenceStore, settings: WebSettings) -> list[Route]:
                           {"file": file, "range": request.headers.get("range", "")[:100]})
         elif first:  # the first fetch of a playback
             await audited(who, Action.PLAY, recording_id, {"play": play})
-        local = store.blobs.local_path(sha256)
-        if local is not None:
-            return FileResponse(local, media_type="video/mp4")
-
-        def chunks() -> Iterator[bytes]:
-            with store.blobs.open(sha256) as blob:
-                while chunk := blob.read(1 << 20):
-                    yield chunk
-
-        return StreamingResponse(chunks(), media_type="video/mp4")
+        return await run_in_threadpool(blob_response, store.blobs, sha256,
+                                       request.headers.get("range", ""))
 
     async def clearkey_licence(request: Request) -> Response:
         """The content key of an encrypted recording, as a ClearKey licence for the page's
