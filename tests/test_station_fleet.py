@@ -22,8 +22,9 @@ import sqlalchemy
 from sqlalchemy import func, insert, select
 from support import emulated
 from support.fleet import LocalBlobs, fleet_db_url, referenced, start_fleet
-from support.station import (FakeClock, camera_key, catalogue_url, clock, ingest, make_recording,
-                             make_store, new_store, postgres_cluster, recording_id_for)
+from support.station import (FakeClock, bwv, camera_key, catalogue_url, clock, ingest,
+                             make_recording, make_store, new_store, postgres_cluster,
+                             recording_id_for)
 
 from recorder.integrity.keys import DeviceKey
 from recorder.station import audit, retention
@@ -113,7 +114,7 @@ def test_two_sweeps_at_once_delete_each_recording_once(
 
 
 def test_the_sweep_lock_is_released_after_a_sweep_and_by_a_process_that_dies(
-        new_store: Callable[[], EvidenceStore], catalogue_url: str) -> None:
+        new_store: Callable[[], EvidenceStore], catalogue_url: str, tmp_path: Path) -> None:
     if not catalogue_url.startswith("postgresql"):
         pytest.skip("the advisory lock is PostgreSQL's; SQLite has one process")
     store = new_store()
@@ -131,6 +132,11 @@ def test_the_sweep_lock_is_released_after_a_sweep_and_by_a_process_that_dies(
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         assert retention.sweep(store).skipped
+        swept = bwv("station", "sweep", "--data", str(tmp_path / "station"), "--db",
+                    catalogue_url, "--by", "ops")
+        assert swept.returncode == 0, swept.stderr
+        assert swept.stdout == ("another station process on this catalogue is sweeping now: "
+                                "nothing done here\n")
     finally:
         holder.kill()
         holder.communicate()

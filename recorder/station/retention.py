@@ -147,9 +147,16 @@ def _sweep_lock(store: EvidenceStore) -> Iterator[bool]:
             yield got
         finally:
             if got:
-                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"),
-                             {"a": SWEEP_LOCK[0], "b": SWEEP_LOCK[1]})
-                conn.commit()
+                try:
+                    conn.rollback()  # a sweep that failed may have left it in a failed state
+                    conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"),
+                                 {"a": SWEEP_LOCK[0], "b": SWEEP_LOCK[1]})
+                    conn.commit()
+                except Exception:
+                    # never back into the pool still holding the lock: closing the session
+                    # releases it
+                    conn.invalidate()
+                    raise
 
 
 def _blob_still_used(conn: Connection, sha256: str, recording_id: str) -> bool:
