@@ -270,8 +270,11 @@ class Haproxy:
     def wait_state(self, name: str, state: str, deadline_s: float = 10) -> None:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            if self.states().get(name, "").startswith(state):
-                return
+            try:
+                if self.states().get(name, "").startswith(state):
+                    return
+            except ConnectionRefusedError:  # the socket is bound, not yet listening
+                pass
             time.sleep(0.05)
         raise AssertionError(f"haproxy never saw {name} {state}: {self.states()}")
 
