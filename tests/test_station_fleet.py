@@ -276,7 +276,7 @@ CHUNK = 1024
 
 
 @pytest.mark.skipif(bool(os.environ.get(emulated.ENV)), reason=(
-    "emulated aarch64: five Python processes start and verify under qemu, tens of times "
+    "emulated aarch64: two station processes start and verify under qemu, tens of times "
     "slower than on a Pi; the several-process test is about locks, not the CPU"))
 def test_a_camera_cut_off_by_a_killed_process_finishes_on_the_other(
         fleet_db_url: str, tmp_path: Path) -> None:
