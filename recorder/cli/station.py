@@ -431,6 +431,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from ..station import retention
 
     result = retention.sweep(open_store(args), by=_actor(args))
+    if result.skipped:
+        print("another station process on this catalogue is sweeping now: nothing done here")
+        return EXIT_OK
     print(f"deleted {len(result.deleted)} recordings ({result.bytes_removed} bytes); "
           f"{len(result.kept_on_hold)} past retention kept on hold")
     for recording_id in result.deleted:

@@ -89,7 +89,18 @@ class AuditEntry:
 
 def append(conn: Connection, at_us: int, actor: str, action: str, recording_id: str | None,
            detail: Mapping[str, Any] | None = None) -> AuditEntry:
-    """Add an entry inside the caller's transaction (it commits or rolls back with it)."""
+    """Add an entry inside the caller's transaction (it commits or rolls back with it).
+
+    One chain, whatever the number of writers: the head row is locked (``SELECT ... FOR
+    UPDATE``) until the transaction ends, so appends from every thread and every station
+    process on one PostgreSQL catalogue take their turn; the next writer's lock returns the head
+    as the previous one committed it (READ COMMITTED re-reads a row it waited for), or as it
+    was before if that one rolled back. On SQLite the one writer's BEGIN IMMEDIATE does it.
+    Entries are thus numbered in commit order, and their ``at`` times (each process's clock,
+    taken before the wait) may step back a little between processes: the chain's order is
+    ``seq``, never ``at``. The head is meant to be the last lock a transaction takes (a
+    recording's row first, then the append): a transaction that appends and then locks rows
+    can deadlock with one that does the reverse, and PostgreSQL then aborts one of them."""
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)
                         .where(audit_head.c.id == 1).with_for_update()).one()
     seq = int(head.seq) + 1

@@ -67,8 +67,12 @@ class Holdings:
 class EvidenceStore:
     """The catalogue, the blobs and the audit log of one station, behind one set of operations.
 
-    Thread-safe: writes are serialised by a lock (SQLite allows one writer; on PostgreSQL the
-    audit head row lock also orders writers from several processes).
+    Thread-safe: writes are serialised by a lock (SQLite allows one writer). ``write_lock`` is
+    this process's only: several station processes on one PostgreSQL catalogue are kept apart
+    by the database's locks alone (docs/station.md, "Several station processes"): the
+    recording's row (``SELECT ... FOR UPDATE``) around every ingest, hold and deletion, a new
+    row entered once (``_insert_recording``), an advisory lock per blob, the audit head row for
+    the one audit chain, and the sweep's advisory lock.
     """
 
     def __init__(self, engine: Engine, blobs: BlobStore, identity: StationIdentity,
@@ -253,11 +257,13 @@ class EvidenceStore:
         now = self.clock()
         with self.write_lock, self.engine.begin() as conn:
             row = self._recording_row(conn, recording_id, device_id)
-            if row is None:
-                conn.execute(insert(recordings).values(
+            if row is None and not _insert_recording(conn, dict(
                     recording_id=recording_id, device_id=device_id, status=Status.RECEIVING,
                     received_us=now, retain_until_us=now + self.retention_us,
-                    segment_count=0, total_bytes=0))
+                    segment_count=0, total_bytes=0)):
+                # another station process entered it first (the camera's retry of this
+                # segment, on another process): take its row, locked, as if it had been there
+                row = self._recording_row(conn, recording_id, device_id)
             held = conn.execute(select(segments.c.sha256)
                                 .where(segments.c.recording_id == recording_id)
                                 .where(segments.c.file == file)).scalar()
@@ -412,6 +418,19 @@ class EvidenceStore:
                                 "manifest")
         if self._held_segments(conn, recording_id) != verified_held:
             return False
+        try:
+            with conn.begin_nested():
+                self._catalogue_verdict(conn, row, device_id, recording_id, data, read, report,
+                                        values, key_fingerprint, now)
+        except _RowRaced:
+            return False  # another process entered the row meanwhile: verify again, locked
+        return True
+
+    def _catalogue_verdict(self, conn: Connection, row: Any, device_id: str, recording_id: str,
+                           data: bytes, read: manifest.ManifestLines,
+                           report: verify.VerifyReport, values: dict[str, Any],
+                           key_fingerprint: str, now: int) -> None:
+        manifest_sha256 = manifest.line_hash(data)
         values.update(lifecycle.ingest_stamp(conn, device_id, values["officer_id"],
                                              values["recorded_us"], now, key_fingerprint))
         self._catalogue(conn, row, recording_id, device_id, now, dict(
@@ -423,7 +442,6 @@ class EvidenceStore:
                      {"manifest_sha256": manifest_sha256, "verified": report.ok,
                       "segments": values["segment_count"],
                       "summary": values["verify_summary"][:500]})
-        return True
 
     def _store_blob(self, sha256: str, data: bytes) -> None:
         """Keep ``data`` under its SHA-256 (once: blobs never change)."""
@@ -463,9 +481,9 @@ class EvidenceStore:
         values["retain_until_us"] = camera_clock.retain_until(
             max(received, now), values["recorded_us"], values["clock_flag"], self.retention_us)
         if row is None:
-            conn.execute(insert(recordings).values(recording_id=recording_id,
-                                                   device_id=device_id, received_us=now,
-                                                   **values))
+            if not _insert_recording(conn, dict(values, recording_id=recording_id,
+                                                device_id=device_id, received_us=now)):
+                raise _RowRaced(recording_id)
         else:
             conn.execute(update(recordings).where(recordings.c.recording_id == recording_id)
                          .values(**values))
@@ -546,6 +564,23 @@ def _read_arrival(recording_id: str, device_id: str, data: bytes) -> manifest.Ma
             f"the manifest is of recording {first.value('recording_id')!r} by device "
             f"{first.value('device_id')!r}, but was sent as {recording_id!r} by {device_id!r}")
     return read
+
+
+class _RowRaced(Exception):
+    """The recording's row was entered by another station process after this one found none."""
+
+
+def _insert_recording(conn: Connection, values: dict[str, Any]) -> bool:
+    """Enter a new recording's row; False (nothing written, the transaction still usable) when
+    another station process on the same PostgreSQL catalogue entered it first. Its INSERT waits
+    for that process's transaction, so the row is there, committed, for the caller to lock.
+    (On SQLite one writer holds the database from BEGIN IMMEDIATE: the row cannot appear.)"""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(recordings).values(**values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def _lock_blob(conn: Connection, sha256: str) -> None:

@@ -5,11 +5,12 @@ published counts: recorded, uploaded, auto-deleted, held.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, text, update
 
 from . import audit
 from .audit import Action
@@ -154,6 +155,43 @@ class SweepResult:
     deleted: list[str] = field(default_factory=list)
     kept_on_hold: list[str] = field(default_factory=list)
     bytes_removed: int = 0
+    # another station process on the same PostgreSQL catalogue was sweeping: this one did not
+    skipped: bool = False
+
+
+# the key of the PostgreSQL advisory lock the sweep holds, in the two-int4 form: PostgreSQL keeps
+# those apart from the one-int8 keys, where the blob locks (hashes of a SHA-256) fall
+SWEEP_LOCK = (0x62777673, 1)  # "bwvs", 1: the retention sweep
+
+
+@contextlib.contextmanager
+def _sweep_lock(store: EvidenceStore) -> Iterator[bool]:
+    """Whether this sweep may run: on PostgreSQL, True only for the one process (of all those
+    sharing the catalogue) that holds the sweep's session-level advisory lock, taken without
+    waiting on a connection kept for the sweep's length and released after it (or by the
+    server when the process dies). On SQLite one process serves a catalogue: always True (each
+    recording's deletion is its own locked, re-checked transaction, see ``sweep``)."""
+    if store.engine.dialect.name != "postgresql":
+        yield True
+        return
+    with store.engine.connect() as conn:
+        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
+                                {"a": SWEEP_LOCK[0], "b": SWEEP_LOCK[1]}).scalar())
+        conn.commit()  # the lock is the session's: end the transaction that took it
+        try:
+            yield got
+        finally:
+            if got:
+                try:
+                    conn.rollback()  # a sweep that failed may have left it in a failed state
+                    conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"),
+                                 {"a": SWEEP_LOCK[0], "b": SWEEP_LOCK[1]})
+                    conn.commit()
+                except Exception:
+                    # never back into the pool still holding the lock: closing the session
+                    # releases it
+                    conn.invalidate()
+                    raise
 
 
 def _blob_still_used(conn: Connection, sha256: str, recording_id: str) -> bool:
@@ -174,7 +212,18 @@ def sweep(store: EvidenceStore, by: str = "station:sweep",
     Per recording, in one transaction: the catalogue marks it deleted (the row stays as a
     tombstone with its hashes), a ``deletions`` row and an audit entry are written; the blobs
     are removed after the commit, so a crash in between leaves unreferenced blobs, never a
-    catalogue that points at missing ones."""
+    catalogue that points at missing ones.
+
+    Several station processes on one PostgreSQL catalogue: one sweeps at a time (an advisory
+    lock, see ``_sweep_lock``); the others return at once with ``skipped``. Even without it a
+    recording would be deleted once: its row is locked and its status checked again."""
+    with _sweep_lock(store) as mine:
+        if not mine:
+            return SweepResult(skipped=True)
+        return _sweep(store, by, pause)
+
+
+def _sweep(store: EvidenceStore, by: str, pause: Pause) -> SweepResult:
     now = store.clock()
     result = SweepResult()
     held = exists().where(and_(holds.c.recording_id == recordings.c.recording_id,
