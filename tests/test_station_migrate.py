@@ -3,11 +3,13 @@ PostgreSQL cluster: a catalogue made by the previous release's own code (tests/s
 previous_release.py) is refused by `serve` until migrated, then opens with its rows intact and
 its audit chain verifying; an older one gains the tables and columns it lacks; a catalogue
 ahead of the code is refused; migrate is idempotent and, on PostgreSQL, one at a time; and the
-newest revision is exactly catalogue.metadata, so a table added without a revision fails here."""
+newest revision is exactly catalogue.metadata, so a table added without a revision fails here;
+and the next version's revision runs from this one's, a failing one changing nothing."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -275,3 +277,59 @@ def test_two_migrates_on_postgresql_run_one_after_the_other(
     idle = [out for out, _ in outputs if "nothing to do" in out]
     assert len(upgraded) == 1 and len(idle) == 1, outputs
     assert revision_of(url) == HEAD and schema_diff(url) == []
+
+
+NEXT = f"{int(HEAD) + 1:04d}"
+NEXT_REVISION = f'''"""Probe: a revision after the head, as the next version would ship one.
+
+Revision ID: {NEXT}
+Revises: {HEAD}
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = "{NEXT}"
+down_revision = "{HEAD}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("recordings", sa.Column("probe", sa.Integer()))
+    FAIL
+'''
+
+
+def next_version(tmp_path: Path, fail: bool) -> Path:
+    """This version's revisions plus the next one (failing after its ALTER when ``fail``):
+    what the next version would carry."""
+    migrations = tmp_path / "next-migrations"
+    shutil.copytree(catalogue.MIGRATIONS, migrations,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / f"v{NEXT}_probe.py").write_text(NEXT_REVISION.replace(
+        "    FAIL\n", "    raise RuntimeError('probe failed')\n" if fail else ""))
+    return migrations
+
+
+def test_a_later_revision_runs_from_the_one_before_and_a_failure_changes_nothing(
+        catalogue_url: str, tmp_path: Path) -> None:
+    make_store(tmp_path / "station", db_url=catalogue_url).engine.dispose()
+    before = rows(catalogue_url)
+    said: list[str] = []
+    with pytest.raises(RuntimeError, match="probe failed"):
+        catalogue.migrate(catalogue_url, say=said.append,
+                          script_location=next_version(tmp_path / "bad", fail=True))
+    assert said[-1] == (f"  {HEAD} -> {NEXT}: Probe: a revision after the head, as the next "
+                        "version would ship one.")
+    assert revision_of(catalogue_url) == HEAD and rows(catalogue_url) == before
+    assert schema_diff(catalogue_url) == []  # the column added before the failure is gone
+
+    said.clear()
+    assert catalogue.migrate(catalogue_url, say=said.append,
+                             script_location=next_version(tmp_path / "good", fail=False)) == (
+        HEAD, NEXT)
+    assert said[0].endswith(f"revision {HEAD} -> revision {NEXT}")
+    assert said[-1].endswith(f"now at revision {NEXT}")
+    assert revision_of(catalogue_url) == NEXT
+    assert [diff[0] for diff in schema_diff(catalogue_url)] == ["remove_column"]  # the probe
