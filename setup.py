@@ -102,7 +102,9 @@ setup(
     # sdist (MANIFEST.in) but not in the installed package.
     include_package_data=False,
     # the station's web assets (recorder/station/static/): served from the installed package
-    package_data={"recorder": ["py.typed"], "recorder.station": ["static/*.css", "static/*.js"]},
+    # and the catalogue's migration template and notes (its revisions are modules)
+    package_data={"recorder": ["py.typed"], "recorder.station": ["static/*.css", "static/*.js"],
+                  "recorder.station.migrations": ["script.py.mako", "README.md"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildNative},
 )

@@ -116,6 +116,7 @@ READ_ONLY_COMMANDS = {
     "rotate": ["--device-id", "cam7", "--public-key", "0" * 64],
     "assign": ["--device-id", "cam7", "--officer", "PC 1"],
     "key": [],
+    "migrate": [],
 }
 
 

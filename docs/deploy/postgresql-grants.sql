@@ -11,6 +11,8 @@
 --     CREATE DATABASE bwv OWNER bwv_owner;
 -- Then create the schema as the owner (the first command with --db creates it):
 --     bwv station enroll --data DIR --db postgresql+psycopg://bwv_owner@HOST/bwv --device-id ...
+-- After installing a new version, migrate the schema as the owner (docs/station.md, "Upgrading a
+-- station"): bwv station migrate --data DIR --db postgresql+psycopg://bwv_owner@HOST/bwv
 -- Then, as bwv_owner (again after every upgrade that adds tables):
 --     psql -v ON_ERROR_STOP=1 -h HOST -U bwv_owner -d bwv -f postgresql-grants.sql
 -- From then on run the station with --db postgresql+psycopg://bwv_app@HOST/bwv.
@@ -23,6 +25,8 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO bwv_app;
 -- staff's notes on recordings
 REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER
     ON audit, audit_checkpoints, device_revocations, notes FROM bwv_app;
+-- nor the schema's revision (it only reads it, to refuse a catalogue behind or ahead)
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON alembic_version FROM bwv_app;
 -- the application never changes the schema (PostgreSQL before 15 let every role create there)
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE CREATE ON SCHEMA public FROM bwv_app;

@@ -1,5 +1,5 @@
-"""The ``bwv station`` subcommands: serve, enroll, key, audit, hold, release, sweep, stats, export,
-redact, request, list.
+"""The ``bwv station`` subcommands: serve, enroll, migrate, key, audit, hold, release, sweep,
+stats, export, redact, request, list.
 
 Only the standard library is imported at module level, so `bwv --help` and `bwv station --help`
 work without the station's dependencies (SQLAlchemy, Starlette, uvicorn): they load when a
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..station.evidence_store import EvidenceStore
     from ..station.limits import Limits
     from ..station.web.sso_settings import OidcSettings, ProxySettings
+    from sqlalchemy import Engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DATA_ENV_VAR = "BWV_STATION_DATA"
@@ -34,7 +35,7 @@ DEFAULT_LISTEN = "127.0.0.1:8470"
 # top-level modules of the extras a station command may need, and how to install each
 EXTRA_OF_MODULE = {"sqlalchemy": "station", "starlette": "station", "uvicorn": "station",
                    "argon2": "station", "cv2": "station", "boto3": "station",
-                   "botocore": "station", "psycopg": "postgres"}
+                   "botocore": "station", "alembic": "station", "psycopg": "postgres"}
 MIN_RETENTION_DAYS = 31
 CREATING_COMMANDS = ("serve", "enroll")  # the only commands that may start a new station
 
@@ -56,7 +57,7 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
     is made when there is none; otherwise there must already be one there, so that a mistyped
     ``--data`` is a usage error naming the path rather than a new, empty station."""
     from ..station.blobs import open_blob_store
-    from ..station.catalogue import missing_catalogue, open_catalogue, sqlite_url
+    from ..station.catalogue import missing_catalogue, sqlite_url
     from ..station.evidence_store import EvidenceStore
     from ..station.identity import STATION_KEY_FILE, StationIdentity
 
@@ -78,6 +79,7 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
                                 f"({_where_stations_come_from()})")
     if create:
         data.mkdir(parents=True, exist_ok=True)
+    engine = _open_catalogue(url)  # before anything is written: a catalogue behind is refused
     identity = StationIdentity.find(data)
     if identity is None:
         if problem is None and not getattr(args, "new_key", False):
@@ -108,8 +110,46 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> EvidenceSto
             "it to be unwrapped")
     if blobs is None:  # a directory, made with the station
         blobs = open_blob_store(where, data)
-    return EvidenceStore(open_catalogue(url), blobs, identity,
+    return EvidenceStore(engine, blobs, identity,
                          retention_days=getattr(args, "retention_days", 31))
+
+
+def _open_catalogue(url: str) -> Engine:
+    """open_catalogue, with a catalogue behind or ahead of this version's schema a usage error
+    saying what to do (one line, exit 2)."""
+    from ..station.catalogue import CatalogueSchemaError, open_catalogue
+
+    try:
+        return open_catalogue(url)
+    except CatalogueSchemaError as exc:
+        raise StationUsageError(str(exc)) from None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Bring an existing station's catalogue to this version's schema (one explicit step)."""
+    from ..station.catalogue import CatalogueSchemaError, migrate, missing_catalogue, sqlite_url
+
+    data = _data_dir(args)
+    url = args.db or os.environ.get(DB_ENV_VAR) or sqlite_url(data)
+    if not data.is_dir():
+        raise StationUsageError(f"no station in {data}: the directory does not exist "
+                                f"({_where_stations_come_from()})")
+    problem = missing_catalogue(url)
+    if problem is not None:
+        raise StationUsageError(f"no station in {data}: {problem} "
+                                f"({_where_stations_come_from()})")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        migrate(url, say=lambda line: print(line, flush=True))
+    except CatalogueSchemaError as exc:
+        raise StationUsageError(str(exc)) from None
+    except SQLAlchemyError as exc:  # one transaction: nothing of it stays
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"bwv station migrate: failed and rolled back, the catalogue is as it was: "
+              f"{cause}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _encryption_kem(args: argparse.Namespace) -> Kem:
@@ -829,6 +869,16 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         help="a key file (PEM), or the one-line key `bwv doctor` prints on the "
                              "camera, or 64 hex digits")
     enroll.set_defaults(station_func=_enroll)
+
+    migrate = sub.add_parser(
+        "migrate", parents=[common], help="bring the catalogue to this version's schema",
+        description="Upgrade an existing station's catalogue to the schema this version "
+        "needs, in one transaction (on PostgreSQL under a lock: a second migrate waits, then "
+        "finds nothing to do); prints the revisions it goes from and to. Run it after "
+        "installing a new version, with every station process stopped and a backup taken: "
+        "the other commands refuse a catalogue that is behind (or ahead of) this version. "
+        "Running it again does nothing. A new station needs no migrate.")
+    migrate.set_defaults(station_func=_migrate)
 
     key = sub.add_parser("key", parents=[common], help="print the line a camera pins",
                          description="Print, on one line, what a camera needs to trust this "

@@ -3,19 +3,32 @@ markers, holds, notes, deletions, request nonces, the audit log, staff accounts,
 the redacted copies of public requests with their approval, and the face tracks found for a
 redaction's review. One schema for SQLite (embedded) and PostgreSQL (fleet): only the URL
 differs. Times are integer microseconds since the Unix epoch.
+
+``metadata`` is the newest schema revision (recorder/station/migrations, Alembic): a change to
+a table here needs its revision there (its README says how), or tests/test_station_migrate.py
+fails. A new catalogue is made at the newest revision; an existing one is brought to it by
+`bwv station migrate` (migrate below), never at open.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, Connection, Engine, Float, ForeignKey,
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError as AlembicError
+from sqlalchemy import (URL, BigInteger, Boolean, Column, Connection, Engine, Float, ForeignKey,
                         Index, Integer, LargeBinary, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event, insert, inspect, make_url,
-                        select)
+                        select, text)
 from sqlalchemy.exc import OperationalError
 
 from ..private_files import FILE_MODE, open_private
@@ -360,18 +373,39 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_catalogue(url: str) -> Engine:
-    """An engine for ``url`` with the schema created (idempotent) and the audit head in place."""
+def _engine(url: str) -> Engine:
     engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         _private_sqlite_files(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
-    with engine.begin() as conn:
-        if conn.execute(select(audit_head.c.id)).first() is None:
-            conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+    return engine
+
+
+def open_catalogue(url: str) -> Engine:
+    """An engine for ``url``. An empty database becomes a new catalogue at the newest schema
+    revision (stamped); an existing one must be at that revision: CatalogueSchemaError when it
+    is behind (`bwv station migrate` brings it up, one explicit step, however many station
+    processes share it) or ahead (migrated by a newer version)."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            state = _schema_state(conn)
+        if state.empty:
+            with engine.begin() as conn:
+                _lock_schema(conn)
+                state = _schema_state(conn)  # another process may have made it meanwhile
+                if state.empty:
+                    metadata.create_all(conn)
+                    conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH))
+                    _migration_context(conn).stamp(_script(), "head")
+                    return engine
+        problem = _schema_problem(state, engine.url)
+        if problem is not None:
+            raise CatalogueSchemaError(problem)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -388,18 +422,137 @@ def _private_sqlite_files(database: str | None) -> None:
             os.chmod(side, FILE_MODE)  # made by an older version, with the umask's mode
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Add the nullable columns a catalogue made by an older version lacks (create_all makes
-    missing tables, not missing columns), so that an existing station opens after an upgrade."""
-    with engine.begin() as conn:
-        found = inspect(conn)
-        for table in metadata.sorted_tables:
-            have = {column["name"] for column in found.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                                         f"{kind}")
+# --- schema revisions (Alembic; recorder/station/migrations)
+
+# the PostgreSQL advisory lock (pg_advisory_xact_lock) a migration or a new catalogue's creation
+# holds until its transaction ends, so that two `bwv station migrate` (or two processes making a
+# new catalogue) never both run: the second waits, then finds the work done. SQLite's
+# BEGIN IMMEDIATE already lets one writer in at a time.
+SCHEMA_LOCK_ID = 0x6277765F736368  # "bwv_sch"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class CatalogueSchemaError(Exception):
+    """A catalogue this version cannot use as it is: made before schema revisions or at an
+    older revision (run `bwv station migrate`), or at a revision this version does not know."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What a database holds: no station tables (``empty``), station tables without a
+    revision (made before revisions: ``revision`` None), or a catalogue at ``revision``."""
+
+    empty: bool
+    revision: str | None
+
+
+def migrations_config(connection: Connection | None = None,
+                      script_location: Path = MIGRATIONS) -> Config:
+    """Alembic's configuration, made in code (no alembic.ini): the revisions shipped in this
+    package, run on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("file_template", "v%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _script(script_location: Path = MIGRATIONS) -> ScriptDirectory:
+    return ScriptDirectory.from_config(migrations_config(script_location=script_location))
+
+
+def head_revision(script_location: Path = MIGRATIONS) -> str:
+    """The newest revision this version knows: what its catalogue.metadata is."""
+    head = _script(script_location).get_current_head()
+    assert head is not None, "the catalogue's migrations have no revision"
+    return head
+
+
+def _migration_context(conn: Connection) -> MigrationContext:
+    return MigrationContext.configure(conn)
+
+
+def _schema_state(conn: Connection) -> SchemaState:
+    heads = _migration_context(conn).get_current_heads()
+    if len(heads) > 1:
+        raise CatalogueSchemaError(f"the catalogue is at several revisions at once "
+                                   f"({', '.join(heads)}): this version cannot use it")
+    if heads:
+        return SchemaState(empty=False, revision=heads[0])
+    return SchemaState(empty=not inspect(conn).has_table(audit_head.name), revision=None)
+
+
+def _known(revision: str, script_location: Path = MIGRATIONS) -> bool:
+    try:
+        return _script(script_location).get_revision(revision) is not None
+    except AlembicError:
+        return False
+
+
+def _shown_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _schema_problem(state: SchemaState, url: URL,
+                    script_location: Path = MIGRATIONS) -> str | None:
+    """Why the catalogue at ``state`` cannot be used by this version, on one line, or None."""
+    head = head_revision(script_location)
+    if state.revision == head:
+        return None
+    shown = _shown_url(url)
+    if state.revision is not None and not _known(state.revision, script_location):
+        return (f"the catalogue {shown} is at schema revision {state.revision}, which this "
+                f"version does not know (it needs {head}): a newer version migrated it; run "
+                "that version, or restore the backup taken before its migrate")
+    at = ("made before schema revisions" if state.revision is None
+          else f"at schema revision {state.revision}")
+    return (f"the catalogue {shown} is {at}, and this version needs revision {head}: back it "
+            "up, then run `bwv station migrate` with the same --data and --db")
+
+
+def _lock_schema(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
+
+
+def migrate(url: str, say: Callable[[str], None] = print,
+            script_location: Path = MIGRATIONS) -> tuple[str | None, str]:
+    """Bring the catalogue at ``url`` to the newest revision, in one transaction (on
+    PostgreSQL holding the schema lock, so a second migrate waits and then finds nothing to
+    do); says what it does. A catalogue made before revisions first goes through revision
+    0001, which brings whatever it holds up to release 0.1.0's schema, and is stamped.
+    Returns the revision it was at (None: before revisions) and the one it is at now.
+    CatalogueSchemaError when the catalogue is at a revision this version does not know."""
+    engine = _engine(url)
+    shown = _shown_url(engine.url)
+    head = head_revision(script_location)
+    try:
+        with engine.begin() as conn:
+            _lock_schema(conn)
+            state = _schema_state(conn)
+            if state.revision == head:
+                say(f"catalogue {shown}: at revision {head}, the newest: nothing to do")
+                return head, head
+            if state.revision is not None and not _known(state.revision, script_location):
+                problem = _schema_problem(state, engine.url, script_location)
+                assert problem is not None
+                raise CatalogueSchemaError(problem)
+            start = ("empty" if state.empty else "made before schema revisions"
+                     if state.revision is None else f"revision {state.revision}")
+            say(f"catalogue {shown}: {start} -> revision {head}")
+            steps = list(_script(script_location).iterate_revisions(
+                head, state.revision or "base"))
+            for step in reversed(steps):
+                say(f"  {step.down_revision or 'base'} -> {step.revision}: "
+                    f"{(step.doc or '').splitlines()[0] if step.doc else ''}")
+            command.upgrade(migrations_config(conn, script_location), "head")
+            after = _schema_state(conn).revision
+            assert after == head, (after, head)
+        say(f"catalogue {shown}: now at revision {head}")
+        return state.revision, head
+    finally:
+        engine.dispose()
 
 
 def missing_catalogue(url: str) -> str | None:

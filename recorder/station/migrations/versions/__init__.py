@@ -1,0 +1,1 @@
+"""The revisions, one file each (v<NNNN>_<slug>.py), in order of their ids."""
