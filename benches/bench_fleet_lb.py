@@ -4,7 +4,9 @@ one PostgreSQL catalogue (docs/station.md, "Several station processes").
 N cameras (BWV_BENCH_FLEET_LB_CAMERAS, default 8), each with its own enrolled key and its own
 sealed recording, upload at once through haproxy (TCP mode, round robin, tests/support/fleet.py)
 to a fresh station whose catalogue is a fresh database on a PostgreSQL cluster of the bench's
-own, its blobs in the station's directory shared by the processes. The recordings are
+own, its blobs in the station's directory shared by the processes or in a bucket of a real
+Ceph gateway started by the bench (tests/support/ceph.py; BWV_BENCH_FLEET_LB_BLOBS = "local",
+"s3" or both, the default), a fresh prefix each round. The recordings are
 bench_upload's fleet (``make_fleets``: BWV_BENCH_FLEET_SEGMENTS segments of
 BWV_BENCH_FLEET_SEGMENT_MB each, shared out among the cameras). Rounds
 (BWV_BENCH_FLEET_LB_ROUNDS, default 3) alternate which of the two goes first; each round
@@ -36,14 +38,16 @@ from bench_upload import CHUNK, Fleet, _cpu_s, _fresh_copy, _together, make_flee
 from recorder.integrity.keys import DeviceKey
 from recorder.station.identity import StationIdentity
 from recorder.uploader import Uploader
-from support.fleet import LocalBlobs, require_haproxy, start_fleet
+from support.ceph import ceph, s3_bucket
+from support.fleet import Blobs, LocalBlobs, S3Blobs, require_haproxy, start_fleet
 from support.station import make_store, postgres_cluster
 
-__all__ = ["postgres_cluster"]  # a fixture used by name below
+__all__ = ["ceph", "postgres_cluster", "s3_bucket"]  # fixtures used by name below
 
 CAMERAS = int(os.environ.get("BWV_BENCH_FLEET_LB_CAMERAS", "8"))
 ROUNDS = int(os.environ.get("BWV_BENCH_FLEET_LB_ROUNDS", "3"))
 PROCESSES = (1, 2)
+WHERE = os.environ.get("BWV_BENCH_FLEET_LB_BLOBS", "local s3").split()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,8 @@ def fleet() -> Iterator[Fleet]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _round(fleet: Fleet, processes: int, cluster: tuple[Path, int], number: int) -> dict[str, Any]:
+def _round(fleet: Fleet, processes: int, cluster: tuple[Path, int], number: int,
+           bucket: str | None) -> dict[str, Any]:
     """One round: a fresh database and station, every camera enrolled, ``processes`` station
     processes behind haproxy, every camera uploading at once."""
     root = Path(tempfile.mkdtemp(prefix="bwv-bench-fleet-lb-round-"))
@@ -67,13 +72,15 @@ def _round(fleet: Fleet, processes: int, cluster: tuple[Path, int], number: int)
     url = f"postgresql+psycopg://postgres@/{name}?host={socket_dir}&port={port}"
     try:
         data = root / "station"
-        store = make_store(data, db_url=url)
+        blobs: Blobs = (LocalBlobs(data) if bucket is None
+                        else S3Blobs(bucket, prefix=f"round{number}-{processes}"))
+        store = make_store(data, db_url=url, blobs=blobs.store())
         for device, key, _ in fleet:
             store.enroll(device, key.public_key, by="admin")
         store.engine.dispose()
         identity = StationIdentity.find(data)
         assert identity is not None
-        running = start_fleet(data, url, LocalBlobs(data), processes, directory=root / "fleet")
+        running = start_fleet(data, url, blobs, processes, directory=root / "fleet")
         try:
             jobs = []
             for device, key, source in fleet:
@@ -102,16 +109,19 @@ def _round(fleet: Fleet, processes: int, cluster: tuple[Path, int], number: int)
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.parametrize("where", WHERE)
 def test_fleet_through_haproxy_one_vs_two_processes(
-        benchmark: Any, fleet: Fleet, postgres_cluster: tuple[Path, int]) -> None:
+        benchmark: Any, fleet: Fleet, postgres_cluster: tuple[Path, int], where: str,
+        request: pytest.FixtureRequest) -> None:
     require_haproxy()
+    bucket = request.getfixturevalue("s3_bucket") if where == "s3" else None
     results: dict[int, list[dict[str, Any]]] = {count: [] for count in PROCESSES}
 
     def measure() -> None:
         for number in range(ROUNDS):
             order = PROCESSES if number % 2 == 0 else tuple(reversed(PROCESSES))
             for count in order:  # interleaved, each first in every other round
-                results[count].append(_round(fleet, count, postgres_cluster, number))
+                results[count].append(_round(fleet, count, postgres_cluster, number, bucket))
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     total = sum(path.stat().st_size for _, _, source in fleet for path in source.iterdir())
@@ -119,8 +129,8 @@ def test_fleet_through_haproxy_one_vs_two_processes(
     ratios = [two / one for one, two in zip(speeds[1], speeds[2])]  # each round's own pair
     cpu_per_gb = {count: statistics.median(sum(run["station_cpu_s"]) / (total / 1e9)
                                            for run in results[count]) for count in PROCESSES}
-    print(f"\nfleet through haproxy: {CAMERAS} cameras, {total / 1e9:.2f} GB a round, {ROUNDS} "
-          f"rounds, median (min-max), {os.cpu_count()} cores shared with the cameras, haproxy "
+    print(f"\nfleet through haproxy, blobs {where}: {CAMERAS} cameras, {total / 1e9:.2f} GB a "
+          f"round, {ROUNDS} rounds, median (min-max), {os.cpu_count()} cores shared with the cameras, haproxy "
           "and PostgreSQL")
     for count in PROCESSES:
         print(f"  {count} process{'es' if count > 1 else ''}: "
@@ -130,7 +140,7 @@ def test_fleet_through_haproxy_one_vs_two_processes(
     print(f"  2/1: {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}); "
           "rounds " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
     benchmark.extra_info.update(
-        piece="station-fleet-lb", op="upload", kind="two-vs-one-process", units=1,
+        piece="station-fleet-lb", op="upload", kind="two-vs-one-process", units=1, blobs=where,
         cameras=CAMERAS, bytes=total, rounds=ROUNDS,
         mb_s={str(count): statistics.median(speeds[count]) for count in PROCESSES},
         mb_s_spread={str(count): [min(speeds[count]), max(speeds[count])]

@@ -4,7 +4,7 @@ started with a config of its own in a temporary directory, health-checking each 
 /api/v1/health. Used by tests/test_station_fleet.py and benches/bench_fleet_lb.py.
 
 The blob store is a parameter (``Blobs``): ``LocalBlobs`` is the one directory every process on
-this host shares; another store (S3) gives its own ``serve`` options, environment and checks.
+this host shares, ``S3Blobs`` one bucket on the test session's Ceph gateway.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -101,6 +101,12 @@ class Blobs(Protocol):
         """How many interrupted writes are left over."""
         ...
 
+    @property
+    def writes_show(self) -> bool:
+        """Whether a blob being written shows in ``partials`` (a local partial file does; an
+        S3 blob smaller than one part is held in the process's memory until it is PUT)."""
+        ...
+
 
 @dataclass
 class LocalBlobs:
@@ -126,6 +132,51 @@ class LocalBlobs:
 
     def partials(self) -> int:
         return sum(1 for _ in (self.root / ".partial").iterdir())
+
+    @property
+    def writes_show(self) -> bool:
+        return True
+
+
+@dataclass
+class S3Blobs:
+    """One S3 bucket every process shares (tests/support/ceph.py's gateway: the ``s3_bucket``
+    fixture makes the bucket and puts the gateway's endpoint and keys in the environment, which
+    the station processes inherit)."""
+
+    bucket: str
+    prefix: str = "fleet"
+
+    def serve_args(self) -> list[str]:
+        return ["--blobs", f"s3://{self.bucket}/{self.prefix}"]
+
+    def environment(self) -> dict[str, str]:
+        return {}
+
+    def store(self) -> BlobStore:
+        from recorder.station.blobs_s3 import S3BlobStore, client_from_environment
+
+        return S3BlobStore(client_from_environment(), self.bucket, self.prefix)
+
+    def _client(self) -> Any:
+        from recorder.station.blobs_s3 import client_from_environment
+
+        return client_from_environment()
+
+    def stored(self) -> set[str]:
+        pages = self._client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/")
+        return {item["Key"].rsplit("/", 1)[-1] for page in pages
+                for item in page.get("Contents", [])}
+
+    def partials(self) -> int:
+        answer = self._client().list_multipart_uploads(Bucket=self.bucket,
+                                                       Prefix=f"{self.prefix}/")
+        return len(answer.get("Uploads", []))
+
+    @property
+    def writes_show(self) -> bool:
+        return False
 
 
 def referenced(engine: sqlalchemy.Engine) -> set[str]:

@@ -31,7 +31,7 @@ from recorder.integrity.manifest import EventKind, ManifestWriter, RecordingHead
 from recorder.integrity.sealed_segment import SealedSegment
 from recorder.integrity.station_pin import StationPin
 from recorder.station.app import create_app
-from recorder.station.blobs import LocalBlobStore, LocalBlobWriter
+from recorder.station.blobs import BlobStore, LocalBlobStore, LocalBlobWriter
 from recorder.station.catalogue import CATALOGUE_FILE, open_catalogue, sqlite_url, to_us
 from recorder.station.evidence_store import EvidenceStore, Holdings
 from recorder.station.identity import StationIdentity
@@ -124,7 +124,7 @@ class FakeClock:
 
 def make_store(data_dir: Path, clock: Callable[[], int] | None = None,
                db_url: str | None = None,
-               blobs: LocalBlobStore | None = None) -> EvidenceStore:
+               blobs: BlobStore | None = None) -> EvidenceStore:
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_catalogue(db_url or sqlite_url(data_dir))
     store_blobs = blobs if blobs is not None else LocalBlobStore(data_dir / "blobs")
