@@ -411,7 +411,7 @@ def test_the_signed_report_names_the_original_every_operation_and_the_output(
         {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         for path in sorted(redacted.recording.glob("*.mp4"))]
     ops = report["operations"]
-    assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == 2
+    assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == DETECT_EVERY
     assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
     assert {"op": "bleep", "start_ms": 1200, "end_ms": 1600} in ops
     assert {"op": "box", "keyframes": [{"t_ms": 500, "x": 20, "y": 150, "w": 60, "h": 30},
