@@ -1,12 +1,15 @@
-"""Redaction speed (`bwv station redact`'s render: detect, track, mask, encode) on 720p30 footage
-with faces, as a real-time factor: seconds of footage per second of wall time (above 1 is faster
-than real time). The footage is support.faces' (the astronaut's head at three sizes on the moving
-synthetic scene), 10 s by default (BWV_BENCH_REDACT_SECONDS), encoded once; each round renders
-it whole with the defaults (the detector on every 2nd frame, libx264 veryfast). Besides the
-rounds' spread in pytest-benchmark's table, extra_info has each round's real-time factor and the
-CPU seconds per second of footage (the machine's cores are what there is to spend).
+"""Redaction speed (`bwv station redact`'s render: decode, detect, track, mask, encode) on 720p30
+footage with faces, as a real-time factor (seconds of footage per second of wall time; above 1
+is faster than real time) and as CPU seconds per second of footage (the process's CPU time: on
+a 2-core machine real time needs well under 2, and it does not depend on what else the machine
+is running, as the wall time does). The footage is support.faces' (the astronaut's head at three
+sizes on the moving synthetic scene), 10 s by default (BWV_BENCH_REDACT_SECONDS), encoded once;
+each round renders it whole. The cases: the defaults (one pass, the detector on every
+DETECT_EVERY-th frame, libx264 at Encoding's preset), the two passes the review page takes
+(faces found first, then the render), the detector on every frame, and other libx264 presets.
+Each prints its rounds (median, min-max) and puts them in extra_info.
 
-Run: .venv/bin/pytest benches/bench_redact.py --benchmark-min-rounds=3 -s
+Run: .venv/bin/pytest benches/bench_redact.py -p no:cacheprovider -s
 """
 
 from __future__ import annotations
@@ -22,14 +25,24 @@ import pytest
 
 from recorder.station.redact.detect import FaceDetector
 from recorder.station.redact.plan import Plan
-from recorder.station.redact.render import DETECT_EVERY, render
+from recorder.station.redact.render import DETECT_EVERY, Encoding, detect_faces, render
+from recorder.station.redact.track import Tracking
 from support import faces
 
 # yuface's OpenMP spins on every core unless held to one thread (libgomp reads this when
 # yuface loads it): the check would otherwise take the cores from the rest of the bench
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 SECONDS = float(os.environ.get("BWV_BENCH_REDACT_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BWV_BENCH_REDACT_ROUNDS", "3"))
 WIDTH, HEIGHT = 1280, 720
+DEFAULT = Encoding().preset
+# name: (detector stride, libx264 preset, two passes)
+CASES = {"defaults": (DETECT_EVERY, DEFAULT, False),
+         "two passes (review page)": (DETECT_EVERY, DEFAULT, True),
+         "detector on every frame": (1, DEFAULT, False),
+         "detector on every 2nd frame": (2, DEFAULT, False),
+         **{f"preset {preset}": (DETECT_EVERY, preset, False)
+            for preset in ("ultrafast", "superfast", "veryfast") if preset != DEFAULT}}
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +52,48 @@ def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("stride", [1, DETECT_EVERY])
-def test_redact_720p30(benchmark: Any, footage: Path, stride: int) -> None:
+def _spread(values: list[float]) -> str:
+    return (f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}; rounds "
+            f"{', '.join(f'{v:.2f}' for v in values)})")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_redact_720p30(benchmark: Any, footage: Path, case: str) -> None:
+    stride, preset, two_passes = CASES[case]
     detector = FaceDetector()
     factors: list[float] = []
     cpu: list[float] = []
+    sizes: list[int] = []
 
     def once() -> None:
         with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch) / "out.mp4"
             wall, used = time.perf_counter(), time.process_time()
-            rendered = render(footage, Path(scratch) / "out.mp4", Plan("bench"), detector,
-                              stride=stride)
+            found = detect_faces(footage, detector, Tracking(), stride) if two_passes else None
+            rendered = render(footage, out, Plan("bench"), detector,
+                              encoding=Encoding(preset=preset), stride=stride, found=found)
             wall, used = time.perf_counter() - wall, time.process_time() - used
+            sizes.append(out.stat().st_size)
         assert rendered.frames == round(SECONDS * faces.FPS)
         assert len(rendered.tracks) >= len(faces.FACES)
         factors.append(SECONDS / wall)
         cpu.append(used / SECONDS)
 
-    benchmark.pedantic(once, rounds=3, iterations=1)
+    benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
+    megabits = 8 * statistics.median(sizes) / SECONDS / 1e6
     benchmark.extra_info.update(
         piece="redact", op="render", size=f"{HEIGHT}p{faces.FPS} {SECONDS:g}s",
-        kind=f"detect every {stride}", realtime_factors=[round(f, 3) for f in factors],
+        kind=f"{case}: detect every {stride}, {preset}, {'two passes' if two_passes else 'one'}",
+        realtime_factors=[round(f, 3) for f in factors],
         realtime_factor_median=round(statistics.median(factors), 3),
-        cpu_s_per_footage_s=round(statistics.median(cpu), 3), cores=os.cpu_count())
-    print(f"\nredact 720p30, detector every {stride} frame(s): real-time factor "
-          f"{statistics.median(factors):.2f} (rounds {', '.join(f'{f:.2f}' for f in factors)}), "
-          f"{statistics.median(cpu):.2f} CPU s per s of footage on {os.cpu_count()} cores")
+        cpu_s_per_footage_s=[round(c, 3) for c in cpu],
+        cpu_s_per_footage_s_median=round(statistics.median(cpu), 3),
+        output_mbit_s=round(megabits, 2), cores=os.cpu_count(),
+        load_average=round(os.getloadavg()[0], 1))
+    print(f"\nredact 720p30, {case} (detector every {stride}, libx264 {preset}, "
+          f"{'two passes' if two_passes else 'one pass'}): real-time factor {_spread(factors)}; "
+          f"CPU s per s of footage {_spread(cpu)}; output {megabits:.2f} Mbit/s; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
 
 
 def test_redact_720p30_faces_left(benchmark: Any, footage: Path) -> None:

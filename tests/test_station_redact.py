@@ -35,8 +35,9 @@ from support.station import bwv, ingest, make_recording, make_store
 from recorder.integrity.keys import DeviceKey
 from recorder.station.redact.detect import Box, FaceDetector
 from recorder.station.redact.plan import AudioRange, BadPlanError, Plan, parse_box, parse_range
-from recorder.station.redact.render import render
+from recorder.station.redact.render import DETECT_EVERY, detect_faces, render
 from recorder.station.redact.mask import Masker
+from recorder.station.redact.track import Tracking
 
 WIDTH, HEIGHT, SECONDS = 320, 240, 2
 MUTE, BLEEP = (0.4, 0.9), (1.2, 1.6)  # seconds
@@ -330,6 +331,24 @@ def test_a_manual_box_masks_its_interpolated_place_and_nothing_else(redacted: Re
         assert np.abs(original[number].astype(int) - boxed[number]).mean() < 3, number
 
 
+def test_one_pass_masks_the_very_boxes_of_two_passes(redacted: Redacted,
+                                                      tmp_path: Path) -> None:
+    """The command renders in one decode, each frame masked once the detections after it are
+    in; the review page finds the faces first, then renders: same tracks, same masked pixels
+    (a solid fill, so the frames compare exactly), and faces were masked at all."""
+    plan = Plan(redacted.recording_id, mask="solid")
+    one, two = tmp_path / "one.mp4", tmp_path / "two.mp4"
+    detector = FaceDetector()
+    found = detect_faces(redacted.original, detector, Tracking(), DETECT_EVERY)
+    alone = render(redacted.original, one, plan, detector)
+    after = render(redacted.original, two, plan, detector, found=found)
+    assert [t.detections for t in alone.tracks] == [t.detections for t in found[0]]
+    assert alone.frames == after.frames == SECONDS * faces.FPS
+    assert alone.masked_boxes == after.masked_boxes > SECONDS * faces.FPS
+    for first, second in zip(rgb_frames(one), rgb_frames(two), strict=True):
+        assert np.array_equal(first, second)
+
+
 def test_a_mask_keeps_nothing_of_the_pixels_inside_the_box() -> None:
     random = np.random.default_rng(7)
     frame = random.integers(0, 256, size=(48 * 3 // 2, 64), dtype=np.uint8)
@@ -392,7 +411,7 @@ def test_the_signed_report_names_the_original_every_operation_and_the_output(
         {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         for path in sorted(redacted.recording.glob("*.mp4"))]
     ops = report["operations"]
-    assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == 2
+    assert ops[0]["op"] == "mask_faces" and ops[0]["detector"]["stride"] == DETECT_EVERY
     assert {"op": "mute", "start_ms": 400, "end_ms": 900} in ops
     assert {"op": "bleep", "start_ms": 1200, "end_ms": 1600} in ops
     assert {"op": "box", "keyframes": [{"t_ms": 500, "x": 20, "y": 150, "w": 60, "h": 30},

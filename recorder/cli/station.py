@@ -537,6 +537,7 @@ def _redact(args: argparse.Namespace) -> int:
     from ..station.content_ca import CA_CERT_FILE
     from ..station.redact import Plan, redact_recording
     from ..station.redact.plan import BadBoxError
+    from ..station.redact.render import DETECT_EVERY
 
     store = open_store(args)
     plan = Plan(args.recording, mask=args.mask, exclude_tracks=tuple(args.exclude_track),
@@ -556,7 +557,8 @@ def _redact(args: argparse.Namespace) -> int:
 
     try:
         result = redact_recording(store, plan, args.out, by=_actor(args),
-                                  stride=args.detect_every, progress=progress)
+                                  stride=args.detect_every or DETECT_EVERY,
+                                  progress=progress)
     except BadBoxError as exc:  # a box outside the frame: a mistyped option, as a bad range
         raise StationUsageError(str(exc)) from None
     finally:
@@ -980,8 +982,8 @@ def add_station_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                         "the first keyframe's time to the last's (repeat for more)")
     redact.add_argument("--exclude-track", action="append", default=[], type=_track_id,
                         metavar="N", help="leave face track N visible (repeat for more)")
-    redact.add_argument("--detect-every", type=_every, default=2, metavar="N",
-                        help="run the face detector on every Nth frame, 1 to 4 (default 2; the "
+    redact.add_argument("--detect-every", type=_every, default=None, metavar="N",
+                        help="run the face detector on every Nth frame, 1 to 4 (default 3; the "
                         "tracker fills the frames between); 1 is slower, and finds a face a "
                         "frame sooner")
     redact.add_argument("--progress", action="store_true",

@@ -1,7 +1,7 @@
 """What replaces the pixels inside a box, on a yuv420p frame (the luma plane and both chroma
 planes, so no colour is left either). Neither mask can be undone, because neither keeps the
 original pixels: ``pixelate`` keeps only the mean of each block of a coarse grid (at most
-``BLOCKS`` blocks across the box, whatever its size) and adds fresh random noise to every pixel;
+``BLOCKS`` blocks across the box, whatever its size) with fresh random noise added to each mean;
 ``solid`` fills the box with one grey.
 """
 
@@ -52,13 +52,19 @@ class Masker:
 
     def _pixelate(self, region: npt.NDArray[np.uint8], block: int, noise: bool) -> None:
         """Each ``block`` x ``block`` cell becomes the mean of its pixels (OpenCV's area
-        resampling down, nearest-neighbour back up), then every pixel gets fresh noise."""
+        resampling down) plus fresh noise, one draw per cell, then is drawn back up as a flat
+        cell (nearest neighbour). The noise is per cell, not per pixel: noise on each pixel
+        averages out over a cell (the cell's mean comes back to within a level), noise on the
+        cell's mean does not, and a flat cell costs the encoder next to nothing where a cell
+        of pixel noise costs it most of its time and bits (docs/redaction.md, Figures)."""
         import cv2
 
         rows, cols = region.shape
-        small = cv2.resize(region, (-(-cols // block), -(-rows // block)),
-                           interpolation=cv2.INTER_AREA)
-        region[...] = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_NEAREST)
+        small = np.asarray(cv2.resize(region, (-(-cols // block), -(-rows // block)),
+                                      interpolation=cv2.INTER_AREA), dtype=np.uint8)
         if noise:
-            jitter = self._random.integers(-NOISE, NOISE + 1, size=region.shape)
-            region[...] = np.clip(region.astype(np.int16) + jitter, 0, 255).astype(np.uint8)
+            jitter = np.asarray(self._random.integers(-NOISE, NOISE + 1, size=small.shape),
+                                dtype=np.int16)
+            jitter += small
+            small = np.clip(jitter, 0, 255).astype(np.uint8)
+        region[...] = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_NEAREST)

@@ -1,8 +1,14 @@
-"""Decode, detect, mask, encode: two passes over the clear footage with PyAV. The first decodes
-the video only and runs the face detector (every ``stride``-th frame; the tracker fills the
-frames between); the second decodes video and audio again, masks each frame's tracked boxes
-(minus the excluded tracks) and the plan's manual boxes, applies the audio operations, and
-encodes H.264 (libx264) and AAC into one MP4 whose clock starts at the first video frame.
+"""Decode, detect, mask, encode the clear footage with PyAV: the face detector runs on every
+``stride``-th frame (the tracker fills the frames between); each frame's tracked boxes (minus
+the excluded tracks) and the plan's manual boxes are masked, the audio operations applied, and
+H.264 (libx264) and AAC encoded into one MP4 whose clock starts at the first video frame.
+
+When the tracks must be known before rendering (the review page lists them first; a plan that
+leaves tracks visible names them), that is two passes: ``detect_faces`` decodes the video and
+runs the detector, then ``render`` decodes it again. Otherwise (``bwv station redact`` with the
+defaults) it is one pass: the detector runs on its threads ahead of the encoder, and a frame is
+masked once the detections of the ``Tracking.settled`` frames after it are in, by then its boxes
+are those the two passes give.
 """
 
 from __future__ import annotations
@@ -18,14 +24,15 @@ from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from .audio import apply as apply_audio
 from .detect import Box, FaceDetector
 from .mask import Masker
 from .plan import Plan
-from .track import Track, Tracking
+from .track import Linker, Track, Tracking
 
-DETECT_EVERY = 2  # the detector runs on every 2nd frame; the tracker fills the others
+DETECT_EVERY = 3  # the detector runs on every 3rd frame; the tracker fills the others
 DETECT_THREADS = 2
 DETECT_BACKLOG = 8
 # (phase, frames done, frames in all or None when not known yet)
@@ -36,9 +43,11 @@ Found = tuple[list[Track], int, float, Fraction]
 
 @dataclass(frozen=True)
 class Encoding:
-    """The encoder's settings: libx264's preset and quality, AAC's bit rate."""
+    """The encoder's settings: libx264's preset and quality, AAC's bit rate. ``ultrafast``
+    takes a third of ``veryfast``'s CPU for about twice its bit rate on redacted footage
+    (docs/redaction.md, Figures), and its H.264 (no CABAC, no B-frames) plays everywhere."""
 
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
     crf: int = 23
     audio_bit_rate: int = 96_000
 
@@ -77,10 +86,7 @@ def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
             first = when if first is None else first
             last = when
             if number % stride == 0:
-                plane = frame.planes[0]
-                luma = np.frombuffer(bytes(plane), np.uint8).reshape(
-                    frame.height, plane.line_size)[:, :frame.width]
-                pending[number] = future = pool.submit(detector.detect, luma)
+                pending[number] = future = pool.submit(detector.detect, _luma(frame))
                 in_flight.append(future)
                 while len(in_flight) > DETECT_BACKLOG:  # the decoder waits for the oldest
                     in_flight.popleft().exception()
@@ -90,8 +96,7 @@ def detect_faces(footage: Path, detector: FaceDetector, tracking: Tracking,
         detections = {number: future.result() for number, future in pending.items()}
     if first is None:
         raise av.error.InvalidDataError(0, "the footage has no video frame")
-    fps = Fraction(count - 1, 1) / (last - first) if count > 1 and last > first else Fraction(30)
-    return tracking.link(detections), count, float(count / fps), first
+    return tracking.link(detections), count, _duration(count, first, last), first
 
 
 def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
@@ -106,6 +111,9 @@ def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
         size = (stream.codec_context.width, stream.codec_context.height)
         if probe.duration:
             plan.check(probe.duration / av.time_base, None, size)
+    if found is None and not plan.exclude_tracks:  # nothing to check against the tracks
+        return _one_pass(footage, out, plan, detector, tracking, encoding, stride, progress,
+                         started)
     if found is None:
         found = detect_faces(footage, detector, tracking, stride, progress)
     tracks, total, duration, origin = found
@@ -116,21 +124,8 @@ def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
     boxes = 0
     with av.open(str(footage)) as source, \
             av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as sink:
-        video_in = source.streams.video[0]
-        video_in.thread_type = "AUTO"
-        audio_in = source.streams.audio[0] if source.streams.audio else None
-        rate = video_in.average_rate or Fraction(30)
-        period = float(1 / rate)  # a frame's time on screen, for the manual boxes
-        video_out: Any = sink.add_stream("libx264", rate=rate)
-        video_out.width, video_out.height = video_in.width, video_in.height
-        video_out.pix_fmt = "yuv420p"
-        video_out.options = {"preset": encoding.preset, "crf": str(encoding.crf)}
-        video_out.codec_context.time_base = Fraction(1, 90_000)
-        audio_out: Any = None
-        if audio_in is not None:
-            audio_out = sink.add_stream("aac", rate=audio_in.rate,
-                                        layout=audio_in.layout.name)
-            audio_out.bit_rate = encoding.audio_bit_rate
+        video_in, audio_in, video_out, audio_out = _streams(source, sink, encoding)
+        period = float(1 / (video_in.average_rate or Fraction(30)))
         streams = [video_in] if audio_in is None else [video_in, audio_in]
         number = 0
         for frame in source.decode(*streams):
@@ -150,6 +145,105 @@ def render(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
     progress("rendering", number, total)
     return Rendered(number, duration, video_in.width, video_in.height, tracks, boxes,
                     detected - started, time.perf_counter() - detected)
+
+
+def _one_pass(footage: Path, out: Path, plan: Plan, detector: FaceDetector,
+              tracking: Tracking, encoding: Encoding, stride: int, progress: Progress,
+              started: float) -> Rendered:
+    """``render`` in one decode: frames wait, decoded, until the detections of the
+    ``tracking.settled(stride)`` frames after them are linked (and the detector has
+    ``DETECT_BACKLOG`` more to work on), then are masked and encoded."""
+    linker = Linker(tracking)
+    ahead = tracking.settled(stride)
+    masker = Masker(plan.mask)
+    waiting: deque[tuple[int, Any, Fraction]] = deque()  # decoded, not yet encoded
+    in_flight: deque[tuple[int, Future[list[Box]]]] = deque()  # oldest first
+    early: list[Any] = []  # audio decoded before the first video frame's time is known
+    count, boxes, origin, last = 0, 0, None, Fraction(0)
+    with av.open(str(footage)) as source, \
+            av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as sink, \
+            ThreadPoolExecutor(DETECT_THREADS, thread_name_prefix="bwv-detect") as pool:
+        video_in, audio_in, video_out, audio_out = _streams(source, sink, encoding)
+        period = float(1 / (video_in.average_rate or Fraction(30)))
+        total = video_in.frames or None
+
+        def emit(upto: int | None) -> None:
+            """Mask and encode the waiting frames up to ``upto`` (all when None)."""
+            nonlocal boxes
+            while waiting and (upto is None or waiting[0][0] <= upto):
+                number, frame, when = waiting.popleft()
+                settle = None if upto is None else number + ahead
+                while in_flight and (settle is None or in_flight[0][0] <= settle):
+                    at, future = in_flight.popleft()
+                    linker.add(at, future.result())
+                manual = plan.boxes_at(float(when), float(when) + period)
+                boxes += _mask_frame(frame, number, linker.tracks, manual, tracking, masker,
+                                     video_out, sink, when)
+                if (number + 1) % 30 == 0:
+                    progress("rendering", number + 1, total)
+
+        streams = [video_in] if audio_in is None else [video_in, audio_in]
+        for frame in source.decode(*streams):
+            if isinstance(frame, av.VideoFrame):
+                last = _time(frame)
+                if origin is None:
+                    origin = last
+                    for sound in early:
+                        if _time(sound) >= origin:
+                            _audio_frame(sound, plan, _time(sound) - origin, audio_out, sink)
+                    early.clear()
+                if count % stride == 0:
+                    in_flight.append((count, pool.submit(detector.detect, _luma(frame))))
+                waiting.append((count, frame, last - origin))
+                count += 1
+                emit(count - 1 - ahead - DETECT_BACKLOG * stride)
+            elif audio_out is not None:
+                if origin is None:
+                    early.append(frame)
+                elif _time(frame) >= origin:
+                    _audio_frame(frame, plan, _time(frame) - origin, audio_out, sink)
+        emit(None)
+        if origin is None:
+            raise av.error.InvalidDataError(0, "the footage has no video frame")
+        sink.mux(video_out.encode(None))
+        if audio_out is not None:
+            sink.mux(audio_out.encode(None))
+    progress("rendering", count, count)
+    duration = _duration(count, origin, last)
+    plan.check(duration, {track.id for track in linker.tracks}, None)
+    return Rendered(count, duration, video_in.width, video_in.height, linker.tracks, boxes,
+                    0.0, time.perf_counter() - started)
+
+
+def _streams(source: Any, sink: Any, encoding: Encoding) -> tuple[Any, Any, Any, Any]:
+    """The source's video and audio (None when it has none) and the sink's encoders for
+    them."""
+    video_in = source.streams.video[0]
+    video_in.thread_type = "AUTO"
+    audio_in = source.streams.audio[0] if source.streams.audio else None
+    video_out: Any = sink.add_stream("libx264", rate=video_in.average_rate or Fraction(30))
+    video_out.width, video_out.height = video_in.width, video_in.height
+    video_out.pix_fmt = "yuv420p"
+    video_out.options = {"preset": encoding.preset, "crf": str(encoding.crf)}
+    video_out.codec_context.time_base = Fraction(1, 90_000)
+    audio_out: Any = None
+    if audio_in is not None:
+        audio_out = sink.add_stream("aac", rate=audio_in.rate, layout=audio_in.layout.name)
+        audio_out.bit_rate = encoding.audio_bit_rate
+    return video_in, audio_in, video_out, audio_out
+
+
+def _luma(frame: Any) -> npt.NDArray[np.uint8]:
+    """A video frame's Y plane, height x width (a copy: the detector works on its thread)."""
+    plane = frame.planes[0]
+    return np.frombuffer(bytes(plane), np.uint8).reshape(
+        frame.height, plane.line_size)[:, :frame.width]
+
+
+def _duration(count: int, first: Fraction, last: Fraction) -> float:
+    """The footage's duration from its frame count and its first and last frame's times."""
+    fps = Fraction(count - 1, 1) / (last - first) if count > 1 and last > first else Fraction(30)
+    return float(count / fps)
 
 
 def _time(frame: Any) -> Fraction:

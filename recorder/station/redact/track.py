@@ -50,26 +50,17 @@ class Tracking:
 
     def link(self, detections: dict[int, list[Box]]) -> list[Track]:
         """Tracks from each frame's detections (frames with no entry were not looked at)."""
-        tracks: list[Track] = []
-        live: list[Track] = []
+        linker = Linker(self)
         for frame in sorted(detections):
-            live = [track for track in live if frame - track.last <= self.max_gap + 1]
-            free = list(live)
-            for box in sorted(detections[frame], key=lambda b: -b.w * b.h):
-                best = max(free, key=lambda track: box.iou(track.detections[track.last]),
-                           default=None)
-                if best is not None and not _near(box, best.detections[best.last]):
-                    best = min(free, key=lambda t: box.centre_distance(t.detections[t.last]))
-                    if not _near(box, best.detections[best.last]):
-                        best = None
-                if best is None:
-                    best = Track(len(tracks) + 1)
-                    tracks.append(best)
-                    live.append(best)
-                else:
-                    free.remove(best)
-                best.detections[frame] = box
-        return tracks
+            linker.add(frame, detections[frame])
+        return linker.tracks
+
+    def settled(self, stride: int) -> int:
+        """How many frames after a frame the detections must be known for its boxes to be
+        final: a gap bridged (``max_gap`` + 1), a track carried back ``linger`` frames before
+        its first detection at the speed of its first ``VELOCITY_SPAN`` frames, and the
+        detector's stride, as ``box_at`` reads them."""
+        return self.max_gap + 1 + self.linger + VELOCITY_SPAN + stride
 
     def box_at(self, track: Track, frame: int) -> Box | None:
         """The padded box of ``track`` in ``frame``, or None when it is not there."""
@@ -111,6 +102,37 @@ class Tracking:
         moved = _between(box, track.detections[other], (frame - end) / (other - end))
         return Box(moved.x + (moved.w - box.w) / 2, moved.y + (moved.h - box.h) / 2, box.w,
                    box.h)  # the centre moves on; the size stays the end's
+
+
+class Linker:
+    """``Tracking.link`` one frame at a time, frames in increasing order: a detection only
+    ever joins a track through the frames before it, so the tracks so far are those ``link``
+    gives for the detections so far."""
+
+    def __init__(self, tracking: Tracking) -> None:
+        self.tracking = tracking
+        self.tracks: list[Track] = []
+        self._live: list[Track] = []
+
+    def add(self, frame: int, boxes: list[Box]) -> None:
+        """The detections of ``frame`` (later than any added before)."""
+        gap = self.tracking.max_gap + 1
+        self._live = [track for track in self._live if frame - track.last <= gap]
+        free = list(self._live)
+        for box in sorted(boxes, key=lambda b: -b.w * b.h):
+            best = max(free, key=lambda track: box.iou(track.detections[track.last]),
+                       default=None)
+            if best is not None and not _near(box, best.detections[best.last]):
+                best = min(free, key=lambda t: box.centre_distance(t.detections[t.last]))
+                if not _near(box, best.detections[best.last]):
+                    best = None
+            if best is None:
+                best = Track(len(self.tracks) + 1)
+                self.tracks.append(best)
+                self._live.append(best)
+            else:
+                free.remove(best)
+            best.detections[frame] = box
 
 
 def _near(box: Box, other: Box) -> bool:
