@@ -27,8 +27,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import (URL, BigInteger, Boolean, Column, Connection, Engine, Float, ForeignKey,
                         Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, insert, inspect, make_url,
-                        select, text)
+                        UniqueConstraint, create_engine, event, insert, inspect, make_url, text)
 from sqlalchemy.exc import OperationalError
 
 from ..private_files import FILE_MODE, open_private

@@ -315,7 +315,7 @@ def _approval(reference: str, state: RequestState, recording_id: str, who: Visit
     """The newest copy in a player, its report, who rendered it, and the two forms."""
     target = e(_approve_path(reference, recording_id))
     token = f'<input type=hidden name=csrf value="{e(who.session.csrf)}">'
-    parts = [f"<p><a href='/approvals'>copies awaiting approval</a></p>",
+    parts = ["<p><a href='/approvals'>copies awaiting approval</a></p>",
              f"<h1>Approve the redacted copy of {e(recording_id)}</h1>",
              f"<p>for request {e(reference)} ({e(state.status)})</p>"]
     if error is not None:
