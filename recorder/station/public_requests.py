@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, insert, or_, select, update
 
 from . import audit, retention
+from .blobs import BlobStore
 from .catalogue import holds, public_requests, recordings
 from .errors import BadRequestError, ConflictError, NoSuchRequestError, RecordingGoneError
 from .evidence_store import EvidenceStore
@@ -82,10 +83,10 @@ def record_request(store: EvidenceStore, reference: str, requester: str, descrip
         audit.append(conn, now, by, "public_request", None,
                      {"reference": reference, "window": [window_start_us, window_end_us],
                       "device_id": device_id, "officer_id": officer_id})
-        matches, gone = _hold_matches(conn, now, _matching(window_start_us, window_end_us,
-                                                           device_id, officer_id),
-                                      f"public request {reference}: {description}", reference,
-                                      by)
+        matches, gone = _hold_matches(
+            conn, store.blobs, now,
+            _matching(window_start_us, window_end_us, device_id, officer_id),
+            f"public request {reference}: {description}", reference, by)
     return PublicRequest(reference, requester, window_start_us, window_end_us, device_id,
                          officer_id, description, matches, gone)
 
@@ -110,16 +111,18 @@ def _matching(window_start_us: int, window_end_us: int, device_id: str | None,
     return query
 
 
-def _hold_matches(conn: Connection, now: int, query: Select[Any], reason: str,
-                  reference: str, by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Hold every recording ``query`` finds, each locked as place_hold locks it, inside the
-    request's own transaction: each one is held, or reported gone (deleted on retention before
-    the request, or by a sweep that held its row first); none is silently lost."""
+def _hold_matches(conn: Connection, blobs: BlobStore, now: int, query: Select[Any],
+                  reason: str, reference: str,
+                  by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Hold every recording ``query`` finds, each locked as place_hold locks it (its blobs under
+    the storage's legal hold too), inside the request's own transaction: each one is held, or
+    reported gone (deleted on retention before the request, or by a sweep that held its row
+    first); none is silently lost."""
     held: list[str] = []
     gone: list[str] = []
     for recording_id in (str(value) for value in conn.execute(query).scalars().all()):
         try:  # refused before it writes anything: the transaction goes on
-            retention.hold_locked(conn, now, recording_id, reason, reference, by)
+            retention.hold_locked(conn, blobs, now, recording_id, reason, reference, by)
         except RecordingGoneError:
             gone.append(recording_id)
             continue
