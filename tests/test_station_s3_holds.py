@@ -1,6 +1,7 @@
 """Every hold locks the recording's objects in the bucket (an S3 legal hold), whatever placed it,
-against a real Ceph gateway (support.ceph): a hold placed by a request from the public.
-Releasing lifts the locks: the gateway then deletes the objects."""
+against a real Ceph gateway (support.ceph): a hold placed by a request from the public, and a
+segment or manifest that arrives after its recording was held. Releasing lifts the locks: the
+gateway then deletes the objects."""
 
 from __future__ import annotations
 
@@ -71,6 +72,26 @@ def test_a_public_requests_hold_locks_the_objects_and_release_lifts_it(
     assert retention.release_holds(store, rid, by="clerk", reason="disclosed",
                                    case_ref="SAR-9") == 1
     assert [locked(store, sha256) for sha256 in blobs] == [False] * 3
+
+
+def test_a_segment_and_manifest_arriving_after_the_hold_are_locked(
+        store: EvidenceStore, camera_key: DeviceKey, tmp_path: Path) -> None:
+    directory = make_recording(tmp_path / "recordings", camera_key)
+    rid = directory.name
+    first, second = sorted(directory.glob("*.mp4"))
+    data = first.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    writer = store.blobs.begin(digest)
+    writer.write(data)
+    assert store.commit_segment("cam7", rid, first.name, writer, digest)
+    retention.place_hold(store, rid, "assault complaint", "CR-2026-118", by="sgt-lee")
+    assert ingest(store, directory).verified  # the second segment, then the manifest
+    holdings = store.holdings(rid)
+    late = [holdings.segments[second.name], holdings.manifest_sha256]
+    assert late[1] is not None
+    assert [locked(store, str(sha256)) for sha256 in late] == [True, True]
+    assert retention.release_holds(store, rid, by="sgt-lee", reason="case closed") == 1
+    assert [locked(store, sha256) for sha256 in blobs_of(store, rid)] == [False] * 3
 
 
 def test_a_segment_of_an_unheld_recording_is_not_locked(
