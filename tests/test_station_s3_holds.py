@@ -99,3 +99,19 @@ def test_a_segment_of_an_unheld_recording_is_not_locked(
     directory = make_recording(tmp_path / "recordings", camera_key)
     assert ingest(store, directory).verified
     assert [locked(store, sha256) for sha256 in blobs_of(store, directory.name)] == [False] * 3
+
+
+def test_a_held_failed_recordings_replaced_manifest_is_unlocked_and_removed(
+        store: EvidenceStore, camera_key: DeviceKey, tmp_path: Path) -> None:
+    cut = make_recording(tmp_path / "cut", camera_key, sealed=False)  # no sealed line: failed
+    first = ingest(store, cut)
+    assert first.status == "failed" and first.manifest_sha256 is not None
+    rid = cut.name
+    retention.place_hold(store, rid, "assault complaint", "CR-2026-118", by="sgt-lee")
+    sealed = make_recording(tmp_path / "sealed", camera_key)  # the same recording, sealed
+    second = store.ingest_manifest("cam7", rid, (sealed / "manifest.jsonl").read_bytes())
+    assert second.verified and second.manifest_sha256 != first.manifest_sha256
+    assert not store.blobs.exists(first.manifest_sha256)  # replaced: unlocked, then removed
+    assert [locked(store, sha256) for sha256 in blobs_of(store, rid)] == [True] * 3
+    assert retention.release_holds(store, rid, by="sgt-lee", reason="case closed") == 1
+    assert [locked(store, sha256) for sha256 in blobs_of(store, rid)] == [False] * 3
