@@ -77,6 +77,11 @@ wait(f"{role}-start")
 if role == "sweep":
     result = retention.sweep(store, pause=hook)
     print(json.dumps({"deleted": result.deleted, "kept_on_hold": result.kept_on_hold}))
+elif role == "request":
+    request = record_request(store, "SAR-RACE", "J. Public", "race",
+                             catalogue.parse_utc("2026-11-01T00:00:00Z"),
+                             catalogue.parse_utc("2026-12-31T00:00:00Z"), by="dpo")
+    print(json.dumps({"matches": list(request.matches), "gone": list(request.gone)}))
 else:
     try:
         hold = retention.place_hold(store, recording_id, "race", "CASE-RACE", by="insp",
@@ -125,9 +130,15 @@ class Race:
             env=dict(os.environ, PYTHONPATH=""))
 
     def run(self, first: str, second: str) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """The sweep's and the hold's outcomes of ``race``, and whether the second was seen
+        blocked on a lock."""
+        outcomes, blocked = self.race(first, second)
+        return outcomes["sweep"], outcomes["hold"], blocked
+
+    def race(self, first: str, second: str) -> tuple[dict[str, dict[str, Any]], bool]:
         """``first`` pauses inside its transaction; ``second`` starts and reaches its lock (or
-        finishes, where nothing makes it wait); then both go on. Their outcomes, and whether
-        the second was seen blocked on a lock."""
+        finishes, where nothing makes it wait); then both go on. Their outcomes by role, and
+        whether the second was seen blocked on a lock."""
         paused, other = self.start(first, "pause"), self.start(second, "run")
         for role, process in ((first, paused), (second, other)):
             wait_for(lambda: (self.barrier / f"{role}-ready").exists()
@@ -155,7 +166,7 @@ class Race:
             out, err = process.communicate(timeout=60)
             assert process.returncode == 0, f"{role}: {err}"
             outcomes[role] = json.loads(out)
-        return outcomes["sweep"], outcomes["hold"], blocked
+        return outcomes, blocked
 
 
 @pytest.fixture()
@@ -224,3 +235,20 @@ def test_a_public_request_holds_each_match_or_reports_it_gone(
     assert (request.matches, request.gone) == ((later.name,), (swept_id,))
     assert [h.case_ref for h in retention.active_holds(store, later.name)] == ["SAR-7"]
     assert retention.active_holds(store, swept_id) == []
+
+
+def test_a_public_request_landing_inside_the_sweeps_transaction_waits_and_reports_it_gone(
+        due: tuple[EvidenceStore, str], catalogue_url: str, clock: FakeClock,
+        tmp_path: Path) -> None:
+    """The sweep locks the row, then appends to the audit log; a request that appended first
+    and then waited for the row deadlocked with it on PostgreSQL (one of them aborted). It
+    locks its matches first now: it waits for the sweep, which commits, and reports the
+    recording gone."""
+    store, recording_id = due
+    race = Race(catalogue_url, tmp_path / "station", clock.now_us, recording_id,
+                tmp_path / "barrier")
+    outcomes, blocked = race.race("sweep", "request")  # both exit 0: neither was aborted
+    assert outcomes["sweep"] == {"deleted": [recording_id], "kept_on_hold": []}
+    assert outcomes["request"] == {"matches": [], "gone": [recording_id]}
+    assert outcome(store, recording_id) == ("deleted", 0)
+    assert blocked, "the request never waited for the sweep's lock: the race was not run"

@@ -129,6 +129,18 @@ def receipted(store: EvidenceStore, holdings: Holdings, device_id: str,
     return dict(holdings.to_json(), receipt=sign_receipt(receipt, store.identity.sign))
 
 
+# what a station process starting removes of the partial blobs in its blob directory: those not
+# written to for this many body timeouts, and never younger than the floor (a sibling process may
+# run with a longer body timeout than this one's)
+PARTIAL_AGE_TIMEOUTS = 10
+PARTIAL_AGE_FLOOR_S = 600.0
+
+
+def startup_partial_age_s(limits: Limits) -> float:
+    """The age (seconds since the last write) past which a partial blob is a leftover."""
+    return max(PARTIAL_AGE_TIMEOUTS * limits.body_timeout_s, PARTIAL_AGE_FLOOR_S)
+
+
 def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
                limits: Limits | None = None) -> Starlette:
     """The device API over ``store``; with ``sweep_interval_s`` it also sweeps retention that
@@ -207,7 +219,10 @@ def create_app(store: EvidenceStore, sweep_interval_s: float | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        removed = await run_in_threadpool(store.blobs.remove_partials)
+        # only the leftovers: a sibling process on the same blob directory may be writing a
+        # partial right now, touching it at least every body timeout (or it is cut off)
+        removed = await run_in_threadpool(store.blobs.remove_partials,
+                                          startup_partial_age_s(caps))
         if removed:
             log.info("removed %d partial blobs left by interrupted uploads", removed)
         task = None

@@ -14,6 +14,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -63,8 +64,11 @@ class BlobStore(Protocol):
         """Remove the blob; False when it was not there."""
         ...
 
-    def remove_partials(self) -> int:
-        """Remove what interrupted writes left; returns how many."""
+    def remove_partials(self, older_than_s: float = 0.0) -> int:
+        """Remove what interrupted writes left, only what was not written to in the last
+        ``older_than_s`` seconds (0: all of it, when no write can be under way; a station
+        process starting beside live siblings passes an age no live upload reaches); returns
+        how many."""
         ...
 
     def set_legal_hold(self, sha256: str, on: bool) -> None:
@@ -217,10 +221,18 @@ class LocalBlobStore:
     def set_legal_hold(self, sha256: str, on: bool) -> None:
         del sha256, on  # a directory has no lock of its own: the catalogue's hold keeps it
 
-    def remove_partials(self) -> int:
+    def remove_partials(self, older_than_s: float = 0.0) -> int:
+        """A partial's age is that of its last write (its mtime): a live upload writes at least
+        every body timeout, or the server cuts it off."""
+        cutoff = time.time() - older_than_s
         removed = 0
         for entry in (self.root / ".partial").iterdir():
-            entry.unlink()
+            try:
+                if older_than_s > 0 and entry.stat().st_mtime > cutoff:
+                    continue  # being written, maybe by another process on this directory
+                entry.unlink()
+            except FileNotFoundError:
+                continue  # committed or aborted meanwhile by the process writing it
             removed += 1
         return removed
 

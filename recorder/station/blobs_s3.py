@@ -431,13 +431,15 @@ class S3BlobStore:
                     continue  # a delete marker: nothing to hold
                 raise self.failed("legal hold", exc) from exc
 
-    def remove_partials(self) -> int:
-        """Abort the multipart uploads under the prefix that were started over a day ago (an
-        interrupted upload of this or another station process; a younger one may be another
-        process's upload in progress)."""
+    def remove_partials(self, older_than_s: float = 0.0) -> int:
+        """Abort the multipart uploads under the prefix that were started over a day ago, or
+        ``older_than_s`` if longer (an interrupted upload of this or another station process;
+        a younger one may be another process's upload in progress: S3 tells when an upload
+        started, not when it was last written to)."""
         import datetime
 
-        cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+        cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=max(older_than_s, 86_400.0))
         removed = 0
         try:
             answer = self.client.list_multipart_uploads(

@@ -23,7 +23,7 @@ from ..integrity.manifest import EventKind
 from . import audit, camera_clock, catalogue, device_records as lifecycle
 from .audit import Action
 from .blobs import BlobStore, BlobWriter
-from .catalogue import devices, markers, nonces, officers, recordings, segments
+from .catalogue import devices, holds, markers, nonces, officers, recordings, segments
 from .errors import (BadRequestError, ConflictError, EnrollmentError, HashMismatchError,
                      RecordingGoneError, RequestAuthError, UnknownRecordingError)
 from .identity import StationIdentity
@@ -289,6 +289,11 @@ class EvidenceStore:
             conn.execute(insert(segments).values(recording_id=recording_id, file=file,
                                                  sha256=sha256, bytes=size, received_us=now,
                                                  blob_deleted=False))
+            if _held(conn, recording_id):
+                # a segment arriving after its recording was held gets the storage's lock as
+                # the hold gave the others (retention.hold_locked), in the transaction of its
+                # row: the row lock orders this against the hold and its release
+                self.blobs.set_legal_hold(sha256, True)
             audit.append(conn, now, f"device:{device_id}", Action.INGEST_SEGMENT, recording_id,
                          {"file": file, "sha256": sha256, "bytes": size})
         return True
@@ -436,6 +441,13 @@ class EvidenceStore:
         self._catalogue(conn, row, recording_id, device_id, now, dict(
             values, status=Status.VERIFIED if report.ok else Status.FAILED,
             manifest_sha256=manifest_sha256, manifest_bytes=len(data), verified_us=now))
+        if _held(conn, recording_id):  # as a segment's commit: the manifest gets the lock
+            self.blobs.set_legal_hold(manifest_sha256, True)
+            replaced = None if row is None else row.manifest_sha256
+            if replaced is not None and replaced != manifest_sha256:
+                # a failed recording's earlier manifest: no longer the recording's (the
+                # release would not find it) and removed after this commit (ingest_manifest)
+                self.blobs.set_legal_hold(replaced, False)
         if report.ok:
             _enter_markers(conn, recording_id, read)
         audit.append(conn, now, f"device:{device_id}", Action.INGEST, recording_id,
@@ -581,6 +593,12 @@ def _insert_recording(conn: Connection, values: dict[str, Any]) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def _held(conn: Connection, recording_id: str) -> bool:
+    """Whether the recording has an active hold (read under its row lock)."""
+    return conn.execute(select(holds.c.id).where(holds.c.recording_id == recording_id)
+                        .where(holds.c.released_us.is_(None)).limit(1)).first() is not None
 
 
 def _lock_blob(conn: Connection, sha256: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, insert, or_, select, update
 
 from . import audit, retention
+from .blobs import BlobStore
 from .catalogue import holds, public_requests, recordings
 from .errors import BadRequestError, ConflictError, NoSuchRequestError, RecordingGoneError
 from .evidence_store import EvidenceStore
@@ -74,6 +75,12 @@ def record_request(store: EvidenceStore, reference: str, requester: str, descrip
             # its export would gather that case's recordings and audit entries too
             raise ConflictError(f"{reference} is already the case reference of holds placed "
                                 "by staff: give the public request a reference of its own")
+        # the matches' rows locked before the first audit append, as the sweep and place_hold
+        # lock a row and then append: the reverse order deadlocks with a concurrent sweep on
+        # PostgreSQL (audit.append locks the chain's head), which then aborts one of them
+        found = [str(value) for value in conn.execute(
+            _matching(window_start_us, window_end_us, device_id, officer_id)
+            .with_for_update()).scalars().all()]
         conn.execute(insert(public_requests).values(
             reference=reference, requester=requester, received_us=received,
             window_start_us=window_start_us, window_end_us=window_end_us, device_id=device_id,
@@ -82,8 +89,7 @@ def record_request(store: EvidenceStore, reference: str, requester: str, descrip
         audit.append(conn, now, by, "public_request", None,
                      {"reference": reference, "window": [window_start_us, window_end_us],
                       "device_id": device_id, "officer_id": officer_id})
-        matches, gone = _hold_matches(conn, now, _matching(window_start_us, window_end_us,
-                                                           device_id, officer_id),
+        matches, gone = _hold_matches(conn, store.blobs, now, found,
                                       f"public request {reference}: {description}", reference,
                                       by)
     return PublicRequest(reference, requester, window_start_us, window_end_us, device_id,
@@ -110,16 +116,18 @@ def _matching(window_start_us: int, window_end_us: int, device_id: str | None,
     return query
 
 
-def _hold_matches(conn: Connection, now: int, query: Select[Any], reason: str,
-                  reference: str, by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Hold every recording ``query`` finds, each locked as place_hold locks it, inside the
-    request's own transaction: each one is held, or reported gone (deleted on retention before
-    the request, or by a sweep that held its row first); none is silently lost."""
+def _hold_matches(conn: Connection, blobs: BlobStore, now: int, found: list[str],
+                  reason: str, reference: str,
+                  by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Hold every recording of ``found`` (their rows already locked by the caller), each as
+    place_hold holds it (its blobs under the storage's legal hold too), inside the request's
+    own transaction: each one is held, or reported gone (deleted on retention before the
+    request, or by a sweep that held its row first); none is silently lost."""
     held: list[str] = []
     gone: list[str] = []
-    for recording_id in (str(value) for value in conn.execute(query).scalars().all()):
+    for recording_id in found:
         try:  # refused before it writes anything: the transaction goes on
-            retention.hold_locked(conn, now, recording_id, reason, reference, by)
+            retention.hold_locked(conn, blobs, now, recording_id, reason, reference, by)
         except RecordingGoneError:
             gone.append(recording_id)
             continue

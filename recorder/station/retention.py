@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, exists, func, insert, or_, select, text
 
 from . import audit
 from .audit import Action
+from .blobs import BlobStore
 from .catalogue import deletions, holds, public_requests, recordings, segments
 from .errors import BadRequestError, ConflictError, RecordingGoneError, UnknownRecordingError
 from .evidence_store import EvidenceStore, Status
@@ -65,12 +66,7 @@ def place_hold(store: EvidenceStore, recording_id: str, reason: str, case_ref: s
             # the request's export gathers every hold of its reference: keep the two apart
             raise ConflictError(f"{case_ref} is the reference of a request from the public: "
                                 "give the case a reference of its own")
-        hold = hold_locked(conn, now, recording_id, reason, case_ref, by, pause)
-        # the storage's own lock too (an S3 legal hold where the bucket has object lock), in the
-        # transaction: if the store refuses, no hold is recorded that the storage does not keep
-        for sha256 in _recording_blobs(conn, recording_id):
-            store.blobs.set_legal_hold(sha256, True)
-    return hold
+        return hold_locked(conn, store.blobs, now, recording_id, reason, case_ref, by, pause)
 
 
 def _recording_blobs(conn: Connection, recording_id: str) -> list[str]:
@@ -98,9 +94,11 @@ def _held_elsewhere(conn: Connection, sha256: str, recording_id: str) -> bool:
     return by_segment is not None or by_manifest is not None
 
 
-def hold_locked(conn: Connection, now: int, recording_id: str, reason: str, case_ref: str,
-                by: str, pause: Pause = _no_pause) -> Hold:
-    """Place a hold inside the caller's transaction, the recording's row locked first."""
+def hold_locked(conn: Connection, blobs: BlobStore, now: int, recording_id: str, reason: str,
+                case_ref: str, by: str, pause: Pause = _no_pause) -> Hold:
+    """Place a hold inside the caller's transaction, the recording's row locked first, and the
+    storage's own lock on the recording's blobs (whoever places it: staff, or a request from
+    the public)."""
     row = _existing(conn, recording_id, lock=True)
     if row.status == Status.DELETED:
         raise RecordingGoneError(f"recording {recording_id} was already deleted on "
@@ -113,6 +111,11 @@ def hold_locked(conn: Connection, now: int, recording_id: str, reason: str, case
     hold_id = int(key[0])
     audit.append(conn, now, by, Action.HOLD, recording_id,
                  {"hold": hold_id, "reason": reason, "case_ref": case_ref})
+    # the storage's own lock too (an S3 legal hold where the bucket has object lock), in the
+    # transaction: if the store refuses, no hold is recorded that the storage does not keep.
+    # A blob that arrives later is locked by its own commit (EvidenceStore.commit_segment).
+    for sha256 in _recording_blobs(conn, recording_id):
+        blobs.set_legal_hold(sha256, True)
     return Hold(hold_id, recording_id, reason, case_ref, by, now)
 
 
