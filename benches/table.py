@@ -179,10 +179,16 @@ def _print_redact(rows: list[tuple[float, dict[str, Any]]]) -> None:
     for median_s, info in rows:
         if "realtime_factor_median" in info:
             factors = info["realtime_factors"]
+            cpu = info["cpu_s_per_footage_s"]  # every round's (one figure in older runs)
+            cpu = cpu if isinstance(cpu, list) else [cpu]
             figure = (f"{info['realtime_factor_median']:.2f}x real time ({min(factors):.2f}-"
                       f"{max(factors):.2f} over {len(factors)} rounds), "
-                      f"{info['cpu_s_per_footage_s']:.2f} CPU s per second of footage on "
+                      f"{info.get('cpu_s_per_footage_s_median', cpu[0]):.2f} CPU s "
+                      f"({min(cpu):.2f}-{max(cpu):.2f}) per second of footage on "
                       f"{info['cores']} cores")
+            if "load_average" in info:
+                figure += (f", {info['output_mbit_s']:.1f} Mbit/s out; load average "
+                           f"{info['load_average']:.1f}")
         elif "frames_with_faces_left" in info:
             figure = (f"{info['frames_with_faces_left']} of {info['frames_with_faces']} frames "
                       f"with a face still show one after redaction ({info['tracks']} tracks)")
