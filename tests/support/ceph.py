@@ -42,6 +42,9 @@ BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "c
             "ceph")
 PACKAGES = "ceph-mon ceph-osd radosgw"
 START_TIMEOUT_S = 120.0
+# The OSD keeps objects in memory (memstore): 1 GiB for the tests; a bench storing more sets
+# BWV_CEPH_MEMSTORE_MB before the cluster starts (a full OSD blocks writes, it does not fail them)
+MEMSTORE_MB_ENV = "BWV_CEPH_MEMSTORE_MB"
 
 
 def missing_binaries() -> list[str]:
@@ -93,7 +96,7 @@ mon cluster log file = {root}/log/cluster.log
 osd data = {root}/osd.$id
 keyring = {root}/osd.$id/keyring
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = {int(os.environ.get(MEMSTORE_MB_ENV, '1024')) << 20}
 osd memory target = 939524096
 osd op num shards = 1
 osd op num threads per shard = 2
@@ -107,6 +110,9 @@ keyring = {root}/rgw/keyring
 rgw frontends = beast endpoint=127.0.0.1:{{rgw_port}}
 rgw dns name = 127.0.0.1
 rgw enable usage log = false
+# deleted objects' data freed at once (memstore holds it in memory), not hours later
+rgw gc obj min wait = 0
+rgw gc processor period = 2
 rgw thread pool size = 32
 """
 
