@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 from bench_upload import CHUNK, Fleet, _cpu_s, _fresh_copy, _together, make_fleets
 from recorder.integrity.keys import DeviceKey
 from recorder.station.identity import StationIdentity
 from recorder.uploader import Uploader
 from support.ceph import ceph, s3_bucket
-from support.fleet import Blobs, LocalBlobs, S3Blobs, require_haproxy, start_fleet
+from support.fleet import (Blobs, LocalBlobs, S3Blobs, fresh_database, require_haproxy,
+                           start_fleet)
 from support.station import make_store, postgres_cluster
 
 __all__ = ["ceph", "postgres_cluster", "s3_bucket"]  # fixtures used by name below
@@ -64,54 +64,49 @@ def _round(fleet: Fleet, processes: int, cluster: tuple[Path, int], number: int,
     """One round: a fresh database and station, every camera enrolled, ``processes`` station
     processes behind haproxy, every camera uploading at once."""
     root = Path(tempfile.mkdtemp(prefix="bwv-bench-fleet-lb-round-"))
-    socket_dir, port = cluster
-    name = f"bwv_bench_lb_{os.getpid()}_{number}_{processes}"
-    admin = sqlalchemy.create_engine(
-        f"postgresql+psycopg://postgres@/postgres?host={socket_dir}&port={port}",
-        isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = f"postgresql+psycopg://postgres@/{name}?host={socket_dir}&port={port}"
     try:
-        data = root / "station"
-        blobs: Blobs = (LocalBlobs(data) if bucket is None
-                        else S3Blobs(bucket, prefix=f"round{number}-{processes}"))
-        store = make_store(data, db_url=url, blobs=blobs.store())
-        for device, key, _ in fleet:
-            store.enroll(device, key.public_key, by="admin")
-        store.engine.dispose()
-        identity = StationIdentity.find(data)
-        assert identity is not None
-        running = start_fleet(data, url, blobs, processes, directory=root / "fleet")
-        try:
-            jobs = []
-            for device, key, source in fleet:
-                recordings = _fresh_copy(source, root / device)
-
-                def job(device: str = device, key: DeviceKey = key,
-                        recordings: Path = recordings) -> None:
-                    with Uploader(running.url, key, device, recordings, pin=identity.pin,
-                                  chunk_bytes=CHUNK, attempts=1) as up:
-                        summary = up.upload_all()
-                    assert summary.ok, summary
-                    assert not any(recordings.iterdir()), "the camera copy was not deleted"
-
-                jobs.append(job)
-            pids = [station.process.pid for station in running.stations]
-            cpu_before = [_cpu_s(pid) for pid in pids]
-            took = _together(jobs)
-            cpu = [_cpu_s(pid) - before for pid, before in zip(pids, cpu_before)]
-        finally:
-            running.stop()
-            if bucket is not None:  # free the memory-backed OSD for the next round
-                for sha256 in blobs.stored():
-                    blobs.store().delete(sha256)
-        return {"s": took, "station_cpu_s": cpu}
+        with fresh_database(cluster, "bwv_bench_lb") as url:
+            return _upload_round(fleet, processes, root, url, number, bucket)
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.dispose()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _upload_round(fleet: Fleet, processes: int, root: Path, url: str, number: int,
+                  bucket: str | None) -> dict[str, Any]:
+    data = root / "station"
+    blobs: Blobs = (LocalBlobs(data) if bucket is None
+                    else S3Blobs(bucket, prefix=f"round{number}-{processes}"))
+    store = make_store(data, db_url=url, blobs=blobs.store())
+    for device, key, _ in fleet:
+        store.enroll(device, key.public_key, by="admin")
+    store.engine.dispose()
+    identity = StationIdentity.find(data)
+    assert identity is not None
+    running = start_fleet(data, url, blobs, processes, directory=root / "fleet")
+    try:
+        jobs = []
+        for device, key, source in fleet:
+            recordings = _fresh_copy(source, root / device)
+
+            def job(device: str = device, key: DeviceKey = key,
+                    recordings: Path = recordings) -> None:
+                with Uploader(running.url, key, device, recordings, pin=identity.pin,
+                              chunk_bytes=CHUNK, attempts=1) as up:
+                    summary = up.upload_all()
+                assert summary.ok, summary
+                assert not any(recordings.iterdir()), "the camera copy was not deleted"
+
+            jobs.append(job)
+        pids = [station.process.pid for station in running.stations]
+        cpu_before = [_cpu_s(pid) for pid in pids]
+        took = _together(jobs)
+        cpu = [_cpu_s(pid) - before for pid, before in zip(pids, cpu_before)]
+    finally:
+        running.stop()
+        if bucket is not None:  # free the memory-backed OSD for the next round
+            for sha256 in blobs.stored():
+                blobs.store().delete(sha256)
+    return {"s": took, "station_cpu_s": cpu}
 
 
 @pytest.mark.parametrize("where", WHERE)

@@ -90,6 +90,13 @@ def open_blob_store(where: str, data_dir: Path) -> BlobStore:
     return LocalBlobStore(Path(where).expanduser() if where else data_dir / "blobs")
 
 
+def hash_refused(size: int, actual: str, expected: str) -> HashMismatchError:
+    """A blob whose bytes are not the declared SHA-256 (every store refuses it the same way)."""
+    return HashMismatchError(f"the {size} bytes received have SHA-256 {actual}, not the "
+                             f"declared {expected}: refused, nothing stored (the file changed "
+                             "on the camera, or the bytes were damaged on the way)")
+
+
 def _missing(sha256: str) -> BlobMissingError:
     return BlobMissingError(f"blob {sha256} is held in the catalogue but missing from the blob "
                             "store; restore it from the backup")
@@ -133,10 +140,7 @@ class LocalBlobWriter:
         actual = self._digest.hexdigest()
         if actual != self.expected_sha256:
             self.abort()
-            raise HashMismatchError(
-                f"the {self._size} bytes received have SHA-256 {actual}, not the declared "
-                f"{self.expected_sha256}: refused, nothing stored (the file changed on the "
-                "camera, or the bytes were damaged on the way)")
+            raise hash_refused(self._size, actual, self.expected_sha256)
         try:
             self._file.flush()
             os.fsync(self._file.fileno())

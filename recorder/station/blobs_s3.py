@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from .errors import BlobMissingError, HashMismatchError, StationError
+from .blobs import hash_refused
+from .errors import BlobMissingError, StationError
 
 ENDPOINT_ENV = "BWV_S3_ENDPOINT"
 PART_SIZE = 8 << 20  # S3's smallest part is 5 MiB; 8 MiB keeps a 1-minute segment to a few parts
@@ -170,10 +171,7 @@ class S3BlobWriter:
         actual = self._digest.hexdigest()
         if actual != self.expected_sha256:
             self.abort()
-            raise HashMismatchError(
-                f"the {self._size} bytes received have SHA-256 {actual}, not the declared "
-                f"{self.expected_sha256}: refused, nothing stored (the file changed on the "
-                "camera, or the bytes were damaged on the way)")
+            raise hash_refused(self._size, actual, self.expected_sha256)
         client, bucket = self._store.client, self._store.bucket
         try:
             if self._already_there:

@@ -9,6 +9,7 @@ this host shares, ``S3Blobs`` one bucket on the test session's Ceph gateway.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -56,12 +57,12 @@ def free_port() -> int:
 _databases = itertools.count(1)
 
 
-@pytest.fixture()
-def fleet_db_url(postgres_cluster: tuple[Path, int]) -> Iterator[str]:
-    """A fresh PostgreSQL database for a fleet of station processes, dropped after the test
-    (with FORCE: a killed process's session may linger)."""
-    root, port = postgres_cluster
-    name = f"bwv_fleet_{os.getpid()}_{next(_databases)}"
+@contextlib.contextmanager
+def fresh_database(cluster: tuple[Path, int], prefix: str = "bwv_fleet") -> Iterator[str]:
+    """The URL of a new PostgreSQL database on ``cluster`` (the ``postgres_cluster`` fixture's),
+    dropped at the end (with FORCE: a killed process's session may linger)."""
+    root, port = cluster
+    name = f"{prefix}_{os.getpid()}_{next(_databases)}"
     admin = sqlalchemy.create_engine(
         f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}",
         isolation_level="AUTOCOMMIT")
@@ -73,6 +74,13 @@ def fleet_db_url(postgres_cluster: tuple[Path, int]) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture()
+def fleet_db_url(postgres_cluster: tuple[Path, int]) -> Iterator[str]:
+    """A fresh PostgreSQL database for a fleet of station processes, dropped after the test."""
+    with fresh_database(postgres_cluster) as url:
+        yield url
 
 
 # --- the blob store every process shares
@@ -193,6 +201,16 @@ def referenced(engine: sqlalchemy.Engine) -> set[str]:
 # --- station processes and the balancer
 
 
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class StationProcess:
     name: str
@@ -212,12 +230,7 @@ class StationProcess:
 
     def stop(self) -> None:
         if self.alive:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            _terminate(self.process)
 
 
 def start_station(data: Path, db_url: str, blobs: Blobs, name: str, logs: Path,
@@ -330,12 +343,7 @@ class Haproxy:
         raise AssertionError(f"haproxy never saw {name} {state}: {self.states()}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _terminate(self.process)
 
 
 def start_haproxy(stations: list[StationProcess], directory: Path) -> Haproxy:
