@@ -20,7 +20,7 @@ from typing import BinaryIO, Protocol
 
 from .. import durability
 from ..private_files import make_private_dir, open_private
-from .errors import BlobMissingError, HashMismatchError, StorageFullError
+from .errors import BlobMissingError, StorageFullError, hash_refused
 
 
 class BlobWriter(Protocol):
@@ -88,13 +88,6 @@ def open_blob_store(where: str, data_dir: Path) -> BlobStore:
     if "://" in where:
         raise ValueError(f"{where!r}: --blobs is a directory or s3://BUCKET/PREFIX")
     return LocalBlobStore(Path(where).expanduser() if where else data_dir / "blobs")
-
-
-def hash_refused(size: int, actual: str, expected: str) -> HashMismatchError:
-    """A blob whose bytes are not the declared SHA-256 (every store refuses it the same way)."""
-    return HashMismatchError(f"the {size} bytes received have SHA-256 {actual}, not the "
-                             f"declared {expected}: refused, nothing stored (the file changed "
-                             "on the camera, or the bytes were damaged on the way)")
 
 
 def _missing(sha256: str) -> BlobMissingError:

@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from .blobs import hash_refused
-from .errors import BlobMissingError, StationError
+from .errors import BlobMissingError, StationError, hash_refused
 
 ENDPOINT_ENV = "BWV_S3_ENDPOINT"
 PART_SIZE = 8 << 20  # S3's smallest part is 5 MiB; 8 MiB keeps a 1-minute segment to a few parts

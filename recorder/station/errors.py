@@ -146,3 +146,10 @@ class NoSuchRequestError(StationError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def hash_refused(size: int, actual: str, expected: str) -> HashMismatchError:
+    """A blob whose bytes are not the declared SHA-256 (every store refuses it the same way)."""
+    return HashMismatchError(f"the {size} bytes received have SHA-256 {actual}, not the "
+                             f"declared {expected}: refused, nothing stored (the file changed "
+                             "on the camera, or the bytes were damaged on the way)")
