@@ -6,38 +6,49 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
-try:
-    from typing import TYPE_CHECKING
 
-    from ._native import NativeFallbackWarning, load, policy_from_environ
-    from .capture.access_unit import AUDIO, VIDEO, AccessUnit, RingStats
-    from .errors import (
-        AccessUnitTooLargeError,
-        EmptyAccessUnitError,
-        InvalidStreamError,
-        NonMonotonicPtsError,
-        PayloadTypeError,
-        RecorderError,
-        RingClosedError,
-        RingError,
-        RingStateError,
-    )
-except KeyboardInterrupt:
-    # Ctrl-C while bwv (`python -m recorder`, whose argv[0] is "-m" until its __main__ runs, or
-    # the `bwv` script) imports this package: nothing has begun, so bwv stops as it does for a
-    # Ctrl-C anywhere in start-up, exit 130 and no traceback. An import by other code re-raises.
-    # A second Ctrl-C right behind the first (a double press) must not land in that exit either:
-    # from here SIGINT is ignored, and one that comes before that takes effect ends bwv the same.
-    try:
-        if sys.argv[:1] == ["-m"] or sys.argv[0].rsplit("/", 1)[-1:] == ["bwv"]:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            raise SystemExit(130) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    raise
+def _starting_bwv() -> bool:
+    """Whether this import is bwv's own start-up, not code importing recorder as a library:
+    `python -m recorder` (whose argv[0] is "-m" until its __main__ runs) or the `bwv` script."""
+    argv0 = str((getattr(sys, "argv", None) or [""])[0])
+    if argv0 == "-m":
+        given = list(getattr(sys, "orig_argv", []))
+        return "-mrecorder" in given or any(flag == "-m" and name == "recorder"
+                                            for flag, name in zip(given, given[1:]))
+    return os.path.basename(argv0) == "bwv"
+
+
+def stop_quietly(signum: int, frame: object) -> None:
+    """SIGINT while bwv starts up (imports, reads its command line): nothing has begun, so bwv
+    exits 130, as a shell reports Ctrl-C, with no traceback. ``os._exit``, not an exception: a
+    second Ctrl-C right behind the first (a double press) lands in here again, and can only
+    exit the same way, where an ``except KeyboardInterrupt`` could itself be interrupted. The
+    command puts Python's own handler back once it begins its work (``recorder.cli.main``)."""
+    os._exit(130)
+
+
+if _starting_bwv():
+    signal.signal(signal.SIGINT, stop_quietly)  # a SIGINT before this line is the interpreter's
+
+from typing import TYPE_CHECKING  # noqa: E402  (after the handler: these imports take a while)
+
+from ._native import NativeFallbackWarning, load, policy_from_environ  # noqa: E402
+from .capture.access_unit import AUDIO, VIDEO, AccessUnit, RingStats  # noqa: E402
+from .errors import (  # noqa: E402
+    AccessUnitTooLargeError,
+    EmptyAccessUnitError,
+    InvalidStreamError,
+    NonMonotonicPtsError,
+    PayloadTypeError,
+    RecorderError,
+    RingClosedError,
+    RingError,
+    RingStateError,
+)
 
 __version__ = "0.1.0"
 

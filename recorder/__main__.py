@@ -1,13 +1,6 @@
-"""`python -m recorder` is the `bwv` command."""
+"""`python -m recorder` is the `bwv` command. A Ctrl-C while it starts up (here, importing the
+command line) ends it quietly: the package put ``recorder.stop_quietly`` in place first."""
 
-import signal
-import sys
-
-try:
-    from .cli import command
-except KeyboardInterrupt:  # Ctrl-C while starting up: nothing was begun, so no traceback
-    # and none from a second Ctrl-C (a user hammering it) landing in the interpreter's exit
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(130)
+from .cli import command
 
 command()

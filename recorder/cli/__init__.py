@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from .. import __version__
+from .. import __version__, stop_quietly
 from ..device import doctor
 from . import station as station_commands  # parsers only; the station loads on use
 from .record import LOG_LEVELS, add_record_parsers
@@ -411,13 +411,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-    except KeyboardInterrupt:  # Ctrl-C while the command line is read: nothing was begun
+    except KeyboardInterrupt:  # Ctrl-C while the command line is read: nothing was begun (in
+        # bwv's own process recorder.stop_quietly has ended it already; this is for callers)
         return EXIT_INTERRUPTED
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     level = args.bwv_log_level or ("info" if args.command == "run" else "warning")
     try:
+        if signal.getsignal(signal.SIGINT) is stop_quietly:  # bwv's start-up is over: from
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # here Ctrl-C is caught below
         with logging_to(sys.stderr, level):
             result: int = args.func(args)
     except BrokenPipeError:  # `bwv ... | head`: the reader left; not an error of ours
