@@ -6,11 +6,11 @@ a full disk, no station) leaves nothing lost, nothing deleted early and the audi
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
-import os
 import time
 from pathlib import Path
 
